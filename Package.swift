@@ -1,0 +1,87 @@
+// swift-tools-version:6.0
+// MambaFormer cluster: one target per part, dependencies pointing one way:
+//   mambaformer (CLI) → nodes (RouterNode, ExpertNode, Gateway, LoadGen)
+//                     → Engine / Gate → Kernels → COpenBLAS
+//   everything that crosses a process → Wire → CZmq, CProtobufC
+import PackageDescription
+
+// Language mode 5: the nodes own C pointers (zmq sockets, protobuf-c structs) on
+// one thread each; Swift 6's strict sendability checking would only add noise there.
+let v5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
+let package = Package(
+    name: "mambaformer",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "mambaformer", targets: ["mambaformer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // System libraries (Debian packages, see scripts/install-deps.sh).
+        // libzmq deliberately has no pkgConfig: libzmq.pc pulls a -isystem flag SwiftPM rejects.
+        .systemLibrary(name: "CZmq", path: "Sources/CZmq"),
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas"),
+        .systemLibrary(name: "CProtobufC", path: "Sources/CProtobufC", pkgConfig: "libprotobuf-c"),
+
+        // The wire contract: protobuf messages over ZeroMQ.
+        .target(name: "Wire", dependencies: [
+            "CZmq", "CProtobufC",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: v5),
+
+        // Numerics: BLAS wrappers, norms, activations, selective scan.
+        .target(name: "Kernels", dependencies: ["COpenBLAS"], swiftSettings: v5),
+        // Hugging Face tokenizer.json (Unigram, BPE) and incremental detokenization.
+        .target(name: "Tokenizers", swiftSettings: v5),
+        // Models (ET5, EMamba), safetensors, configs, decoding.
+        .target(name: "Engine", dependencies: ["Kernels", "Tokenizers"], swiftSettings: v5),
+        // The token-level router gate: features, network, policy, training.
+        .target(name: "Gate", dependencies: ["Engine", "Kernels", "Tokenizers"], swiftSettings: v5),
+
+        // Processes.
+        .target(name: "RouterNode", dependencies: [
+            "Wire", "Gate", "Tokenizers",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ], swiftSettings: v5),
+        .target(name: "ExpertNode", dependencies: [
+            "Wire", "Engine", "Tokenizers",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ], swiftSettings: v5),
+        .target(name: "Gateway", dependencies: [
+            "Wire",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: v5),
+        .target(name: "LoadGen", dependencies: [
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: v5),
+
+        // The one executable.
+        .executableTarget(name: "mambaformer", dependencies: [
+            "Wire", "Kernels", "Tokenizers", "Engine", "Gate",
+            "RouterNode", "ExpertNode", "Gateway", "LoadGen",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
+        ], swiftSettings: v5),
+
+        // Unit tests next to each part; integration tests start real processes.
+        .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: v5),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: v5),
+    ]
+)

@@ -1,0 +1,28 @@
+import ArgumentParser
+import Wire
+
+/// The one executable. Each subcommand lives in `Commands/<Name>Command.swift`.
+@main
+struct Mambaformer: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mambaformer",
+        abstract: "A multi-process serving cluster for the MambaFormer hybrid Mixture-of-Experts.",
+        version: "mambaformer \(MambaformerVersion.string) (libzmq \(zmqLibraryVersion()))",
+        subcommands: [
+            GatewayCommand.self, RouterCommand.self, ExpertCommand.self, UpCommand.self,
+            AskCommand.self, InferCommand.self, TokenizeCommand.self, GateCommand.self,
+            EvalCommand.self, LoadgenCommand.self, KeygenCommand.self, ScaleCommand.self,
+        ]
+    )
+}
+
+enum MambaformerVersion {
+    static let string = "0.1.0"
+}
+
+/// Thrown by subcommands whose component has not landed yet: they must not pretend to work.
+struct NotBuiltYet: Error, CustomStringConvertible {
+    let command: String
+    let issue: Int
+    var description: String { "`mambaformer \(command)` is not built yet (tracked in issue #\(issue))." }
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every system dependency of the MambaFormer cluster on Debian 12, idempotently.
+# Used by `make demo`, `make test` and .ci/run. Needs root (or sudo) only when something
+# is missing.
+set -euo pipefail
+
+PACKAGES=(
+  libzmq3-dev            # ZeroMQ 4.3 (built with CURVE)
+  libprotobuf-c-dev      # protobuf-c runtime
+  protobuf-c-compiler    # protoc-c, to check the committed generated code is current
+  libopenblas-dev        # cblas (pthread variant)
+  libsodium-dev          # CURVE key generation
+  pkg-config
+  systemd                # systemd-analyze verify for Deploy/ units
+  curl                   # used by tests and the demo
+  iproute2               # ip netns for the multi-host test
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root to install: ${missing[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
