@@ -1,0 +1,217 @@
+// Swift mirrors of the messages in proto/mambaformer.proto. Nodes use only these types;
+// the protobuf-c structs stay inside the Wire target (see Codec.swift).
+
+/// Protocol version carried in every envelope: major * 1000 + minor.
+public enum WireProtocol {
+    public static let major: UInt32 = 1
+    public static let minor: UInt32 = 0
+    public static var version: UInt32 { major * 1000 + minor }
+    public static func major(of version: UInt32) -> UInt32 { version / 1000 }
+}
+
+public enum PoolKind: Int, Sendable, CaseIterable, CustomStringConvertible {
+    case unspecified = 0, emamba = 1, et5 = 2
+    public var description: String {
+        switch self {
+        case .unspecified: return "unspecified"
+        case .emamba: return "emamba"
+        case .et5: return "et5"
+        }
+    }
+    /// The other expert pool (for fallback).
+    public var other: PoolKind {
+        switch self {
+        case .emamba: return .et5
+        case .et5: return .emamba
+        case .unspecified: return .unspecified
+        }
+    }
+}
+
+public enum ErrorCode: Int, Sendable {
+    case unspecified = 0, badRequest, overloaded, unavailable, deadline, cancelled, internalError, version, unauthorized
+}
+
+public enum FinishReason: Int, Sendable {
+    case none = 0, eos, length, deadline, cancelled
+}
+
+public struct Sampling: Sendable, Equatable {
+    public var temperature: Float = 0
+    public var topP: Float = 0
+    public var topK: UInt32 = 0
+    public var seed: UInt64 = 0
+    public var repetitionPenalty: Float = 0
+    public init(temperature: Float = 0, topP: Float = 0, topK: UInt32 = 0, seed: UInt64 = 0, repetitionPenalty: Float = 0) {
+        self.temperature = temperature; self.topP = topP; self.topK = topK; self.seed = seed
+        self.repetitionPenalty = repetitionPenalty
+    }
+}
+
+public struct Policy: Sendable, Equatable {
+    public var costWeight: Float = 0.5
+    public var forced: PoolKind = .unspecified
+    public init(costWeight: Float = 0.5, forced: PoolKind = .unspecified) {
+        self.costWeight = costWeight; self.forced = forced
+    }
+}
+
+public struct Ready: Sendable, Equatable {
+    public var pool: PoolKind
+    public var modelId: String
+    public var replicaId: String
+    public var capacity: UInt32
+    public var softwareVersion: String
+    public init(pool: PoolKind, modelId: String, replicaId: String, capacity: UInt32, softwareVersion: String) {
+        self.pool = pool; self.modelId = modelId; self.replicaId = replicaId
+        self.capacity = capacity; self.softwareVersion = softwareVersion
+    }
+}
+
+public struct Heartbeat: Sendable, Equatable {
+    public var load: UInt32
+    public init(load: UInt32 = 0) { self.load = load }
+}
+
+public struct Disconnect: Sendable, Equatable {
+    public var reason: String
+    public init(reason: String) { self.reason = reason }
+}
+
+public struct AnswerRequest: Sendable, Equatable {
+    public var requestId: String
+    public var question: String
+    public var context: String = ""
+    public var maxNewTokens: UInt32 = 64
+    public var policy = Policy()
+    public var sampling = Sampling()
+    public var deadlineUnixMs: UInt64 = 0
+    public var spanTokens: UInt32 = 0
+    public init(requestId: String, question: String, context: String = "", maxNewTokens: UInt32 = 64,
+                policy: Policy = Policy(), sampling: Sampling = Sampling(), deadlineUnixMs: UInt64 = 0,
+                spanTokens: UInt32 = 0) {
+        self.requestId = requestId; self.question = question; self.context = context
+        self.maxNewTokens = maxNewTokens; self.policy = policy; self.sampling = sampling
+        self.deadlineUnixMs = deadlineUnixMs; self.spanTokens = spanTokens
+    }
+}
+
+public struct Cancel: Sendable, Equatable {
+    public var requestId: String
+    public init(requestId: String) { self.requestId = requestId }
+}
+
+public struct WireErrorBody: Sendable, Equatable, Error {
+    public var code: ErrorCode
+    public var message: String
+    public var retryable: Bool
+    public init(code: ErrorCode, message: String, retryable: Bool) {
+        self.code = code; self.message = message; self.retryable = retryable
+    }
+}
+
+public struct Piece: Sendable, Equatable {
+    public var text: String
+    public var tokenId: UInt32
+    public var logprob: Float
+    public var entropy: Float
+    public init(text: String, tokenId: UInt32, logprob: Float = 0, entropy: Float = 0) {
+        self.text = text; self.tokenId = tokenId; self.logprob = logprob; self.entropy = entropy
+    }
+}
+
+public struct SpanRequest: Sendable, Equatable {
+    public var requestId: String
+    public var spanIndex: UInt32
+    public var prompt: String
+    public var answerSoFar: String
+    public var maxNewTokens: UInt32
+    public var sampling = Sampling()
+    public var deadlineUnixMs: UInt64 = 0
+    public var sessionHint: String = ""
+    public var answerTokensBefore: UInt32 = 0
+    public init(requestId: String, spanIndex: UInt32, prompt: String, answerSoFar: String, maxNewTokens: UInt32,
+                sampling: Sampling = Sampling(), deadlineUnixMs: UInt64 = 0, sessionHint: String = "",
+                answerTokensBefore: UInt32 = 0) {
+        self.requestId = requestId; self.spanIndex = spanIndex; self.prompt = prompt
+        self.answerSoFar = answerSoFar; self.maxNewTokens = maxNewTokens; self.sampling = sampling
+        self.deadlineUnixMs = deadlineUnixMs; self.sessionHint = sessionHint
+        self.answerTokensBefore = answerTokensBefore
+    }
+}
+
+public struct SpanResult: Sendable, Equatable {
+    public var requestId: String
+    public var spanIndex: UInt32
+    public var pieces: [Piece] = []
+    public var text: String = ""
+    public var finish: FinishReason = .none
+    public var computeUs: UInt64 = 0
+    public var cachedPrefixTokens: UInt32 = 0
+    public var promptTokens: UInt32 = 0
+    public var replicaId: String = ""
+    public var pool: PoolKind = .unspecified
+    public var gateScore: Float = 0
+    public var queueUs: UInt64 = 0
+    public init(requestId: String, spanIndex: UInt32, pieces: [Piece] = [], text: String = "",
+                finish: FinishReason = .none, computeUs: UInt64 = 0, cachedPrefixTokens: UInt32 = 0,
+                promptTokens: UInt32 = 0, replicaId: String = "", pool: PoolKind = .unspecified,
+                gateScore: Float = 0, queueUs: UInt64 = 0) {
+        self.requestId = requestId; self.spanIndex = spanIndex; self.pieces = pieces; self.text = text
+        self.finish = finish; self.computeUs = computeUs; self.cachedPrefixTokens = cachedPrefixTokens
+        self.promptTokens = promptTokens; self.replicaId = replicaId; self.pool = pool
+        self.gateScore = gateScore; self.queueUs = queueUs
+    }
+}
+
+public struct DoneStats: Sendable, Equatable {
+    public var finish: FinishReason = .eos
+    public var spans: UInt32 = 0
+    public var promptTokens: UInt32 = 0
+    public var completionTokens: UInt32 = 0
+    public var emambaTokens: UInt32 = 0
+    public var et5Tokens: UInt32 = 0
+    public var totalUs: UInt64 = 0
+    public var queueUs: UInt64 = 0
+    public var retries: UInt32 = 0
+    public var gateKind: String = ""
+    public init(finish: FinishReason = .eos, spans: UInt32 = 0, promptTokens: UInt32 = 0,
+                completionTokens: UInt32 = 0, emambaTokens: UInt32 = 0, et5Tokens: UInt32 = 0,
+                totalUs: UInt64 = 0, queueUs: UInt64 = 0, retries: UInt32 = 0, gateKind: String = "") {
+        self.finish = finish; self.spans = spans; self.promptTokens = promptTokens
+        self.completionTokens = completionTokens; self.emambaTokens = emambaTokens; self.et5Tokens = et5Tokens
+        self.totalUs = totalUs; self.queueUs = queueUs; self.retries = retries; self.gateKind = gateKind
+    }
+}
+
+public struct AnswerEvent: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        case span(SpanResult)
+        case done(DoneStats)
+        case error(WireErrorBody)
+    }
+    public var requestId: String
+    public var kind: Kind
+    public init(requestId: String, kind: Kind) { self.requestId = requestId; self.kind = kind }
+}
+
+/// One ZeroMQ message body.
+public enum Body: Sendable, Equatable {
+    case ready(Ready)
+    case heartbeat(Heartbeat)
+    case disconnect(Disconnect)
+    case answerRequest(AnswerRequest)
+    case answerEvent(AnswerEvent)
+    case cancel(Cancel)
+    case spanRequest(SpanRequest)
+    case spanResult(SpanResult)
+    case error(WireErrorBody)
+}
+
+public struct Envelope: Sendable, Equatable {
+    public var version: UInt32
+    public var body: Body
+    public init(_ body: Body, version: UInt32 = WireProtocol.version) {
+        self.version = version; self.body = body
+    }
+}
