@@ -70,7 +70,12 @@ public struct Ready: Sendable, Equatable {
 
 public struct Heartbeat: Sendable, Equatable {
     public var load: UInt32
-    public init(load: UInt32 = 0) { self.load = load }
+    /// Router -> gateway only: live replicas per pool, for the gateway's /readyz.
+    public var emambaReplicas: UInt32
+    public var et5Replicas: UInt32
+    public init(load: UInt32 = 0, emambaReplicas: UInt32 = 0, et5Replicas: UInt32 = 0) {
+        self.load = load; self.emambaReplicas = emambaReplicas; self.et5Replicas = et5Replicas
+    }
 }
 
 public struct Disconnect: Sendable, Equatable {
