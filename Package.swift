@@ -32,6 +32,9 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas"),
         .systemLibrary(name: "CProtobufC", path: "Sources/CProtobufC", pkgConfig: "libprotobuf-c"),
 
+        // POSIX helpers Swift cannot call directly (prctl, CPU feature detection).
+        .target(name: "CSupport", path: "Sources/CSupport"),
+
         // The wire contract: protobuf messages over ZeroMQ.
         .target(name: "Wire", dependencies: [
             "CZmq", "CProtobufC",
@@ -45,7 +48,7 @@ let package = Package(
         // Models (ET5, EMamba), safetensors, configs, decoding.
         .target(name: "Engine", dependencies: ["Kernels", "Tokenizers"], swiftSettings: v5),
         // The token-level router gate: features, network, policy, training.
-        .target(name: "Gate", dependencies: ["Engine", "Kernels", "Tokenizers"], swiftSettings: v5),
+        .target(name: "Gate", dependencies: ["Wire", "Engine", "Kernels", "Tokenizers"], swiftSettings: v5),
 
         // Processes.
         .target(name: "RouterNode", dependencies: [
@@ -74,7 +77,7 @@ let package = Package(
         // The one executable.
         .executableTarget(name: "mambaformer", dependencies: [
             "Wire", "Kernels", "Tokenizers", "Engine", "Gate",
-            "RouterNode", "ExpertNode", "Gateway", "LoadGen",
+            "RouterNode", "ExpertNode", "Gateway", "LoadGen", "CSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "TOMLKit", package: "TOMLKit"),
@@ -83,5 +86,6 @@ let package = Package(
         // Unit tests next to each part; integration tests start real processes.
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: v5),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: v5),
+        .testTarget(name: "RouterNodeTests", dependencies: ["RouterNode", "Gate"], swiftSettings: v5),
     ]
 )

@@ -1,7 +1,142 @@
-/// The router: a ZeroMQ broker that owns the gate, dispatches token spans to expert pools and forwards span results to gateways.
-///
-/// See ../../README.md for the architecture.
-public enum RouterNodeModule {
-    /// Shown by `mambaformer --version` per component.
-    public static let name = "RouterNode"
+import Foundation
+import Gate
+import Logging
+import Metrics
+import Wire
+
+/// The router process: binds a frontend ROUTER (gateways connect) and a backend ROUTER
+/// (experts connect) and runs `RouterCore` over a single-threaded zmq_poll loop. Every
+/// socket is owned by the loop's thread.
+public final class RouterNode {
+    public struct Options: Sendable {
+        public var frontend = "tcp://127.0.0.1:5555"
+        public var backend = "tcp://127.0.0.1:5556"
+        public var core = RouterConfig()
+        public var curve: CurveServerConfig?
+        public init() {}
+    }
+
+    public let options: Options
+    private let core: RouterCore
+    private let logger: Logger
+    private let context: ZmqContext
+    private let frontend: ZmqSocket
+    private let backend: ZmqSocket
+    /// The endpoints actually bound (a `*` port resolved).
+    public let frontendEndpoint: String
+    public let backendEndpoint: String
+    /// Set to drain and stop (from any thread, e.g. a signal handler's queue).
+    public let stopRequested = StopFlag()
+
+    private let framesDropped = Counter(label: "mambaformer_router_frames_dropped_total")
+    private let spansDispatched = Counter(label: "mambaformer_router_spans_total")
+    private let replicasGauge = [PoolKind.emamba: Gauge(label: "mambaformer_router_replicas", dimensions: [("pool", "emamba")]),
+                                 PoolKind.et5: Gauge(label: "mambaformer_router_replicas", dimensions: [("pool", "et5")])]
+    private let queueGauge = [PoolKind.emamba: Gauge(label: "mambaformer_router_queue_depth", dimensions: [("pool", "emamba")]),
+                              PoolKind.et5: Gauge(label: "mambaformer_router_queue_depth", dimensions: [("pool", "et5")])]
+
+    public init(options: Options, gate: SpanGate, logger: Logger) throws {
+        self.options = options
+        self.core = RouterCore(config: options.core, gate: gate)
+        self.logger = logger
+        context = try ZmqContext()
+        frontend = try ZmqSocket(context: context, type: .router)
+        backend = try ZmqSocket(context: context, type: .router)
+        if let curve = options.curve {
+            try frontend.enableCurveServer(curve)
+            try backend.enableCurveServer(curve)
+        }
+        frontendEndpoint = try frontend.bind(options.frontend)
+        backendEndpoint = try backend.bind(options.backend)
+    }
+
+    /// Asks the loop to drain and stop (safe from any thread, e.g. a signal handler's queue).
+    public func stop() { stopRequested.set() }
+
+    public var stats: RouterStats { core.stats }
+
+    /// Runs until `stop()`; then drains admitted requests (bounded by `drainTimeoutMs`).
+    public func run(drainTimeoutMs: UInt64 = 10_000) {
+        logger.info("router listening", metadata: [
+            "frontend": "\(frontendEndpoint)", "backend": "\(backendEndpoint)", "gate": "\(core.gate.kind)"])
+        var drainDeadline: UInt64?
+        while true {
+            let now = Self.nowMs()
+            if stopRequested.isSet, drainDeadline == nil {
+                logger.info("router draining", metadata: ["requests": "\(core.activeRequests)"])
+                core.drain()
+                drainDeadline = now + drainTimeoutMs
+            }
+            if let d = drainDeadline, core.activeRequests == 0 || now >= d { break }
+
+            let readable: [Bool]
+            do { readable = try ZmqPoll.poll([frontend, backend], timeoutMs: 50) } catch {
+                logger.error("poll failed: \(error)")
+                continue
+            }
+            if readable[0] { drain(frontend, isFrontend: true) }
+            if readable[1] { drain(backend, isFrontend: false) }
+            perform(core.tick(now: Self.nowMs()))
+            for pool in [PoolKind.emamba, .et5] {
+                replicasGauge[pool]?.record(core.liveReplicas(pool))
+                queueGauge[pool]?.record(core.queueDepth(pool))
+            }
+        }
+        logger.info("router stopped", metadata: ["requests_done": "\(core.stats.requestsDone)"])
+        frontend.close()
+        backend.close()
+        context.terminate()
+    }
+
+    /// Reads what is waiting on one socket (bounded, so one busy peer cannot starve the other socket).
+    private func drain(_ socket: ZmqSocket, isFrontend: Bool) {
+        for _ in 0..<256 {
+            let message: (identity: [UInt8]?, result: Result<Envelope, WireError>)?
+            do { message = try socket.receiveEnvelope() } catch {
+                logger.error("receive failed: \(error)")
+                return
+            }
+            guard let message else { return }
+            guard let identity = message.identity else { continue }
+            if case .failure(let error) = message.result {
+                framesDropped.increment()
+                logger.debug("dropped a malformed frame", metadata: ["error": "\(error)", "socket": "\(isFrontend ? "frontend" : "backend")"])
+            }
+            let now = Self.nowMs()
+            if isFrontend {
+                perform(core.gatewayFrame(identity, message.result, now: now))
+            } else {
+                logReplicaEvent(message.result)
+                perform(core.expertFrame(identity, message.result, now: now))
+            }
+        }
+    }
+
+    private func logReplicaEvent(_ result: Result<Envelope, WireError>) {
+        if case .success(let envelope) = result, case .ready(let ready) = envelope.body {
+            logger.info("replica ready", metadata: [
+                "pool": "\(ready.pool)", "replica": "\(ready.replicaId)", "model": "\(ready.modelId)", "capacity": "\(ready.capacity)"])
+        }
+    }
+
+    private func perform(_ actions: [RouterAction]) {
+        for action in actions {
+            let sent: Bool
+            do {
+                switch action {
+                case .toGateway(let identity, let envelope): sent = try frontend.send(envelope, to: identity)
+                case .toExpert(let identity, let envelope):
+                    if case .spanRequest = envelope.body { spansDispatched.increment() }
+                    sent = try backend.send(envelope, to: identity)
+                }
+            } catch {
+                logger.warning("send failed: \(error)")
+                sent = false
+            }
+            // A peer that vanished: the core learns of it through liveness; nothing else to do.
+            if !sent { framesDropped.increment() }
+        }
+    }
+
+    static func nowMs() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
 }

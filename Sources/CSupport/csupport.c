@@ -1,0 +1,22 @@
+#include "csupport.h"
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
+
+int mf_set_parent_death_signal(int sig) {
+#if defined(__linux__)
+    return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0);
+#else
+    (void)sig;
+    return -1;
+#endif
+}
+
+int mf_cpu_has_avx512f(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+#else
+    return 0;
+#endif
+}

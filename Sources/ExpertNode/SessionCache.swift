@@ -1,0 +1,42 @@
+import Engine
+
+/// Per-sequence model state kept between spans (ET5: encoder output + KV cache; EMamba:
+/// conv + SSM state), so that the next span of the same answer costs only its new tokens.
+/// Bounded by entries and bytes; the least recently used session is evicted first.
+/// A miss only costs a recomputation: every span request is self-contained.
+final class SessionCache {
+    private struct Entry { var session: ModelSession; var lastUse: UInt64 }
+    private var entries: [String: Entry] = [:]
+    private var clock: UInt64 = 0
+    let maxEntries: Int
+    let maxBytes: Int
+
+    init(maxEntries: Int, maxBytes: Int) {
+        self.maxEntries = max(1, maxEntries)
+        self.maxBytes = maxBytes
+    }
+
+    var count: Int { entries.count }
+
+    /// Takes the session out of the cache (a session is used by one span at a time).
+    func take(_ key: String) -> ModelSession? {
+        entries.removeValue(forKey: key)?.session
+    }
+
+    func put(_ key: String, _ session: ModelSession) {
+        clock += 1
+        entries[key] = Entry(session: session, lastUse: clock)
+        evict()
+    }
+
+    func remove(_ key: String) { entries[key] = nil }
+
+    private func evict() {
+        var bytes = entries.values.reduce(0) { $0 + $1.session.memoryBytes }
+        while entries.count > maxEntries || (bytes > maxBytes && entries.count > 1) {
+            guard let oldest = entries.min(by: { $0.value.lastUse < $1.value.lastUse }) else { return }
+            bytes -= oldest.value.session.memoryBytes
+            entries[oldest.key] = nil
+        }
+    }
+}

@@ -1,0 +1,171 @@
+import Engine
+import Foundation
+import Tokenizers
+import Wire
+
+/// What a finished (or failed) span produces for the router.
+enum SpanOutcome {
+    case result(SpanResult)
+    case failure(requestId: String, WireErrorBody)
+}
+
+/// Continuous batching for one expert process. Every active sequence advances by one token
+/// per `step()`, in one batched model call; a new span joins at the next step (after its
+/// prefill) and a finished span leaves at once, so short and long answers share the batch.
+final class SpanScheduler {
+    final class Sequence {
+        let span: SpanRequest
+        let session: ModelSession
+        var sampler: Sampler
+        var logits: [Float]
+        var detokenizer: IncrementalDetokenizer
+        var pieces: [Piece] = []
+        var text = ""
+        var pendingToken: Int?
+        let cachedPrefix: Int
+        let promptTokens: Int
+        let startNs: UInt64
+        var stripLeadingSpace: Bool
+
+        init(span: SpanRequest, session: ModelSession, sampler: Sampler, logits: [Float],
+             detokenizer: IncrementalDetokenizer, cachedPrefix: Int, promptTokens: Int, startNs: UInt64,
+             stripLeadingSpace: Bool) {
+            self.span = span; self.session = session; self.sampler = sampler; self.logits = logits
+            self.detokenizer = detokenizer; self.cachedPrefix = cachedPrefix; self.promptTokens = promptTokens
+            self.startNs = startNs; self.stripLeadingSpace = stripLeadingSpace
+        }
+    }
+
+    let model: ExpertModel
+    let tokenizer: Tokenizer
+    let format: PromptFormat
+    let pool: PoolKind
+    let replicaId: String
+    let cache: SessionCache
+    /// A span may run this many tokens past its budget to complete a UTF-8 character.
+    let maxOverrun = 4
+    private(set) var active: [Sequence] = []
+
+    init(model: ExpertModel, tokenizer: Tokenizer, format: PromptFormat, pool: PoolKind, replicaId: String, cache: SessionCache) {
+        self.model = model; self.tokenizer = tokenizer; self.format = format
+        self.pool = pool; self.replicaId = replicaId; self.cache = cache
+    }
+
+    var activeCount: Int { active.count }
+    func isActive(_ requestId: String) -> Bool { active.contains { $0.span.requestId == requestId } }
+
+    /// Prefills a new span (reusing the cached session's longest common prefix) and samples
+    /// its first token. Returns an outcome when the span ends at once (EOS, error).
+    func admit(_ span: SpanRequest, nowUnixMs: UInt64) -> SpanOutcome? {
+        let start = DispatchTime.now().uptimeNanoseconds
+        do {
+            let inputs = try format.inputs(for: span, model: model, tokenizer: tokenizer)
+            guard !inputs.decoder.isEmpty else {
+                return .failure(requestId: span.requestId, WireErrorBody(code: .badRequest, message: "empty input", retryable: false))
+            }
+            var session: ModelSession
+            var kept = 0
+            if let cached = cache.take(span.sessionHint), cached.encoderInput == inputs.encoder {
+                session = cached
+                let common = zip(cached.consumed, inputs.decoder).prefix { $0 == $1 }.count
+                // Re-feed at least the last token: its logits start the span.
+                kept = session.truncate(to: min(common, inputs.decoder.count - 1))
+            } else {
+                session = try model.makeSession(encoderInput: inputs.encoder)
+            }
+            let logits = try model.feed(session, tokens: Array(inputs.decoder[kept...]))
+            let s = span.sampling
+            let sampler = Sampler(temperature: s.temperature, topK: Int(s.topK), topP: s.topP,
+                                  seed: s.seed &+ UInt64(span.answerTokensBefore), repetitionPenalty: s.repetitionPenalty)
+            let sequence = Sequence(
+                span: span, session: session, sampler: sampler, logits: logits,
+                detokenizer: IncrementalDetokenizer(tokenizer: tokenizer, context: inputs.decoder),
+                cachedPrefix: kept, promptTokens: inputs.decoder.count + (inputs.encoder?.count ?? 0), startNs: start,
+                stripLeadingSpace: span.answerSoFar.isEmpty)
+            active.append(sequence)
+            return advance(sequence, nowUnixMs: nowUnixMs)
+        } catch {
+            return .failure(requestId: span.requestId, WireErrorBody(code: .internalError, message: "\(error)", retryable: false))
+        }
+    }
+
+    /// One batched decode step over every sequence with a token to consume.
+    func step(nowUnixMs: UInt64) -> [SpanOutcome] {
+        let ready = active.filter { $0.pendingToken != nil }
+        guard !ready.isEmpty else { return [] }
+        let rows: [Float]
+        do {
+            rows = try model.step(ready.map(\.session), tokens: ready.map { $0.pendingToken! })
+        } catch {
+            // A failed batch fails its spans; the router may retry them elsewhere.
+            return ready.compactMap { seq in
+                remove(seq, keepSession: false)
+                return .failure(requestId: seq.span.requestId, WireErrorBody(code: .internalError, message: "\(error)", retryable: true))
+            }
+        }
+        var outcomes: [SpanOutcome] = []
+        let v = model.vocabSize
+        for (i, seq) in ready.enumerated() {
+            seq.pendingToken = nil
+            seq.logits = Array(rows[(i * v)..<((i + 1) * v)])
+            if let outcome = advance(seq, nowUnixMs: nowUnixMs) { outcomes.append(outcome) }
+        }
+        return outcomes
+    }
+
+    /// Drops a sequence the router cancelled; its session is forgotten too.
+    func cancel(requestId: String) {
+        for seq in active where seq.span.requestId == requestId { remove(seq, keepSession: false) }
+        cache.remove(requestId)
+    }
+
+    /// Samples the next token of `seq` from its logits; ends the span when due.
+    private func advance(_ seq: Sequence, nowUnixMs: UInt64) -> SpanOutcome? {
+        if seq.span.deadlineUnixMs > 0, nowUnixMs >= seq.span.deadlineUnixMs {
+            return finish(seq, .deadline)
+        }
+        let history = seq.session.consumed
+        let pick = seq.logits.withUnsafeBufferPointer {
+            seq.sampler.next(logits: $0, history: history, suppress: [])
+        }
+        if pick.token == model.eosTokenId { return finish(seq, .eos) }
+        var piece: String
+        do { piece = try seq.detokenizer.push(pick.token) } catch {
+            remove(seq, keepSession: false)
+            return .failure(requestId: seq.span.requestId, WireErrorBody(code: .internalError, message: "\(error)", retryable: false))
+        }
+        if seq.stripLeadingSpace, !piece.isEmpty {
+            piece = String(piece.drop { $0.isWhitespace })
+            if !piece.isEmpty { seq.stripLeadingSpace = false }
+        }
+        seq.pieces.append(Piece(text: piece, tokenId: UInt32(pick.token), logprob: pick.logprob, entropy: pick.entropy))
+        seq.text += piece
+        let budget = Int(seq.span.maxNewTokens)
+        if seq.pieces.count >= budget && (seq.detokenizer.isClean || seq.pieces.count >= budget + maxOverrun) {
+            return finish(seq, .none)
+        }
+        seq.pendingToken = pick.token
+        return nil
+    }
+
+    private func finish(_ seq: Sequence, _ reason: FinishReason) -> SpanOutcome {
+        remove(seq, keepSession: reason == .none)
+        let result = SpanResult(
+            requestId: seq.span.requestId, spanIndex: seq.span.spanIndex, pieces: seq.pieces, text: seq.text,
+            finish: reason, computeUs: (DispatchTime.now().uptimeNanoseconds - seq.startNs) / 1000,
+            cachedPrefixTokens: UInt32(seq.cachedPrefix), promptTokens: UInt32(seq.promptTokens),
+            replicaId: replicaId, pool: pool)
+        return .result(result)
+    }
+
+    private func remove(_ seq: Sequence, keepSession: Bool) {
+        active.removeAll { $0 === seq }
+        if keepSession {
+            // The state now covers every consumed token: a restorable point for the next span.
+            seq.session.markSnapshot()
+            cache.put(seq.span.sessionHint, seq.session)
+        } else {
+            cache.remove(seq.span.sessionHint)
+        }
+    }
+}

@@ -1,0 +1,167 @@
+import Foundation
+import Logging
+import Wire
+
+/// The gateway's connection to the router: one DEALER socket owned by one thread.
+///
+/// HTTP handlers run on many threads, so they never touch that socket: `submit` and
+/// `cancel` put the envelope on an in-process ZeroMQ pipe that the loop thread forwards,
+/// and the loop hands every `AnswerEvent` to the AsyncStream of its request. Router
+/// heartbeats tell `/readyz` whether the router is alive and which pools have replicas;
+/// when the router falls silent its in-flight requests fail with a retryable error
+/// instead of hanging until their deadline.
+public final class RouterClient: AnswerBackend, @unchecked Sendable {
+    private let endpoint: String
+    private let logger: Logger
+    private let context: ZmqContext
+    private let outbox: ZmqSocket          // any thread, under `lock`
+    private let inboxEndpoint: String
+    private let lock = NSLock()
+    private var streams: [String: AsyncStream<AnswerEvent>.Continuation] = [:]
+    private var lastHeartbeatMs: UInt64 = 0
+    private var replicas = (emamba: 0, et5: 0)
+    private let stopFlag = StopFlag()
+    private var thread: Thread?
+    private let heartbeatIntervalMs: UInt64
+    private let liveness: UInt64
+
+    public init(endpoint: String, curve: CurveClientConfig? = nil, heartbeatIntervalMs: UInt64 = 1000,
+                liveness: UInt64 = 3, logger: Logger) throws {
+        self.endpoint = endpoint
+        self.logger = logger
+        self.heartbeatIntervalMs = heartbeatIntervalMs
+        self.liveness = liveness
+        context = try ZmqContext()
+        inboxEndpoint = "inproc://router-client-\(UUID().uuidString)"
+        let inbox = try ZmqSocket(context: context, type: .dealer, sendHWM: 0, receiveHWM: 0)
+        _ = try inbox.bind(inboxEndpoint)
+        outbox = try ZmqSocket(context: context, type: .dealer, sendHWM: 0, receiveHWM: 0)
+        try outbox.connect(inboxEndpoint)
+        let router = try ZmqSocket(context: context, type: .dealer)
+        if let curve { try router.enableCurveClient(curve) }
+        try router.setReconnectInterval(ms: 100, maxMs: 1000)
+        try router.connect(endpoint)
+        let thread = Thread { [unowned self] in self.loop(router: router, inbox: inbox) }
+        thread.name = "router-client"
+        self.thread = thread
+        thread.start()
+    }
+
+    deinit { stopFlag.set() }
+
+    public func shutdown() { stopFlag.set() }
+
+    // MARK: AnswerBackend
+
+    public func submit(_ request: AnswerRequest) async throws -> AsyncStream<AnswerEvent> {
+        let (stream, continuation) = AsyncStream<AnswerEvent>.makeStream(bufferingPolicy: .unbounded)
+        lock.lock()
+        streams[request.requestId] = continuation
+        let sent = (try? outbox.send(Envelope(.answerRequest(request)), to: nil)) ?? false
+        if !sent { streams[request.requestId] = nil }
+        lock.unlock()
+        if !sent {
+            continuation.yield(AnswerEvent(requestId: request.requestId, kind: .error(
+                WireErrorBody(code: .unavailable, message: "the gateway could not queue the request", retryable: true))))
+            continuation.finish()
+        }
+        return stream
+    }
+
+    public func cancel(requestId: String) async {
+        lock.lock()
+        let continuation = streams.removeValue(forKey: requestId)
+        _ = try? outbox.send(Envelope(.cancel(Cancel(requestId: requestId))), to: nil)
+        lock.unlock()
+        continuation?.finish()
+    }
+
+    public func status() async -> BackendStatus {
+        lock.lock(); defer { lock.unlock() }
+        let reachable = Self.nowMs() <= lastHeartbeatMs + heartbeatIntervalMs * liveness
+        return BackendStatus(routerReachable: reachable,
+                             emambaReplicas: reachable ? replicas.emamba : 0,
+                             et5Replicas: reachable ? replicas.et5 : 0)
+    }
+
+    // MARK: The loop thread
+
+    private func loop(router: ZmqSocket, inbox: ZmqSocket) {
+        var lastSentHeartbeat: UInt64 = 0
+        var routerWasAlive = false
+        while !stopFlag.isSet {
+            guard let readable = try? ZmqPoll.poll([router, inbox], timeoutMs: 100) else { continue }
+            if readable[1] {
+                // Forward what HTTP handlers queued; the payload is already an encoded envelope.
+                while let frames = try? inbox.receive(dontWait: true) {
+                    _ = try? router.send(frames, dontWait: true)
+                }
+            }
+            if readable[0] {
+                while let message = try? router.receiveEnvelope() {
+                    switch message.result {
+                    case .success(let envelope): handle(envelope)
+                    case .failure(let error): logger.warning("dropped a malformed frame from the router", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
+            let now = Self.nowMs()
+            if now >= lastSentHeartbeat + heartbeatIntervalMs {
+                lastSentHeartbeat = now
+                _ = try? router.send(Envelope(.heartbeat(Heartbeat())), to: nil)
+            }
+            lock.lock()
+            let alive = now <= lastHeartbeatMs + heartbeatIntervalMs * liveness
+            lock.unlock()
+            if routerWasAlive, !alive {
+                logger.warning("router silent; failing in-flight requests", metadata: ["router": "\(endpoint)"])
+                failAll(WireErrorBody(code: .unavailable, message: "the router stopped answering", retryable: true))
+            }
+            routerWasAlive = alive
+        }
+        failAll(WireErrorBody(code: .unavailable, message: "the gateway is shutting down", retryable: true))
+        router.close()
+        inbox.close()
+        lock.lock(); outbox.close(); lock.unlock()
+        context.terminate()
+    }
+
+    private func handle(_ envelope: Envelope) {
+        lock.lock()
+        lastHeartbeatMs = Self.nowMs()  // any message proves the router alive
+        switch envelope.body {
+        case .heartbeat(let hb):
+            replicas = (Int(hb.emambaReplicas), Int(hb.et5Replicas))
+            lock.unlock()
+        case .answerEvent(let event):
+            let continuation = streams[event.requestId]
+            let terminal: Bool
+            switch event.kind {
+            case .span: terminal = false
+            case .done, .error: terminal = true
+            }
+            if terminal { streams[event.requestId] = nil }
+            lock.unlock()
+            continuation?.yield(event)
+            if terminal { continuation?.finish() }
+        case .error(let error):
+            lock.unlock()
+            logger.error("router refused the gateway: \(error.message)")
+        default:
+            lock.unlock()
+        }
+    }
+
+    private func failAll(_ error: WireErrorBody) {
+        lock.lock()
+        let all = streams
+        streams.removeAll()
+        lock.unlock()
+        for (id, continuation) in all {
+            continuation.yield(AnswerEvent(requestId: id, kind: .error(error)))
+            continuation.finish()
+        }
+    }
+
+    static func nowMs() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
+}

@@ -1,0 +1,496 @@
+import Gate
+import Wire
+
+/// A ZeroMQ peer's routing identity (the first frame on a ROUTER socket).
+public typealias PeerIdentity = [UInt8]
+
+/// What the router decides to send; the event loop (RouterNode) performs it.
+public enum RouterAction: Equatable {
+    case toGateway(PeerIdentity, Envelope)
+    case toExpert(PeerIdentity, Envelope)
+}
+
+public struct RouterConfig: Sendable {
+    /// Tokens per span when the request does not say.
+    public var spanTokens: UInt32 = 16
+    public var heartbeatIntervalMs: UInt64 = 1000
+    /// A peer silent for this many heartbeat intervals is dead (DESIGN.md: 3).
+    public var liveness: UInt64 = 3
+    /// Admission control: new requests are refused (`overloaded`, retryable) beyond these.
+    public var maxActiveRequests = 1024
+    public var maxQueuedSpansPerPool = 64
+    /// When the gate's pool is saturated, use the other pool instead of refusing.
+    public var fallbackOnOverload = true
+    /// Attempts per span before the request fails (a retry happens when a replica dies).
+    public var maxAttemptsPerSpan = 4
+    public var defaultDeadlineMs: UInt64 = 120_000
+    public var maxNewTokensLimit: UInt32 = 1024
+    public init() {}
+}
+
+/// Counters the tests and the metrics read.
+public struct RouterStats: Sendable, Equatable {
+    public var requests = 0
+    public var requestsDone = 0
+    public var requestsFailed = 0
+    public var spansDispatched = 0
+    public var spanRetries = 0
+    public var deadlineMisses = 0
+    public var malformedFrames = 0
+    public var overloaded = 0
+    public var fallbacks = 0
+    public var lateResults = 0
+    public var tokens: [PoolKind: Int] = [:]
+    public var spansByReplica: [String: Int] = [:]
+}
+
+/// The router's whole state machine, free of sockets and clocks so that it can be tested
+/// directly: each input (a frame from a gateway or an expert, or a clock tick) returns
+/// the messages to send. Follows the Majordomo pattern: experts announce a pool with
+/// `Ready`, heartbeats run both ways, a silent expert is dead after `liveness`
+/// intervals and its in-flight spans are re-dispatched (span requests are self-contained,
+/// so a retry is always safe).
+public final class RouterCore {
+    struct SpanKey: Hashable { var requestId: String; var spanIndex: UInt32 }
+
+    final class Replica {
+        let identity: PeerIdentity
+        let ready: Ready
+        var inflight: Set<SpanKey> = []
+        var lastSeenMs: UInt64
+        init(identity: PeerIdentity, ready: Ready, now: UInt64) {
+            self.identity = identity; self.ready = ready; self.lastSeenMs = now
+        }
+        var hasRoom: Bool { inflight.count < max(1, Int(ready.capacity)) }
+    }
+
+    final class ActiveRequest {
+        let request: AnswerRequest
+        let gateway: PeerIdentity
+        let prompt: String
+        let deadlineMs: UInt64
+        let startedMs: UInt64
+        var answer = ""
+        var nextSpan: UInt32 = 0
+        var completionTokens: UInt32 = 0
+        var tokensByPool: [PoolKind: UInt32] = [:]
+        var previousPool: PoolKind?
+        var previousConfidence: Float?
+        var affinity: [PoolKind: PeerIdentity] = [:]
+        // The span currently queued or in flight.
+        var span: SpanRequest?
+        var spanPool: PoolKind = .emamba
+        var spanScore: Float = 0
+        var spanQueuedMs: UInt64 = 0
+        var spanAttempts = 0
+        var queueUs: UInt64 = 0
+        var retries: UInt32 = 0
+        var spans: UInt32 = 0
+        init(request: AnswerRequest, gateway: PeerIdentity, prompt: String, deadlineMs: UInt64, now: UInt64) {
+            self.request = request; self.gateway = gateway; self.prompt = prompt
+            self.deadlineMs = deadlineMs; self.startedMs = now
+        }
+    }
+
+    struct Inflight { var replica: PeerIdentity; var pool: PoolKind; var dispatchedMs: UInt64 }
+
+    public let config: RouterConfig
+    public let gate: SpanGate
+    public private(set) var stats = RouterStats()
+
+    var replicas: [PeerIdentity: Replica] = [:]
+    var requests: [String: ActiveRequest] = [:]
+    var queues: [PoolKind: [SpanKey]] = [.emamba: [], .et5: []]
+    var inflight: [SpanKey: Inflight] = [:]
+    var gateways: [PeerIdentity: UInt64] = [:]
+    var lastHeartbeatMs: UInt64 = 0
+    /// Set by `drain()`: no new requests, finish the admitted ones.
+    public private(set) var draining = false
+
+    public init(config: RouterConfig = RouterConfig(), gate: SpanGate) {
+        self.config = config
+        self.gate = gate
+    }
+
+    // MARK: - Queries
+
+    public func liveReplicas(_ pool: PoolKind) -> Int {
+        replicas.values.filter { $0.ready.pool == pool }.count
+    }
+    public var activeRequests: Int { requests.count }
+    public func queueDepth(_ pool: PoolKind) -> Int { queues[pool]?.count ?? 0 }
+    public var inflightSpans: Int { inflight.count }
+
+    // MARK: - Inputs
+
+    /// A frame from a gateway on the frontend socket.
+    public func gatewayFrame(_ identity: PeerIdentity, _ decoded: Result<Envelope, WireError>, now: UInt64) -> [RouterAction] {
+        var out: [RouterAction] = []
+        let envelope: Envelope
+        switch decoded {
+        case .success(let e): envelope = e
+        case .failure(let error):
+            stats.malformedFrames += 1
+            if case .versionMismatch = error {
+                out.append(.toGateway(identity, Envelope(.error(WireErrorBody(code: .version, message: "\(error)", retryable: false)))))
+            }
+            return out
+        }
+        gateways[identity] = now
+        switch envelope.body {
+        case .answerRequest(let request):
+            admit(request, from: identity, now: now, &out)
+        case .cancel(let cancel):
+            if let active = requests[cancel.requestId], active.gateway == identity {
+                finish(active, now: now, &out, event: nil)
+            }
+        case .heartbeat:
+            break
+        case .disconnect:
+            gateways[identity] = nil
+            for active in requests.values where active.gateway == identity { finish(active, now: now, &out, event: nil) }
+        default:
+            stats.malformedFrames += 1
+        }
+        return out
+    }
+
+    /// A frame from an expert on the backend socket.
+    public func expertFrame(_ identity: PeerIdentity, _ decoded: Result<Envelope, WireError>, now: UInt64) -> [RouterAction] {
+        var out: [RouterAction] = []
+        let envelope: Envelope
+        switch decoded {
+        case .success(let e): envelope = e
+        case .failure(let error):
+            stats.malformedFrames += 1
+            if case .versionMismatch = error {
+                out.append(.toExpert(identity, Envelope(.error(WireErrorBody(code: .version, message: "\(error)", retryable: false)))))
+            }
+            return out
+        }
+        if case .ready(let ready) = envelope.body {
+            guard ready.pool == .emamba || ready.pool == .et5 else {
+                stats.malformedFrames += 1
+                out.append(.toExpert(identity, Envelope(.disconnect(Disconnect(reason: "Ready names no pool")))))
+                return out
+            }
+            if let old = replicas[identity], old.ready.pool != ready.pool {
+                removeReplica(identity, now: now, &out)
+            }
+            if replicas[identity] == nil {
+                replicas[identity] = Replica(identity: identity, ready: ready, now: now)
+            }
+            replicas[identity]?.lastSeenMs = now
+            dispatch(ready.pool, now: now, &out)
+            return out
+        }
+        guard let replica = replicas[identity] else {
+            // Majordomo: a worker we do not know (e.g. after a router restart) must re-register.
+            if case .disconnect = envelope.body { return out }
+            out.append(.toExpert(identity, Envelope(.disconnect(Disconnect(reason: "unknown replica: send Ready")))))
+            return out
+        }
+        replica.lastSeenMs = now
+        switch envelope.body {
+        case .heartbeat:
+            break
+        case .disconnect:
+            removeReplica(identity, now: now, &out)
+        case .spanResult(let result):
+            spanResult(result, from: replica, now: now, &out)
+        case .answerEvent(let event):
+            // Experts report a failed span as an error event for its request.
+            if case .error(let error) = event.kind { spanFailed(requestId: event.requestId, error: error, from: replica, now: now, &out) }
+        case .error(let error):
+            stats.malformedFrames += 1
+            _ = error
+        default:
+            stats.malformedFrames += 1
+        }
+        return out
+    }
+
+    /// The clock: heartbeats, dead replicas, deadlines.
+    public func tick(now: UInt64) -> [RouterAction] {
+        var out: [RouterAction] = []
+        let deadAfter = config.heartbeatIntervalMs * config.liveness
+        for (identity, replica) in replicas where now > replica.lastSeenMs + deadAfter {
+            removeReplica(identity, now: now, &out)
+        }
+        for (identity, seen) in gateways where now > seen + deadAfter { gateways[identity] = nil }
+        for active in requests.values where now >= active.deadlineMs {
+            stats.deadlineMisses += 1
+            finish(active, now: now, &out, event: .error(WireErrorBody(
+                code: .deadline, message: "deadline passed after \(active.completionTokens) tokens", retryable: false)))
+        }
+        if now >= lastHeartbeatMs + config.heartbeatIntervalMs {
+            lastHeartbeatMs = now
+            for identity in replicas.keys { out.append(.toExpert(identity, Envelope(.heartbeat(Heartbeat())))) }
+            let hb = Heartbeat(load: UInt32(requests.count), emambaReplicas: UInt32(liveReplicas(.emamba)),
+                               et5Replicas: UInt32(liveReplicas(.et5)))
+            for identity in gateways.keys { out.append(.toGateway(identity, Envelope(.heartbeat(hb)))) }
+        }
+        return out
+    }
+
+    /// Stop admitting requests; admitted ones run to completion.
+    public func drain() { draining = true }
+
+    // MARK: - Requests
+
+    private func admit(_ request: AnswerRequest, from gateway: PeerIdentity, now: UInt64, _ out: inout [RouterAction]) {
+        func refuse(_ code: ErrorCode, _ message: String, retryable: Bool) {
+            out.append(.toGateway(gateway, Envelope(.answerEvent(AnswerEvent(
+                requestId: request.requestId, kind: .error(WireErrorBody(code: code, message: message, retryable: retryable)))))))
+        }
+        stats.requests += 1
+        guard !request.requestId.isEmpty, request.requestId.utf8.count <= 128 else {
+            return refuse(.badRequest, "request_id must be 1-128 bytes", retryable: false)
+        }
+        guard requests[request.requestId] == nil else {
+            return refuse(.badRequest, "request \(request.requestId) is already in progress", retryable: false)
+        }
+        guard !request.question.isEmpty else { return refuse(.badRequest, "empty question", retryable: false) }
+        guard request.maxNewTokens >= 1, request.maxNewTokens <= config.maxNewTokensLimit else {
+            return refuse(.badRequest, "max_new_tokens must be in 1...\(config.maxNewTokensLimit)", retryable: false)
+        }
+        guard !draining else {
+            stats.requestsFailed += 1
+            return refuse(.unavailable, "router is shutting down", retryable: true)
+        }
+        guard requests.count < config.maxActiveRequests else {
+            stats.overloaded += 1
+            return refuse(.overloaded, "router has \(requests.count) requests in progress", retryable: true)
+        }
+        let deadline = request.deadlineUnixMs > 0 ? request.deadlineUnixMs : now + config.defaultDeadlineMs
+        let active = ActiveRequest(request: request, gateway: gateway, prompt: Self.prompt(for: request),
+                                   deadlineMs: deadline, now: now)
+        // Admission: the first span must find a pool with room, or the request is refused now.
+        guard let pool = choosePool(for: active, admission: true, &out) else { return }
+        requests[request.requestId] = active
+        enqueueSpan(active, pool: pool, now: now)
+        dispatch(pool, now: now, &out)
+    }
+
+    /// The canonical prompt text every expert receives; each expert wraps it in its own template.
+    public static func prompt(for request: AnswerRequest) -> String {
+        request.context.isEmpty ? "question: \(request.question)"
+                                : "question: \(request.question) context: \(request.context)"
+    }
+
+    /// Runs the gate and applies policy, availability and backpressure. Returns nil after
+    /// answering the request with an error.
+    private func choosePool(for active: ActiveRequest, admission: Bool, _ out: inout [RouterAction]) -> PoolKind? {
+        let request = active.request
+        let decision = gate.decide(GateInput(
+            question: request.question, context: request.context, answerSoFar: active.answer,
+            previous: active.previousPool, previousConfidence: active.previousConfidence, policy: request.policy))
+        active.spanScore = decision.score
+        var pool = request.policy.forced == .unspecified ? decision.pool : request.policy.forced
+        func fail(_ code: ErrorCode, _ message: String) -> PoolKind? {
+            if code == .overloaded { stats.overloaded += 1 }
+            let event = AnswerEvent(requestId: request.requestId, kind: .error(WireErrorBody(code: code, message: message, retryable: true)))
+            if requests[request.requestId] != nil { finish(active, now: 0, &out, event: .error(WireErrorBody(code: code, message: message, retryable: true))) }
+            else { stats.requestsFailed += 1; out.append(.toGateway(active.gateway, Envelope(.answerEvent(event)))) }
+            return nil
+        }
+        if liveReplicas(pool) == 0 {
+            guard liveReplicas(pool.other) > 0 else { return fail(.unavailable, "no expert replicas are connected") }
+            stats.fallbacks += 1
+            pool = pool.other
+        }
+        if admission, queueDepth(pool) >= config.maxQueuedSpansPerPool {
+            let other = pool.other
+            if config.fallbackOnOverload, request.policy.forced == .unspecified,
+               liveReplicas(other) > 0, queueDepth(other) < config.maxQueuedSpansPerPool {
+                stats.fallbacks += 1
+                pool = other
+            } else {
+                return fail(.overloaded, "the \(pool) pool is saturated (\(queueDepth(pool)) spans queued)")
+            }
+        }
+        return pool
+    }
+
+    private func enqueueSpan(_ active: ActiveRequest, pool: PoolKind, now: UInt64) {
+        let remaining = active.request.maxNewTokens - active.completionTokens
+        let spanTokens = active.request.spanTokens > 0 ? active.request.spanTokens : config.spanTokens
+        let span = SpanRequest(
+            requestId: active.request.requestId, spanIndex: active.nextSpan, prompt: active.prompt,
+            answerSoFar: active.answer, maxNewTokens: min(spanTokens, remaining),
+            sampling: active.request.sampling, deadlineUnixMs: active.deadlineMs,
+            sessionHint: active.request.requestId, answerTokensBefore: active.completionTokens)
+        active.span = span
+        active.spanPool = pool
+        active.spanQueuedMs = now
+        active.spanAttempts = 0
+        queues[pool, default: []].append(SpanKey(requestId: span.requestId, spanIndex: span.spanIndex))
+    }
+
+    /// Sends queued spans of `pool` to replicas with room: the replica that served the
+    /// sequence before (its session cache is warm) if it has room, else the least loaded.
+    private func dispatch(_ pool: PoolKind, now: UInt64, _ out: inout [RouterAction]) {
+        var queue = queues[pool] ?? []
+        defer { queues[pool] = queue }
+        while !queue.isEmpty {
+            let key = queue[0]
+            guard let active = requests[key.requestId], let span = active.span, span.spanIndex == key.spanIndex,
+                  inflight[key] == nil else {
+                queue.removeFirst()  // cancelled, finished or already re-queued
+                continue
+            }
+            let candidates = replicas.values.filter { $0.ready.pool == pool && $0.hasRoom }
+            guard !candidates.isEmpty else { return }
+            let replica: Replica
+            if let preferred = active.affinity[pool], let r = replicas[preferred], r.ready.pool == pool, r.hasRoom {
+                replica = r
+            } else {
+                replica = candidates.min { ($0.inflight.count, $0.ready.replicaId) < ($1.inflight.count, $1.ready.replicaId) }!
+            }
+            queue.removeFirst()
+            replica.inflight.insert(key)
+            inflight[key] = Inflight(replica: replica.identity, pool: pool, dispatchedMs: now)
+            active.spanAttempts += 1
+            active.queueUs += (now - min(now, active.spanQueuedMs)) * 1000
+            stats.spansDispatched += 1
+            out.append(.toExpert(replica.identity, Envelope(.spanRequest(span))))
+        }
+    }
+
+    private func spanResult(_ result: SpanResult, from replica: Replica, now: UInt64, _ out: inout [RouterAction]) {
+        let key = SpanKey(requestId: result.requestId, spanIndex: result.spanIndex)
+        guard let flight = inflight[key], flight.replica == replica.identity else {
+            stats.lateResults += 1  // a duplicate, or from a replica we already gave up on
+            return
+        }
+        inflight[key] = nil
+        replica.inflight.remove(key)
+        defer { dispatch(flight.pool, now: now, &out) }
+        guard let active = requests[result.requestId] else { return }
+
+        var forwarded = result
+        forwarded.pool = flight.pool
+        forwarded.replicaId = replica.ready.replicaId
+        forwarded.gateScore = active.spanScore
+        forwarded.queueUs = (flight.dispatchedMs - min(flight.dispatchedMs, active.spanQueuedMs)) * 1000
+        let tokens = UInt32(result.pieces.count)
+        active.answer += result.text
+        active.completionTokens += tokens
+        active.tokensByPool[flight.pool, default: 0] += tokens
+        active.previousPool = flight.pool
+        active.previousConfidence = result.pieces.isEmpty ? nil
+            : result.pieces.map { exp($0.logprob) }.reduce(0, +) / Float(result.pieces.count)
+        active.affinity[flight.pool] = replica.identity
+        active.spans += 1
+        active.nextSpan += 1
+        active.span = nil
+        stats.tokens[flight.pool, default: 0] += Int(tokens)
+        stats.spansByReplica[replica.ready.replicaId, default: 0] += 1
+        out.append(.toGateway(active.gateway, Envelope(.answerEvent(AnswerEvent(requestId: active.request.requestId, kind: .span(forwarded))))))
+
+        switch result.finish {
+        case .eos: return complete(active, .eos, now: now, &out)
+        case .deadline: return complete(active, .deadline, now: now, &out)
+        case .cancelled: return finish(active, now: now, &out, event: nil)
+        case .length, .none: break
+        }
+        if active.completionTokens >= active.request.maxNewTokens { return complete(active, .length, now: now, &out) }
+        if tokens == 0 {
+            return finish(active, now: now, &out, event: .error(WireErrorBody(
+                code: .internalError, message: "expert \(replica.ready.replicaId) returned an empty span", retryable: true)))
+        }
+        guard let pool = choosePool(for: active, admission: false, &out) else { return }
+        enqueueSpan(active, pool: pool, now: now)
+        dispatch(pool, now: now, &out)
+    }
+
+    private func spanFailed(requestId: String, error: WireErrorBody, from replica: Replica, now: UInt64, _ out: inout [RouterAction]) {
+        guard let active = requests[requestId], let span = active.span else { return }
+        let key = SpanKey(requestId: requestId, spanIndex: span.spanIndex)
+        guard let flight = inflight[key], flight.replica == replica.identity else { return }
+        inflight[key] = nil
+        replica.inflight.remove(key)
+        if error.retryable, active.spanAttempts < config.maxAttemptsPerSpan {
+            requeue(active, key: key, now: now, &out)
+        } else {
+            finish(active, now: now, &out, event: .error(error))
+        }
+        dispatch(flight.pool, now: now, &out)
+    }
+
+    /// A replica is gone (dead or disconnected): its spans go back to the front of a queue.
+    private func removeReplica(_ identity: PeerIdentity, now: UInt64, _ out: inout [RouterAction]) {
+        guard let replica = replicas.removeValue(forKey: identity) else { return }
+        for key in replica.inflight {
+            inflight[key] = nil
+            guard let active = requests[key.requestId] else { continue }
+            if active.spanAttempts >= config.maxAttemptsPerSpan {
+                finish(active, now: now, &out, event: .error(WireErrorBody(
+                    code: .unavailable, message: "span \(key.spanIndex) failed on \(active.spanAttempts) replicas", retryable: true)))
+            } else {
+                requeue(active, key: key, now: now, &out)
+            }
+        }
+        // Spans queued for a pool that just became empty move to the other pool.
+        for pool in [PoolKind.emamba, .et5] where liveReplicas(pool) == 0 {
+            let stranded = queues[pool] ?? []
+            queues[pool] = []
+            for key in stranded {
+                guard let active = requests[key.requestId], active.span?.spanIndex == key.spanIndex else { continue }
+                if liveReplicas(pool.other) > 0 {
+                    stats.fallbacks += 1
+                    active.spanPool = pool.other
+                    queues[pool.other, default: []].append(key)
+                } else {
+                    finish(active, now: now, &out, event: .error(WireErrorBody(
+                        code: .unavailable, message: "no expert replicas are connected", retryable: true)))
+                }
+            }
+        }
+        for pool in [PoolKind.emamba, .et5] { dispatch(pool, now: now, &out) }
+    }
+
+    private func requeue(_ active: ActiveRequest, key: SpanKey, now: UInt64, _ out: inout [RouterAction]) {
+        stats.spanRetries += 1
+        active.retries += 1
+        var pool = active.spanPool
+        if liveReplicas(pool) == 0, liveReplicas(pool.other) > 0 {
+            stats.fallbacks += 1
+            pool = pool.other
+            active.spanPool = pool
+        }
+        active.spanQueuedMs = now
+        queues[pool, default: []].insert(key, at: 0)
+    }
+
+    private func complete(_ active: ActiveRequest, _ finishReason: FinishReason, now: UInt64, _ out: inout [RouterAction]) {
+        let stats = DoneStats(
+            finish: finishReason, spans: active.spans, promptTokens: 0,
+            completionTokens: active.completionTokens,
+            emambaTokens: active.tokensByPool[.emamba] ?? 0, et5Tokens: active.tokensByPool[.et5] ?? 0,
+            totalUs: (now - min(now, active.startedMs)) * 1000, queueUs: active.queueUs,
+            retries: active.retries, gateKind: gate.kind)
+        self.stats.requestsDone += 1
+        finish(active, now: now, &out, event: .done(stats))
+    }
+
+    /// Removes a request; tells the expert working on it to stop; sends `event` to its gateway.
+    private func finish(_ active: ActiveRequest, now: UInt64, _ out: inout [RouterAction], event: AnswerEvent.Kind?) {
+        let id = active.request.requestId
+        guard requests.removeValue(forKey: id) != nil else { return }
+        if let span = active.span {
+            let key = SpanKey(requestId: id, spanIndex: span.spanIndex)
+            if let flight = inflight.removeValue(forKey: key) {
+                replicas[flight.replica]?.inflight.remove(key)
+                out.append(.toExpert(flight.replica, Envelope(.cancel(Cancel(requestId: id)))))
+                dispatch(flight.pool, now: now, &out)
+            }
+        }
+        if let event {
+            if case .error = event { stats.requestsFailed += 1 }
+            out.append(.toGateway(active.gateway, Envelope(.answerEvent(AnswerEvent(requestId: id, kind: event)))))
+        }
+    }
+}
+
+import Foundation  // exp

@@ -1,0 +1,182 @@
+import Gate
+import Wire
+import XCTest
+@testable import RouterNode
+
+/// Drives the router's state machine directly: frames in, actions out, a hand-held clock.
+final class RouterCoreTests: XCTestCase {
+    let gateway: PeerIdentity = [0xAA]
+    let mambaA: PeerIdentity = [1]
+    let mambaB: PeerIdentity = [2]
+    let t5: PeerIdentity = [3]
+
+    func makeCore(gate: SpanGate = AlternatingGate(), configure: (inout RouterConfig) -> Void = { _ in }) -> RouterCore {
+        var config = RouterConfig()
+        config.spanTokens = 4
+        configure(&config)
+        return RouterCore(config: config, gate: gate)
+    }
+
+    func ready(_ core: RouterCore, _ id: PeerIdentity, _ pool: PoolKind, name: String, capacity: UInt32 = 4, now: UInt64 = 0) {
+        _ = core.expertFrame(id, .success(Envelope(.ready(Ready(pool: pool, modelId: "m", replicaId: name, capacity: capacity, softwareVersion: "t")))), now: now)
+    }
+
+    func ask(_ core: RouterCore, _ id: String, maxTokens: UInt32 = 8, forced: PoolKind = .unspecified, now: UInt64 = 0) -> [RouterAction] {
+        core.gatewayFrame(gateway, .success(Envelope(.answerRequest(AnswerRequest(
+            requestId: id, question: "What is gingivitis?", maxNewTokens: maxTokens, policy: Policy(costWeight: 0.5, forced: forced))))), now: now)
+    }
+
+    func spans(_ actions: [RouterAction]) -> [(PeerIdentity, SpanRequest)] {
+        actions.compactMap { if case .toExpert(let id, let e) = $0, case .spanRequest(let s) = e.body { return (id, s) }; return nil }
+    }
+
+    func events(_ actions: [RouterAction]) -> [AnswerEvent] {
+        actions.compactMap { if case .toGateway(_, let e) = $0, case .answerEvent(let ev) = e.body { return ev }; return nil }
+    }
+
+    func result(_ span: SpanRequest, _ text: String, tokens: Int, finish: FinishReason = .none) -> Envelope {
+        Envelope(.spanResult(SpanResult(requestId: span.requestId, spanIndex: span.spanIndex,
+                                        pieces: (0..<tokens).map { Piece(text: $0 == 0 ? text : "", tokenId: 5, logprob: -0.1) },
+                                        text: text, finish: finish)))
+    }
+
+    func testAlternatingGateSendsSpansToBothPoolsAndCompletesAtLength() {
+        let core = makeCore()
+        ready(core, mambaA, .emamba, name: "m1")
+        ready(core, t5, .et5, name: "t1")
+        let first = spans(ask(core, "r1", maxTokens: 8))
+        XCTAssertEqual(first.count, 1)
+        XCTAssertEqual(first[0].0, mambaA)
+        XCTAssertEqual(first[0].1.maxNewTokens, 4)
+        XCTAssertEqual(first[0].1.prompt, "question: What is gingivitis?")
+
+        let afterFirst = core.expertFrame(mambaA, .success(result(first[0].1, "Gum ", tokens: 4)), now: 1)
+        let second = spans(afterFirst)
+        XCTAssertEqual(second.count, 1)
+        XCTAssertEqual(second[0].0, t5, "the alternating gate must switch to ET5")
+        XCTAssertEqual(second[0].1.answerSoFar, "Gum ")
+        XCTAssertEqual(second[0].1.spanIndex, 1)
+        XCTAssertEqual(second[0].1.answerTokensBefore, 4)
+        guard case .span(let forwarded)? = events(afterFirst).first?.kind else { return XCTFail("span not forwarded") }
+        XCTAssertEqual(forwarded.replicaId, "m1")
+        XCTAssertEqual(forwarded.pool, .emamba)
+
+        let end = core.expertFrame(t5, .success(result(second[0].1, "disease", tokens: 4)), now: 2)
+        let evs = events(end)
+        XCTAssertEqual(evs.count, 2)
+        guard case .done(let done) = evs[1].kind else { return XCTFail("expected done") }
+        XCTAssertEqual(done.finish, .length)
+        XCTAssertEqual(done.emambaTokens, 4)
+        XCTAssertEqual(done.et5Tokens, 4)
+        XCTAssertEqual(done.gateKind, "alternate")
+        XCTAssertEqual(core.activeRequests, 0)
+    }
+
+    func testEosEndsTheAnswer() {
+        let core = makeCore()
+        ready(core, mambaA, .emamba, name: "m1")
+        let s = spans(ask(core, "r1", forced: .emamba))
+        let evs = events(core.expertFrame(mambaA, .success(result(s[0].1, "Yes.", tokens: 2, finish: .eos)), now: 1))
+        guard case .done(let done) = evs.last?.kind else { return XCTFail("expected done") }
+        XCTAssertEqual(done.finish, .eos)
+    }
+
+    func testDeadReplicaSpansAreRedispatchedToAnotherReplica() {
+        let core = makeCore()
+        ready(core, mambaA, .emamba, name: "m1", now: 0)
+        ready(core, mambaB, .emamba, name: "m2", now: 0)
+        let s = spans(ask(core, "r1", forced: .emamba, now: 0))
+        let victim = s[0].0
+        let survivor = victim == mambaA ? mambaB : mambaA
+        // The survivor keeps heart-beating, the victim falls silent.
+        _ = core.expertFrame(survivor, .success(Envelope(.heartbeat(Heartbeat()))), now: 2500)
+        let after = core.tick(now: 3500)
+        let retried = spans(after)
+        XCTAssertEqual(retried.count, 1)
+        XCTAssertEqual(retried[0].0, survivor)
+        XCTAssertEqual(retried[0].1, s[0].1, "the retry is the same self-contained span")
+        XCTAssertEqual(core.stats.spanRetries, 1)
+        XCTAssertEqual(core.liveReplicas(.emamba), 1)
+        // A late result from the dead replica is ignored.
+        _ = core.expertFrame(victim, .success(result(s[0].1, "late", tokens: 4)), now: 3600)
+        XCTAssertEqual(core.stats.lateResults, 0, "unknown replicas are asked to re-register, not trusted")
+    }
+
+    func testEmptyPoolFallsBackAndBothEmptyIsUnavailable() {
+        let core = makeCore(gate: AlternatingGate(first: .et5))
+        let refused = events(ask(core, "r0"))
+        guard case .error(let e)? = refused.first?.kind else { return XCTFail("expected an error") }
+        XCTAssertEqual(e.code, .unavailable)
+        XCTAssertTrue(e.retryable)
+
+        ready(core, mambaA, .emamba, name: "m1")
+        let s = spans(ask(core, "r1"))
+        XCTAssertEqual(s.first?.0, mambaA, "ET5 pool is empty: the span falls back to EMamba")
+        XCTAssertEqual(core.stats.fallbacks, 1)
+    }
+
+    func testBackpressureRefusesWhenBothPoolsAreSaturated() {
+        let core = makeCore { $0.maxQueuedSpansPerPool = 1; $0.fallbackOnOverload = false }
+        ready(core, mambaA, .emamba, name: "m1", capacity: 1)
+        _ = ask(core, "r1", forced: .emamba)       // in flight
+        _ = ask(core, "r2", forced: .emamba)       // queued
+        let evs = events(ask(core, "r3", forced: .emamba))
+        guard case .error(let e)? = evs.first?.kind else { return XCTFail("expected overloaded") }
+        XCTAssertEqual(e.code, .overloaded)
+        XCTAssertTrue(e.retryable)
+        XCTAssertEqual(core.queueDepth(.emamba), 1)
+    }
+
+    func testCancelStopsTheExpertAndDropsLateResults() {
+        let core = makeCore()
+        ready(core, mambaA, .emamba, name: "m1")
+        let s = spans(ask(core, "r1", forced: .emamba))
+        let out = core.gatewayFrame(gateway, .success(Envelope(.cancel(Cancel(requestId: "r1")))), now: 1)
+        XCTAssertTrue(out.contains { if case .toExpert(let id, let e) = $0, id == mambaA, case .cancel = e.body { return true }; return false })
+        XCTAssertEqual(core.activeRequests, 0)
+        XCTAssertTrue(events(core.expertFrame(mambaA, .success(result(s[0].1, "x", tokens: 4)), now: 2)).isEmpty)
+    }
+
+    func testDeadlineFailsTheRequest() {
+        let core = makeCore()
+        ready(core, mambaA, .emamba, name: "m1")
+        _ = core.gatewayFrame(gateway, .success(Envelope(.answerRequest(AnswerRequest(
+            requestId: "r1", question: "q", maxNewTokens: 8, deadlineUnixMs: 500)))), now: 0)
+        _ = core.expertFrame(mambaA, .success(Envelope(.heartbeat(Heartbeat()))), now: 400)
+        let evs = events(core.tick(now: 600))
+        guard case .error(let e)? = evs.first?.kind else { return XCTFail("expected a deadline error") }
+        XCTAssertEqual(e.code, .deadline)
+        XCTAssertEqual(core.stats.deadlineMisses, 1)
+    }
+
+    func testGarbageAndUnknownPeersAreCountedNotTrusted() {
+        let core = makeCore()
+        _ = core.gatewayFrame(gateway, .failure(.malformed(bytes: 3)), now: 0)
+        _ = core.expertFrame(mambaA, .failure(.malformed(bytes: 3)), now: 0)
+        XCTAssertEqual(core.stats.malformedFrames, 2)
+        // An expert the router does not know (e.g. after a router restart) must re-register.
+        let out = core.expertFrame(mambaA, .success(Envelope(.heartbeat(Heartbeat()))), now: 0)
+        XCTAssertTrue(out.contains { if case .toExpert(_, let e) = $0, case .disconnect = e.body { return true }; return false })
+    }
+
+    func testRuleGatePrefersEMambaForLongContextsAndET5ForShortComplexQuestions() {
+        let gate = RuleGate()
+        let long = GateInput(question: "What is described?", context: String(repeating: "the patient was seen today ", count: 60),
+                             answerSoFar: "", previous: nil, previousConfidence: nil, policy: Policy(costWeight: 0.5))
+        let short = GateInput(question: "Pathophysiology of periodontitis versus gingivitis?", context: "",
+                              answerSoFar: "", previous: nil, previousConfidence: nil, policy: Policy(costWeight: 0.5))
+        XCTAssertEqual(gate.decide(long).pool, .emamba)
+        XCTAssertEqual(gate.decide(short).pool, .et5)
+        var cheapest = short; cheapest.policy.costWeight = 1
+        XCTAssertEqual(gate.decide(cheapest).pool, .emamba)
+        var best = long; best.policy.costWeight = 0
+        XCTAssertEqual(gate.decide(best).pool, .et5)
+    }
+
+    func testHysteresisKeepsThePreviousExpertNearTheThreshold() {
+        XCTAssertEqual(applyHysteresis(score: 0.55, threshold: 0.5, previous: .emamba, margin: 0.1), .emamba)
+        XCTAssertEqual(applyHysteresis(score: 0.45, threshold: 0.5, previous: .et5, margin: 0.1), .et5)
+        XCTAssertEqual(applyHysteresis(score: 0.65, threshold: 0.5, previous: .emamba, margin: 0.1), .et5)
+        XCTAssertEqual(applyHysteresis(score: 0.55, threshold: 0.5, previous: nil, margin: 0.1), .et5)
+    }
+}
