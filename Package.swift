@@ -36,10 +36,12 @@ let package = Package(
         .target(name: "CSupport", path: "Sources/CSupport"),
 
         // The wire contract: protobuf messages over ZeroMQ.
+        // protoc-c output for Sources/Wire/proto (committed; regenerate with tools/gen-wire.sh).
+        .target(name: "CWireProto", dependencies: ["CProtobufC"], path: "Sources/CWireProto"),
         .target(name: "Wire", dependencies: [
-            "CZmq", "CProtobufC",
+            "CZmq", "CProtobufC", "CWireProto",
             .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: v5),
+        ], exclude: ["proto"], swiftSettings: v5),
 
         // Numerics: BLAS wrappers, norms, activations, selective scan.
         .target(name: "Kernels", dependencies: ["COpenBLAS"], swiftSettings: v5),
