@@ -89,5 +89,8 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: v5),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: v5),
         .testTarget(name: "RouterNodeTests", dependencies: ["RouterNode", "Gate"], swiftSettings: v5),
+        .testTarget(name: "IntegrationTests", dependencies: [
+            "mambaformer", "Wire", "Engine", "ExpertNode", "Gateway",
+        ], swiftSettings: v5),
     ]
 )

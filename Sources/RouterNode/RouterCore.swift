@@ -263,19 +263,13 @@ public final class RouterCore {
             return refuse(.overloaded, "router has \(requests.count) requests in progress", retryable: true)
         }
         let deadline = request.deadlineUnixMs > 0 ? request.deadlineUnixMs : now + config.defaultDeadlineMs
-        let active = ActiveRequest(request: request, gateway: gateway, prompt: Self.prompt(for: request),
+        let active = ActiveRequest(request: request, gateway: gateway, prompt: request.canonicalPrompt,
                                    deadlineMs: deadline, now: now)
         // Admission: the first span must find a pool with room, or the request is refused now.
         guard let pool = choosePool(for: active, admission: true, &out) else { return }
         requests[request.requestId] = active
         enqueueSpan(active, pool: pool, now: now)
         dispatch(pool, now: now, &out)
-    }
-
-    /// The canonical prompt text every expert receives; each expert wraps it in its own template.
-    public static func prompt(for request: AnswerRequest) -> String {
-        request.context.isEmpty ? "question: \(request.question)"
-                                : "question: \(request.question) context: \(request.context)"
     }
 
     /// Runs the gate and applies policy, availability and backpressure. Returns nil after

@@ -82,7 +82,10 @@ public final class RouterNode {
                 queueGauge[pool]?.record(core.queueDepth(pool))
             }
         }
-        logger.info("router stopped", metadata: ["requests_done": "\(core.stats.requestsDone)"])
+        let s = core.stats
+        logger.info("router stopped malformed_frames=\(s.malformedFrames)", metadata: [
+            "requests_done": "\(s.requestsDone)", "requests_failed": "\(s.requestsFailed)",
+            "span_retries": "\(s.spanRetries)", "deadline_misses": "\(s.deadlineMisses)"])
         frontend.close()
         backend.close()
         context.terminate()

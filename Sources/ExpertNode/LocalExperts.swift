@@ -1,0 +1,52 @@
+import Engine
+import Foundation
+import Tokenizers
+import Wire
+
+/// Both experts of a checkpoint in this process, generating span by span exactly as the
+/// cluster does (the same scheduler, prompt format and detokenizer; no sockets). Used by
+/// `mambaformer eval` and by the integration tests as the reference a cluster answer must equal.
+public final class LocalExperts {
+    public struct Span: Equatable { public var pool: PoolKind; public var text: String; public var tokens: Int; public var finish: FinishReason }
+    public struct Answer { public var text: String; public var spans: [Span]; public var finish: FinishReason }
+
+    private var schedulers: [PoolKind: SpanScheduler] = [:]
+
+    public init(checkpoint: MambaformerCheckpoint) throws {
+        for (pool, folder) in [(PoolKind.emamba, checkpoint.emamba), (.et5, checkpoint.et5)] {
+            let model = try loadExpertModel(from: folder)
+            let tokenizer = try Tokenizer.load(from: folder)
+            schedulers[pool] = SpanScheduler(model: model, tokenizer: tokenizer, format: PromptFormat(), pool: pool,
+                                             replicaId: "local-\(pool)", cache: SessionCache(maxEntries: 4, maxBytes: 1 << 30))
+        }
+    }
+
+    /// Generates an answer; `route` picks the expert for each span from (span index, previous expert).
+    public func answer(_ request: AnswerRequest, spanTokens: UInt32 = 16,
+                       route: (_ spanIndex: Int, _ previous: PoolKind?) -> PoolKind) throws -> Answer {
+        var answer = ""
+        var spans: [Span] = []
+        var generated: UInt32 = 0
+        while generated < request.maxNewTokens {
+            let pool = route(spans.count, spans.last?.pool)
+            guard let scheduler = schedulers[pool] else { throw WireErrorBody(code: .badRequest, message: "no \(pool) expert", retryable: false) }
+            let span = SpanRequest(requestId: request.requestId, spanIndex: UInt32(spans.count), prompt: request.canonicalPrompt,
+                                   answerSoFar: answer, maxNewTokens: min(spanTokens, request.maxNewTokens - generated),
+                                   sampling: request.sampling, sessionHint: request.requestId, answerTokensBefore: generated)
+            var outcome = scheduler.admit(span, nowUnixMs: 0)
+            while outcome == nil {
+                outcome = scheduler.step(nowUnixMs: 0).first
+            }
+            switch outcome! {
+            case .failure(_, let error): throw error
+            case .result(let result):
+                answer += result.text
+                generated += UInt32(result.pieces.count)
+                spans.append(Span(pool: pool, text: result.text, tokens: result.pieces.count, finish: result.finish))
+                if result.finish == .eos { return Answer(text: answer, spans: spans, finish: .eos) }
+                if result.pieces.isEmpty { return Answer(text: answer, spans: spans, finish: .none) }
+            }
+        }
+        return Answer(text: answer, spans: spans, finish: .length)
+    }
+}

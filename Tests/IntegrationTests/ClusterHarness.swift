@@ -1,0 +1,146 @@
+import Foundation
+import Gateway
+import Logging
+import Wire
+import XCTest
+
+/// Starts real `mambaformer` processes (router, experts, gateway) on loopback/ipc endpoints
+/// in a private folder, and kills every one of them when the test ends.
+final class ClusterHarness {
+    static var productsDirectory: URL {
+        // The test bundle runs from the build products folder, next to the `mambaformer` binary.
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    }
+    static var binary: URL { productsDirectory.appendingPathComponent("mambaformer") }
+    static var repositoryRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+    static var demoCheckpoint: URL { repositoryRoot.appendingPathComponent("models/demo") }
+
+    let dir: URL
+    let frontend: String
+    let backend: String
+    private(set) var processes: [String: Process] = [:]
+    private var logs: [String: URL] = [:]
+    let model: URL
+
+    init(model: URL = ClusterHarness.demoCheckpoint) throws {
+        self.model = model
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("mf-it-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        frontend = "ipc://\(dir.path)/frontend"
+        backend = "ipc://\(dir.path)/backend"
+    }
+
+    deinit { stopAll() }
+
+    @discardableResult
+    func start(_ name: String, _ arguments: [String]) throws -> Process {
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = arguments
+        let log = dir.appendingPathComponent("\(name).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        var env = ProcessInfo.processInfo.environment
+        env["MAMBAFORMER_PARENT_PID"] = "\(getpid())"   // die with the test runner
+        env["OPENBLAS_NUM_THREADS"] = "1"
+        process.environment = env
+        try process.run()
+        processes[name] = process
+        logs[name] = log
+        return process
+    }
+
+    func startRouter(gate: String = "alternate", spanTokens: Int = 4, extra: [String] = []) throws {
+        try start("router", ["router", "--frontend", frontend, "--backend", backend, "--model", model.path,
+                             "--gate", gate, "--span-tokens", "\(spanTokens)", "--heartbeat-ms", "250"] + extra)
+    }
+
+    func startExpert(_ kind: String, id: String, extra: [String] = []) throws {
+        try start(id, ["expert", "--kind", kind, "--model", model.path, "--router", backend, "--replica-id", id,
+                       "--heartbeat-ms", "250"] + extra)
+    }
+
+    func signal(_ name: String, _ sig: Int32) {
+        guard let p = processes[name], p.isRunning else { return }
+        kill(p.processIdentifier, sig)
+    }
+
+    func waitForExit(_ name: String, timeout: TimeInterval = 10) -> Int32? {
+        guard let p = processes[name] else { return nil }
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        return p.isRunning ? nil : p.terminationStatus
+    }
+
+    func log(_ name: String) -> String {
+        guard let url = logs[name], let data = FileManager.default.contents(atPath: url.path) else { return "" }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    func allLogs() -> String {
+        logs.keys.sorted().map { "---- \($0) ----\n\(log($0).suffix(3000))" }.joined(separator: "\n")
+    }
+
+    func stopAll() {
+        for p in processes.values where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        for p in processes.values { p.waitUntilExit() }
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    /// A router client (the gateway's real one) connected to this cluster's frontend.
+    func client(heartbeatMs: UInt64 = 250) throws -> RouterClient {
+        var logger = Logger(label: "test.client")
+        logger.logLevel = .warning
+        return try RouterClient(endpoint: frontend, heartbeatIntervalMs: heartbeatMs, logger: logger)
+    }
+
+    /// Waits until the router reports at least these replicas (through its heartbeats).
+    func waitForReplicas(_ client: RouterClient, emamba: Int, et5: Int, timeout: TimeInterval = 30) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let s = await client.status()
+            if s.routerReachable, s.emambaReplicas >= emamba, s.et5Replicas >= et5 { return }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        XCTFail("replicas did not register in \(timeout) s\n\(allLogs())")
+        throw CancellationError()
+    }
+}
+
+/// An answer collected from the router's event stream.
+struct CollectedAnswer {
+    var text = ""
+    var spans: [SpanResult] = []
+    var done: DoneStats?
+    var error: WireErrorBody?
+}
+
+extension RouterClient {
+    func collect(_ request: AnswerRequest) async throws -> CollectedAnswer {
+        var answer = CollectedAnswer()
+        var seen = Set<UInt32>()
+        for await event in try await submit(request) {
+            switch event.kind {
+            case .span(let s):
+                // Merge as the gateway does: span order, duplicates dropped.
+                guard !seen.contains(s.spanIndex) else { continue }
+                seen.insert(s.spanIndex)
+                answer.spans.append(s)
+                answer.text += s.text
+            case .done(let d): answer.done = d
+            case .error(let e): answer.error = e
+            }
+        }
+        return answer
+    }
+}
+
+func question(_ id: String, _ q: String, context: String = "", maxTokens: UInt32 = 24, forced: PoolKind = .unspecified) -> AnswerRequest {
+    AnswerRequest(requestId: id, question: q, context: context, maxNewTokens: maxTokens,
+                  policy: Policy(costWeight: 0.5, forced: forced),
+                  deadlineUnixMs: UInt64(Date().timeIntervalSince1970 * 1000) + 60_000)
+}
