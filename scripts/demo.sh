@@ -1,9 +1,31 @@
 #!/usr/bin/env bash
-# The README's main job: a local cluster on the bundled demo checkpoint answering a question.
+# The README's main job: a local cluster on the bundled demo checkpoint answering questions.
+# Starts `mambaformer up` (router, gateway, 1 EMamba + 1 ET5 expert), asks two questions
+# through the gateway with `mambaformer ask`, prints the routing trace, and stops the cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-.build/release/mambaformer}
-"$BIN" --version
-echo "demo: the cluster (router, experts, gateway) and the demo checkpoint are not built yet;"
-echo "demo: this command builds the binary and stops here until they land."
-exit 1
+PORT=${MAMBAFORMER_DEMO_PORT:-8080}
+URL="http://127.0.0.1:$PORT"
+LOG=$(mktemp -t mambaformer-demo.XXXXXX)
+
+"$BIN" up --model models/demo --http "127.0.0.1:$PORT" >"$LOG" 2>&1 &
+UP=$!
+trap 'kill -TERM $UP 2>/dev/null || true; wait $UP 2>/dev/null || true; rm -f "$LOG"' EXIT
+
+for _ in $(seq 1 600); do
+  if grep -q "cluster ready" "$LOG"; then break; fi
+  if ! kill -0 $UP 2>/dev/null; then echo "demo: the cluster failed to start:"; cat "$LOG"; exit 1; fi
+  sleep 0.2
+done
+grep "cluster ready" "$LOG" || { echo "demo: the cluster did not become ready:"; cat "$LOG"; exit 1; }
+
+echo
+echo "\$ mambaformer ask \"What is gingivitis?\""
+"$BIN" ask --url "$URL" "What is gingivitis?"
+echo
+PASSAGE="Pulpitis is inflammation of the dental pulp. Gingivitis is inflammation of the gums. \
+Halitosis is offensive breath. Caries is a tooth decay that destroys the enamel and dentine. \
+Periodontitis is an inflammation of the tissues around the teeth. Bruxism is grinding the teeth."
+echo "\$ mambaformer ask --context \"<a passage of six glosses>\" \"What is halitosis?\""
+"$BIN" ask --url "$URL" --context "$PASSAGE" "What is halitosis?"
