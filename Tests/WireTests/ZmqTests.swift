@@ -18,13 +18,20 @@ final class ZmqTests: XCTestCase {
     override func tearDown() { context.terminate() }
 
     /// DEALER -> ROUTER and back, multipart frames both ways, envelopes both ways.
-    private func exchange(endpoint: String) throws {
+    /// `routerBinds: false` flips the topology (the DEALER binds, the ROUTER connects).
+    private func exchange(endpoint: String, routerBinds: Bool = true) throws {
         let router = try ZmqSocket(context: context, type: .router)
         let dealer = try ZmqSocket(context: context, type: .dealer)
         defer { dealer.close(); router.close() }
-        let bound = try router.bind(endpoint)
         try dealer.setIdentity(Array("expert-1".utf8))
-        try dealer.connect(bound)
+        let bound: String
+        if routerBinds {
+            bound = try router.bind(endpoint)
+            try dealer.connect(bound)
+        } else {
+            bound = try dealer.bind(endpoint)
+            try router.connect(bound)
+        }
 
         // Dealer -> router: 3 frames (one empty, one large); the router sees [identity] + them.
         let big = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
@@ -60,6 +67,13 @@ final class ZmqTests: XCTestCase {
         let path = "/tmp/mf-wire-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
         defer { unlink(path) }
         try exchange(endpoint: "ipc://\(path)")
+    }
+
+    func testDealerBindsRouterConnectsOverTCPAndIPC() throws {
+        try exchange(endpoint: "tcp://127.0.0.1:*", routerBinds: false)
+        let path = "/tmp/mf-wire-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+        defer { unlink(path) }
+        try exchange(endpoint: "ipc://\(path)", routerBinds: false)
     }
 
     func testBindReportsTheRealPort() throws {
