@@ -70,6 +70,62 @@ final class CurveTests: XCTestCase {
         XCTAssertEqual(try ZmqPoll.poll([intruder, plain, forger], timeoutMs: 0), [false, false, false])
     }
 
+    /// Collects `monitor`'s events until `until` holds or 5 s pass.
+    private func collect(_ monitor: ZmqMonitor, until: ([ZmqSocketEvent]) -> Bool) throws -> [ZmqSocketEvent] {
+        var events: [ZmqSocketEvent] = []
+        let deadline = Date().addingTimeInterval(5)
+        while !until(events) && Date() < deadline {
+            if try ZmqPoll.poll([monitor.socket], timeoutMs: 50)[0] { events += try monitor.events() }
+        }
+        return events
+    }
+
+    func testMonitorsReportRefusedHandshakesOnBothSides() throws {
+        let serverKeys = try Keys.generateCurveKeyPair()
+        let listed = try Keys.generateCurveKeyPair(), unlisted = try Keys.generateCurveKeyPair()
+        let server = try ZmqSocket(context: context, type: .router)
+        try server.enableCurveServer(CurveServerConfig(publicKey: serverKeys.publicKey, secretKey: serverKeys.secretKey,
+                                                       allowedClientKeys: [listed.publicKey]))
+        let serverMonitor = try ZmqMonitor(context: context, target: server)
+        let endpoint = try server.bind("tcp://127.0.0.1:*")
+        let intruder = try ZmqSocket(context: context, type: .dealer)
+        try intruder.enableCurveClient(CurveClientConfig(publicKey: unlisted.publicKey, secretKey: unlisted.secretKey,
+                                                         serverKey: serverKeys.publicKey))
+        let intruderMonitor = try ZmqMonitor(context: context, target: intruder)
+        let plain = try ZmqSocket(context: context, type: .dealer)
+        let plainMonitor = try ZmqMonitor(context: context, target: plain)
+        let friend = try curveClient(server: serverKeys, keys: listed, endpoint: endpoint)
+        let friendMonitor = try ZmqMonitor(context: context, target: friend)
+        defer {
+            for m in [serverMonitor, intruderMonitor, plainMonitor, friendMonitor] { m.close() }
+            for s in [server, intruder, plain, friend] { s.close() }
+        }
+        try intruder.connect(endpoint)
+        try plain.connect(endpoint)
+
+        func refusedAuth(_ e: [ZmqSocketEvent]) -> Bool {
+            e.contains { if case .handshakeFailedAuth(_, 400) = $0 { return true } else { return false } }
+        }
+        func failed(_ e: [ZmqSocketEvent]) -> Bool {
+            e.contains { if case .handshakeFailed = $0 { return true } else { return false } }
+        }
+        func succeeded(_ e: [ZmqSocketEvent]) -> Bool {
+            e.contains { if case .handshakeSucceeded = $0 { return true } else { return false } }
+        }
+        let serverEvents = try collect(serverMonitor) { refusedAuth($0) && failed($0) && succeeded($0) }
+        XCTAssertTrue(refusedAuth(serverEvents), "server did not report the unlisted key: \(serverEvents)")
+        XCTAssertTrue(failed(serverEvents), "server did not report the plain-text client: \(serverEvents)")
+        XCTAssertTrue(succeeded(serverEvents), "server did not report the listed client: \(serverEvents)")
+        let intruderEvents = try collect(intruderMonitor, until: refusedAuth)
+        XCTAssertTrue(refusedAuth(intruderEvents), "the refused client was not told: \(intruderEvents)")
+        XCTAssertFalse(succeeded(intruderEvents))
+        let plainEvents = try collect(plainMonitor) { !$0.isEmpty && !succeeded($0) && (failed($0) || $0.count > 3) }
+        XCTAssertFalse(succeeded(plainEvents), "\(plainEvents)")
+        let friendEvents = try collect(friendMonitor, until: succeeded)
+        XCTAssertTrue(succeeded(friendEvents), "\(friendEvents)")
+        for e in serverEvents + intruderEvents { XCTAssertFalse(e.description.isEmpty) }
+    }
+
     func testTwoServersInOneContextKeepSeparateAllowLists() throws {
         let keysA = try Keys.generateCurveKeyPair(), keysB = try Keys.generateCurveKeyPair()
         let clientA = try Keys.generateCurveKeyPair(), clientB = try Keys.generateCurveKeyPair()
