@@ -85,6 +85,10 @@ let package = Package(
             .product(name: "TOMLKit", package: "TOMLKit"),
         ], swiftSettings: v5),
 
+        // Micro-benchmark of the wire layer (benchmarks/wire/run.sh; not a test).
+        .executableTarget(name: "wire-bench", dependencies: ["Wire"], path: "benchmarks/wire/swift",
+                          swiftSettings: v5),
+
         // Unit tests next to each part; integration tests start real processes.
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: v5),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: v5),
