@@ -17,6 +17,14 @@ protocol TokenModel: AnyObject, Sendable {
     func tokenize(_ word: [UInt8]) throws -> [ModelToken]
 }
 
+/// The exact binary64 value of a JSON number. Foundation on Linux parses long decimals into
+/// NSDecimalNumber whose `doubleValue` can be 1 ulp off; Unigram scores are summed along
+/// lattice paths and near-ties decide tokens, so re-parse the decimal text (as Rust's serde does).
+func exactDouble(_ n: NSNumber) -> Double {
+    if n is NSDecimalNumber, let d = Double(n.stringValue) { return d }
+    return n.doubleValue
+}
+
 /// A bounded word -> tokens cache shared by all threads (the tokenizer is immutable otherwise).
 /// Words repeat heavily in text, so most words skip the model entirely.
 final class WordCache: @unchecked Sendable {
@@ -87,7 +95,7 @@ final class UnigramModel: TokenModel, @unchecked Sendable {
             guard let pair = e as? [Any], pair.count == 2, let t = pair[0] as? String, let s = pair[1] as? NSNumber else {
                 throw j.fail("vocab[\(i)] must be [piece, score]")
             }
-            tokens.append(t); scores.append(s.doubleValue)
+            tokens.append(t); scores.append(exactDouble(s))
             if map[t] == nil { map[t] = i }
             trie.insert(Array(t.utf8), id: Int32(i))
         }

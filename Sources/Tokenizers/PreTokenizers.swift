@@ -74,7 +74,9 @@ enum PreTokenizer {
             _ = any
             switch scheme {
             case .always: if piece.scalars.first != rep { piece.prepend([rep]) }
-            case .first: if piece.scalars.first != rep && piece.originalStart == 0 { piece.prepend([rep]) }
+            // HF checks `offsets_original().0 == 0`, derived from the alignments: after Strip
+            // removed leading spaces the piece no longer starts at 0.
+            case .first: if piece.scalars.first != rep && piece.starts.first == 0 { piece.prepend([rep]) }
             case .never: break
             }
             if split {

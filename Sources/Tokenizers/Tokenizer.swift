@@ -46,6 +46,7 @@ public final class Tokenizer: @unchecked Sendable {
     private let addedById: [Int: AddedToken]
     private let addedByContent: [String: AddedToken]
     public let vocabSize: Int
+    let hasByteFallbackDecoder: Bool
 
     /// Load a tokenizer.json file, or a folder containing one.
     public static func load(from url: URL) throws -> Tokenizer {
@@ -115,6 +116,14 @@ public final class Tokenizer: @unchecked Sendable {
             normalizerCopy?.normalize(&nt)
             return nt.scalars
         })
+        func hasByteFallback(_ d: Decoder?) -> Bool {
+            switch d {
+            case .byteFallback?: return true
+            case .sequence(let ds)?: return ds.contains { hasByteFallback($0) }
+            default: return false
+            }
+        }
+        hasByteFallbackDecoder = hasByteFallback(decoder)
         vocabSize = max(model.idToToken.count, (added.map { $0.id }.max() ?? -1) + 1)
     }
 
@@ -242,8 +251,11 @@ public struct StreamDecoder {
     }
 
     public mutating func push(_ id: Int) throws -> String {
-        guard tokenizer.token(forId: id) != nil else { throw TokenizerError.unknownId(id: id, vocabSize: tokenizer.vocabSize) }
+        guard let token = tokenizer.token(forId: id) else { throw TokenizerError.unknownId(id: id, vocabSize: tokenizer.vocabSize) }
         ids.append(id)
+        // With a ByteFallback decoder a run of <0xXX> tokens is decoded as a whole (one invalid
+        // byte turns the whole run into U+FFFD), so text ending in byte tokens is not final yet.
+        if tokenizer.hasByteFallbackDecoder, Decoder.byteToken(token) != nil { return "" }
         let s = try tokenizer.decode(ids, skipSpecialTokens: skipSpecialTokens)
         let su = s.utf8, pu = prefix.utf8
         guard su.count > pu.count, s.unicodeScalars.last != "\u{FFFD}", su.starts(with: pu) else { return "" }
