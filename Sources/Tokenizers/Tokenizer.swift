@@ -226,6 +226,9 @@ public final class Tokenizer: @unchecked Sendable {
         return tokens.joined(separator: " ")
     }
 
+    /// Strictly validate UTF-8 bytes; `TokenizerError.invalidUTF8(offset:)` names the first bad byte.
+    public static func string(fromUTF8 bytes: [UInt8]) throws -> String { try validatedUTF8(bytes) }
+
     public func makeStreamDecoder(skipSpecialTokens: Bool = true) -> StreamDecoder {
         StreamDecoder(tokenizer: self, skipSpecialTokens: skipSpecialTokens)
     }
