@@ -96,5 +96,6 @@ let package = Package(
         .testTarget(name: "IntegrationTests", dependencies: [
             "mambaformer", "Wire", "Engine", "ExpertNode", "Gateway",
         ], swiftSettings: v5),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")], swiftSettings: v5),
     ]
 )
