@@ -139,15 +139,21 @@ struct T5Decoder {
         // for the stack (row i is absolute position past + i; keys after it are masked anyway).
         let bias = w.bias.get(max(biasTotal, 1))
         let table = relativeAttentionBias.pointer
-        for s in caches.indices {
-            let m = counts[s], keyCount = past[s] + m
-            let b = bias + biasOffset[s]
-            for i in 0..<m {
-                for j in 0..<keyCount {
-                    let bucket = relativePositionBucket(j - (past[s] + i), bidirectional: false,
-                                                        numBuckets: config.relativeAttentionNumBuckets,
-                                                        maxDistance: config.relativeAttentionMaxDistance)
-                    for head in 0..<heads { b[(head * m + i) * keyCount + j] = table[bucket * heads + head] }
+        let longest = zip(past, counts).map { $0 + $1 }.max() ?? 0
+        while w.decoderBuckets.count < longest {
+            w.decoderBuckets.append(relativePositionBucket(-w.decoderBuckets.count, bidirectional: false,
+                                                           numBuckets: config.relativeAttentionNumBuckets,
+                                                           maxDistance: config.relativeAttentionMaxDistance))
+        }
+        w.decoderBuckets.withUnsafeBufferPointer { bucketOfDistance in
+            for s in caches.indices {
+                let m = counts[s], keyCount = past[s] + m
+                for head in 0..<heads {
+                    for i in 0..<m {
+                        let row = bias + biasOffset[s] + (head * m + i) * keyCount
+                        let position = past[s] + i
+                        for j in 0...position { row[j] = table[bucketOfDistance[position - j] * heads + head] }
+                    }
                 }
             }
         }

@@ -7,6 +7,8 @@ final class T5Workspace {
     let ffA = T5Scratch(), ffB = T5Scratch()
     let scores = T5Scratch(), bias = T5Scratch()
     let lmRows = T5Scratch()
+    /// The decoder's causal bucket of each distance query − key (grown on demand).
+    var decoderBuckets: [Int] = []
 
     var bytes: Int {
         [hidden, normed, q, k, v, attention, ffA, ffB, scores, bias, lmRows].reduce(0) { $0 + $1.bytes }
@@ -53,14 +55,17 @@ struct T5Encoder {
         for (r, t) in tokens.enumerated() { (h + r * d).update(from: embedding.pointer + t * d, count: d) }
 
         // Relative position bias [heads × n × n], computed once for the whole stack.
+        // The bucket depends only on j − i: one bucket per offset, not per pair.
         let bias = w.bias.get(heads * n * n)
         let table = relativeAttentionBias.pointer
-        for i in 0..<n {
-            for j in 0..<n {
-                let bucket = relativePositionBucket(j - i, bidirectional: true,
-                                                    numBuckets: config.relativeAttentionNumBuckets,
-                                                    maxDistance: config.relativeAttentionMaxDistance)
-                for head in 0..<heads { bias[(head * n + i) * n + j] = table[bucket * heads + head] }
+        let buckets = (-(n - 1)...(n - 1)).map {
+            relativePositionBucket($0, bidirectional: true, numBuckets: config.relativeAttentionNumBuckets,
+                                   maxDistance: config.relativeAttentionMaxDistance)
+        }
+        for head in 0..<heads {
+            for i in 0..<n {
+                let row = bias + (head * n + i) * n
+                for j in 0..<n { row[j] = table[buckets[j - i + n - 1] * heads + head] }
             }
         }
 
