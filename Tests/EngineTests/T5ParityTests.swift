@@ -135,21 +135,22 @@ final class T5ParityTests: XCTestCase {
 
     func testBatchedStepEqualsPerSessionFeed() throws {
         let (model, ref) = try fixture("t5-gated-untied")
-        let prompts = [ref.input_ids, Array(ref.input_ids.prefix(5)), Array(ref.input_ids.reversed().prefix(13))]
-        let prefixes = [[0, 5, 17], [0], [0, 250, 3, 9, 44, 120, 7]]
-        let next = [42, 7, 199]
+        // The last session is brand new: its first step is the decoder start token.
+        let prompts = [ref.input_ids, Array(ref.input_ids.prefix(5)), Array(ref.input_ids.reversed().prefix(13)), [9, 8, 7, 1]]
+        let prefixes = [[0, 5, 17], [0], [0, 250, 3, 9, 44, 120, 7], []]
+        let next = [42, 7, 199, 0]
 
         // Batched: three sessions of different prompt and decoder lengths, one step.
         let batched = try zip(prompts, prefixes).map { p, pre -> ModelSession in
             let s = try model.makeSession(encoderInput: p)
-            _ = try model.feed(s, tokens: pre)
+            if !pre.isEmpty { _ = try model.feed(s, tokens: pre) }
             return s
         }
         let stepped = try model.step(batched, tokens: next)
-        XCTAssertEqual(stepped.count, 3 * model.vocabSize)
+        XCTAssertEqual(stepped.count, 4 * model.vocabSize)
 
         // Reference: each alone, the whole decoder sequence fed at once.
-        for i in 0..<3 {
+        for i in 0..<4 {
             let alone = try model.makeSession(encoderInput: prompts[i])
             let expected = try model.feed(alone, tokens: prefixes[i] + [next[i]])
             let row = Array(stepped[(i * model.vocabSize)..<((i + 1) * model.vocabSize)])
@@ -160,8 +161,8 @@ final class T5ParityTests: XCTestCase {
         }
 
         // A second step keeps them consistent (the caches grew correctly).
-        let stepped2 = try model.step(batched, tokens: [1, 2, 3])
-        for i in 0..<3 {
+        let stepped2 = try model.step(batched, tokens: [1, 2, 3, 4])
+        for i in 0..<4 {
             let alone = try model.makeSession(encoderInput: prompts[i])
             let expected = try model.feed(alone, tokens: prefixes[i] + [next[i], i + 1])
             let err = maxAbsError(Array(stepped2[(i * model.vocabSize)..<((i + 1) * model.vocabSize)]), expected)
