@@ -296,6 +296,24 @@ final class T5ParityTests: XCTestCase {
         XCTAssertTrue(model.config.tieWordEmbeddings)
         XCTAssertTrue(model.config.scaleDecoderOutputs)
 
+        // transformers 5 writes untied checkpoints as tie_word_embeddings: true plus
+        // scale_decoder_outputs: false (with lm_head.weight in the file), and moves the start
+        // id to generation_config.json: same model, same logits.
+        let v5 = try editedCheckpoint("t5-gated-untied") {
+            $0["tie_word_embeddings"] = true
+            $0["scale_decoder_outputs"] = false
+            $0["decoder_start_token_id"] = NSNull()
+        }
+        try Data(#"{"decoder_start_token_id": 0, "eos_token_id": [1]}"#.utf8)
+            .write(to: v5.appendingPathComponent("generation_config.json"))
+        let v5Model = try T5Model(directory: v5)
+        let (_, ref) = try fixture("t5-gated-untied")
+        let logits = try v5Model.feedAll(try v5Model.makeSession(encoderInput: ref.input_ids), tokens: ref.decoder_input_ids)
+        XCTAssertLessThanOrEqual(maxAbsError(logits, ref.logits.flatMap { $0 }), Self.tolerance)
+        XCTAssertEqual(v5Model.decoderStartTokenId, 0)
+        try Data(#"{"decoder_start_token_id": 5}"#.utf8).write(to: v5.appendingPathComponent("generation_config.json"))
+        XCTAssertEqual(try T5Config(directory: v5).decoderStartTokenId, 5)
+
         let flan = try T5Config(directory: try Self.fixturesDirectory().appendingPathComponent("t5-gated-untied"))
         XCTAssertTrue(flan.isGatedAct)
         XCTAssertEqual(flan.activation, .geluNew)

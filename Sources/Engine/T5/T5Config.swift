@@ -111,22 +111,33 @@ public struct T5Config {
         // transformers 5.x writes `scale_decoder_outputs` explicitly; older configs imply it by tying.
         scaleDecoderOutputs = try c.bool("scale_decoder_outputs", default: tieWordEmbeddings)
 
+        // Special ids: config.json, else generation_config.json beside it (transformers 5
+        // writes `decoder_start_token_id: null` into config.json and the id into the
+        // generation config), else the T5 conventions (start = pad = 0, eos = 1).
+        let generation = Self.generationConfig(besides: path)
         func tokenId(_ key: String, default d: Int?) throws -> Int? {
-            let v: Int? = try c.tokenId(key) ?? d
-            if let v, v < 0 || v >= vocab {
+            var v: Int? = try c.tokenId(key) ?? nil
+            if v == nil, let g = generation[key] {
+                v = (g as? Int) ?? ((g as? [Any])?.first as? Int)
+            }
+            guard let v = v ?? d else { return nil }
+            guard v >= 0, v < vocab else {
                 throw invalid(key, "is \(v), outside the vocabulary [0, \(vocab))")
             }
             return v
         }
         padTokenId = try tokenId("pad_token_id", default: 0)
-        // HF T5 starts the decoder with the pad id (0) when the config does not say otherwise.
-        guard let start = try tokenId("decoder_start_token_id", default: padTokenId ?? 0) else {
-            throw invalid("decoder_start_token_id", "is null and pad_token_id is null: the decoder needs a start token")
-        }
-        decoderStartTokenId = start
-        guard let eos = try tokenId("eos_token_id", default: 1) else {
-            throw invalid("eos_token_id", "is null: generation needs an end-of-sequence token")
-        }
-        eosTokenId = eos
+        decoderStartTokenId = try tokenId("decoder_start_token_id", default: padTokenId ?? 0) ?? 0
+        eosTokenId = try tokenId("eos_token_id", default: 1) ?? 1
+    }
+
+    /// generation_config.json next to config.json, or empty when absent or unreadable
+    /// (it only supplies defaults).
+    private static func generationConfig(besides configPath: String) -> [String: Any] {
+        let url = URL(fileURLWithPath: configPath).deletingLastPathComponent()
+            .appendingPathComponent("generation_config.json")
+        guard let data = try? Data(contentsOf: url),
+              let dict = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return [:] }
+        return dict
     }
 }
