@@ -83,5 +83,7 @@ let package = Package(
         // Unit tests next to each part; integration tests start real processes.
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: v5),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: v5),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Kernels"],
+                    resources: [.copy("Fixtures")], swiftSettings: v5),
     ]
 )
