@@ -97,5 +97,7 @@ let package = Package(
             "mambaformer", "Wire", "Engine", "ExpertNode", "Gateway",
         ], swiftSettings: v5),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")], swiftSettings: v5),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Kernels"],
+                    resources: [.copy("Fixtures")], swiftSettings: v5),
     ]
 )

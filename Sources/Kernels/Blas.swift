@@ -1,6 +1,10 @@
 import COpenBLAS
 
 /// Thin, typed wrappers over OpenBLAS. Every matrix is row-major f32.
+///
+/// Hugging Face `nn.Linear` stores its weight as [out, in], so a projection of row vectors is
+/// y = x · Wᵀ: `gemmTransB` for many rows, `gemv` for one row (sgemm with M = 1 is several
+/// times slower than sgemv in OpenBLAS, see shared/FACTS.md).
 public enum Blas {
     /// C[m×n] = alpha · A[m×k] · B[k×n] + beta · C (row-major, no transposes).
     @inlinable
@@ -11,6 +15,38 @@ public enum Blas {
     ) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(k), b, Int32(n), beta, c, Int32(n))
+    }
+
+    /// C[m×n] = alpha · A[m×k] · Wᵀ + beta · C, with W stored [n×k] (a Linear weight [out, in]).
+    /// `lda` / `ldc` are the row strides of A and C (default: dense rows), so a projection can
+    /// read from or write into a column slice of a wider matrix.
+    @inlinable
+    public static func gemmTransB(
+        m: Int, n: Int, k: Int,
+        a: UnsafePointer<Float>, lda: Int? = nil,
+        w: UnsafePointer<Float>,
+        c: UnsafeMutablePointer<Float>, ldc: Int? = nil,
+        alpha: Float = 1, beta: Float = 0
+    ) {
+        if m == 1 {
+            // One row: sgemv on W is several times faster than sgemm with M = 1.
+            gemv(out: n, in: k, w: w, x: a, y: c, alpha: alpha, beta: beta)
+            return
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda ?? k), w, Int32(k),
+                    beta, c, Int32(ldc ?? n))
+    }
+
+    /// y[out] = alpha · W[out×in] · x[in] + beta · y.
+    @inlinable
+    public static func gemv(
+        out: Int, in inCount: Int,
+        w: UnsafePointer<Float>, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+        alpha: Float = 1, beta: Float = 0
+    ) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(out), Int32(inCount),
+                    alpha, w, Int32(inCount), x, 1, beta, y, 1)
     }
 
     /// Threads OpenBLAS uses in this process.

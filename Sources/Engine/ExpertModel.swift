@@ -1,0 +1,66 @@
+import Foundation
+
+/// What the expert node drives: one instance per process, used from one thread.
+public protocol ExpertModel: AnyObject {
+    var modelType: String { get }        // "t5" or "mamba"
+    var vocabSize: Int { get }            // logits row length
+    var eosTokenId: Int { get }
+    var weightBytes: Int { get }
+    /// A new, empty sequence. T5: `encoderInput` = prompt token ids (the encoder runs here),
+    /// and the session starts with nothing consumed (feed decoder_start_token_id first).
+    /// Mamba: `encoderInput` must be nil.
+    func makeSession(encoderInput: [Int]?) throws -> ModelSession
+    /// Consume `tokens` (decoder side for T5) and return the logits of the last one (vocabSize floats).
+    func feed(_ session: ModelSession, tokens: [Int]) throws -> [Float]
+    /// Consume `tokens` like `feed`, returning the logits of EVERY one, row-major
+    /// [tokens.count × vocabSize] (teacher forcing; used by `mambaformer infer --logits all`
+    /// and gate training). Has a default implementation (one `feed` per token).
+    func feedAll(_ session: ModelSession, tokens: [Int]) throws -> [Float]
+    /// Advance every session by exactly one token in ONE batched pass (GEMMs over the batch).
+    /// Returns logits row-major [sessions.count × vocabSize].
+    func step(_ sessions: [ModelSession], tokens: [Int]) throws -> [Float]
+    /// The decoder_start_token_id for T5 (0 for HF T5), nil for Mamba.
+    var decoderStartTokenId: Int? { get }
+}
+
+extension ExpertModel {
+    public func feedAll(_ session: ModelSession, tokens: [Int]) throws -> [Float] {
+        var rows: [Float] = []
+        rows.reserveCapacity(tokens.count * vocabSize)
+        for token in tokens { rows += try feed(session, tokens: [token]) }
+        return rows
+    }
+}
+
+public protocol ModelSession: AnyObject {
+    var encoderInput: [Int]? { get }
+    var consumed: [Int] { get }            // tokens consumed so far (decoder side for T5)
+    /// Mark the current position as a restorable point (Mamba keeps a state snapshot; T5 no-op).
+    func markSnapshot()
+    /// Roll back to at most `count` consumed tokens; returns how many are kept
+    /// (T5: exactly `count` by truncating the KV cache; Mamba: the largest snapshot ≤ count, else 0).
+    func truncate(to count: Int) -> Int
+    var memoryBytes: Int { get }           // for the node's LRU bound
+}
+
+/// Loads the Hugging Face checkpoint folder `directory` (config.json + model.safetensors),
+/// dispatching on config.json's `model_type`.
+public func loadExpertModel(from directory: URL) throws -> ExpertModel {
+    let config = try ConfigFile(directory: directory)
+    let modelType = try config.string("model_type")
+    switch modelType {
+    case "mamba":
+        return try MambaModel(directory: directory)
+    case "t5":
+        throw EngineError.unsupported("model_type 't5' in \(config.path): the T5 engine is not linked in this build")
+    default:
+        throw EngineError.unsupported("model_type '\(modelType)' in \(config.path) (supported: mamba, t5)")
+    }
+}
+
+/// Checks every id is inside the vocabulary (before any memory is touched with it).
+func validateTokens(_ tokens: [Int], vocabSize: Int) throws {
+    for t in tokens where t < 0 || t >= vocabSize {
+        throw EngineError.tokenOutOfRange(token: t, vocabSize: vocabSize)
+    }
+}

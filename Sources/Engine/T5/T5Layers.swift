@@ -1,0 +1,195 @@
+import COpenBLAS
+import Foundation
+import Kernels
+
+// The pieces of a T5 block, as in transformers' modeling_t5.py: T5LayerNorm, a bias-free
+// Linear, the relative position buckets, attention without 1/√d scaling, and the FFN.
+// Every matrix is row-major f32, one row per token.
+
+/// A bias-free `nn.Linear`: y = x · Wᵀ with W stored [out, in].
+struct T5Linear {
+    let weight: Tensor
+    let outFeatures: Int
+    let inFeatures: Int
+
+    init(_ file: SafeTensorsFile, _ name: String, out: Int, in inFeatures: Int) throws {
+        weight = try file.tensor(name, shape: [out, inFeatures])
+        outFeatures = out
+        self.inFeatures = inFeatures
+    }
+
+    /// y[rows × out] = x[rows × in] · Wᵀ, or y += x · Wᵀ when `accumulate` (a residual add for free).
+    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>,
+                        accumulate: Bool = false) {
+        Blas.gemmTransB(m: rows, n: outFeatures, k: inFeatures, a: x, w: weight.pointer, c: y,
+                        beta: accumulate ? 1 : 0)
+    }
+}
+
+/// T5LayerNorm: RMSNorm with a weight, no mean subtraction, no bias.
+struct T5LayerNorm {
+    let weight: Tensor
+    let eps: Float
+
+    init(_ file: SafeTensorsFile, _ name: String, dim: Int, eps: Float) throws {
+        weight = try file.tensor(name, shape: [dim])
+        self.eps = eps
+    }
+
+    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
+        Norms.rmsNorm(x, weight: weight.pointer, output: y, rows: rows, dim: weight.count, eps: eps)
+    }
+}
+
+/// transformers' `T5Attention._relative_position_bucket` for one relative position
+/// (memory position − query position). Small distances get one bucket each, larger ones
+/// logarithmically wider buckets up to `maxDistance`; the encoder (bidirectional) spends
+/// half of the buckets on each direction, the decoder only looks back.
+/// The log term is computed in f32 like the reference, so bucket edges agree.
+func relativePositionBucket(_ relativePosition: Int, bidirectional: Bool, numBuckets: Int, maxDistance: Int) -> Int {
+    var buckets = numBuckets
+    var bucket = 0
+    var distance: Int
+    if bidirectional {
+        buckets /= 2
+        if relativePosition > 0 { bucket += buckets }
+        distance = abs(relativePosition)
+    } else {
+        distance = -min(relativePosition, 0)
+    }
+    let maxExact = buckets / 2
+    if distance < maxExact { return bucket + distance }
+    let logRatio = logf(Float(distance) / Float(maxExact)) / Float(log(Double(maxDistance) / Double(maxExact)))
+    let large = maxExact + Int(logRatio * Float(buckets - maxExact))
+    return bucket + min(large, buckets - 1)
+}
+
+/// The q/k/v/o projections of one T5 attention (self- or cross-attention).
+struct T5AttentionWeights {
+    let q: T5Linear, k: T5Linear, v: T5Linear, o: T5Linear
+
+    init(_ file: SafeTensorsFile, _ prefix: String, config: T5Config) throws {
+        let d = config.dModel, inner = config.innerDim
+        q = try T5Linear(file, prefix + ".q.weight", out: inner, in: d)
+        k = try T5Linear(file, prefix + ".k.weight", out: inner, in: d)
+        v = try T5Linear(file, prefix + ".v.weight", out: inner, in: d)
+        o = try T5Linear(file, prefix + ".o.weight", out: d, in: inner)
+    }
+}
+
+/// Scaled-dot-product attention the T5 way: scores are q·kᵀ (no 1/√d_kv: T5 folds it into
+/// the initialisation) plus the relative position bias, softmax, times v — for each head.
+///
+/// - q: `rows` query rows of `heads × dKV` floats (row stride `qStride`).
+/// - keys / values: `keyCount` rows (row stride `kvStride`), heads side by side in a row.
+/// - bias: nil, or [heads × rows × keyCount] added to the scores.
+/// - causalPast: nil (every row sees every key), or the number of keys before the first
+///   query row: query row i then sees keys 0 ... causalPast + i (the decoder's causal mask).
+/// - scores: scratch of at least rows × keyCount floats.
+/// - out: rows × (heads × dKV), row stride `outStride`.
+func t5Attention(
+    q: UnsafePointer<Float>, qStride: Int, rows: Int,
+    keys: UnsafePointer<Float>, values: UnsafePointer<Float>, kvStride: Int, keyCount: Int,
+    heads: Int, dKV: Int, bias: UnsafePointer<Float>?, causalPast: Int?,
+    scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, outStride: Int
+) {
+    let L = Int32(keyCount), D = Int32(dKV)
+    for h in 0..<heads {
+        let qh = q + h * dKV, kh = keys + h * dKV, vh = values + h * dKV, oh = out + h * dKV
+        if rows == 1 {
+            // One query row: two matrix-vector products on the strided head slices.
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, L, D, 1, kh, Int32(kvStride), qh, 1, 0, scores, 1)
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), L, D, 1,
+                        qh, Int32(qStride), kh, Int32(kvStride), 0, scores, L)
+        }
+        for i in 0..<rows {
+            let row = scores + i * keyCount
+            let visible = causalPast.map { min($0 + i + 1, keyCount) } ?? keyCount
+            if let bias {
+                let b = bias + (h * rows + i) * keyCount
+                for j in 0..<visible { row[j] += b[j] }
+            }
+            Activations.softmax(row, count: visible)
+            for j in visible..<keyCount { row[j] = 0 }
+        }
+        if rows == 1 {
+            cblas_sgemv(CblasRowMajor, CblasTrans, L, D, 1, vh, Int32(kvStride), scores, 1, 0, oh, 1)
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), D, L, 1,
+                        scores, L, vh, Int32(kvStride), 0, oh, Int32(outStride))
+        }
+    }
+}
+
+/// The position-wise feed-forward network: wo(act(wi·x)) for T5, wo(act(wi_0·x) ⊙ wi_1·x)
+/// for T5 v1.1 / Flan-T5 (gated).
+struct T5FeedForward {
+    let wi: T5Linear        // wi, or wi_0 when gated
+    let wiLinear: T5Linear? // wi_1 when gated
+    let wo: T5Linear
+    let activation: T5Activation
+
+    init(_ file: SafeTensorsFile, _ prefix: String, config: T5Config) throws {
+        let d = config.dModel, ff = config.dFF
+        if config.isGatedAct {
+            wi = try T5Linear(file, prefix + ".wi_0.weight", out: ff, in: d)
+            wiLinear = try T5Linear(file, prefix + ".wi_1.weight", out: ff, in: d)
+        } else {
+            wi = try T5Linear(file, prefix + ".wi.weight", out: ff, in: d)
+            wiLinear = nil
+        }
+        wo = try T5Linear(file, prefix + ".wo.weight", out: d, in: ff)
+        activation = config.activation
+    }
+
+    /// residual += FFN(x). `a` and `b` are scratch of rows × d_ff floats.
+    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, addingTo residual: UnsafeMutablePointer<Float>,
+                        a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>) {
+        let n = rows * wi.outFeatures
+        wi(x, rows: rows, into: a)
+        activate(a, count: n)
+        if let wiLinear {
+            wiLinear(x, rows: rows, into: b)
+            for i in 0..<n { a[i] *= b[i] }
+        }
+        wo(a, rows: rows, into: residual, accumulate: true)
+    }
+
+    private func activate(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        switch activation {
+        case .relu: Activations.relu(x, count: count)
+        case .geluNew: Activations.geluNew(x, count: count)
+        case .silu: Activations.silu(x, count: count)
+        case .gelu:
+            // torch.nn.functional.gelu (erf form).
+            let invSqrt2 = Float(1 / 2.0.squareRoot())
+            for i in 0..<count { x[i] = 0.5 * x[i] * (1 + erff(x[i] * invSqrt2)) }
+        }
+    }
+}
+
+/// A growable f32 scratch area. The pointer stays valid until the next larger request;
+/// reused across calls so steady-state decoding does not allocate.
+final class T5Scratch {
+    private(set) var pointer: UnsafeMutablePointer<Float>
+    private var capacity: Int
+
+    init() {
+        capacity = 0
+        pointer = .allocate(capacity: 1)
+    }
+
+    func get(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if count > capacity {
+            pointer.deallocate()
+            capacity = max(count, capacity * 3 / 2)
+            pointer = .allocate(capacity: capacity)
+        }
+        return pointer
+    }
+
+    var bytes: Int { capacity * MemoryLayout<Float>.stride }
+
+    deinit { pointer.deallocate() }
+}

@@ -1,0 +1,75 @@
+import XCTest
+import Foundation
+@testable import Kernels
+
+final class SelectiveScanTests: XCTestCase {
+    /// Owned copies of test arrays: `SelectiveScan.Inputs` keeps pointers beyond one call.
+    private var buffers: [UnsafeMutablePointer<Float>] = []
+    private func p(_ values: [Float]) -> UnsafeMutablePointer<Float> {
+        let b = UnsafeMutablePointer<Float>.allocate(capacity: max(values.count, 1))
+        b.initialize(from: values, count: values.count)
+        buffers.append(b)
+        return b
+    }
+    override func tearDown() { buffers.forEach { $0.deallocate() }; buffers = [] }
+
+    /// One channel, state size 2, hand-computed with Δ = softplus(δ + bias).
+    func testTwoStepsByHand() {
+        let u: [Float] = [1, 2]
+        let delta: [Float] = [0, 0.5]
+        let z: [Float] = [1, -0.5]
+        let inputs = SelectiveScan.Inputs(u: p(u), uStride: 1, delta: p(delta), deltaStride: 1, deltaBias: p([0.1]),
+                                          a: p([-1, -2]), b: p([1, 0.5, -1, 2]), bStride: 2,
+                                          c: p([0.5, 1, 1, -1]), cStride: 2, d: p([0.25]), z: p(z), zStride: 1)
+        let state = p([0, 0]), y = p([0, 0])
+        SelectiveScan.scan(inputs, steps: 2, channels: 1, stateSize: 2, state: state, y: y, yStride: 1)
+
+        func softplus(_ x: Double) -> Double { log1p(exp(x)) }
+        func silu(_ x: Double) -> Double { x / (1 + exp(-x)) }
+        var h = [0.0, 0.0]
+        var expected: [Double] = []
+        let A = [-1.0, -2.0], B = [[1.0, 0.5], [-1.0, 2.0]], C = [[0.5, 1.0], [1.0, -1.0]]
+        for t in 0..<2 {
+            let dt = softplus(Double(delta[t]) + 0.1)
+            for s in 0..<2 { h[s] = exp(A[s] * dt) * h[s] + dt * B[t][s] * Double(u[t]) }
+            expected.append((h[0] * C[t][0] + h[1] * C[t][1] + 0.25 * Double(u[t])) * silu(Double(z[t])))
+        }
+        XCTAssertEqual(Double(y[0]), expected[0], accuracy: 1e-6)
+        XCTAssertEqual(Double(y[1]), expected[1], accuracy: 1e-6)
+        XCTAssertEqual(Double(state[0]), h[0], accuracy: 1e-6)
+        XCTAssertEqual(Double(state[1]), h[1], accuracy: 1e-6)
+        XCTAssertGreaterThan(abs(y[1]), 0.1)
+    }
+
+    /// Channels are independent and the single-step update equals the multi-step scan.
+    func testStepsEqualScanAcrossChannels() {
+        let steps = 5, channels = 3, n = 4
+        func rand(_ count: Int) -> [Float] { (0..<count).map { _ in Float.random(in: -1...1) } }
+        let u = p(rand(steps * channels)), delta = p(rand(steps * channels)), z = p(rand(steps * channels))
+        let a = p(rand(channels * n).map { -abs($0) - 0.1 })
+        let b = p(rand(steps * n)), c = p(rand(steps * n)), d = p(rand(channels))
+        let inputs = SelectiveScan.Inputs(u: u, uStride: channels, delta: delta, deltaStride: channels, deltaBias: nil,
+                                          a: a, b: b, bStride: n, c: c, cStride: n, d: d, z: z, zStride: channels)
+        let stateScan = p(Array(repeating: 0, count: channels * n)), yScan = p(Array(repeating: 0, count: steps * channels))
+        SelectiveScan.scan(inputs, steps: steps, channels: channels, stateSize: n, state: stateScan, y: yScan, yStride: channels)
+
+        let stateStep = p(Array(repeating: 0, count: channels * n)), yStep = p(Array(repeating: 0, count: steps * channels))
+        for t in 0..<steps {
+            let one = SelectiveScan.Inputs(u: u + t * channels, uStride: channels, delta: delta + t * channels, deltaStride: channels,
+                                           deltaBias: nil, a: a, b: b + t * n, bStride: n, c: c + t * n, cStride: n,
+                                           d: d, z: z + t * channels, zStride: channels)
+            SelectiveScan.step(one, channels: channels, stateSize: n, state: stateStep, y: yStep + t * channels)
+        }
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: yScan, count: steps * channels)),
+                       Array(UnsafeBufferPointer(start: yStep, count: steps * channels)))
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: stateScan, count: channels * n)),
+                       Array(UnsafeBufferPointer(start: stateStep, count: channels * n)))
+
+        // Splitting channels (as a multi-threaded caller would) changes nothing.
+        let stateSplit = p(Array(repeating: 0, count: channels * n)), ySplit = p(Array(repeating: 0, count: steps * channels))
+        SelectiveScan.scan(inputs, steps: steps, channels: channels, stateSize: n, state: stateSplit, y: ySplit, yStride: channels, channelRange: 0..<1)
+        SelectiveScan.scan(inputs, steps: steps, channels: channels, stateSize: n, state: stateSplit, y: ySplit, yStride: channels, channelRange: 1..<3)
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: ySplit, count: steps * channels)),
+                       Array(UnsafeBufferPointer(start: yScan, count: steps * channels)))
+    }
+}
