@@ -83,5 +83,9 @@ let package = Package(
         // Unit tests next to each part; integration tests start real processes.
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: v5),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: v5),
+        .testTarget(name: "GatewayTests", dependencies: [
+            "Gateway", "Wire",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ], swiftSettings: v5),
     ]
 )
