@@ -1,7 +1,47 @@
-/// The HTTP front door: validates requests, sends them to the router, merges span results, streams answers, serves health and metrics.
+import Hummingbird
+import Logging
+
+/// The HTTP front door: validates requests, sends them to the router through an
+/// `AnswerBackend`, merges span results, streams answers, serves health and metrics.
 ///
-/// See ../../README.md for the architecture.
+/// Run it with ServiceLifecycle (SIGTERM/SIGINT → graceful shutdown: the server stops
+/// accepting, in-flight requests finish):
+///
+///     let app = makeGatewayApplication(config: config, backend: routerClient, logger: logger)
+///     try await app.runService()                      // or put `app` in a ServiceGroup
 public enum GatewayModule {
     /// Shown by `mambaformer --version` per component.
     public static let name = "Gateway"
+}
+
+/// Builds the gateway's Hummingbird application.
+/// - Parameters:
+///   - metrics: where metrics go; pass one to share its registry (e.g. with `MetricsSystem.bootstrap`).
+///   - onServerRunning: called with the bound port once listening (useful with `config.port == 0`).
+public func makeGatewayApplication(
+    config: GatewayConfig,
+    backend: AnswerBackend,
+    logger: Logger,
+    metrics: GatewayMetrics = GatewayMetrics(),
+    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+) -> Application<RouterResponder<GatewayRequestContext>> {
+    let router = makeGatewayRouter(config: config, backend: backend, metrics: metrics)
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "mambaformer-gateway"),
+        onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? config.port) },
+        logger: logger
+    )
+}
+
+/// The router alone (middleware + endpoints), for embedding or testing.
+public func makeGatewayRouter(config: GatewayConfig, backend: AnswerBackend,
+                              metrics: GatewayMetrics = GatewayMetrics()) -> Router<GatewayRequestContext> {
+    let limiter = ConcurrencyLimiter(limit: config.maxConcurrent) { metrics.inFlight($0) }
+    let router = Router(context: GatewayRequestContext.self)
+    // Middleware first: Hummingbird wraps each route with the middleware present when it is added.
+    router.add(middleware: FrontMiddleware(metrics: metrics))
+    router.add(middleware: AuthMiddleware(tokens: config.authTokens))
+    Endpoints(config: config, backend: backend, metrics: metrics, limiter: limiter).register(on: router)
+    return router
 }

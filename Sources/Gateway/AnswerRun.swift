@@ -1,0 +1,266 @@
+import Foundation
+import Logging
+import Wire
+
+/// One answer in progress: submits the request to the backend, merges its span results in
+/// order, enforces the deadline and the span-gap timeout, and hands the HTTP layer a simple
+/// sequence of steps — merged spans, then exactly one `finished` or `failed`.
+///
+/// Both endpoints and both modes (JSON, SSE) drive the same run, so the merging and failure
+/// rules cannot drift apart between them.
+final class AnswerRun: @unchecked Sendable {
+    enum Step {
+        case span(SpanResult)
+        /// Nothing happened for `keepAliveMs`: a streaming writer sends an SSE comment.
+        case idle
+        case finished(AnswerResponse)
+        case failed(GatewayError)
+    }
+
+    private enum Input {
+        case event(AnswerEvent)
+        case ended
+        case tick
+    }
+
+    let requestId: String
+    let params: AnswerParams
+    private let backend: AnswerBackend
+    private let config: GatewayConfig
+    private let metrics: GatewayMetrics
+    private let logger: Logger
+    private let permit: ConcurrencyLimiter.Permit
+    private let started: ContinuousClock.Instant
+    private let deadline: ContinuousClock.Instant
+
+    // Consumer-side state: touched only by the one task calling `next()`.
+    private var merger: SpanMerger
+    private var ready: [SpanResult] = []
+    private var firstSpanAt: ContinuousClock.Instant?
+    private var lastActivity: ContinuousClock.Instant
+    private var delivered = false
+    private var inputs: AsyncStream<Input>.AsyncIterator?
+
+    // Shared with `cancel()` (another task): guarded by `lock`.
+    private let lock = NSLock()
+    private var terminal = false
+    private var tasks: [Task<Void, Never>] = []
+
+    /// Ticks drive the deadline, gap and keep-alive checks; 50 ms granularity is plenty
+    /// against deadlines of seconds.
+    static let tick: Duration = .milliseconds(50)
+
+    init(requestId: String, params: AnswerParams, backend: AnswerBackend, config: GatewayConfig,
+         metrics: GatewayMetrics, logger: Logger, permit: ConcurrencyLimiter.Permit,
+         started: ContinuousClock.Instant) {
+        self.requestId = requestId
+        self.params = params
+        self.backend = backend
+        self.config = config
+        self.metrics = metrics
+        self.logger = logger
+        self.permit = permit
+        self.started = started
+        self.deadline = started + .milliseconds(params.deadlineMs + config.deadlineGraceMs)
+        self.merger = SpanMerger(requestId: requestId)
+        self.lastActivity = started
+    }
+
+    deinit {
+        // A run dropped before reaching its end (e.g. a response never written): make sure the
+        // router stops and the permit returns.
+        if !terminal {
+            let backend = self.backend, id = requestId
+            Task { await backend.cancel(requestId: id) }
+            for task in tasks { task.cancel() }
+        }
+        permit.release()
+    }
+
+    /// Sends the request. Failures here happen before any byte of the response, so they
+    /// become a proper HTTP status.
+    func start() async throws {
+        let request = params.wireRequest(requestId: requestId, now: Date(), spanTokens: config.spanTokens)
+        let events: AsyncStream<AnswerEvent>
+        do {
+            events = try await backend.submit(request)
+        } catch let error as BackendSubmitError {
+            finish(outcome: "rejected")
+            throw GatewayError.fromWire(error.wire, retryAfter: config.retryAfterSeconds,
+                                        deadlineMs: params.deadlineMs, partial: nil)
+        } catch {
+            finish(outcome: "rejected")
+            throw GatewayError(.serviceUnavailable, "unavailable", "the router cannot be reached: \(error)",
+                               retryAfter: config.retryAfterSeconds)
+        }
+        let (stream, continuation) = AsyncStream<Input>.makeStream()
+        let pump = Task {
+            for await event in events { continuation.yield(.event(event)) }
+            continuation.yield(.ended)
+        }
+        let ticker = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: Self.tick)
+                continuation.yield(.tick)
+            }
+            continuation.finish()
+        }
+        lock.withLock { tasks = [pump, ticker] }
+        inputs = stream.makeAsyncIterator()
+    }
+
+    /// The next step; nil after the terminal step was delivered (or the run was cancelled).
+    func next() async -> Step? {
+        while true {
+            if !ready.isEmpty {
+                lastActivity = .now
+                return .span(ready.removeFirst())
+            }
+            if delivered || lock.withLock({ terminal }) { return nil }
+            guard let input = await inputs?.next() else {
+                return terminate(.failed(.upstream("the answer stream stopped unexpectedly", partial: partial("error"))),
+                                 outcome: "upstream")
+            }
+            if lock.withLock({ terminal }) { return nil }   // cancelled while waiting
+            let now = ContinuousClock.now
+            switch input {
+            case .tick:
+                if now >= deadline {
+                    logger.notice("deadline reached", metadata: ["spans": "\(merger.nextIndex)"])
+                    return terminate(.failed(.deadline(params.deadlineMs, partial: partial("deadline"))),
+                                     outcome: "deadline", cancelBackend: true)
+                }
+                if let gap = merger.expiredGap(now: now, timeout: .milliseconds(config.spanGapTimeoutMs)) {
+                    logger.error("span gap", metadata: ["missing": "\(gap.missing)", "waiting": "\(gap.waiting)"])
+                    return terminate(.failed(.incomplete(gap, partial: partial("error"))),
+                                     outcome: "incomplete", cancelBackend: true)
+                }
+                if now - lastActivity >= .milliseconds(config.keepAliveMs) {
+                    lastActivity = now
+                    return .idle
+                }
+            case .ended:
+                logger.error("router stream ended without done or error")
+                return terminate(.failed(.upstream("the router closed the answer stream without finishing it",
+                                                   partial: partial("error"))), outcome: "upstream")
+            case .event(let event):
+                guard event.requestId == requestId else {
+                    metrics.spansDropped(1, reason: "foreign")
+                    continue
+                }
+                switch event.kind {
+                case .span(let span):
+                    let before = (merger.duplicatesDropped, merger.foreignDropped)
+                    let released = merger.accept(span, now: now)
+                    metrics.spansDropped(merger.duplicatesDropped - before.0, reason: "duplicate")
+                    metrics.spansDropped(merger.foreignDropped - before.1, reason: "foreign")
+                    if !released.isEmpty, firstSpanAt == nil {
+                        firstSpanAt = now
+                        metrics.firstSpan(after: now - started)
+                    }
+                    ready += released
+                case .done(let stats):
+                    return complete(stats)
+                case .error(let wire):
+                    logger.warning("router reported an error", metadata: ["code": "\(wire.code)", "retryable": "\(wire.retryable)"])
+                    let outcome = wire.code == .deadline ? "deadline" : "upstream"
+                    return terminate(.failed(.fromWire(wire, retryAfter: config.retryAfterSeconds, deadlineMs: params.deadlineMs,
+                                                       partial: partial(wire.code == .deadline ? "deadline" : "error"))),
+                                     outcome: outcome)
+                }
+            }
+        }
+    }
+
+    /// The client went away (or the response was abandoned): stop the router's work.
+    func cancel() async {
+        let wasRunning = lock.withLock { () -> Bool in
+            defer { terminal = true }
+            return !terminal
+        }
+        guard wasRunning else { return }
+        logger.info("client disconnected; cancelling on the router")
+        finish(outcome: "cancelled")
+        await backend.cancel(requestId: requestId)
+    }
+
+    // MARK: Ending
+
+    private func complete(_ stats: DoneStats) -> Step? {
+        if let gap = merger.gapAtCompletion(expectedSpans: stats.spans) {
+            logger.error("router finished with a span missing", metadata: ["missing": "\(gap.missing)"])
+            return terminate(.failed(.incomplete(gap, partial: partial("error"))), outcome: "incomplete")
+        }
+        switch stats.finish {
+        case .deadline:
+            return terminate(.failed(.deadline(params.deadlineMs, partial: partial("deadline", stats: stats))),
+                             outcome: "deadline")
+        case .cancelled:
+            return terminate(.failed(.upstream("the router cancelled the request", partial: partial("error", stats: stats))),
+                             outcome: "upstream")
+        case .eos, .length, .none:
+            let reason: String
+            switch stats.finish {
+            case .length: reason = "length"
+            case .eos: reason = "eos"
+            default: reason = stats.completionTokens >= UInt32(params.maxTokens) ? "length" : "eos"
+            }
+            if stats.queueUs > 0 { metrics.routerQueue(microseconds: stats.queueUs) }
+            return terminate(.finished(response(reason, stats: stats)), outcome: "ok")
+        }
+    }
+
+    private func terminate(_ step: Step, outcome: String, cancelBackend: Bool = false) -> Step? {
+        let first = lock.withLock { () -> Bool in
+            defer { terminal = true }
+            return !terminal
+        }
+        guard first else { return nil }
+        delivered = true
+        finish(outcome: outcome)
+        if cancelBackend {
+            let backend = self.backend, id = requestId
+            Task { await backend.cancel(requestId: id) }
+        }
+        return step
+    }
+
+    /// Bookkeeping common to every end: stop helper tasks, count tokens, return the permit.
+    private func finish(outcome: String) {
+        let running = lock.withLock { () -> [Task<Void, Never>] in
+            defer { tasks = [] }
+            return tasks
+        }
+        for task in running { task.cancel() }
+        for span in merger.merged { metrics.tokens(span.pieces.count, expert: span.pool) }
+        metrics.answer(outcome: outcome)
+        permit.release()
+    }
+
+    // MARK: Building the response
+
+    private func partial(_ reason: String, stats: DoneStats? = nil) -> AnswerResponse {
+        response(reason, stats: stats)
+    }
+
+    private func response(_ reason: String, stats: DoneStats?) -> AnswerResponse {
+        let trace = merger.merged.map(AnswerResponse.TraceEntry.init)
+        var emamba = 0, et5 = 0
+        for entry in trace {
+            if entry.expert == PoolKind.et5.description { et5 += entry.tokens } else { emamba += entry.tokens }
+        }
+        let prompt = merger.merged.map { Int($0.promptTokens) }.max() ?? 0
+        var usage = AnswerResponse.Usage(promptTokens: prompt, completionTokens: emamba + et5,
+                                         emambaTokens: emamba, et5Tokens: et5)
+        // The router's own count wins when it reports one (it also counts tokens in spans a
+        // retry replaced); the trace is the fallback.
+        if let stats, stats.completionTokens > 0 {
+            usage = .init(promptTokens: Int(stats.promptTokens), completionTokens: Int(stats.completionTokens),
+                          emambaTokens: Int(stats.emambaTokens), et5Tokens: Int(stats.et5Tokens))
+        }
+        let total = Double((ContinuousClock.now - started) / .microseconds(1)) / 1000
+        return AnswerResponse(id: requestId, answer: merger.text, finishReason: reason, usage: usage, trace: trace,
+                              timings: .init(queueMs: rounded(Double(stats?.queueUs ?? 0) / 1000, places: 3),
+                                             totalMs: rounded(total, places: 3)))
+    }
+}

@@ -1,0 +1,220 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Wire
+
+/// The HTTP endpoints. Each answer request: read the body (bounded) → validate → admit
+/// (concurrency limit) → `AnswerRun` → render as JSON, SSE, or OpenAI JSON / chunks.
+struct Endpoints: Sendable {
+    let config: GatewayConfig
+    let backend: AnswerBackend
+    let metrics: GatewayMetrics
+    let limiter: ConcurrencyLimiter
+
+    func register(on router: Router<GatewayRequestContext>) {
+        router.post("/v1/answer") { request, context in try await self.answer(request, context) }
+        router.post("/v1/chat/completions") { request, context in try await self.chat(request, context) }
+        router.get("/healthz") { _, _ in Self.json(#"{"status":"ok"}"#) }
+        router.get("/readyz") { _, _ in await self.ready() }
+        router.get("/metrics") { _, _ in await self.metricsText() }
+    }
+
+    // MARK: /v1/answer
+
+    func answer(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        var request = request
+        let params = try RequestParsing.answer(try await readBody(&request), config: config)
+        let run = try await startRun(params, context)
+        if !params.stream {
+            let result = try await collect(run, request: request)
+            return Self.json(JSON.encode(result))
+        }
+        let first = try await firstStep(run)
+        return sse(run, first: first, request: request) { step in
+            switch step {
+            case .span(let span):
+                return .write("event: span\nid: \(span.spanIndex)\ndata: \(JSON.encode(SpanEvent(span)))\n\n")
+            case .idle:
+                return .write(": keep-alive\n\n")
+            case .finished(let answer):
+                return .last("event: done\ndata: \(JSON.encode(answer))\n\n")
+            case .failed(let error):
+                self.metrics.streamError(code: error.code)
+                return .last("event: error\ndata: \(JSON.encode(ErrorEnvelope(error, requestId: run.requestId)))\n\n")
+            }
+        }
+    }
+
+    // MARK: /v1/chat/completions
+
+    func chat(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        var request = request
+        let chat = try RequestParsing.chat(try await readBody(&request), config: config)
+        let run = try await startRun(chat.params, context)
+        let id = "chatcmpl-\(run.requestId)"
+        let created = Int(Date().timeIntervalSince1970)
+        if !chat.params.stream {
+            let answer = try await collect(run, request: request)
+            let completion = ChatCompletion(
+                id: id, created: created, model: chat.model,
+                choices: [.init(message: .init(content: answer.answer),
+                                finishReason: ChatFormat.finishReason(answer.finishReason))],
+                usage: ChatUsage(answer.usage), mambaformer: ChatRouting(answer))
+            return Self.json(JSON.encode(completion))
+        }
+        let first = try await firstStep(run)
+        @Sendable func chunk(_ delta: ChatChunk.Delta, finish: String? = nil, routing: ChatChunk.Routing? = nil) -> String {
+            "data: " + JSON.encode(ChatChunk(id: id, created: created, model: chat.model,
+                                             choices: [.init(delta: delta, finishReason: finish)],
+                                             mambaformer: routing)) + "\n\n"
+        }
+        // OpenAI streams open with a role-only delta.
+        let opening = chunk(.init(role: "assistant", content: ""))
+        return sse(run, first: first, request: request, preamble: opening) { step in
+            switch step {
+            case .span(let span):
+                return .write(chunk(.init(content: span.text), routing: .span(.init(span))))
+            case .idle:
+                return .write(": keep-alive\n\n")
+            case .finished(let answer):
+                var text = chunk(.init(), finish: ChatFormat.finishReason(answer.finishReason),
+                                 routing: .final(ChatRouting(answer)))
+                if chat.includeUsageInStream {
+                    text += "data: " + JSON.encode(ChatChunk(id: id, created: created, model: chat.model, choices: [],
+                                                             usage: ChatUsage(answer.usage))) + "\n\n"
+                }
+                return .last(text + "data: [DONE]\n\n")
+            case .failed(let error):
+                self.metrics.streamError(code: error.code)
+                return .last("data: \(JSON.encode(ErrorEnvelope(error, requestId: run.requestId)))\n\n")
+            }
+        }
+    }
+
+    // MARK: Probes and metrics
+
+    func ready() async -> Response {
+        let status = await backend.status()
+        metrics.backend(status)
+        let ready = status.isReady(requiring: config.readyRequiresPools)
+        let body = #"{"status":"\#(ready ? "ready" : "not_ready")","router_reachable":\#(status.routerReachable),"#
+            + #""replicas":{"emamba":\#(status.emambaReplicas),"et5":\#(status.et5Replicas)}}"#
+        var response = Self.json(body, status: ready ? .ok : .serviceUnavailable)
+        if !ready { response.headers[.retryAfter] = String(config.retryAfterSeconds) }
+        return response
+    }
+
+    func metricsText() async -> Response {
+        metrics.backend(await backend.status())
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                        body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
+    }
+
+    // MARK: Shared steps
+
+    /// The body, at most `maxBodyBytes` (413 beyond, checked on Content-Length first when given).
+    private func readBody(_ request: inout Request) async throws -> [UInt8] {
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > config.maxBodyBytes {
+            throw GatewayError.bodyTooLarge(limit: config.maxBodyBytes)
+        }
+        do {
+            var buffer = try await request.collectBody(upTo: config.maxBodyBytes)
+            return buffer.readBytes(length: buffer.readableBytes) ?? []
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw GatewayError.bodyTooLarge(limit: config.maxBodyBytes)
+        }
+    }
+
+    private func startRun(_ params: AnswerParams, _ context: GatewayRequestContext) async throws -> AnswerRun {
+        guard let permit = limiter.tryAcquire() else {
+            metrics.answer(outcome: "rejected")
+            throw GatewayError.overloaded(limit: limiter.limit, retryAfter: config.retryAfterSeconds)
+        }
+        var logger = context.logger
+        logger[metadataKey: "request_id"] = .string(context.requestId)
+        // Sizes and settings only: the question and context are patient data.
+        logger.debug("answer request", metadata: [
+            "question_chars": "\(params.question.count)", "context_chars": "\(params.context.count)",
+            "max_tokens": "\(params.maxTokens)", "stream": "\(params.stream)",
+            "expert": "\(params.policy.forced)", "cost_weight": "\(params.policy.costWeight)",
+        ])
+        let run = AnswerRun(requestId: context.requestId, params: params, backend: backend, config: config,
+                            metrics: metrics, logger: logger, permit: permit, started: .now)
+        try await run.start()
+        return run
+    }
+
+    /// Waits for the whole answer. The client hanging up cancels the run (and the router's work).
+    private func collect(_ run: AnswerRun, request: Request) async throws -> AnswerResponse {
+        let outcome: Result<AnswerResponse, GatewayError> = try await request.body.consumeWithInboundCloseHandler { _ in
+            while let step = await run.next() {
+                switch step {
+                case .span, .idle: continue
+                case .finished(let answer): return .success(answer)
+                case .failed(let error): return .failure(error)
+                }
+            }
+            return .failure(Self.clientGone)
+        } onInboundClosed: {
+            Task { await run.cancel() }
+        }
+        return try outcome.get()
+    }
+
+    /// 499: the client closed the connection; nobody reads this response.
+    static let clientGone = GatewayError(HTTPResponse.Status(code: 499, reasonPhrase: "Client Closed Request"),
+                                         "client_closed", "the client closed the connection")
+
+    /// Streams commit to `200` with their first byte, so wait for the first span (or the first
+    /// keep-alive interval) before answering: errors that come earlier — overload, no replica,
+    /// deadline — still get their HTTP status.
+    private func firstStep(_ run: AnswerRun) async throws -> AnswerRun.Step {
+        guard let step = await run.next() else { throw Self.clientGone }
+        if case .failed(let error) = step { throw error }
+        return step
+    }
+
+    enum Frame { case write(String), last(String) }
+
+    /// A `text/event-stream` response fed by the run. A client that disconnects — noticed either
+    /// by the inbound side closing or by a failed write — cancels the run on the router.
+    private func sse(_ run: AnswerRun, first: AnswerRun.Step, request: Request, preamble: String = "",
+                     render: @escaping @Sendable (AnswerRun.Step) -> Frame) -> Response {
+        let headers: HTTPFields = [
+            .contentType: "text/event-stream; charset=utf-8",
+            .cacheControl: "no-cache",
+            .accelBuffering: "no",   // nginx: pass events through as they come
+        ]
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            do {
+                try await request.body.consumeWithInboundCloseHandler { _ in
+                    var step: AnswerRun.Step? = first
+                    var pending = preamble
+                    while let current = step {
+                        switch render(current) {
+                        case .write(let text):
+                            try await writer.write(ByteBuffer(string: pending + text))
+                            pending = ""
+                        case .last(let text):
+                            try await writer.write(ByteBuffer(string: pending + text))
+                            return
+                        }
+                        step = await run.next()
+                    }
+                } onInboundClosed: {
+                    Task { await run.cancel() }
+                }
+            } catch {
+                await run.cancel()
+                throw error
+            }
+            try await writer.finish(nil)
+        })
+    }
+
+    static func json(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"],
+                 body: .init(byteBuffer: ByteBuffer(string: body + "\n")))
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import Wire
+
+/// Everything the gateway needs to run, with defaults that suit one machine.
+/// The `gateway` subcommand fills it from flags / cluster config; tests build it directly.
+public struct GatewayConfig: Sendable {
+    /// Address to listen on. Port 0 picks a free port (tests).
+    public var host: String = "127.0.0.1"
+    public var port: Int = 8080
+
+    // MARK: Limits (all enforced before anything reaches the router)
+
+    /// Largest request body accepted; larger → 413.
+    public var maxBodyBytes: Int = 256 * 1024
+    /// Largest prompt (question + context), counted in Unicode scalars → 422 `prompt_too_long`.
+    /// The gateway has no tokenizer (experts own theirs, and they differ), so it bounds
+    /// characters: every tokenizer used here emits at most about one token per scalar, so this
+    /// also bounds prompt tokens. The router/experts still check their own token limits.
+    public var maxPromptChars: Int = 32_000
+    /// Largest `max_tokens` a client may ask for → 422 `max_tokens_too_large`.
+    public var maxTokens: Int = 512
+    /// `max_tokens` when the client does not say.
+    public var defaultMaxTokens: Int = 128
+    /// Answer requests in flight at once (both endpoints); more → 429 with `Retry-After`.
+    public var maxConcurrent: Int = 64
+    /// Seconds advertised in `Retry-After` on 429 and 503.
+    public var retryAfterSeconds: Int = 1
+    /// Per-request deadline when the client gives none (`deadline_ms`) → 504 with the partial answer.
+    public var defaultDeadlineMs: Int = 30_000
+    /// Largest `deadline_ms` a client may ask for.
+    public var maxDeadlineMs: Int = 300_000
+    /// The router enforces the deadline too and reports what it had; the gateway waits this much
+    /// longer for that report before giving up on its own.
+    public var deadlineGraceMs: Int = 250
+    /// A later span arrived but an earlier one did not for this long → the answer cannot be
+    /// completed: 502 `incomplete_answer` (never a silently truncated answer).
+    public var spanGapTimeoutMs: Int = 5_000
+    /// SSE comment sent when nothing else was sent for this long: keeps proxies from timing the
+    /// stream out and detects a client that went away while generation is slow.
+    public var keepAliveMs: Int = 10_000
+    /// Span length asked of the router (0 = router default).
+    public var spanTokens: UInt32 = 0
+
+    // MARK: Auth
+
+    /// Accepted bearer tokens. Empty = no authentication (loopback / behind an authenticating proxy).
+    public var authTokens: Set<String> = []
+
+    // MARK: Readiness
+
+    /// Pools that must each have a live replica for `/readyz` to say ready (empty: any replica).
+    public var readyRequiresPools: Set<PoolKind> = []
+
+    /// Model name reported by `/v1/chat/completions` when the client's is empty.
+    public var modelName: String = "mambaformer"
+
+    public init() {}
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Checks the values make sense together; the `gateway` subcommand calls it at start-up.
+    public func validate() throws {
+        func need(_ ok: Bool, _ field: String, _ why: String) throws {
+            if !ok { throw GatewayConfigError.invalidValue(field: field, reason: why) }
+        }
+        try need((0...65535).contains(port), "port", "must be 0...65535, got \(port)")
+        try need(maxBodyBytes >= 1024, "maxBodyBytes", "must be at least 1024, got \(maxBodyBytes)")
+        try need(maxPromptChars >= 1, "maxPromptChars", "must be positive, got \(maxPromptChars)")
+        try need(maxTokens >= 1, "maxTokens", "must be positive, got \(maxTokens)")
+        try need((1...maxTokens).contains(defaultMaxTokens), "defaultMaxTokens",
+                 "must be 1...maxTokens (\(maxTokens)), got \(defaultMaxTokens)")
+        try need(maxConcurrent >= 1, "maxConcurrent", "must be positive, got \(maxConcurrent)")
+        try need(retryAfterSeconds >= 0, "retryAfterSeconds", "must not be negative")
+        try need(defaultDeadlineMs >= 1, "defaultDeadlineMs", "must be positive, got \(defaultDeadlineMs)")
+        try need(maxDeadlineMs >= defaultDeadlineMs, "maxDeadlineMs", "must be >= defaultDeadlineMs")
+        try need(deadlineGraceMs >= 0, "deadlineGraceMs", "must not be negative")
+        try need(spanGapTimeoutMs >= 1, "spanGapTimeoutMs", "must be positive, got \(spanGapTimeoutMs)")
+        try need(keepAliveMs >= 100, "keepAliveMs", "must be at least 100, got \(keepAliveMs)")
+    }
+
+    /// Reads bearer tokens from a file: one token per line, blank lines and `#` comments ignored.
+    /// Fails (rather than silently disabling auth) on a missing/unreadable file, a file with no
+    /// tokens, or a line that is not a valid token (whitespace inside, too short).
+    public static func loadAuthTokens(path: String) throws -> Set<String> {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw GatewayConfigError.tokenFileUnreadable(path: path)
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw GatewayConfigError.tokenFileInvalid(path: path, line: 0, reason: "not UTF-8 text")
+        }
+        var tokens = Set<String>()
+        for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            if line.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value >= 0x7F }) {
+                throw GatewayConfigError.tokenFileInvalid(
+                    path: path, line: number + 1, reason: "a token must be printable ASCII without spaces")
+            }
+            if line.utf8.count < 16 {
+                throw GatewayConfigError.tokenFileInvalid(
+                    path: path, line: number + 1, reason: "token shorter than 16 characters (too easy to guess)")
+            }
+            tokens.insert(line)
+        }
+        if tokens.isEmpty { throw GatewayConfigError.tokenFileEmpty(path: path) }
+        return tokens
+    }
+}
+
+public enum GatewayConfigError: Error, CustomStringConvertible, Equatable {
+    case invalidValue(field: String, reason: String)
+    case tokenFileUnreadable(path: String)
+    case tokenFileInvalid(path: String, line: Int, reason: String)
+    case tokenFileEmpty(path: String)
+
+    public var description: String {
+        switch self {
+        case .invalidValue(let field, let reason):
+            return "gateway config: \(field) \(reason)"
+        case .tokenFileUnreadable(let path):
+            return "auth token file \(path) cannot be read (missing or no permission)"
+        case .tokenFileInvalid(let path, let line, let reason):
+            return "auth token file \(path), line \(line): \(reason)"
+        case .tokenFileEmpty(let path):
+            return "auth token file \(path) holds no tokens (one per line; # starts a comment)"
+        }
+    }
+}

@@ -1,0 +1,193 @@
+import Foundation
+import Wire
+
+/// A validated answer request, common to `/v1/answer` and `/v1/chat/completions`.
+struct AnswerParams: Equatable {
+    var question: String
+    var context: String = ""
+    var maxTokens: Int
+    var policy = Policy()
+    var sampling = Sampling()
+    var stream = false
+    var deadlineMs: Int
+
+    /// The wire request, with the gateway's id and absolute deadline.
+    func wireRequest(requestId: String, now: Date, spanTokens: UInt32) -> AnswerRequest {
+        let deadline = UInt64(max(0, now.timeIntervalSince1970 * 1000)) + UInt64(deadlineMs)
+        return AnswerRequest(requestId: requestId, question: question, context: context,
+                             maxNewTokens: UInt32(maxTokens), policy: policy, sampling: sampling,
+                             deadlineUnixMs: deadline, spanTokens: spanTokens)
+    }
+}
+
+enum RequestParsing {
+    /// Bytes → JSON object, telling invalid UTF-8, malformed JSON and a non-object apart.
+    static func jsonObject(_ bytes: [UInt8]) throws -> JSONFields {
+        guard String(validating: bytes, as: UTF8.self) != nil else { throw GatewayError.invalidUTF8 }
+        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
+            throw GatewayError.invalidJSON("the body is empty")
+        }
+        let value: JSONValue
+        do {
+            value = try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+        } catch let DecodingError.dataCorrupted(context) {
+            throw GatewayError.invalidJSON(Self.describe(context))
+        } catch {
+            throw GatewayError.invalidJSON("could not parse")
+        }
+        guard case .object(let fields) = value else {
+            throw GatewayError(.unprocessableContent, "invalid_type", "the body must be a JSON object, got \(value.kindName)")
+        }
+        return JSONFields(fields)
+    }
+
+    private static func describe(_ context: DecodingError.Context) -> String {
+        // The underlying JSON error names the position; the body itself is never echoed.
+        if let underlying = context.underlyingError as NSError?,
+           let detail = underlying.userInfo[NSDebugDescriptionErrorKey] as? String {
+            return detail
+        }
+        return context.debugDescription
+    }
+
+    static let answerFields = ["question", "context", "max_tokens", "cost_weight", "expert", "temperature",
+                               "top_p", "top_k", "seed", "repetition_penalty", "stream", "deadline_ms"]
+
+    /// `POST /v1/answer`. Unknown fields are REFUSED (422 `unknown_field`): this API is ours, and
+    /// a misspelt `max_token` or `temprature` silently ignored would change a clinical answer
+    /// without anyone noticing.
+    static func answer(_ bytes: [UInt8], config: GatewayConfig) throws -> AnswerParams {
+        let json = try jsonObject(bytes)
+        try json.refuseUnknown(allowed: answerFields)
+        guard let question = try json.string("question") else { throw GatewayError.missingField("question") }
+        var params = AnswerParams(question: question, maxTokens: config.defaultMaxTokens,
+                                  deadlineMs: config.defaultDeadlineMs)
+        params.context = try json.string("context") ?? ""
+        try applyCommon(json, to: &params, maxTokensKeys: ["max_tokens"], temperatureMax: 5, config: config)
+        try checkPrompt(params, config: config)
+        return params
+    }
+
+    /// Fields both endpoints share: limits, sampling, routing policy, streaming, deadline.
+    private static func applyCommon(_ json: JSONFields, to params: inout AnswerParams, maxTokensKeys: [String],
+                                    temperatureMax: Double, config: GatewayConfig) throws {
+        for key in maxTokensKeys {
+            if let n = try json.int(key, in: Int64.min...Int64.max) {
+                guard n >= 1 else { throw GatewayError.invalidValue(key, "must be at least 1, got \(n)") }
+                guard n <= config.maxTokens else { throw GatewayError.maxTokensTooLarge(Int(n), limit: config.maxTokens) }
+                params.maxTokens = Int(n)
+            }
+        }
+        if let w = try json.number("cost_weight", in: 0...1) { params.policy.costWeight = Float(w) }
+        if let expert = try json.string("expert") {
+            switch expert {
+            case "emamba": params.policy.forced = .emamba
+            case "et5": params.policy.forced = .et5
+            case "auto": params.policy.forced = .unspecified
+            default: throw GatewayError.invalidValue("expert", "must be \"emamba\", \"et5\" or \"auto\", got \"\(expert)\"")
+            }
+        }
+        if let t = try json.number("temperature", in: 0...temperatureMax) { params.sampling.temperature = Float(t) }
+        if let p = try json.number("top_p", in: 0...1) { params.sampling.topP = Float(p) }
+        if let k = try json.int("top_k", in: 0...Int64(UInt32.max)) { params.sampling.topK = UInt32(k) }
+        if let s = try json.uint64("seed") { params.sampling.seed = s }
+        if let r = try json.number("repetition_penalty", in: 0...10) { params.sampling.repetitionPenalty = Float(r) }
+        if let s = try json.bool("stream") { params.stream = s }
+        if let d = try json.int("deadline_ms", in: 1...Int64(config.maxDeadlineMs)) { params.deadlineMs = Int(d) }
+    }
+
+    private static func checkPrompt(_ params: AnswerParams, config: GatewayConfig) throws {
+        if params.question.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            throw GatewayError.emptyQuestion
+        }
+        let chars = params.question.unicodeScalars.count + params.context.unicodeScalars.count
+        if chars > config.maxPromptChars { throw GatewayError.promptTooLong(chars, limit: config.maxPromptChars) }
+    }
+
+    /// A parsed chat request: the answer parameters plus what the OpenAI response echoes.
+    struct Chat: Equatable {
+        var params: AnswerParams
+        var model: String
+        var includeUsageInStream: Bool
+    }
+
+    /// `POST /v1/chat/completions`. Unknown fields are IGNORED here: OpenAI client libraries and
+    /// frameworks send fields we have no use for (`user`, `presence_penalty`, `logprobs`, ...),
+    /// and refusing them would break "existing clients work unchanged". Fields that would change
+    /// the answer's shape if ignored (`n` > 1, `stop`, `tools`) are refused with 422 `unsupported`.
+    ///
+    /// Messages map to the expert's inputs: the last message must be the user's and is the
+    /// question; everything before it (system prompt, earlier turns as "role: text") is the context.
+    static func chat(_ bytes: [UInt8], config: GatewayConfig) throws -> Chat {
+        let json = try jsonObject(bytes)
+        let model = try json.string("model") ?? config.modelName
+        guard let messages = try json.array("messages") else { throw GatewayError.missingField("messages") }
+        guard !messages.isEmpty else { throw GatewayError.invalidValue("messages", "must not be empty") }
+
+        var turns: [(role: String, text: String)] = []
+        for (i, message) in messages.enumerated() {
+            let name = "messages[\(i)]"
+            guard case .object(let fields) = message else {
+                throw GatewayError.invalidType(name, expected: "an object", got: message.kindName)
+            }
+            let m = JSONFields(fields, path: name + ".")
+            guard let role = try m.string("role") else { throw GatewayError.missingField(name + ".role") }
+            guard ["system", "developer", "user", "assistant", "tool"].contains(role) else {
+                throw GatewayError.invalidValue(name + ".role", "must be system, developer, user, assistant or tool, got \"\(role)\"")
+            }
+            turns.append((role, try content(of: m, name: name)))
+        }
+        guard let last = turns.last, last.role == "user" else {
+            throw GatewayError.invalidValue("messages", "the last message must have role \"user\" (it is the question)")
+        }
+        let context = turns.dropLast().map { turn -> String in
+            turn.role == "system" || turn.role == "developer" ? turn.text : "\(turn.role): \(turn.text)"
+        }.filter { !$0.isEmpty }.joined(separator: "\n\n")
+
+        if let n = try json.int("n", in: Int64.min...Int64.max), n != 1 {
+            throw GatewayError.unsupported("n", "only one choice per request is supported")
+        }
+        if let stop = json.values["stop"], stop != .null, stop != .array([]) {
+            throw GatewayError.unsupported("stop", "stop sequences are not supported")
+        }
+        if let tools = json.values["tools"], tools != .null, tools != .array([]) {
+            throw GatewayError.unsupported("tools", "tool calling is not supported")
+        }
+
+        var params = AnswerParams(question: last.text, context: context, maxTokens: config.defaultMaxTokens,
+                                  deadlineMs: config.defaultDeadlineMs)
+        try applyCommon(json, to: &params, maxTokensKeys: ["max_tokens", "max_completion_tokens"],
+                        temperatureMax: 2, config: config)
+        try checkPrompt(params, config: config)
+        let includeUsage = try json.object("stream_options")?.bool("include_usage") ?? false
+        return Chat(params: params, model: model.isEmpty ? config.modelName : model,
+                    includeUsageInStream: includeUsage)
+    }
+
+    /// Message content: a string, or an array of `{"type": "text", "text": ...}` parts.
+    private static func content(of m: JSONFields, name: String) throws -> String {
+        guard let value = m.values["content"], value != .null else { return "" }
+        switch value {
+        case .string(let s):
+            return s
+        case .array(let parts):
+            var text = ""
+            for (j, part) in parts.enumerated() {
+                let partName = "\(name).content[\(j)]"
+                guard case .object(let pf) = part else {
+                    throw GatewayError.invalidType(partName, expected: "an object", got: part.kindName)
+                }
+                let p = JSONFields(pf, path: partName + ".")
+                let type = try p.string("type") ?? "text"
+                guard type == "text" else {
+                    throw GatewayError.unsupported(partName + ".type", "only text content is supported, got \"\(type)\"")
+                }
+                text += try p.string("text") ?? ""
+            }
+            return text
+        default:
+            throw GatewayError.invalidType(name + ".content", expected: "a string or an array of text parts",
+                                           got: value.kindName)
+        }
+    }
+}
