@@ -236,7 +236,7 @@ final class T5ParityTests: XCTestCase {
         XCTAssertEqual(s.consumed, [0, 4])
         let cont = try model.feed(s, tokens: [9])
         let fresh = try model.feed(try model.makeSession(encoderInput: ref.input_ids), tokens: [0, 4, 9])
-        XCTAssertLessThanOrEqual(maxAbsError(cont, fresh), 1e-5)
+        XCTAssertLessThanOrEqual(maxAbsError(cont, fresh), Self.tolerance)
     }
 
     /// A copy of a fixture with config.json edited by `edit`.
