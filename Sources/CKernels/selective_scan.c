@@ -32,8 +32,41 @@ static inline __attribute__((always_inline)) float ck_expf(float x) {
     return x < -87.33654f ? 0.0f : p * scale;
 }
 
+// log(x) for positive normal x (Cephes logf, ~1 ulp), branch-free so it vectorises.
+static inline __attribute__((always_inline)) float ck_logf(float x) {
+    int32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    float e = (float)(((bits >> 23) & 0xff) - 126);
+    bits = (bits & 0x807fffff) | 0x3f000000;              // mantissa in [0.5, 1)
+    float m;
+    memcpy(&m, &bits, sizeof m);
+    int small = m < 0.707106781186547524f;
+    e = small ? e - 1.0f : e;
+    m = small ? m + m - 1.0f : m - 1.0f;
+    float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z;
+    y += -2.12194440e-4f * e;
+    y += -0.5f * z;
+    return m + y + 0.693359375f * e;
+}
+
+// softplus as torch (beta 1, threshold 20): log1p(exp(x)), with log1p(v) = log(1+v)·v/((1+v)−1)
+// (Goldberg's trick keeps log1p's accuracy for small v without a libm call).
 static inline __attribute__((always_inline)) float ck_softplus(float x) {
-    return x > 20.0f ? x : log1pf(ck_expf(x));   // torch: beta 1, threshold 20
+    float v = ck_expf(x < 20.0f ? x : 20.0f);
+    float u = 1.0f + v;
+    float d = u - 1.0f;
+    float l = d == 0.0f ? v : ck_logf(u) * (v / d);
+    return x > 20.0f ? x : l;
 }
 
 static inline __attribute__((always_inline)) float ck_silu(float x) {
