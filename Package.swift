@@ -44,7 +44,9 @@ let package = Package(
         ], exclude: ["proto"], swiftSettings: v5),
 
         // Numerics: BLAS wrappers, norms, activations, selective scan.
-        .target(name: "Kernels", dependencies: ["COpenBLAS"], swiftSettings: v5),
+        .target(name: "Kernels", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: v5),
+        // The selective scan in C: vectorised exp, AVX2+FMA chosen at run time.
+        .target(name: "CKernels", path: "Sources/CKernels"),
         // Hugging Face tokenizer.json (Unigram, BPE) and incremental detokenization.
         .target(name: "Tokenizers", swiftSettings: v5),
         // Models (ET5, EMamba), safetensors, configs, decoding.
@@ -88,6 +90,9 @@ let package = Package(
         // Micro-benchmark of the wire layer (benchmarks/wire/run.sh; not a test).
         .executableTarget(name: "wire-bench", dependencies: ["Wire"], path: "benchmarks/wire/swift",
                           swiftSettings: v5),
+        // Engine benchmark tool (random paper-shape checkpoints, prefill/decode timings).
+        .executableTarget(name: "engine-bench", dependencies: ["Engine", "Kernels"],
+                          path: "benchmarks/engine", swiftSettings: v5),
 
         // Unit tests next to each part; integration tests start real processes.
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: v5),
@@ -96,6 +101,8 @@ let package = Package(
         .testTarget(name: "IntegrationTests", dependencies: [
             "mambaformer", "Wire", "Engine", "ExpertNode", "Gateway",
         ], swiftSettings: v5),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Kernels"],
+                    resources: [.copy("Fixtures")], swiftSettings: v5),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")], swiftSettings: v5),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Kernels"],
                     resources: [.copy("Fixtures")], swiftSettings: v5),

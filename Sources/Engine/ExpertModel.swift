@@ -52,7 +52,7 @@ public func loadExpertModel(from directory: URL) throws -> ExpertModel {
     case "mamba":
         return try MambaModel(directory: directory)
     case "t5":
-        throw EngineError.unsupported("model_type 't5' in \(config.path): the T5 engine is not linked in this build")
+        return try T5Model(directory: directory)
     default:
         throw EngineError.unsupported("model_type '\(modelType)' in \(config.path) (supported: mamba, t5)")
     }

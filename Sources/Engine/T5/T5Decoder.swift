@@ -126,7 +126,7 @@ struct T5Decoder {
         for (s, cache) in caches.enumerated() {
             firstRow.append(r0); past.append(cache.length); biasOffset.append(biasTotal)
             let keyCount = cache.length + counts[s]
-            biasTotal += heads * counts[s] * keyCount
+            biasTotal += heads * keyCount
             maxScores = max(maxScores, counts[s] * max(keyCount, cache.encoderLength))
             r0 += counts[s]
         }
@@ -135,8 +135,9 @@ struct T5Decoder {
         var r = 0
         for seq in tokens { for t in seq { (h + r * d).update(from: embedding.pointer + t * d, count: d); r += 1 } }
 
-        // Causal relative position bias per sequence, [heads × m × (past + m)], computed once
-        // for the stack (row i is absolute position past + i; keys after it are masked anyway).
+        // Causal relative position bias per sequence, computed once for the stack: per head,
+        // one value per key position j of the query at the last new row (distance L − 1 − j);
+        // earlier rows read the same vector shifted (keys after a row are masked anyway).
         let bias = w.bias.get(max(biasTotal, 1))
         let table = relativeAttentionBias.pointer
         let longest = zip(past, counts).map { $0 + $1 }.max() ?? 0
@@ -145,16 +146,18 @@ struct T5Decoder {
                                                            numBuckets: config.relativeAttentionNumBuckets,
                                                            maxDistance: config.relativeAttentionMaxDistance))
         }
+        var biases: [T5PositionBias] = []
+        biases.reserveCapacity(caches.count)
         w.decoderBuckets.withUnsafeBufferPointer { bucketOfDistance in
             for s in caches.indices {
-                let m = counts[s], keyCount = past[s] + m
+                let keyCount = past[s] + counts[s]
+                let values = bias + biasOffset[s]
                 for head in 0..<heads {
-                    for i in 0..<m {
-                        let row = bias + biasOffset[s] + (head * m + i) * keyCount
-                        let position = past[s] + i
-                        for j in 0...position { row[j] = table[bucketOfDistance[position - j] * heads + head] }
+                    for x in 0..<keyCount {
+                        values[head * keyCount + x] = table[bucketOfDistance[keyCount - 1 - x] * heads + head]
                     }
                 }
+                biases.append(T5PositionBias(base: values, headStride: keyCount, origin: counts[s] - 1))
             }
         }
         for (s, cache) in caches.enumerated() {
@@ -178,7 +181,7 @@ struct T5Decoder {
                 (values.pointer + past[s] * inner).update(from: v + firstRow[s] * inner, count: m * inner)
                 t5Attention(q: q + firstRow[s] * inner, qStride: inner, rows: m,
                             keys: keys.pointer, values: values.pointer, kvStride: inner, keyCount: past[s] + m,
-                            heads: heads, dKV: dKV, bias: bias + biasOffset[s], causalPast: past[s],
+                            heads: heads, dKV: dKV, bias: biases[s], causalPast: past[s],
                             scores: scores, out: attention + firstRow[s] * inner, outStride: inner)
             }
             layer.selfAttention.o(attention, rows: rows, into: h, accumulate: true)

@@ -55,19 +55,18 @@ struct T5Encoder {
         for (r, t) in tokens.enumerated() { (h + r * d).update(from: embedding.pointer + t * d, count: d) }
 
         // Relative position bias [heads × n × n], computed once for the whole stack.
-        // The bucket depends only on j − i: one bucket per offset, not per pair.
-        let bias = w.bias.get(heads * n * n)
+        // Relative position bias, computed once for the whole stack: per head, one value per
+        // offset j − i in −(n−1)...(n−1) (entry n − 1 + j − i).
+        let span = 2 * n - 1
+        let biasValues = w.bias.get(heads * span)
         let table = relativeAttentionBias.pointer
-        let buckets = (-(n - 1)...(n - 1)).map {
-            relativePositionBucket($0, bidirectional: true, numBuckets: config.relativeAttentionNumBuckets,
-                                   maxDistance: config.relativeAttentionMaxDistance)
+        for x in 0..<span {
+            let bucket = relativePositionBucket(x - (n - 1), bidirectional: true,
+                                                numBuckets: config.relativeAttentionNumBuckets,
+                                                maxDistance: config.relativeAttentionMaxDistance)
+            for head in 0..<heads { biasValues[head * span + x] = table[bucket * heads + head] }
         }
-        for head in 0..<heads {
-            for i in 0..<n {
-                let row = bias + (head * n + i) * n
-                for j in 0..<n { row[j] = table[buckets[j - i + n - 1] * heads + head] }
-            }
-        }
+        let bias = T5PositionBias(base: biasValues, headStride: span, origin: n - 1)
 
         let x = w.normed.get(n * d)
         let q = w.q.get(n * inner), k = w.k.get(n * inner), v = w.v.get(n * inner)

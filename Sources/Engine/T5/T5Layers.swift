@@ -64,6 +64,19 @@ func relativePositionBucket(_ relativePosition: Int, bidirectional: Bool, numBuc
     return bucket + min(large, buckets - 1)
 }
 
+/// A relative position bias stored per head as one vector over key − query offsets: the
+/// bias of (head h, query row i, key j) is `base[h * headStride + origin − i + j]`, so each
+/// row of the [rows × keys] bias matrix is a window of that vector and nothing quadratic
+/// is materialised. Only the bucket of the offset matters (as in transformers' compute_bias).
+struct T5PositionBias {
+    let base: UnsafePointer<Float>
+    let headStride: Int
+    let origin: Int
+
+    @inline(__always)
+    func row(head: Int, query i: Int) -> UnsafePointer<Float> { base + head * headStride + origin - i }
+}
+
 /// The q/k/v/o projections of one T5 attention (self- or cross-attention).
 struct T5AttentionWeights {
     let q: T5Linear, k: T5Linear, v: T5Linear, o: T5Linear
@@ -82,7 +95,7 @@ struct T5AttentionWeights {
 ///
 /// - q: `rows` query rows of `heads × dKV` floats (row stride `qStride`).
 /// - keys / values: `keyCount` rows (row stride `kvStride`), heads side by side in a row.
-/// - bias: nil, or [heads × rows × keyCount] added to the scores.
+/// - bias: nil, or the relative position bias added to the scores (see `T5PositionBias`).
 /// - causalPast: nil (every row sees every key), or the number of keys before the first
 ///   query row: query row i then sees keys 0 ... causalPast + i (the decoder's causal mask).
 /// - scores: scratch of at least rows × keyCount floats.
@@ -90,7 +103,7 @@ struct T5AttentionWeights {
 func t5Attention(
     q: UnsafePointer<Float>, qStride: Int, rows: Int,
     keys: UnsafePointer<Float>, values: UnsafePointer<Float>, kvStride: Int, keyCount: Int,
-    heads: Int, dKV: Int, bias: UnsafePointer<Float>?, causalPast: Int?,
+    heads: Int, dKV: Int, bias: T5PositionBias?, causalPast: Int?,
     scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, outStride: Int
 ) {
     let L = Int32(keyCount), D = Int32(dKV)
@@ -107,7 +120,7 @@ func t5Attention(
             let row = scores + i * keyCount
             let visible = causalPast.map { min($0 + i + 1, keyCount) } ?? keyCount
             if let bias {
-                let b = bias + (h * rows + i) * keyCount
+                let b = bias.row(head: h, query: i)
                 for j in 0..<visible { row[j] += b[j] }
             }
             Activations.softmax(row, count: visible)
@@ -158,7 +171,9 @@ struct T5FeedForward {
 
     private func activate(_ x: UnsafeMutablePointer<Float>, count: Int) {
         switch activation {
-        case .relu: Activations.relu(x, count: count)
+        case .relu:
+            // Branch-free so it vectorises (the shared Activations.relu branches per element).
+            for i in 0..<count { x[i] = Swift.max(x[i], 0) }
         case .geluNew: Activations.geluNew(x, count: count)
         case .silu: Activations.silu(x, count: count)
         case .gelu:

@@ -2,6 +2,7 @@ import ArgumentParser
 import Engine
 import Foundation
 import Kernels
+import Tokenizers
 
 /// `mambaformer infer`: one Hugging Face checkpoint in-process. For Mamba the logits are one
 /// row per `--input-ids` position (a forward pass over the prompt); for T5 `--input-ids` is the
@@ -64,14 +65,24 @@ struct InferCommand: AsyncParsableCommand {
 
     func run() async throws {
         if let threads { Blas.threads = threads }
-        guard text == nil else {
-            throw ValidationError("--text needs the tokenizer, which is not in this build yet (issue #4); pass --input-ids instead")
+        // The checkpoint's tokenizer.json, when there is one: needed for --text, used for "text".
+        let modelURL = URL(fileURLWithPath: model)
+        let tokenizerURL = modelURL.appendingPathComponent("tokenizer.json")
+        let tokenizer = FileManager.default.fileExists(atPath: tokenizerURL.path) ? try Tokenizer.load(from: tokenizerURL) : nil
+        let prompt: [Int]
+        if let text {
+            guard let tokenizer else {
+                throw ValidationError("--text needs \(tokenizerURL.path); pass --input-ids instead")
+            }
+            prompt = try tokenizer.encode(text).ids
+            guard !prompt.isEmpty else { throw ValidationError("--text encodes to no tokens") }
+        } else {
+            prompt = try Self.parseIds(inputIds ?? "", flag: "--input-ids")
+            guard !prompt.isEmpty else { throw ValidationError("--input-ids is empty") }
         }
-        let prompt = try Self.parseIds(inputIds ?? "", flag: "--input-ids")
-        guard !prompt.isEmpty else { throw ValidationError("--input-ids is empty") }
         let decoderIds = try decoderInputIds.map { try Self.parseIds($0, flag: "--decoder-input-ids") }
 
-        let model = try loadExpertModel(from: URL(fileURLWithPath: model))
+        let model = try loadExpertModel(from: modelURL)
         let isEncoderDecoder = model.decoderStartTokenId != nil
         if !isEncoderDecoder && decoderIds != nil {
             throw ValidationError("--decoder-input-ids is for encoder-decoder models (T5); \(model.modelType) is decoder-only")
@@ -111,6 +122,7 @@ struct InferCommand: AsyncParsableCommand {
             var out = "{\"model_type\":\"\(model.modelType)\",\"input_ids\":\(Self.list(prompt))"
             if isEncoderDecoder { out += ",\"decoder_input_ids\":\(Self.list(forced))" }
             out += ",\"generated_ids\":\(Self.list(generated))"
+            if let tokenizer { out += ",\"text\":\(Self.jsonString(try tokenizer.decode(generated)))" }
             if logits != .none {
                 out += ",\"logits\":["
                 out += logitRows.map { row in "[" + row.map(Self.number).joined(separator: ",") + "]" }.joined(separator: ",")
@@ -123,11 +135,18 @@ struct InferCommand: AsyncParsableCommand {
             print("input_ids: \(prompt)")
             if isEncoderDecoder { print("decoder_input_ids: \(forced)") }
             print("generated_ids: \(generated)")
+            if let tokenizer { print("text: \(try tokenizer.decode(generated))") }
             for (i, row) in logitRows.enumerated() {
                 let best = Sampler.argmax(row)
                 print("logits[\(i)]: argmax \(best) (\(row.isEmpty ? 0 : row[best])), \(row.count) values (use --json for all)")
             }
         }
+    }
+
+    static func jsonString(_ s: String) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: [s], options: [])) ?? Data("[\"\"]".utf8)
+        let array = String(decoding: data, as: UTF8.self)
+        return String(array.dropFirst().dropLast())    // the string literal inside [ ]
     }
 
     static func list(_ ids: [Int]) -> String { "[" + ids.map(String.init).joined(separator: ",") + "]" }

@@ -39,8 +39,14 @@ struct TokenizeCommand: ParsableCommand {
     @Flag(help: "Read JSON lines from stdin: {\"text\": ..., \"add_special_tokens\": true} or {\"ids\": [...], \"skip_special_tokens\": true}.")
     var jsonl = false
 
+    @Option(help: ArgumentHelp("Benchmark: encode every line of this file (see benchmarks/tokenizers).", visibility: .hidden))
+    var benchmark: String?
+
+    @Option(help: ArgumentHelp("Benchmark repetitions.", visibility: .hidden))
+    var repeats = 5
+
     func validate() throws {
-        let modes = [text != nil, decode != nil, jsonl].filter { $0 }.count
+        let modes = [text != nil, decode != nil, jsonl, benchmark != nil].filter { $0 }.count
         guard modes == 1 else { throw ValidationError("Pass exactly one of --text, --decode or --jsonl.") }
     }
 
@@ -49,7 +55,9 @@ struct TokenizeCommand: ParsableCommand {
         do { tok = try Tokenizer.load(from: URL(fileURLWithPath: tokenizer)) } catch {
             throw ValidationError("\(error)")
         }
-        if let text {
+        if let benchmark {
+            try runBenchmark(tok, corpus: benchmark)
+        } else if let text {
             let e = try tok.encode(text, addSpecialTokens: !noSpecial)
             if json { print(TokenizeJSON.encoding(e)) }
             else {
@@ -68,6 +76,25 @@ struct TokenizeCommand: ParsableCommand {
         } else {
             runJSONLines(tok)
         }
+    }
+
+    /// Encode each line of `corpus` (one thread, like the Python side's single-threaded
+    /// encode_batch), `repeats` times after one warm-up pass; print JSON with the best time.
+    private func runBenchmark(_ tok: Tokenizer, corpus: String) throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: corpus))
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        var tokens = 0
+        for l in lines { tokens += try tok.encode(l).ids.count }   // warm-up (fills the word cache, as Python's does)
+        var best = Double.infinity
+        for _ in 0..<max(1, repeats) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            var n = 0
+            for l in lines { n += try tok.encode(l).ids.count }
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            best = min(best, dt)
+            precondition(n == tokens)
+        }
+        print("{\"lines\": \(lines.count), \"bytes\": \(data.count), \"tokens\": \(tokens), \"seconds\": \(best)}")
     }
 
     /// The stdin filter. Reads raw bytes (not String lines) so invalid UTF-8 is reported, not repaired.
