@@ -104,8 +104,6 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Kernels"],
                     resources: [.copy("Fixtures")], swiftSettings: v5),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")], swiftSettings: v5),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Kernels"],
-                    resources: [.copy("Fixtures")], swiftSettings: v5),
         .testTarget(name: "GatewayTests", dependencies: [
             "Gateway", "Wire",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
