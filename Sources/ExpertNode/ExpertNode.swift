@@ -25,6 +25,9 @@ public final class ExpertNode {
         public var liveness: UInt64 = 3
         public var drainTimeoutMs: UInt64 = 10_000
         public var curve: CurveClientConfig?
+        /// Never end a span at EOS (its logit is masked): every answer runs to max tokens.
+        /// For benchmarks and tests, as transformers' `min_new_tokens`.
+        public var ignoreEOS = false
         public init() {}
     }
 
@@ -48,7 +51,7 @@ public final class ExpertNode {
         self.logger = logger
         let cache = SessionCache(maxEntries: options.maxSessions, maxBytes: options.maxSessionBytes)
         scheduler = SpanScheduler(model: model, tokenizer: tokenizer, format: PromptFormat(), pool: options.pool,
-                                  replicaId: options.replicaId, cache: cache)
+                                  replicaId: options.replicaId, cache: cache, ignoreEOS: options.ignoreEOS)
         context = try ZmqContext()
         socket = try Self.connect(context: context, options: options)
         spansCounter = Counter(label: "mambaformer_expert_spans_total", dimensions: [("pool", "\(options.pool)")])
@@ -92,6 +95,10 @@ public final class ExpertNode {
             admitWaiting()
             for outcome in scheduler.step(nowUnixMs: Self.nowMs()) { report(outcome) }
             keepAlive(now: Self.nowMs())
+            // While computing we were not listening: the router's silence during that time
+            // says nothing about the router.
+            let busy = Self.nowMs() - now
+            if busy > options.heartbeatIntervalMs { lastRouterMs += busy }
         }
         send(Envelope(.disconnect(Disconnect(reason: "shutting down"))))
         logger.info("expert stopped", metadata: ["replica": "\(options.replicaId)"])
@@ -135,6 +142,8 @@ public final class ExpertNode {
         while !waiting.isEmpty, scheduler.activeCount < options.capacity {
             let span = waiting.removeFirst()
             if let outcome = scheduler.admit(span, nowUnixMs: Self.nowMs()) { report(outcome) }
+            // Prefills of long prompts add up: keep the router informed between them.
+            keepAlive(now: Self.nowMs())
         }
     }
 

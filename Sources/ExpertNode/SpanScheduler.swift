@@ -46,9 +46,14 @@ final class SpanScheduler {
     let maxOverrun = 4
     private(set) var active: [Sequence] = []
 
-    init(model: ExpertModel, tokenizer: Tokenizer, format: PromptFormat, pool: PoolKind, replicaId: String, cache: SessionCache) {
+    /// Tokens the sampler may not pick (EOS when `ignoreEOS`).
+    let suppressed: Set<Int>
+
+    init(model: ExpertModel, tokenizer: Tokenizer, format: PromptFormat, pool: PoolKind, replicaId: String,
+         cache: SessionCache, ignoreEOS: Bool = false) {
         self.model = model; self.tokenizer = tokenizer; self.format = format
         self.pool = pool; self.replicaId = replicaId; self.cache = cache
+        suppressed = ignoreEOS ? [model.eosTokenId] : []
     }
 
     var activeCount: Int { active.count }
@@ -126,7 +131,7 @@ final class SpanScheduler {
         }
         let history = seq.session.consumed
         let pick = seq.logits.withUnsafeBufferPointer {
-            seq.sampler.next(logits: $0, history: history, suppress: [])
+            seq.sampler.next(logits: $0, history: history, suppress: suppressed)
         }
         if pick.token == model.eosTokenId { return finish(seq, .eos) }
         var piece: String

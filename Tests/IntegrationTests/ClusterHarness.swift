@@ -56,12 +56,14 @@ final class ClusterHarness {
 
     func startRouter(gate: String = "alternate", spanTokens: Int = 4, extra: [String] = []) throws {
         try start("router", ["router", "--frontend", frontend, "--backend", backend, "--model", model.path,
-                             "--gate", gate, "--span-tokens", "\(spanTokens)", "--heartbeat-ms", "250"] + extra)
+                             "--gate", gate, "--span-tokens", "\(spanTokens)", "--heartbeat-ms", "500"] + extra)
     }
 
     func startExpert(_ kind: String, id: String, extra: [String] = []) throws {
+        // --ignore-eos: answers run to max tokens, so every request spans several spans
+        // whatever the (small, demo) model would say.
         try start(id, ["expert", "--kind", kind, "--model", model.path, "--router", backend, "--replica-id", id,
-                       "--heartbeat-ms", "250"] + extra)
+                       "--heartbeat-ms", "500", "--ignore-eos"] + extra)
     }
 
     func signal(_ name: String, _ sig: Int32) {
@@ -92,7 +94,7 @@ final class ClusterHarness {
     }
 
     /// A router client (the gateway's real one) connected to this cluster's frontend.
-    func client(heartbeatMs: UInt64 = 250) throws -> RouterClient {
+    func client(heartbeatMs: UInt64 = 500) throws -> RouterClient {
         var logger = Logger(label: "test.client")
         logger.logLevel = .warning
         return try RouterClient(endpoint: frontend, heartbeatIntervalMs: heartbeatMs, logger: logger)

@@ -20,6 +20,7 @@ struct ExpertCommand: ParsableCommand {
     @Option(help: "Sequences decoded together in one batch.") var capacity = 8
     @Option(help: "Sessions kept in the cache between spans (LRU).") var maxSessions = 256
     @Option(help: "Heartbeat interval in ms.") var heartbeatMs: UInt64 = 1000
+    @Flag(help: "Never stop at EOS: every answer runs to its max tokens (benchmarks and tests).") var ignoreEos = false
     @Option(help: "Log level.") var logLevel: String?
 
     func run() throws {
@@ -47,6 +48,7 @@ struct ExpertCommand: ParsableCommand {
         options.capacity = capacity
         options.maxSessions = maxSessions
         options.heartbeatIntervalMs = heartbeatMs
+        options.ignoreEOS = ignoreEos
         logger.info("model loaded", metadata: [
             "model": "\(folder.path)", "type": "\(expertModel.modelType)", "weight_bytes": "\(expertModel.weightBytes)"])
         let node = try ExpertNode(options: options, model: expertModel, tokenizer: tokenizer, logger: logger)
