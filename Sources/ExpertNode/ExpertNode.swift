@@ -122,6 +122,7 @@ public final class ExpertNode {
             case .spanRequest(let span):
                 if draining { handBack(span) } else { waiting.append(span) }
             case .cancel(let cancel):
+                logger.info("span cancelled", metadata: ["request_id": "\(cancel.requestId)"])
                 waiting.removeAll { $0.requestId == cancel.requestId }
                 scheduler.cancel(requestId: cancel.requestId)
             case .heartbeat:

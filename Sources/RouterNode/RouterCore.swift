@@ -86,6 +86,8 @@ public final class RouterCore {
         var queueUs: UInt64 = 0
         var retries: UInt32 = 0
         var spans: UInt32 = 0
+        /// Prompt length in the first serving expert's tokens.
+        var promptTokens: UInt32 = 0
         init(request: AnswerRequest, gateway: PeerIdentity, prompt: String, deadlineMs: UInt64, now: UInt64) {
             self.request = request; self.gateway = gateway; self.prompt = prompt
             self.deadlineMs = deadlineMs; self.startedMs = now
@@ -375,6 +377,7 @@ public final class RouterCore {
         active.previousConfidence = result.pieces.isEmpty ? nil
             : result.pieces.map { exp($0.logprob) }.reduce(0, +) / Float(result.pieces.count)
         active.affinity[flight.pool] = replica.identity
+        if active.spans == 0 { active.promptTokens = result.promptTokens }
         active.spans += 1
         active.nextSpan += 1
         active.span = nil
@@ -459,7 +462,7 @@ public final class RouterCore {
 
     private func complete(_ active: ActiveRequest, _ finishReason: FinishReason, now: UInt64, _ out: inout [RouterAction]) {
         let stats = DoneStats(
-            finish: finishReason, spans: active.spans, promptTokens: 0,
+            finish: finishReason, spans: active.spans, promptTokens: active.promptTokens,
             completionTokens: active.completionTokens,
             emambaTokens: active.tokensByPool[.emamba] ?? 0, et5Tokens: active.tokensByPool[.et5] ?? 0,
             totalUs: (now - min(now, active.startedMs)) * 1000, queueUs: active.queueUs,
