@@ -39,6 +39,16 @@ extension Envelope {
         }
     }
 
+    /// Builds the protobuf-c form of this envelope and hands it to `body` (for packing
+    /// straight into a ZeroMQ message); the C structs live only during the call.
+    func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) rethrows -> R {
+        let arena = CArena()
+        let env = arena.envelope(self)
+        return try withExtendedLifetime(arena) {
+            try withUnsafePointer(to: &env.pointee.base) { try body($0) }
+        }
+    }
+
     /// Decodes and validates one frame. Throws `WireError`, never crashes on bad input.
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> Envelope {
         guard bytes.count <= Limits.maxFrameBytes else {

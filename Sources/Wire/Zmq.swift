@@ -4,6 +4,7 @@
 // Threading: a ZmqContext may be shared by any threads; a ZmqSocket is owned by ONE
 // thread (zmq sockets are not thread-safe): create, use and close it on that thread.
 
+import CProtobufC
 import CZmq
 import Foundation
 import Logging
@@ -355,31 +356,79 @@ public enum ZmqPoll {
 
 extension ZmqSocket {
     /// Sends one envelope: a ROUTER as [identity, payload], a DEALER as [payload].
-    /// False when it would block or the ROUTER does not know `identity`.
+    /// False when it would block or the ROUTER does not know `identity`. The envelope is
+    /// packed straight into the ZeroMQ message (no intermediate byte array).
     public func send(_ envelope: Envelope, to identity: [UInt8]?) throws -> Bool {
-        let payload = envelope.encoded()
-        if let identity { return try send([identity, payload]) }
-        return try send([payload])
+        let h = try live()
+        var payloadFlags: Int32 = ZMQ_DONTWAIT
+        if let identity {
+            while true {
+                let rc = identity.withUnsafeBytes { zmq_send(h, $0.baseAddress, $0.count, ZMQ_DONTWAIT | ZMQ_SNDMORE) }
+                if rc >= 0 { break }
+                let e = zmq_errno()
+                if e == EINTR { continue }
+                if e == EAGAIN || e == EHOSTUNREACH { return false }
+                throw ZmqError.call("zmq_send(identity)", code: e)
+            }
+            payloadFlags = 0  // the rest of a started multipart message is always accepted
+        }
+        var msg = zmq_msg_t()
+        envelope.withCMessage { c in
+            let size = protobuf_c_message_get_packed_size(c)
+            zmq_msg_init_size(&msg, size)
+            if size > 0 { _ = protobuf_c_message_pack(c, zmq_msg_data(&msg).assumingMemoryBound(to: UInt8.self)) }
+        }
+        while true {
+            if zmq_msg_send(&msg, h, payloadFlags) >= 0 { return true }  // libzmq owns msg now
+            let e = zmq_errno()
+            if e == EINTR { continue }
+            zmq_msg_close(&msg)
+            if identity == nil && e == EAGAIN { return false }
+            throw ZmqError.call("zmq_msg_send(envelope)", code: e)
+        }
     }
 
     /// Receives one message and decodes its envelope; nil when nothing is waiting.
     /// Never throws on garbage: a bad frame comes back as `.failure` (with the sender's
     /// identity on a ROUTER when there is one) so the node can count and log it.
+    /// The payload is decoded in place from libzmq's buffer (no intermediate copy).
     public func receiveEnvelope(dontWait: Bool = true) throws
         -> (identity: [UInt8]?, result: Result<Envelope, WireError>)?
     {
-        guard let frames = try receive(dontWait: dontWait) else { return nil }
+        let h = try live()
         let expected = type == .router ? 2 : 1
-        let identity = type == .router ? frames.first : nil
-        guard frames.count == expected else {
-            return (identity, .failure(.unexpectedFrames(count: frames.count, expected: expected)))
+        var identity: [UInt8]?
+        var result: Result<Envelope, WireError> = .failure(.unexpectedFrames(count: 0, expected: expected))
+        var count = 0
+        var msg = zmq_msg_t()
+        zmq_msg_init(&msg)
+        defer { zmq_msg_close(&msg) }
+        while true {
+            let rc = zmq_msg_recv(&msg, h, count == 0 && dontWait ? ZMQ_DONTWAIT : 0)
+            if rc < 0 {
+                let e = zmq_errno()
+                if e == EINTR { continue }
+                if count == 0 && e == EAGAIN { return nil }
+                throw ZmqError.call("zmq_msg_recv", code: e)
+            }
+            count += 1
+            let bytes = UnsafeRawBufferPointer(start: zmq_msg_data(&msg), count: zmq_msg_size(&msg))
+            if count == 1 && type == .router {
+                identity = [UInt8](bytes)
+            } else if count == expected {
+                do {
+                    result = .success(try Envelope.decode(bytes))
+                } catch let error as WireError {
+                    result = .failure(error)
+                } catch {
+                    result = .failure(.malformed(bytes: bytes.count))
+                }
+            }
+            if zmq_msg_more(&msg) == 0 { break }
         }
-        do {
-            return (identity, .success(try Envelope.decode(frames[expected - 1])))
-        } catch let error as WireError {
-            return (identity, .failure(error))
-        } catch {
-            return (identity, .failure(.malformed(bytes: frames[expected - 1].count)))
+        guard count == expected else {
+            return (identity, .failure(.unexpectedFrames(count: count, expected: expected)))
         }
+        return (identity, result)
     }
 }
