@@ -339,16 +339,33 @@ public enum ZmqPoll {
     /// Waits up to `timeoutMs` (−1: forever, 0: just check) until one of `sockets` has a
     /// message; returns a readable flag per socket (all false on timeout or signal).
     public static func poll(_ sockets: [ZmqSocket], timeoutMs: Int) throws -> [Bool] {
-        var items = try sockets.map { s in
-            zmq_pollitem_t(socket: try s.live(), fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
+        // The poll items live on the stack: this runs once per message in every node loop.
+        try withUnsafeTemporaryAllocation(of: zmq_pollitem_t.self, capacity: sockets.count) { items in
+            for (i, s) in sockets.enumerated() {
+                items[i] = zmq_pollitem_t(socket: try s.live(), fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
+            }
+            let rc = zmq_poll(items.baseAddress, Int32(sockets.count), timeoutMs)
+            if rc < 0 {
+                let e = zmq_errno()
+                if e == EINTR { return [Bool](repeating: false, count: sockets.count) }
+                throw ZmqError.call("zmq_poll", code: e)
+            }
+            return items.map { $0.revents & Int16(ZMQ_POLLIN) != 0 }
         }
-        let rc = zmq_poll(&items, Int32(items.count), timeoutMs)
+    }
+}
+
+extension ZmqSocket {
+    /// Waits up to `timeoutMs` (−1: forever) for a message on this socket alone.
+    public func waitReadable(timeoutMs: Int) throws -> Bool {
+        var item = zmq_pollitem_t(socket: try live(), fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
+        let rc = zmq_poll(&item, 1, timeoutMs)
         if rc < 0 {
             let e = zmq_errno()
-            if e == EINTR { return [Bool](repeating: false, count: sockets.count) }
+            if e == EINTR { return false }
             throw ZmqError.call("zmq_poll", code: e)
         }
-        return items.map { $0.revents & Int16(ZMQ_POLLIN) != 0 }
+        return item.revents & Int16(ZMQ_POLLIN) != 0
     }
 }
 

@@ -1,6 +1,6 @@
 /* Raw libzmq + protobuf-c baseline for benchmarks/wire (compiled by run.sh with cc -O2).
  * Measures exactly what the Swift benchmark (swift/main.swift) measures, without Swift:
- *   1. pack + unpack + free of the same messages through the protoc-c generated code;
+ *   1. size + pack + unpack + free of the same messages through the protoc-c generated code;
  *   2. a DEALER -> ROUTER -> DEALER echo round trip over tcp://127.0.0.1, an echo thread
  *      owning the ROUTER, both sides zmq_poll then receive, as the Swift layer does.
  * Output lines: "<name> <median> <p99> <unit>", parsed by run.sh. */
@@ -53,7 +53,8 @@ static void codec_bench(const char *name, ProtobufCMessage *msg) {
     for (int r = 0; r < ROUNDS; r++) {
         double t0 = now_ns();
         for (int i = 0; i < BATCH; i++) {
-            size_t n = protobuf_c_message_pack(msg, buf);
+            size_t n = protobuf_c_message_get_packed_size(msg);   /* a sender needs the size too */
+            n = protobuf_c_message_pack(msg, buf);
             Mambaformer__Wire__Envelope *e = mambaformer__wire__envelope__unpack(NULL, n, buf);
             if (!e) { fprintf(stderr, "unpack failed\n"); exit(1); }
             mambaformer__wire__envelope__free_unpacked(e, NULL);
@@ -224,15 +225,16 @@ static void rtt_bench(void *ctx, size_t size, int rounds, int envelope) {
 }
 
 int main(int argc, char **argv) {
-    /* Arguments: [rounds per round-trip size (20000)] [all|codec|rtt] */
+    /* Arguments: [rounds per round-trip size (20000)] [all|codec|rtt|rtt64] */
     int rounds = argc > 1 ? atoi(argv[1]) : 20000;
     const char *mode = argc > 2 ? argv[2] : "all";
-    quiet = strcmp(mode, "rtt") == 0;   /* then codec_benches only sets up the messages */
+    quiet = strncmp(mode, "rtt", 3) == 0;   /* then codec_benches only sets up the messages */
     codec_benches();
     quiet = 0;
     if (strcmp(mode, "codec") == 0) return 0;
     void *ctx = zmq_ctx_new();
     rtt_bench(ctx, 64, rounds, 0);
+    if (strcmp(mode, "rtt64") == 0) { zmq_ctx_term(ctx); return 0; }
     rtt_bench(ctx, 1024, rounds, 0);
     rtt_bench(ctx, 4096, rounds, 0);
     rtt_bench(ctx, 262144, rounds / 10, 0);
