@@ -117,7 +117,9 @@ public struct CurveClientConfig: Sendable, Equatable {
 public final class ZmqSocket {
     private var handle: UnsafeMutableRawPointer?
     public let type: ZmqSocketType?
-    private let context: ZmqContext
+    /// Keeps the context alive while the socket is open (zmq_ctx_term would wait for it);
+    /// nil for the ZAP handler's own socket, which must not keep its context alive.
+    private let context: ZmqContext?
     private var zapDomain: String?
 
     /// - sendHWM / receiveHWM: messages queued per peer before sends would block (explicit:
@@ -128,13 +130,14 @@ public final class ZmqSocket {
     /// Inbound frames over `Limits.maxFrameBytes` (+ slack) make libzmq drop the peer.
     public convenience init(context: ZmqContext, type: ZmqSocketType, sendHWM: Int32 = 1000,
                             receiveHWM: Int32 = 1000, lingerMs: Int32 = 200, sendTimeoutMs: Int32 = 1000) throws {
-        try self.init(context: context, rawType: type.raw, publicType: type, sendHWM: sendHWM,
-                      receiveHWM: receiveHWM, lingerMs: lingerMs, sendTimeoutMs: sendTimeoutMs)
+        try self.init(contextHandle: context.handle, owner: context, rawType: type.raw, publicType: type,
+                      sendHWM: sendHWM, receiveHWM: receiveHWM, lingerMs: lingerMs, sendTimeoutMs: sendTimeoutMs)
     }
 
-    init(context: ZmqContext, rawType: Int32, publicType: ZmqSocketType?, sendHWM: Int32 = 1000,
-         receiveHWM: Int32 = 1000, lingerMs: Int32 = 200, sendTimeoutMs: Int32 = 1000) throws {
-        guard let h = zmq_socket(context.handle, rawType) else { throw ZmqError.last("zmq_socket") }
+    init(contextHandle: UnsafeMutableRawPointer, owner context: ZmqContext?, rawType: Int32,
+         publicType: ZmqSocketType?, sendHWM: Int32 = 1000, receiveHWM: Int32 = 1000, lingerMs: Int32 = 200,
+         sendTimeoutMs: Int32 = 1000) throws {
+        guard let h = zmq_socket(contextHandle, rawType) else { throw ZmqError.last("zmq_socket") }
         handle = h
         self.type = publicType
         self.context = context
@@ -161,7 +164,7 @@ public final class ZmqSocket {
             handle = nil
         }
         if let domain = zapDomain {
-            context.unregister(domain: domain)
+            context?.unregister(domain: domain)
             zapDomain = nil
         }
     }
@@ -204,6 +207,7 @@ public final class ZmqSocket {
         for key in c.allowedClientKeys where !Keys.isValid(key) {
             throw ZmqError.invalidConfig("allowed client key \"\(key)\" is not a 40-character Z85 CURVE key")
         }
+        guard let context else { throw ZmqError.invalidConfig("CURVE on an internal socket") }
         let domain = try context.registerAllowList(c.allowedClientKeys)
         zapDomain = domain
         try setString(ZMQ_ZAP_DOMAIN, domain, "ZMQ_ZAP_DOMAIN")
