@@ -285,6 +285,7 @@ public final class ZmqSocket {
     public func receive(dontWait: Bool = true) throws -> [[UInt8]]? {
         let h = try live()
         var frames: [[UInt8]] = []
+        frames.reserveCapacity(4)  // one allocation for the usual 1–3 frames
         var tooMany = false
         var msg = zmq_msg_t()
         zmq_msg_init(&msg)

@@ -69,7 +69,7 @@ func rttBench(_ context: ZmqContext, size: Int, rounds: Int, envelope: Envelope?
     let server = Thread {
         defer { router.close(); done.signal() }
         while true {
-            guard (try? ZmqPoll.poll([router], timeoutMs: -1))?[0] == true else { continue }
+            guard (try? router.waitReadable(timeoutMs: -1)) == true else { continue }
             if envelope != nil {
                 // Full stack: decode the envelope and send a re-encoded one back.
                 guard let (identity, result) = try? router.receiveEnvelope() else { continue }
@@ -94,11 +94,11 @@ func rttBench(_ context: ZmqContext, size: Int, rounds: Int, envelope: Envelope?
         let t0 = nowNs()
         if let envelope {
             _ = try dealer.send(envelope, to: nil)
-            _ = try ZmqPoll.poll([dealer], timeoutMs: -1)
+            _ = try dealer.waitReadable(timeoutMs: -1)
             guard case .success = try dealer.receiveEnvelope()?.result else { fatalError("bad echo") }
         } else {
             _ = try dealer.send([payload], dontWait: false)
-            _ = try ZmqPoll.poll([dealer], timeoutMs: -1)
+            _ = try dealer.waitReadable(timeoutMs: -1)
             guard let back = try dealer.receive(), back.count == 1 else { fatalError("bad echo") }
         }
         if i >= 0 { samples.append(nowNs() - t0) }
