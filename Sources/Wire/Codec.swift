@@ -31,11 +31,23 @@ typealias CAnswerEvent = Mambaformer__Wire__AnswerEvent
 extension Envelope {
     /// The protobuf encoding of this envelope (one ZeroMQ frame).
     public func encoded() -> [UInt8] {
+        withCMessage { message in
+            let size = protobuf_c_message_get_packed_size(message)
+            return [UInt8](unsafeUninitializedCapacity: max(size, 1)) { buffer, count in
+                count = protobuf_c_message_pack(message, buffer.baseAddress!)
+            }
+        }
+    }
+
+    /// Builds the protobuf-c form of this envelope and hands it to `body` (for packing
+    /// straight into a ZeroMQ message); the C structs live only during the call.
+    func withCMessage<R>(_ body: (UnsafePointer<ProtobufCMessage>) throws -> R) rethrows -> R {
         let arena = CArena()
-        let env = arena.envelope(self)
-        let size = withUnsafePointer(to: &env.pointee.base) { protobuf_c_message_get_packed_size($0) }
-        return [UInt8](unsafeUninitializedCapacity: max(size, 1)) { buffer, count in
-            count = withUnsafePointer(to: &env.pointee.base) { protobuf_c_message_pack($0, buffer.baseAddress!) }
+        // The arena owns every C struct: keep it alive until protobuf-c is done with them.
+        return try withExtendedLifetime(arena) {
+            let env = arena.envelope(self)
+            // `base` is the first member: the C idiom `(ProtobufCMessage *)env`.
+            return try body(UnsafeRawPointer(env).assumingMemoryBound(to: ProtobufCMessage.self))
         }
     }
 

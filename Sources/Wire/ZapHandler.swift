@@ -24,10 +24,14 @@ final class ZapHandler {
     init(context: ZmqContext) throws {
         logger = context.logger
         let bound = DispatchSemaphore(value: 0)
+        // The thread holds only the raw context handle: the context's deinit must be able
+        // to run (and stop this thread) when the last user reference goes away.
+        let contextHandle = ContextHandle(raw: context.handle)
         let thread = Thread { [self] in
             let socket: ZmqSocket
             do {
-                socket = try ZmqSocket(context: context, rawType: ZMQ_REP, publicType: nil, lingerMs: 0)
+                socket = try ZmqSocket(contextHandle: contextHandle.raw, owner: nil, rawType: ZMQ_REP, publicType: nil,
+                                       lingerMs: 0)
                 try socket.bind(Self.endpoint)
             } catch {
                 startError = error
@@ -53,11 +57,13 @@ final class ZapHandler {
         lock.unlock()
     }
 
+    /// Stops the thread and waits for it (idempotent).
     func stop() {
         lock.lock()
+        let already = stopping
         stopping = true
         lock.unlock()
-        finished.wait()
+        if !already { finished.wait() }
     }
 
     private var shouldStop: Bool {
@@ -68,8 +74,10 @@ final class ZapHandler {
 
     private func serve(_ socket: ZmqSocket) {
         while !shouldStop {
-            // Short poll so stop() returns quickly; handshakes are rare.
-            guard let readable = try? ZmqPoll.poll([socket], timeoutMs: 50), readable[0] else { continue }
+            // Short poll so stop() returns quickly; handshakes are rare. An error means the
+            // context is being torn down: leave.
+            guard let readable = try? socket.waitReadable(timeoutMs: 50) else { return }
+            guard readable else { continue }
             guard let request = try? socket.receive() else { continue }
             let reply = answer(request)
             _ = try? socket.send(reply, dontWait: false)
@@ -105,4 +113,9 @@ final class ZapHandler {
         }
         return reply("200", "OK", user: clientKey)
     }
+}
+
+/// A libzmq context handle crossing to the ZAP thread (libzmq contexts are thread-safe).
+private struct ContextHandle: @unchecked Sendable {
+    let raw: UnsafeMutableRawPointer
 }

@@ -4,6 +4,7 @@
 // Threading: a ZmqContext may be shared by any threads; a ZmqSocket is owned by ONE
 // thread (zmq sockets are not thread-safe): create, use and close it on that thread.
 
+import CProtobufC
 import CZmq
 import Foundation
 import Logging
@@ -116,7 +117,9 @@ public struct CurveClientConfig: Sendable, Equatable {
 public final class ZmqSocket {
     private var handle: UnsafeMutableRawPointer?
     public let type: ZmqSocketType?
-    private let context: ZmqContext
+    /// Keeps the context alive while the socket is open (zmq_ctx_term would wait for it);
+    /// nil for the ZAP handler's own socket, which must not keep its context alive.
+    private let context: ZmqContext?
     private var zapDomain: String?
 
     /// - sendHWM / receiveHWM: messages queued per peer before sends would block (explicit:
@@ -127,13 +130,14 @@ public final class ZmqSocket {
     /// Inbound frames over `Limits.maxFrameBytes` (+ slack) make libzmq drop the peer.
     public convenience init(context: ZmqContext, type: ZmqSocketType, sendHWM: Int32 = 1000,
                             receiveHWM: Int32 = 1000, lingerMs: Int32 = 200, sendTimeoutMs: Int32 = 1000) throws {
-        try self.init(context: context, rawType: type.raw, publicType: type, sendHWM: sendHWM,
-                      receiveHWM: receiveHWM, lingerMs: lingerMs, sendTimeoutMs: sendTimeoutMs)
+        try self.init(contextHandle: context.handle, owner: context, rawType: type.raw, publicType: type,
+                      sendHWM: sendHWM, receiveHWM: receiveHWM, lingerMs: lingerMs, sendTimeoutMs: sendTimeoutMs)
     }
 
-    init(context: ZmqContext, rawType: Int32, publicType: ZmqSocketType?, sendHWM: Int32 = 1000,
-         receiveHWM: Int32 = 1000, lingerMs: Int32 = 200, sendTimeoutMs: Int32 = 1000) throws {
-        guard let h = zmq_socket(context.handle, rawType) else { throw ZmqError.last("zmq_socket") }
+    init(contextHandle: UnsafeMutableRawPointer, owner context: ZmqContext?, rawType: Int32,
+         publicType: ZmqSocketType?, sendHWM: Int32 = 1000, receiveHWM: Int32 = 1000, lingerMs: Int32 = 200,
+         sendTimeoutMs: Int32 = 1000) throws {
+        guard let h = zmq_socket(contextHandle, rawType) else { throw ZmqError.last("zmq_socket") }
         handle = h
         self.type = publicType
         self.context = context
@@ -160,7 +164,7 @@ public final class ZmqSocket {
             handle = nil
         }
         if let domain = zapDomain {
-            context.unregister(domain: domain)
+            context?.unregister(domain: domain)
             zapDomain = nil
         }
     }
@@ -203,6 +207,7 @@ public final class ZmqSocket {
         for key in c.allowedClientKeys where !Keys.isValid(key) {
             throw ZmqError.invalidConfig("allowed client key \"\(key)\" is not a 40-character Z85 CURVE key")
         }
+        guard let context else { throw ZmqError.invalidConfig("CURVE on an internal socket") }
         let domain = try context.registerAllowList(c.allowedClientKeys)
         zapDomain = domain
         try setString(ZMQ_ZAP_DOMAIN, domain, "ZMQ_ZAP_DOMAIN")
@@ -280,6 +285,7 @@ public final class ZmqSocket {
     public func receive(dontWait: Bool = true) throws -> [[UInt8]]? {
         let h = try live()
         var frames: [[UInt8]] = []
+        frames.reserveCapacity(4)  // one allocation for the usual 1–3 frames
         var tooMany = false
         var msg = zmq_msg_t()
         zmq_msg_init(&msg)
@@ -338,16 +344,33 @@ public enum ZmqPoll {
     /// Waits up to `timeoutMs` (−1: forever, 0: just check) until one of `sockets` has a
     /// message; returns a readable flag per socket (all false on timeout or signal).
     public static func poll(_ sockets: [ZmqSocket], timeoutMs: Int) throws -> [Bool] {
-        var items = try sockets.map { s in
-            zmq_pollitem_t(socket: try s.live(), fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
+        // The poll items live on the stack: this runs once per message in every node loop.
+        try withUnsafeTemporaryAllocation(of: zmq_pollitem_t.self, capacity: sockets.count) { items in
+            for (i, s) in sockets.enumerated() {
+                items[i] = zmq_pollitem_t(socket: try s.live(), fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
+            }
+            let rc = zmq_poll(items.baseAddress, Int32(sockets.count), timeoutMs)
+            if rc < 0 {
+                let e = zmq_errno()
+                if e == EINTR { return [Bool](repeating: false, count: sockets.count) }
+                throw ZmqError.call("zmq_poll", code: e)
+            }
+            return items.map { $0.revents & Int16(ZMQ_POLLIN) != 0 }
         }
-        let rc = zmq_poll(&items, Int32(items.count), timeoutMs)
+    }
+}
+
+extension ZmqSocket {
+    /// Waits up to `timeoutMs` (−1: forever) for a message on this socket alone.
+    public func waitReadable(timeoutMs: Int) throws -> Bool {
+        var item = zmq_pollitem_t(socket: try live(), fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
+        let rc = zmq_poll(&item, 1, timeoutMs)
         if rc < 0 {
             let e = zmq_errno()
-            if e == EINTR { return [Bool](repeating: false, count: sockets.count) }
+            if e == EINTR { return false }
             throw ZmqError.call("zmq_poll", code: e)
         }
-        return items.map { $0.revents & Int16(ZMQ_POLLIN) != 0 }
+        return item.revents & Int16(ZMQ_POLLIN) != 0
     }
 }
 
@@ -355,31 +378,79 @@ public enum ZmqPoll {
 
 extension ZmqSocket {
     /// Sends one envelope: a ROUTER as [identity, payload], a DEALER as [payload].
-    /// False when it would block or the ROUTER does not know `identity`.
+    /// False when it would block or the ROUTER does not know `identity`. The envelope is
+    /// packed straight into the ZeroMQ message (no intermediate byte array).
     public func send(_ envelope: Envelope, to identity: [UInt8]?) throws -> Bool {
-        let payload = envelope.encoded()
-        if let identity { return try send([identity, payload]) }
-        return try send([payload])
+        let h = try live()
+        var payloadFlags: Int32 = ZMQ_DONTWAIT
+        if let identity {
+            while true {
+                let rc = identity.withUnsafeBytes { zmq_send(h, $0.baseAddress, $0.count, ZMQ_DONTWAIT | ZMQ_SNDMORE) }
+                if rc >= 0 { break }
+                let e = zmq_errno()
+                if e == EINTR { continue }
+                if e == EAGAIN || e == EHOSTUNREACH { return false }
+                throw ZmqError.call("zmq_send(identity)", code: e)
+            }
+            payloadFlags = 0  // the rest of a started multipart message is always accepted
+        }
+        var msg = zmq_msg_t()
+        envelope.withCMessage { c in
+            let size = protobuf_c_message_get_packed_size(c)
+            zmq_msg_init_size(&msg, size)
+            if size > 0 { _ = protobuf_c_message_pack(c, zmq_msg_data(&msg).assumingMemoryBound(to: UInt8.self)) }
+        }
+        while true {
+            if zmq_msg_send(&msg, h, payloadFlags) >= 0 { return true }  // libzmq owns msg now
+            let e = zmq_errno()
+            if e == EINTR { continue }
+            zmq_msg_close(&msg)
+            if identity == nil && e == EAGAIN { return false }
+            throw ZmqError.call("zmq_msg_send(envelope)", code: e)
+        }
     }
 
     /// Receives one message and decodes its envelope; nil when nothing is waiting.
     /// Never throws on garbage: a bad frame comes back as `.failure` (with the sender's
     /// identity on a ROUTER when there is one) so the node can count and log it.
+    /// The payload is decoded in place from libzmq's buffer (no intermediate copy).
     public func receiveEnvelope(dontWait: Bool = true) throws
         -> (identity: [UInt8]?, result: Result<Envelope, WireError>)?
     {
-        guard let frames = try receive(dontWait: dontWait) else { return nil }
+        let h = try live()
         let expected = type == .router ? 2 : 1
-        let identity = type == .router ? frames.first : nil
-        guard frames.count == expected else {
-            return (identity, .failure(.unexpectedFrames(count: frames.count, expected: expected)))
+        var identity: [UInt8]?
+        var result: Result<Envelope, WireError> = .failure(.unexpectedFrames(count: 0, expected: expected))
+        var count = 0
+        var msg = zmq_msg_t()
+        zmq_msg_init(&msg)
+        defer { zmq_msg_close(&msg) }
+        while true {
+            let rc = zmq_msg_recv(&msg, h, count == 0 && dontWait ? ZMQ_DONTWAIT : 0)
+            if rc < 0 {
+                let e = zmq_errno()
+                if e == EINTR { continue }
+                if count == 0 && e == EAGAIN { return nil }
+                throw ZmqError.call("zmq_msg_recv", code: e)
+            }
+            count += 1
+            let bytes = UnsafeRawBufferPointer(start: zmq_msg_data(&msg), count: zmq_msg_size(&msg))
+            if count == 1 && type == .router {
+                identity = [UInt8](bytes)
+            } else if count == expected {
+                do {
+                    result = .success(try Envelope.decode(bytes))
+                } catch let error as WireError {
+                    result = .failure(error)
+                } catch {
+                    result = .failure(.malformed(bytes: bytes.count))
+                }
+            }
+            if zmq_msg_more(&msg) == 0 { break }
         }
-        do {
-            return (identity, .success(try Envelope.decode(frames[expected - 1])))
-        } catch let error as WireError {
-            return (identity, .failure(error))
-        } catch {
-            return (identity, .failure(.malformed(bytes: frames[expected - 1].count)))
+        guard count == expected else {
+            return (identity, .failure(.unexpectedFrames(count: count, expected: expected)))
         }
+        return (identity, result)
     }
 }

@@ -48,7 +48,8 @@ public final class ZmqMonitor {
         guard zmq_socket_monitor(try target.live(), endpoint, events) == 0 else {
             throw ZmqError.last("zmq_socket_monitor(\(endpoint))")
         }
-        socket = try ZmqSocket(context: context, rawType: ZMQ_PAIR, publicType: nil, lingerMs: 0)
+        socket = try ZmqSocket(contextHandle: context.handle, owner: context, rawType: ZMQ_PAIR, publicType: nil,
+                               lingerMs: 0)
         try socket.connect(endpoint)
     }
 

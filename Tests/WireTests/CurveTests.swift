@@ -150,7 +150,9 @@ final class CurveTests: XCTestCase {
 
     func testZapHandlerAnswersPerRFC27() throws {
         let client = try Keys.generateCurveKeyPair()
-        let zap = try ZapHandler(context: try ZmqContext())  // a separate context: only `answer` is used
+        let zapContext = try ZmqContext()  // a separate context: only `answer` is used
+        let zap = try ZapHandler(context: zapContext)
+        defer { zap.stop(); zapContext.terminate() }
         zap.allow([client.publicKey], domain: "d")
         let raw = try XCTUnwrap(Keys.decode(client.publicKey))
         func request(_ domain: String, _ mechanism: String, _ key: [UInt8]) -> [[UInt8]] {
@@ -166,7 +168,23 @@ final class CurveTests: XCTestCase {
         XCTAssertEqual(zap.answer(request("d", "NULL", []))[2], Array("400".utf8))
         XCTAssertEqual(zap.answer(request("d", "CURVE", [UInt8](repeating: 1, count: 32)))[2], Array("400".utf8))
         XCTAssertEqual(zap.answer([[1]])[2], Array("500".utf8))
-        zap.stop()
+    }
+
+    /// The ZAP thread must not keep its context alive: dropping the last reference
+    /// (without terminate()) stops the thread and frees the context.
+    func testContextWithCurveIsFreedWhenReleased() throws {
+        weak var weakContext: ZmqContext?
+        try {
+            let ctx = try ZmqContext()
+            weakContext = ctx
+            let pair = try Keys.generateCurveKeyPair(), client = try Keys.generateCurveKeyPair()
+            let socket = try ZmqSocket(context: ctx, type: .router)
+            try socket.enableCurveServer(CurveServerConfig(publicKey: pair.publicKey, secretKey: pair.secretKey,
+                                                           allowedClientKeys: [client.publicKey]))
+            _ = try socket.bind("tcp://127.0.0.1:*")
+            socket.close()
+        }()
+        XCTAssertNil(weakContext, "the context leaked (a reference cycle through the ZAP thread?)")
     }
 
     func testCurveConfigIsValidated() throws {

@@ -1,6 +1,6 @@
 /* Raw libzmq + protobuf-c baseline for benchmarks/wire (compiled by run.sh with cc -O2).
  * Measures exactly what the Swift benchmark (swift/main.swift) measures, without Swift:
- *   1. pack + unpack + free of the same messages through the protoc-c generated code;
+ *   1. size + pack + unpack + free of the same messages through the protoc-c generated code;
  *   2. a DEALER -> ROUTER -> DEALER echo round trip over tcp://127.0.0.1, an echo thread
  *      owning the ROUTER, both sides zmq_poll then receive, as the Swift layer does.
  * Output lines: "<name> <median> <p99> <unit>", parsed by run.sh. */
@@ -32,7 +32,10 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+static int quiet;
+
 static void report(const char *name, double *samples, int n, const char *unit, double scale) {
+    if (quiet) return;
     qsort(samples, n, sizeof(double), cmp_double);
     printf("%s %.3f %.3f %s\n", name, samples[n / 2] / scale, samples[(int)(n * 0.99)] / scale, unit);
     fflush(stdout);
@@ -44,12 +47,14 @@ static char prompt[1025];
 
 static void codec_bench(const char *name, ProtobufCMessage *msg) {
     enum { BATCH = 1000, ROUNDS = 200 };
+    if (quiet) return;
     double samples[ROUNDS];
     uint8_t *buf = malloc(protobuf_c_message_get_packed_size(msg));
     for (int r = 0; r < ROUNDS; r++) {
         double t0 = now_ns();
         for (int i = 0; i < BATCH; i++) {
-            size_t n = protobuf_c_message_pack(msg, buf);
+            size_t n = protobuf_c_message_get_packed_size(msg);   /* a sender needs the size too */
+            n = protobuf_c_message_pack(msg, buf);
             Mambaformer__Wire__Envelope *e = mambaformer__wire__envelope__unpack(NULL, n, buf);
             if (!e) { fprintf(stderr, "unpack failed\n"); exit(1); }
             mambaformer__wire__envelope__free_unpacked(e, NULL);
@@ -59,6 +64,8 @@ static void codec_bench(const char *name, ProtobufCMessage *msg) {
     free(buf);
     report(name, samples, ROUNDS, "ns", 1);
 }
+
+static Mambaformer__Wire__Envelope span_result_env;   /* set up by codec_benches */
 
 static void codec_benches(void) {
     memset(prompt, 'p', 1024);
@@ -104,6 +111,48 @@ static void codec_benches(void) {
     env.body_case = MAMBAFORMER__WIRE__ENVELOPE__BODY_SPAN_RESULT;
     env.span_result = &res;
     codec_bench("codec_span_result_16", &env.base);
+    /* Keep it for the envelope round trip (the pieces live in static storage). */
+    static Mambaformer__Wire__Piece keep_pieces[16];
+    static Mambaformer__Wire__Piece *keep_ptrs[16];
+    static Mambaformer__Wire__SpanResult keep_res;
+    memcpy(keep_pieces, pieces, sizeof pieces);
+    for (int i = 0; i < 16; i++) keep_ptrs[i] = &keep_pieces[i];
+    keep_res = res;
+    keep_res.pieces = keep_ptrs;
+    span_result_env = env;
+    span_result_env.span_result = &keep_res;
+}
+
+/* Pack an envelope straight into a zmq message (what the Swift layer does too). */
+static void send_envelope(void *socket, const ProtobufCMessage *m, int flags) {
+    zmq_msg_t msg;
+    size_t size = protobuf_c_message_get_packed_size(m);
+    zmq_msg_init_size(&msg, size);
+    protobuf_c_message_pack(m, zmq_msg_data(&msg));
+    zmq_msg_send(&msg, socket, flags);
+}
+
+/* Full stack echo: decode the envelope, re-encode it, send it back. */
+static void *echo_envelope(void *router) {
+    zmq_pollitem_t item = { router, 0, ZMQ_POLLIN, 0 };
+    for (;;) {
+        if (zmq_poll(&item, 1, -1) < 0) return NULL;
+        zmq_msg_t id, payload;
+        zmq_msg_init(&id); zmq_msg_init(&payload);
+        if (zmq_msg_recv(&id, router, ZMQ_DONTWAIT) < 0) return NULL;
+        zmq_msg_recv(&payload, router, 0);
+        Mambaformer__Wire__Envelope *e = mambaformer__wire__envelope__unpack(
+            NULL, zmq_msg_size(&payload), zmq_msg_data(&payload));
+        zmq_msg_close(&payload);
+        if (!e || e->body_case == MAMBAFORMER__WIRE__ENVELOPE__BODY__NOT_SET) {   /* stop: an empty frame */
+            if (e) mambaformer__wire__envelope__free_unpacked(e, NULL);
+            zmq_msg_close(&id);
+            return NULL;
+        }
+        zmq_msg_send(&id, router, ZMQ_SNDMORE);
+        send_envelope(router, &e->base, 0);
+        mambaformer__wire__envelope__free_unpacked(e, NULL);
+    }
 }
 
 /* ---- round trip ---- */
@@ -127,7 +176,7 @@ static void *echo(void *router) {
     }
 }
 
-static void rtt_bench(void *ctx, size_t size, int rounds) {
+static void rtt_bench(void *ctx, size_t size, int rounds, int envelope) {
     void *router = zmq_socket(ctx, ZMQ_ROUTER), *dealer = zmq_socket(ctx, ZMQ_DEALER);
     int mandatory = 1, linger = 200;
     zmq_setsockopt(router, ZMQ_ROUTER_MANDATORY, &mandatory, sizeof mandatory);
@@ -138,7 +187,7 @@ static void rtt_bench(void *ctx, size_t size, int rounds) {
     zmq_getsockopt(router, ZMQ_LAST_ENDPOINT, endpoint, &len);
     zmq_connect(dealer, endpoint);
     pthread_t thread;
-    pthread_create(&thread, NULL, echo, router);
+    pthread_create(&thread, NULL, envelope ? echo_envelope : echo, router);
 
     char *payload = malloc(size), *back = malloc(size);
     memset(payload, 'x', size);
@@ -148,11 +197,18 @@ static void rtt_bench(void *ctx, size_t size, int rounds) {
     for (int i = -rounds / 10; i < rounds; i++) {   /* first 10% warm up */
         if (i == 0) cpu0 = cpu_ns();
         double t0 = now_ns();
-        zmq_send(dealer, payload, size, 0);
+        if (envelope) send_envelope(dealer, &span_result_env.base, 0);
+        else zmq_send(dealer, payload, size, 0);
         zmq_poll(&item, 1, -1);
         zmq_msg_t m; zmq_msg_init(&m);
         zmq_msg_recv(&m, dealer, ZMQ_DONTWAIT);
-        memcpy(back, zmq_msg_data(&m), zmq_msg_size(&m));   /* the Swift layer copies out too */
+        if (envelope) {
+            Mambaformer__Wire__Envelope *e = mambaformer__wire__envelope__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
+            if (!e) { fprintf(stderr, "bad echo\n"); exit(1); }
+            mambaformer__wire__envelope__free_unpacked(e, NULL);
+        } else {
+            memcpy(back, zmq_msg_data(&m), zmq_msg_size(&m));   /* the Swift layer copies out too */
+        }
         zmq_msg_close(&m);
         if (i >= 0) samples[i] = now_ns() - t0;
     }
@@ -160,24 +216,29 @@ static void rtt_bench(void *ctx, size_t size, int rounds) {
     zmq_send(dealer, "", 0, 0);
     pthread_join(thread, NULL);
     char name[64];
-    snprintf(name, sizeof name, "rtt_%zu", size);
+    if (envelope) snprintf(name, sizeof name, "rtt_envelope_span_result_16");
+    else snprintf(name, sizeof name, "rtt_%zu", size);
     report(name, samples, rounds, "us", 1000);
-    printf("cpu_per_rtt_%zu %.3f %.3f us\n", size, cpu, cpu);
+    printf("cpu_per_%s %.3f %.3f us\n", name, cpu, cpu);
     zmq_close(dealer); zmq_close(router);
     free(payload); free(back); free(samples);
 }
 
 int main(int argc, char **argv) {
-    /* Arguments: [rounds per round-trip size (20000)] [all|codec|rtt] */
+    /* Arguments: [rounds per round-trip size (20000)] [all|codec|rtt|rtt64] */
     int rounds = argc > 1 ? atoi(argv[1]) : 20000;
     const char *mode = argc > 2 ? argv[2] : "all";
-    if (strcmp(mode, "rtt") != 0) codec_benches();
+    quiet = strncmp(mode, "rtt", 3) == 0;   /* then codec_benches only sets up the messages */
+    codec_benches();
+    quiet = 0;
     if (strcmp(mode, "codec") == 0) return 0;
     void *ctx = zmq_ctx_new();
-    rtt_bench(ctx, 64, rounds);
-    rtt_bench(ctx, 1024, rounds);
-    rtt_bench(ctx, 4096, rounds);
-    rtt_bench(ctx, 262144, rounds / 10);
+    rtt_bench(ctx, 64, rounds, 0);
+    if (strcmp(mode, "rtt64") == 0) { zmq_ctx_term(ctx); return 0; }
+    rtt_bench(ctx, 1024, rounds, 0);
+    rtt_bench(ctx, 4096, rounds, 0);
+    rtt_bench(ctx, 262144, rounds / 10, 0);
+    rtt_bench(ctx, 0, rounds, 1);
     zmq_ctx_term(ctx);
     return 0;
 }

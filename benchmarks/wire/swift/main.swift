@@ -69,7 +69,7 @@ func rttBench(_ context: ZmqContext, size: Int, rounds: Int, envelope: Envelope?
     let server = Thread {
         defer { router.close(); done.signal() }
         while true {
-            guard (try? ZmqPoll.poll([router], timeoutMs: -1))?[0] == true else { continue }
+            guard (try? router.waitReadable(timeoutMs: -1)) == true else { continue }
             if envelope != nil {
                 // Full stack: decode the envelope and send a re-encoded one back.
                 guard let (identity, result) = try? router.receiveEnvelope() else { continue }
@@ -94,11 +94,11 @@ func rttBench(_ context: ZmqContext, size: Int, rounds: Int, envelope: Envelope?
         let t0 = nowNs()
         if let envelope {
             _ = try dealer.send(envelope, to: nil)
-            _ = try ZmqPoll.poll([dealer], timeoutMs: -1)
+            _ = try dealer.waitReadable(timeoutMs: -1)
             guard case .success = try dealer.receiveEnvelope()?.result else { fatalError("bad echo") }
         } else {
             _ = try dealer.send([payload], dontWait: false)
-            _ = try ZmqPoll.poll([dealer], timeoutMs: -1)
+            _ = try dealer.waitReadable(timeoutMs: -1)
             guard let back = try dealer.receive(), back.count == 1 else { fatalError("bad echo") }
         }
         if i >= 0 { samples.append(nowNs() - t0) }
@@ -111,15 +111,18 @@ func rttBench(_ context: ZmqContext, size: Int, rounds: Int, envelope: Envelope?
     print(String(format: "cpu_per_%@ %.3f %.3f us", name, cpu, cpu))
 }
 
-// Arguments: [rounds per round-trip size (20000)] [all|codec|rtt]
+// Arguments: [rounds per round-trip size (20000)] [all|codec|rtt|rtt64]
 let rounds = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ?? 20000 : 20000
 let mode = CommandLine.arguments.count > 2 ? CommandLine.arguments[2] : "all"
-if mode != "rtt" {
+if !mode.hasPrefix("rtt") {
     for (name, envelope) in messages { codecBench(name, envelope) }
 }
 if mode != "codec" {
     let context = try ZmqContext()
-    for size in [64, 1024, 4096] { try rttBench(context, size: size, rounds: rounds, name: "rtt_\(size)") }
+    for size in mode == "rtt64" ? [64] : [64, 1024, 4096] {
+        try rttBench(context, size: size, rounds: rounds, name: "rtt_\(size)")
+    }
+    if mode == "rtt64" { context.terminate(); exit(0) }
     try rttBench(context, size: 262_144, rounds: rounds / 10, name: "rtt_262144")
     try rttBench(context, size: 0, rounds: rounds, envelope: messages[2].1, name: "rtt_envelope_span_result_16")
     context.terminate()
