@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# Runs every test. Tests run on a release build (with -enable-testing for @testable
-# imports): the numerics and the integration tests spawn real expert processes, and
+# Runs every test. Swift tests run on a release build (with -enable-testing for @testable
+# imports): the parity tests and the integration tests spawn real expert processes, and
 # debug-mode Swift is 10-50x slower in the inner loops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Generated protobuf-c code must match its .proto.
 bash scripts/check-generated.sh
+
+# The dataset generator (standard-library Python; pytest from PyPI if the machine lacks it).
+if ! python3 -c "import pytest" 2>/dev/null; then
+  python3 -m pip install -q "pytest==9.0.3"
+fi
+python3 -m pytest -q tools/dataset/tests
+
 swift build -c release -Xswiftc -enable-testing --build-tests
 swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing "$@"
