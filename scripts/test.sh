@@ -10,7 +10,8 @@ bash scripts/check-generated.sh
 
 # The dataset generator (standard-library Python; pytest from PyPI if the machine lacks it).
 if ! python3 -c "import pytest" 2>/dev/null; then
-  python3 -m pip install -q "pytest==9.0.3"
+  python3 -m pip install -q "pytest==9.0.3" 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages "pytest==9.0.3"
 fi
 python3 -m pytest -q tools/dataset/tests
 
