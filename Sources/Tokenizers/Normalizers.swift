@@ -85,7 +85,9 @@ enum Normalizer {
             switch form {
             case .nfc: out = seg.precomposedStringWithCanonicalMapping
             case .nfd: out = seg.decomposedStringWithCanonicalMapping
-            case .nfkc: out = seg.precomposedStringWithCompatibilityMapping
+            // Foundation's own NFKC leaves some compositions undone on Linux (halfwidth
+            // ｶﾞ -> U+30AB U+3099 instead of U+30AC); NFKD then NFC is the definition and is right.
+            case .nfkc: out = seg.decomposedStringWithCompatibilityMapping.precomposedStringWithCanonicalMapping
             case .nfkd: out = seg.decomposedStringWithCompatibilityMapping
             }
             let o = Array(out.unicodeScalars)
