@@ -33,11 +33,9 @@ final class FixtureParityTests: XCTestCase {
         return (tok, try JSONDecoder().decode(Expected.self, from: data))
     }
 
-    /// Offsets we knowingly do not reproduce: when NFC/NFKC COMPOSES several characters into
-    /// one (e + U+0301 + U+0302 -> U+1EBF, halfwidth ｶﾞ -> ガ), Hugging Face's
-    /// unicode-normalization-alignments gives the composed character per-byte alignments
-    /// we have not matched. Ids, tokens and decodes are still checked for these texts.
-    static let knownOffsetDeviations: Set<String> = ["e\u{301}\u{302}\u{303}", "\u{FF76}\u{FF9E}"]
+    /// Texts whose offsets we knowingly do not reproduce (none at present; keep the
+    /// mechanism so a future deviation is listed here, explained, instead of hidden).
+    static let knownOffsetDeviations: Set<String> = []
 
     func checkEncode(_ name: String) throws {
         let (tok, exp) = try Self.load(name)
