@@ -15,6 +15,9 @@ struct AddedToken {
 struct AddedTokenMatcher {
     /// Candidates by first scalar, longest first.
     private var byFirst: [Unicode.Scalar: [(pattern: [Unicode.Scalar], token: Int)]] = [:]
+    /// ASCII first scalars, so most positions skip the dictionary lookup.
+    private var asciiFirst = [Bool](repeating: false, count: 128)
+    private var anyNonASCIIFirst = false
     let tokens: [AddedToken]
     var isEmpty: Bool { byFirst.isEmpty }
 
@@ -24,7 +27,10 @@ struct AddedTokenMatcher {
         for (i, p) in patterns.enumerated() where !p.isEmpty {
             byFirst[p[0], default: []].append((p, i))
         }
-        for k in byFirst.keys { byFirst[k]!.sort { $0.pattern.count > $1.pattern.count } }
+        for k in byFirst.keys {
+            byFirst[k]!.sort { $0.pattern.count > $1.pattern.count }
+            if k.value < 128 { asciiFirst[Int(k.value)] = true } else { anyNonASCIIFirst = true }
+        }
     }
 
     /// Splits `s` into (range, added token index or nil), covering all of `s`, HF semantics
@@ -36,6 +42,8 @@ struct AddedTokenMatcher {
         var i = 0
         let n = s.count
         while i < n {
+            let v = s[i].value
+            if v < 128 ? !asciiFirst[Int(v)] : !anyNonASCIIFirst { i += 1; continue }
             guard let cands = byFirst[s[i]] else { i += 1; continue }
             var found: (Int, Int)? = nil   // (length, token)
             for (p, t) in cands where i + p.count <= n {

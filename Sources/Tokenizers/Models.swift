@@ -224,6 +224,7 @@ final class BPEModel: TokenModel, @unchecked Sendable {
             guard id >= 0 else { throw j.fail("vocab[\(k.debugDescription)] has a negative id") }
             pairs.append((k, id)); maxId = max(maxId, id)
         }
+        guard maxId < 4 * pairs.count + 1024 else { throw j.fail("vocab ids are sparse (max id \(maxId) for \(pairs.count) entries)") }
         var tokens = [String](repeating: "", count: maxId + 1)
         var map: [String: Int] = [:]
         map.reserveCapacity(pairs.count)

@@ -65,8 +65,8 @@ enum Normalizer {
     /// common case) costs one scan. Otherwise the text is cut into segments that normalize
     /// independently (a boundary before every ASCII scalar that follows an ASCII scalar, and
     /// before starters that cannot compose backwards), each segment is normalized by Foundation,
-    /// and alignment follows HF: first outputs replace inputs, extra outputs are inserted,
-    /// missing outputs remove the remaining inputs.
+    /// and alignment follows HF: unchanged trailing scalars keep theirs; otherwise first outputs
+    /// replace inputs, extra outputs are inserted, missing outputs remove the remaining inputs.
     static func unicodeNormalize(_ t: inout NormalizedText, form: Form) {
         guard t.scalars.contains(where: { $0.value >= 0x80 }) else { return }
         var dest: [(Unicode.Scalar, Int)] = []
@@ -85,7 +85,9 @@ enum Normalizer {
             switch form {
             case .nfc: out = seg.precomposedStringWithCanonicalMapping
             case .nfd: out = seg.decomposedStringWithCanonicalMapping
-            case .nfkc: out = seg.precomposedStringWithCompatibilityMapping
+            // Foundation's own NFKC leaves some compositions undone on Linux (halfwidth
+            // ｶﾞ -> U+30AB U+3099 instead of U+30AC); NFKD then NFC is the definition and is right.
+            case .nfkc: out = seg.decomposedStringWithCompatibilityMapping.precomposedStringWithCanonicalMapping
             case .nfkd: out = seg.decomposedStringWithCompatibilityMapping
             }
             let o = Array(out.unicodeScalars)
@@ -93,7 +95,13 @@ enum Normalizer {
                 for k in i..<j { dest.append((s[k], 0)) }
             } else {
                 changed = true
-                appendReplacement(&dest, old: j - i, new: o)
+                // Scalars the normalization left alone at the end of the segment (combining
+                // marks that did not compose) keep their own alignment, as in Hugging Face;
+                // the rest is a replacement: "e\u{301}\u{302}" -> "é" (aligned to e) + U+0302.
+                var k = 0
+                while k < min(o.count, j - i) - 1 && o[o.count - 1 - k] == s[j - 1 - k] { k += 1 }
+                appendReplacement(&dest, old: j - i - k, new: Array(o[..<(o.count - k)]))
+                for c in o[(o.count - k)...] { dest.append((c, 0)) }
             }
             i = j
         }

@@ -85,12 +85,15 @@ enum PostProcessor {
     /// Spaces are single bytes in the original, so counting scalars counts bytes.
     static func trimOffsets(_ e: inout Encoding) {
         let g: Unicode.Scalar = "\u{120}"
+        @inline(__always) func isSpace(_ c: Unicode.Scalar) -> Bool { c == g || CharClass.isWhitespace(c) }
         for i in 0..<e.tokens.count {
-            let u = Array(e.tokens[i].unicodeScalars)
+            // Lazy scans: this runs for every token of every byte-level encoding.
+            let u = e.tokens[i].unicodeScalars
+            guard let first = u.first, let last = u.last, isSpace(first) || isSpace(last) else { continue }
             var lead = 0
-            while lead < u.count && (u[lead] == g || CharClass.isWhitespace(u[lead])) { lead += 1 }
+            for c in u { if isSpace(c) { lead += 1 } else { break } }
             var trail = 0
-            while trail < u.count && (u[u.count - 1 - trail] == g || CharClass.isWhitespace(u[u.count - 1 - trail])) { trail += 1 }
+            for c in u.reversed() { if isSpace(c) { trail += 1 } else { break } }
             guard lead > 0 || trail > 0 else { continue }
             var a = e.offsets[i].lowerBound, b = e.offsets[i].upperBound
             if lead > 0 { a = min(a + lead, b) }

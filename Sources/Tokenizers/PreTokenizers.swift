@@ -158,6 +158,11 @@ enum ByteLevel {
 
     /// Replace each scalar by the scalars of its UTF-8 bytes (first replaces, rest inserted).
     static func mapToBytes(_ w: inout NormalizedText) {
+        // ASCII is one byte per scalar: map in place, alignments unchanged (the common case).
+        if !w.scalars.contains(where: { $0.value >= 0x80 }) {
+            for i in 0..<w.scalars.count { w.scalars[i] = byteToScalar[Int(w.scalars[i].value)] }
+            return
+        }
         var dest: [(Unicode.Scalar, Int)] = []
         dest.reserveCapacity(w.count * 2)
         var bytes: [UInt8] = []

@@ -17,6 +17,8 @@ final class FixtureParityTests: XCTestCase {
         let cases: [Case]; let decodes: [Dec]
     }
 
+    static func scalars(_ s: String) -> [UInt32] { s.unicodeScalars.map { $0.value } }
+
     static func fixtureURL(_ name: String) throws -> URL {
         guard let u = Bundle.module.url(forResource: "Fixtures/\(name)", withExtension: nil) else {
             throw XCTSkip("missing fixture \(name)")
@@ -31,11 +33,9 @@ final class FixtureParityTests: XCTestCase {
         return (tok, try JSONDecoder().decode(Expected.self, from: data))
     }
 
-    /// Offsets we knowingly do not reproduce: when NFC/NFKC COMPOSES several characters into
-    /// one (e + U+0301 + U+0302 -> U+1EBF, halfwidth ｶﾞ -> ガ), Hugging Face's
-    /// unicode-normalization-alignments gives the composed character per-byte alignments
-    /// we have not matched. Ids, tokens and decodes are still checked for these texts.
-    static let knownOffsetDeviations: Set<String> = ["e\u{301}\u{302}\u{303}", "\u{FF76}\u{FF9E}"]
+    /// Texts whose offsets we knowingly do not reproduce (none at present; keep the
+    /// mechanism so a future deviation is listed here, explained, instead of hidden).
+    static let knownOffsetDeviations: Set<String> = []
 
     func checkEncode(_ name: String) throws {
         let (tok, exp) = try Self.load(name)
@@ -45,7 +45,9 @@ final class FixtureParityTests: XCTestCase {
             for (add, side) in [(true, c.with_special), (false, c.without_special)] {
                 let e = try tok.encode(c.text, addSpecialTokens: add)
                 let ctx = "\(name) add=\(add) text=\(c.text.debugDescription)"
-                if e.ids != side.ids || e.tokens != side.tokens {
+                // Compare strings scalar by scalar: Swift's == is canonical equivalence, which
+                // would hide a composed/decomposed difference.
+                if e.ids != side.ids || e.tokens.map(Self.scalars) != side.tokens.map(Self.scalars) {
                     failures += 1
                     XCTFail("\(ctx)\n  ids    \(e.ids)\n  expect \(side.ids)\n  tokens \(e.tokens)\n  expect \(side.tokens)")
                     continue
@@ -55,14 +57,14 @@ final class FixtureParityTests: XCTestCase {
                     XCTAssertEqual(offs, side.offsets, "offsets \(ctx)")
                 }
                 XCTAssertEqual(e.specialTokensMask, side.special_tokens_mask.map { $0 != 0 }, "mask \(ctx)")
-                XCTAssertEqual(try tok.decode(side.ids, skipSpecialTokens: true), side.decode_skip, "decode skip \(ctx)")
-                XCTAssertEqual(try tok.decode(side.ids, skipSpecialTokens: false), side.decode_keep, "decode keep \(ctx)")
+                XCTAssertEqual(Self.scalars(try tok.decode(side.ids, skipSpecialTokens: true)), Self.scalars(side.decode_skip), "decode skip \(ctx)")
+                XCTAssertEqual(Self.scalars(try tok.decode(side.ids, skipSpecialTokens: false)), Self.scalars(side.decode_keep), "decode keep \(ctx)")
                 if failures > 15 { return }
             }
         }
         for d in exp.decodes {
-            XCTAssertEqual(try tok.decode(d.ids, skipSpecialTokens: true), d.decode_skip, "\(name) decode \(d.ids)")
-            XCTAssertEqual(try tok.decode(d.ids, skipSpecialTokens: false), d.decode_keep, "\(name) decode \(d.ids)")
+            XCTAssertEqual(Self.scalars(try tok.decode(d.ids, skipSpecialTokens: true)), Self.scalars(d.decode_skip), "\(name) decode \(d.ids)")
+            XCTAssertEqual(Self.scalars(try tok.decode(d.ids, skipSpecialTokens: false)), Self.scalars(d.decode_keep), "\(name) decode \(d.ids)")
         }
     }
 
@@ -85,7 +87,7 @@ final class FixtureParityTests: XCTestCase {
                     out += chunk
                 }
                 out += try sd.flush()
-                XCTAssertEqual(out, full, "\(name) stream of \(ids) skip=\(skip)")
+                XCTAssertEqual(Self.scalars(out), Self.scalars(full), "\(name) stream of \(ids) skip=\(skip)")
             }
         }
     }
