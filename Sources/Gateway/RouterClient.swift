@@ -54,6 +54,10 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
     // MARK: AnswerBackend
 
     public func submit(_ request: AnswerRequest) async throws -> AsyncStream<AnswerEvent> {
+        // A silent router cannot answer: fail fast (503) instead of waiting for the deadline.
+        guard await status().routerReachable else {
+            throw BackendSubmitError(code: .unavailable, message: "the router at \(endpoint) is not answering")
+        }
         let (stream, continuation) = AsyncStream<AnswerEvent>.makeStream(bufferingPolicy: .unbounded)
         lock.lock()
         streams[request.requestId] = continuation
