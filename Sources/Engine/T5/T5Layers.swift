@@ -173,9 +173,11 @@ func t5Softmax(_ x: UnsafeMutablePointer<Float>, count: Int) {
 @inline(__always)
 func expApproximation(_ v: SIMD16<Float>) -> SIMD16<Float> {
     let x0 = v.replacing(with: -87, where: v .< -87)
-    // n = round(x / ln 2) via the 1.5·2^23 trick (exact for |n| < 2^22).
+    // n = round(x / ln 2) via the 1.5·2^23 trick: in [2^23, 2^24) floats step by 1, so
+    // n + magic is exact and its bit pattern is bits(magic) + n (no float→int conversion).
     let magic = SIMD16<Float>(repeating: 12582912)
-    let n = (x0 * 1.44269504088896341 + magic) - magic
+    let shifted = x0 * 1.44269504088896341 + magic
+    let n = shifted - magic
     let r = x0 - n * 0.693359375 - n * -2.12194440e-4
     var p = SIMD16<Float>(repeating: 1.9875691500e-4)
     p = p * r + 1.3981999507e-3
@@ -184,7 +186,8 @@ func expApproximation(_ v: SIMD16<Float>) -> SIMD16<Float> {
     p = p * r + 1.6666665459e-1
     p = p * r + 5.0000001201e-1
     let er = p * (r * r) + r + 1
-    let exponent = (SIMD16<Int32>(n) &+ 127) &<< 23
+    let nBits = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- unsafeBitCast(magic, to: SIMD16<Int32>.self)
+    let exponent = (nBits &+ 127) &<< 23
     return er * unsafeBitCast(exponent, to: SIMD16<Float>.self)
 }
 
