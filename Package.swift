@@ -39,7 +39,9 @@ let package = Package(
         ], swiftSettings: v5),
 
         // Numerics: BLAS wrappers, norms, activations, selective scan.
-        .target(name: "Kernels", dependencies: ["COpenBLAS"], swiftSettings: v5),
+        .target(name: "Kernels", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: v5),
+        // The selective scan in C: vectorised exp, AVX2+FMA chosen at run time.
+        .target(name: "CKernels", path: "Sources/CKernels"),
         // Hugging Face tokenizer.json (Unigram, BPE) and incremental detokenization.
         .target(name: "Tokenizers", swiftSettings: v5),
         // Models (ET5, EMamba), safetensors, configs, decoding.
@@ -80,10 +82,15 @@ let package = Package(
             .product(name: "TOMLKit", package: "TOMLKit"),
         ], swiftSettings: v5),
 
+        // Engine benchmark tool (random paper-shape checkpoints, prefill/decode timings).
+        .executableTarget(name: "engine-bench", dependencies: ["Engine", "Kernels"],
+                          path: "benchmarks/engine", swiftSettings: v5),
+
         // Unit tests next to each part; integration tests start real processes.
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: v5),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: v5),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Kernels"],
                     resources: [.copy("Fixtures")], swiftSettings: v5),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")], swiftSettings: v5),
     ]
 )

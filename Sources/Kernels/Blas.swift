@@ -49,9 +49,12 @@ public enum Blas {
                     alpha, w, Int32(inCount), x, 1, beta, y, 1)
     }
 
-    /// Threads OpenBLAS uses in this process.
+    /// Threads OpenBLAS uses in this process (also the selective scan's thread count).
     public static var threads: Int {
         get { Int(openblas_get_num_threads()) }
-        set { openblas_set_num_threads(Int32(newValue)) }
+        set {
+            openblas_set_num_threads(Int32(newValue))
+            SelectiveScan.threads = max(1, newValue)
+        }
     }
 }

@@ -1,3 +1,5 @@
+import CKernels
+import Dispatch
 import Foundation
 
 /// The selective scan of Mamba-1 (S6), as in transformers' `slow_forward` / mamba-minimal:
@@ -12,9 +14,16 @@ import Foundation
 /// output), `a` is [channels × stateSize] (already −exp(A_log)), `state` is
 /// [channels × stateSize], zero for a fresh sequence, updated in place.
 ///
-/// The loop runs channels outermost (each channel's recurrence is independent: this is the
-/// parallel-over-channels form), time inside, so a channel's state row stays in registers/L1.
+/// Channels are independent (the parallel-over-channels form): `scan` runs the C kernel
+/// (Sources/CKernels: 8 channels per vector, polynomial exp, AVX2+FMA at run time) and splits
+/// the channels across `threads` when there is enough work. `scanReference` is the plain
+/// scalar loop with libm's exp, kept as the readable definition and to test the fast one.
 public enum SelectiveScan {
+    /// Threads for the scan (set with the BLAS thread count).
+    public static var threads = 1
+    /// True when the AVX2+FMA variant of the C kernel runs on this CPU.
+    public static var usesAVX2: Bool { ck_uses_avx2() != 0 }
+
     public struct Inputs {
         public var u: UnsafePointer<Float>; public var uStride: Int
         public var delta: UnsafePointer<Float>; public var deltaStride: Int
@@ -35,10 +44,38 @@ public enum SelectiveScan {
         }
     }
 
-    /// Scans `steps` tokens for channels `channelRange` (all channels by default; callers may
-    /// split the channels across threads since channels are independent).
-    @inlinable
+    /// Scans `steps` tokens for channels `channelRange` (all channels by default).
     public static func scan(
+        _ p: Inputs, steps: Int, channels: Int, stateSize n: Int,
+        state: UnsafeMutablePointer<Float>,
+        y: UnsafeMutablePointer<Float>, yStride: Int,
+        channelRange: Range<Int>? = nil
+    ) {
+        let range = channelRange ?? 0..<channels
+        func run(_ r: Range<Int>) {
+            ck_selective_scan(p.u, p.uStride, p.delta, p.deltaStride, p.deltaBias, p.a,
+                              p.b, p.bStride, p.c, p.cStride, p.d, p.z, p.zStride,
+                              state, y, yStride, Int32(steps), Int32(channels), Int32(n),
+                              Int32(r.lowerBound), Int32(r.upperBound))
+        }
+        // Split only when each part has real work (thread wake-up costs ~10 µs).
+        let parts = min(threads, range.count / 64)
+        if parts > 1 && steps * range.count * n >= 1 << 16 {
+            // Part boundaries on multiples of 8 channels (the kernel's vector width).
+            let per = ((range.count + parts - 1) / parts + 7) / 8 * 8
+            DispatchQueue.concurrentPerform(iterations: parts) { i in
+                let lo = range.lowerBound + i * per
+                let hi = min(range.upperBound, lo + per)
+                if lo < hi { run(lo..<hi) }
+            }
+        } else {
+            run(range)
+        }
+    }
+
+    /// The scalar definition (libm exp), channel by channel.
+    @inlinable
+    public static func scanReference(
         _ p: Inputs, steps: Int, channels: Int, stateSize n: Int,
         state: UnsafeMutablePointer<Float>,
         y: UnsafeMutablePointer<Float>, yStride: Int,

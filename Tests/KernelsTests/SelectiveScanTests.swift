@@ -72,4 +72,36 @@ final class SelectiveScanTests: XCTestCase {
         XCTAssertEqual(Array(UnsafeBufferPointer(start: ySplit, count: steps * channels)),
                        Array(UnsafeBufferPointer(start: yScan, count: steps * channels)))
     }
+
+    /// The vectorised C kernel agrees with the scalar libm definition (a channel count that is
+    /// not a multiple of the vector width, large Δ·A that underflows), and threads change nothing.
+    func testFastKernelMatchesReferenceAndThreads() {
+        let steps = 9, channels = 37, n = 16
+        func rand(_ count: Int, _ r: ClosedRange<Float>) -> [Float] { (0..<count).map { _ in Float.random(in: r) } }
+        let u = p(rand(steps * channels, -2...2)), delta = p(rand(steps * channels, -25...25)), z = p(rand(steps * channels, -3...3))
+        let a = p((0..<(channels * n)).map { -Float($0 % n + 1) * Float.random(in: 0.5...20) })
+        let b = p(rand(steps * n, -1...1)), c = p(rand(steps * n, -1...1)), d = p(rand(channels, 0...2)), bias = p(rand(channels, -1...1))
+        let inputs = SelectiveScan.Inputs(u: u, uStride: channels, delta: delta, deltaStride: channels, deltaBias: bias,
+                                          a: a, b: b, bStride: n, c: c, cStride: n, d: d, z: z, zStride: channels)
+        let s0 = p(rand(channels * n, -1...1))
+        let s1 = p(Array(UnsafeBufferPointer(start: s0, count: channels * n)))
+        let s2 = p(Array(UnsafeBufferPointer(start: s0, count: channels * n)))
+        let yRef = p(Array(repeating: 0, count: steps * channels)), yFast = p(Array(repeating: 0, count: steps * channels))
+        let yThreads = p(Array(repeating: 0, count: steps * channels))
+        SelectiveScan.scanReference(inputs, steps: steps, channels: channels, stateSize: n, state: s0, y: yRef, yStride: channels)
+        SelectiveScan.scan(inputs, steps: steps, channels: channels, stateSize: n, state: s1, y: yFast, yStride: channels)
+        // Errors relative to each output's scale (y is a sum of n terms that may cancel, so its
+        // own magnitude is not the yardstick; the state's largest entry is).
+        let yScale = max(1, (0..<(steps * channels)).map { abs(yRef[$0]) }.max()!)
+        let hScale = max(1, (0..<(channels * n)).map { abs(s0[$0]) }.max()!)
+        var worst: Float = 0
+        for i in 0..<(steps * channels) { worst = max(worst, abs(yRef[i] - yFast[i]) / yScale) }
+        for i in 0..<(channels * n) { worst = max(worst, abs(s0[i] - s1[i]) / hScale) }
+        XCTAssertLessThan(worst, 2e-6)
+        SelectiveScan.threads = 2
+        defer { SelectiveScan.threads = 1 }
+        SelectiveScan.scan(inputs, steps: steps, channels: channels, stateSize: n, state: s2, y: yThreads, yStride: channels)
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: yThreads, count: steps * channels)),
+                       Array(UnsafeBufferPointer(start: yFast, count: steps * channels)))
+    }
 }

@@ -1,0 +1,24 @@
+#ifndef CKERNELS_H
+#define CKERNELS_H
+#include <stddef.h>
+
+/// Selective scan (Mamba-1 S6) for channels [c0, c1); see Sources/Kernels/SelectiveScan.swift for
+/// the maths and the layout (token-major inputs with row strides, state [channels x n]).
+/// delta_bias, d and z may be NULL.
+void ck_selective_scan(
+    const float *u, ptrdiff_t u_stride,
+    const float *delta, ptrdiff_t delta_stride, const float *delta_bias,
+    const float *a,
+    const float *b, ptrdiff_t b_stride,
+    const float *c, ptrdiff_t c_stride,
+    const float *d,
+    const float *z, ptrdiff_t z_stride,
+    float *state, float *y, ptrdiff_t y_stride,
+    int steps, int channels, int n, int c0, int c1);
+
+/// x <- x * sigmoid(x) over count floats (vectorised exp).
+void ck_silu_inplace(float *x, ptrdiff_t count);
+
+/// 1 when the AVX2+FMA variant is in use (for benchmarks' reports).
+int ck_uses_avx2(void);
+#endif
