@@ -110,3 +110,23 @@ final class SpanCollector: @unchecked Sendable {
     func add(_ s: String) { lock.withLock { texts.append(s) } }
     var all: [String] { lock.withLock { texts } }
 }
+
+/// Answer responses say `Connection: close` (the connection is watched for hang-ups, after
+/// which Hummingbird closes it), so a pooling client (AsyncHTTPClient here) reconnects instead
+/// of writing into a closed socket; other endpoints keep the connection alive.
+final class KeepAliveTests: XCTestCase {
+    func testPoolingClientsKeepWorkingAcrossRequests() async throws {
+        let backend = FakeBackend.simple()
+        try await TestSupport.app(backend).test(.ahc(.http)) { client in
+            for i in 0..<4 {
+                let r = try await TestSupport.post(client, "/v1/answer", #"{"question": "q", "stream": \#(i % 2 == 1)}"#)
+                XCTAssertEqual(r.status, .ok, "request \(i)")
+                XCTAssertEqual(r.headers[.connection], "close")
+                let bad = try await TestSupport.post(client, "/v1/answer", #"{"question": ""}"#)
+                XCTAssertEqual(bad.status, .unprocessableContent)
+                let h = try await client.execute(uri: "/healthz", method: .get)
+                XCTAssertEqual(h.status, .ok)
+            }
+        }
+    }
+}

@@ -87,7 +87,7 @@ final class OpenAPIConformanceTests: XCTestCase {
         }
         // 429 from the gateway's own limit (no permit left: limit 1, one request parked).
         let parked = FakeBackend { _ in [.hang] }
-        try await TestSupport.app(parked, { $0.maxConcurrent = 1; $0.authTokens = [token] }).test(.live) { client in
+        try await TestSupport.app(parked, { $0.maxConcurrent = 1; $0.authTokens = [token] }).test(.ahc(.http)) { client in
             let first = Task { try await TestSupport.post(client, "/v1/answer", #"{"question": "q", "deadline_ms": 1500}"#, headers: auth) }
             while parked.submitted.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
             let second = try await TestSupport.post(client, "/v1/answer", #"{"question": "q"}"#, headers: auth)

@@ -66,7 +66,7 @@ final class OperationsTests: XCTestCase {
         let metrics = GatewayMetrics()
         let limit = 3, burst = 10
         try await TestSupport.app(backend, metrics: metrics, { $0.maxConcurrent = limit; $0.retryAfterSeconds = 2 })
-            .test(.live) { client in
+            .test(.ahc(.http)) { client in
                 let results = try await withThrowingTaskGroup(of: (HTTPResponse.Status, String?).self) { group in
                     for i in 0..<burst {
                         group.addTask {
