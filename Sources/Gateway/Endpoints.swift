@@ -147,19 +147,19 @@ struct Endpoints: Sendable {
     }
 
     private func startRun(_ params: AnswerParams, _ context: GatewayRequestContext) async throws -> AnswerRun {
-        guard let permit = limiter.tryAcquire() else {
+        guard let permit = limiter.tryAcquire(requestId: context.requestId) else {
             metrics.answer(outcome: "rejected")
             throw GatewayError.overloaded(limit: limiter.limit, retryAfter: config.retryAfterSeconds)
         }
         var logger = context.logger
-        logger[metadataKey: "request_id"] = .string(context.requestId)
+        logger[metadataKey: "request_id"] = .string(permit.requestId)
         // Sizes and settings only: the question and context are patient data.
         logger.debug("answer request", metadata: [
             "question_chars": "\(params.question.count)", "context_chars": "\(params.context.count)",
             "max_tokens": "\(params.maxTokens)", "stream": "\(params.stream)",
             "expert": "\(params.policy.forced)", "cost_weight": "\(params.policy.costWeight)",
         ])
-        let run = AnswerRun(requestId: context.requestId, params: params, backend: backend, config: config,
+        let run = AnswerRun(requestId: permit.requestId, params: params, backend: backend, config: config,
                             metrics: metrics, logger: logger, permit: permit, started: .now)
         try await run.start()
         return run

@@ -89,4 +89,27 @@ final class OperationsTests: XCTestCase {
         XCTAssertTrue(metrics.render().contains("mambaformer_gateway_in_flight 0"))
         XCTAssertTrue(metrics.render().contains(#"mambaformer_gateway_requests_total{endpoint="/v1/answer",status="429"} 7"#))
     }
+
+    /// The router keys work and `Cancel` by request id: two clients reusing one `X-Request-Id`
+    /// at the same time must travel under distinct ids.
+    func testConcurrentRequestsWithTheSameIdStayDistinct() async throws {
+        let backend = FakeBackend.simple(delayMs: 100)
+        try await TestSupport.app(backend).test(.ahc(.http)) { client in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<2 {
+                    group.addTask {
+                        let r = try await TestSupport.post(client, "/v1/answer", #"{"question": "q"}"#,
+                                                           headers: [HTTPField.Name("X-Request-Id")!: "same-id"])
+                        XCTAssertEqual(r.status, .ok)
+                        XCTAssertEqual(r.headers[HTTPField.Name("X-Request-Id")!], "same-id")
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        let ids = backend.submitted.map(\.requestId)
+        XCTAssertEqual(ids.count, 2)
+        XCTAssertEqual(Set(ids).count, 2, "\(ids)")
+        XCTAssertTrue(ids.allSatisfy { $0.hasPrefix("same-id") })
+    }
 }
