@@ -26,22 +26,24 @@ struct Endpoints: Sendable {
         var request = request
         let params = try RequestParsing.answer(try await readBody(&request), config: config)
         let run = try await startRun(params, context)
-        if !params.stream {
-            let result = try await collect(run, request: request)
-            return Self.json(JSON.encode(result))
-        }
-        let first = try await firstStep(run)
-        return sse(run, first: first, request: request) { step in
-            switch step {
-            case .span(let span):
-                return .write("event: span\nid: \(span.spanIndex)\ndata: \(JSON.encode(SpanEvent(span)))\n\n")
-            case .idle:
-                return .write(": keep-alive\n\n")
-            case .finished(let answer):
-                return .last("event: done\ndata: \(JSON.encode(answer))\n\n")
-            case .failed(let error):
-                self.metrics.streamError(code: error.code)
-                return .last("event: error\ndata: \(JSON.encode(ErrorEnvelope(error, requestId: run.requestId)))\n\n")
+        return try await closingConnection {
+            if !params.stream {
+                let result = try await collect(run, request: request)
+                return Self.json(JSON.encode(result))
+            }
+            let first = try await firstStep(run)
+            return sse(run, first: first, request: request) { step in
+                switch step {
+                case .span(let span):
+                    return .write("event: span\nid: \(span.spanIndex)\ndata: \(JSON.encode(SpanEvent(span)))\n\n")
+                case .idle:
+                    return .write(": keep-alive\n\n")
+                case .finished(let answer):
+                    return .last("event: done\ndata: \(JSON.encode(answer))\n\n")
+                case .failed(let error):
+                    self.metrics.streamError(code: error.code)
+                    return .last("event: error\ndata: \(JSON.encode(ErrorEnvelope(error, requestId: run.requestId)))\n\n")
+                }
             }
         }
     }
@@ -54,41 +56,59 @@ struct Endpoints: Sendable {
         let run = try await startRun(chat.params, context)
         let id = "chatcmpl-\(run.requestId)"
         let created = Int(Date().timeIntervalSince1970)
-        if !chat.params.stream {
-            let answer = try await collect(run, request: request)
-            let completion = ChatCompletion(
-                id: id, created: created, model: chat.model,
-                choices: [.init(message: .init(content: answer.answer),
-                                finishReason: ChatFormat.finishReason(answer.finishReason))],
-                usage: ChatUsage(answer.usage), mambaformer: ChatRouting(answer))
-            return Self.json(JSON.encode(completion))
-        }
-        let first = try await firstStep(run)
-        @Sendable func chunk(_ delta: ChatChunk.Delta, finish: String? = nil, routing: ChatChunk.Routing? = nil) -> String {
-            "data: " + JSON.encode(ChatChunk(id: id, created: created, model: chat.model,
-                                             choices: [.init(delta: delta, finishReason: finish)],
-                                             mambaformer: routing)) + "\n\n"
-        }
-        // OpenAI streams open with a role-only delta.
-        let opening = chunk(.init(role: "assistant", content: ""))
-        return sse(run, first: first, request: request, preamble: opening) { step in
-            switch step {
-            case .span(let span):
-                return .write(chunk(.init(content: span.text), routing: .span(.init(span))))
-            case .idle:
-                return .write(": keep-alive\n\n")
-            case .finished(let answer):
-                var text = chunk(.init(), finish: ChatFormat.finishReason(answer.finishReason),
-                                 routing: .final(ChatRouting(answer)))
-                if chat.includeUsageInStream {
-                    text += "data: " + JSON.encode(ChatChunk(id: id, created: created, model: chat.model, choices: [],
-                                                             usage: ChatUsage(answer.usage))) + "\n\n"
-                }
-                return .last(text + "data: [DONE]\n\n")
-            case .failed(let error):
-                self.metrics.streamError(code: error.code)
-                return .last("data: \(JSON.encode(ErrorEnvelope(error, requestId: run.requestId)))\n\n")
+        return try await closingConnection {
+            if !chat.params.stream {
+                let answer = try await collect(run, request: request)
+                let completion = ChatCompletion(
+                    id: id, created: created, model: chat.model,
+                    choices: [.init(message: .init(content: answer.answer),
+                                    finishReason: ChatFormat.finishReason(answer.finishReason))],
+                    usage: ChatUsage(answer.usage), mambaformer: ChatRouting(answer))
+                return Self.json(JSON.encode(completion))
             }
+            let first = try await firstStep(run)
+            @Sendable func chunk(_ delta: ChatChunk.Delta, finish: String? = nil, routing: ChatChunk.Routing? = nil) -> String {
+                "data: " + JSON.encode(ChatChunk(id: id, created: created, model: chat.model,
+                                                 choices: [.init(delta: delta, finishReason: finish)],
+                                                 mambaformer: routing)) + "\n\n"
+            }
+            // OpenAI streams open with a role-only delta.
+            let opening = chunk(.init(role: "assistant", content: ""))
+            return sse(run, first: first, request: request, preamble: opening) { step in
+                switch step {
+                case .span(let span):
+                    return .write(chunk(.init(content: span.text), routing: .span(.init(span))))
+                case .idle:
+                    return .write(": keep-alive\n\n")
+                case .finished(let answer):
+                    var text = chunk(.init(), finish: ChatFormat.finishReason(answer.finishReason),
+                                     routing: .final(ChatRouting(answer)))
+                    if chat.includeUsageInStream {
+                        text += "data: " + JSON.encode(ChatChunk(id: id, created: created, model: chat.model, choices: [],
+                                                                 usage: ChatUsage(answer.usage))) + "\n\n"
+                    }
+                    return .last(text + "data: [DONE]\n\n")
+                case .failed(let error):
+                    self.metrics.streamError(code: error.code)
+                    return .last("data: \(JSON.encode(ErrorEnvelope(error, requestId: run.requestId)))\n\n")
+                }
+            }
+        }
+    }
+
+    /// Once an answer has started, the connection is watched for the client hanging up
+    /// (`consumeWithInboundCloseHandler`), after which Hummingbird closes it: every response from
+    /// here on says `Connection: close` so that keep-alive clients open a fresh connection
+    /// instead of writing into a closed one. (One TCP handshake per answer is negligible next to
+    /// generation; cancelling abandoned work is not.)
+    private func closingConnection(_ body: () async throws -> Response) async throws -> Response {
+        do {
+            var response = try await body()
+            response.headers[.connection] = "close"
+            return response
+        } catch var error as GatewayError {
+            error.closesConnection = true
+            throw error
         }
     }
 
@@ -127,19 +147,19 @@ struct Endpoints: Sendable {
     }
 
     private func startRun(_ params: AnswerParams, _ context: GatewayRequestContext) async throws -> AnswerRun {
-        guard let permit = limiter.tryAcquire() else {
+        guard let permit = limiter.tryAcquire(requestId: context.requestId) else {
             metrics.answer(outcome: "rejected")
             throw GatewayError.overloaded(limit: limiter.limit, retryAfter: config.retryAfterSeconds)
         }
         var logger = context.logger
-        logger[metadataKey: "request_id"] = .string(context.requestId)
+        logger[metadataKey: "request_id"] = .string(permit.requestId)
         // Sizes and settings only: the question and context are patient data.
         logger.debug("answer request", metadata: [
             "question_chars": "\(params.question.count)", "context_chars": "\(params.context.count)",
             "max_tokens": "\(params.maxTokens)", "stream": "\(params.stream)",
             "expert": "\(params.policy.forced)", "cost_weight": "\(params.policy.costWeight)",
         ])
-        let run = AnswerRun(requestId: context.requestId, params: params, backend: backend, config: config,
+        let run = AnswerRun(requestId: permit.requestId, params: params, backend: backend, config: config,
                             metrics: metrics, logger: logger, permit: permit, started: .now)
         try await run.start()
         return run

@@ -13,6 +13,10 @@ public struct GatewayError: Error, CustomStringConvertible, Sendable {
     public var retryAfter: Int?
     /// What was generated before a deadline or an unrecoverable gap (504, 502).
     public var partial: AnswerResponse?
+    /// Set once the request's connection is being watched for a client hang-up (see
+    /// `Endpoints.collect`): Hummingbird then closes the connection after the response, so the
+    /// response says `Connection: close` and clients do not try to reuse it.
+    var closesConnection = false
 
     public init(_ status: HTTPResponse.Status, _ code: String, _ message: String,
                 retryAfter: Int? = nil, partial: AnswerResponse? = nil) {

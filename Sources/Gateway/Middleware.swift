@@ -40,7 +40,8 @@ struct FrontMiddleware: RouterMiddleware {
             response = try await next(request, context)
         } catch {
             let gatewayError = Self.gatewayError(from: error, request: request)
-            if gatewayError.status.code >= 500 && gatewayError.status.code != 502 && gatewayError.status.code != 504 {
+            // Only the unexpected is an error here; the answer path logs its own failures.
+            if gatewayError.status == .internalServerError {
                 context.logger.error("request failed", metadata: ["error": "\(error)"])
             }
             response = Self.errorResponse(gatewayError, requestId: requestId)
@@ -108,6 +109,7 @@ struct FrontMiddleware: RouterMiddleware {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let seconds = error.retryAfter { headers[.retryAfter] = String(seconds) }
         if error.status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
+        if error.closesConnection { headers[.connection] = "close" }
         let body = JSON.encode(ErrorEnvelope(error, requestId: requestId)) + "\n"
         return Response(status: error.status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
     }

@@ -1,0 +1,81 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import XCTest
+@testable import Gateway
+
+final class AuthTests: XCTestCase {
+    let token = "s3cret-token-0123456789"
+
+    func testBearerTokenRequiredOnAPIButNotOnProbes() async throws {
+        let backend = FakeBackend.simple()
+        try await TestSupport.app(backend, { $0.authTokens = [self.token, "another-token-abcdefgh"] }).test(.router) { client in
+            let none = try await TestSupport.post(client, "/v1/answer", #"{"question": "q"}"#)
+            XCTAssertEqual(none.status, .unauthorized)
+            XCTAssertEqual(none.headers[.wwwAuthenticate], "Bearer")
+            XCTAssertEqual(try TestSupport.error(none).code, "unauthorized")
+
+            let wrong = try await TestSupport.post(client, "/v1/answer", #"{"question": "q"}"#,
+                                                   headers: [.authorization: "Bearer \(self.token)x"])
+            XCTAssertEqual(wrong.status, .unauthorized)
+            let basic = try await TestSupport.post(client, "/v1/chat/completions", "{}",
+                                                   headers: [.authorization: "Basic \(self.token)"])
+            XCTAssertEqual(basic.status, .unauthorized)
+
+            let ok = try await TestSupport.post(client, "/v1/answer", #"{"question": "q"}"#,
+                                                headers: [.authorization: "bearer \(self.token)"])
+            XCTAssertEqual(ok.status, .ok)
+
+            // Auth comes before parsing: an unauthenticated caller learns nothing about the API.
+            let bad = try await TestSupport.post(client, "/v1/answer", "{not json")
+            XCTAssertEqual(bad.status, .unauthorized)
+
+            for probe in ["/healthz", "/readyz", "/metrics"] {
+                let r = try await client.execute(uri: probe, method: .get)
+                XCTAssertEqual(r.status, .ok, probe)
+            }
+        }
+        XCTAssertEqual(backend.submitted.count, 1)
+    }
+
+    func testConstantTimeCompare() {
+        XCTAssertTrue(AuthMiddleware.constantTimeEquals(Array("abc".utf8), Array("abc".utf8)))
+        XCTAssertFalse(AuthMiddleware.constantTimeEquals(Array("abc".utf8), Array("abd".utf8)))
+        XCTAssertFalse(AuthMiddleware.constantTimeEquals(Array("abc".utf8), Array("abcd".utf8)))
+        XCTAssertFalse(AuthMiddleware.constantTimeEquals([], Array("a".utf8)))
+        XCTAssertEqual(AuthMiddleware.bearerToken("Bearer  tok "), Array("tok".utf8))
+        XCTAssertNil(AuthMiddleware.bearerToken("Bearer"))
+        XCTAssertNil(AuthMiddleware.bearerToken("Token tok"))
+    }
+
+    func testTokenFileLoading() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gw-auth-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let good = dir.appendingPathComponent("tokens")
+        try "# clinic apps\n\nward-7-app-0123456789abcdef\n  lab-app-0123456789abcdef  \n".write(to: good, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try GatewayConfig.loadAuthTokens(path: good.path),
+                       ["ward-7-app-0123456789abcdef", "lab-app-0123456789abcdef"])
+
+        let empty = dir.appendingPathComponent("empty")
+        try "# nothing\n".write(to: empty, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try GatewayConfig.loadAuthTokens(path: empty.path)) {
+            XCTAssertEqual($0 as? GatewayConfigError, .tokenFileEmpty(path: empty.path))
+        }
+        let short = dir.appendingPathComponent("short")
+        try "abc\n".write(to: short, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try GatewayConfig.loadAuthTokens(path: short.path)) {
+            XCTAssertEqual($0 as? GatewayConfigError,
+                           .tokenFileInvalid(path: short.path, line: 1, reason: "token shorter than 16 characters (too easy to guess)"))
+        }
+        XCTAssertThrowsError(try GatewayConfig.loadAuthTokens(path: dir.appendingPathComponent("missing").path))
+    }
+
+    func testConfigValidation() {
+        XCTAssertNoThrow(try GatewayConfig().validate())
+        var c = GatewayConfig()
+        c.defaultMaxTokens = c.maxTokens + 1
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("defaultMaxTokens")) }
+    }
+}
