@@ -52,7 +52,14 @@ class Expert:
         with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
             self.config = json.load(handle)
         cls = T5ForConditionalGeneration if kind == "et5" else MambaForCausalLM
-        self.model = cls.from_pretrained(folder, dtype=torch.float32).eval()
+        self.model, info = cls.from_pretrained(folder, dtype=torch.float32, output_loading_info=True)
+        self.model.eval()
+        # The export must load completely: nothing missing, nothing left over
+        # (tied weights are absent from the file on purpose and re-tied on load).
+        problems = {k: v for k, v in info.items() if v and k != "missing_keys"}
+        missing = [k for k in info.get("missing_keys", []) if k != "lm_head.weight" or kind != "emamba"]
+        if problems or missing:
+            raise SystemExit(f"{folder}: checkpoint does not load cleanly: missing={missing} {problems}")
         self.parameters = sum(p.numel() for p in self.model.parameters())
 
     def prompt_ids(self, row):
