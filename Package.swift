@@ -39,7 +39,7 @@ let package = Package(
         // protoc-c output for Sources/Wire/proto (committed; regenerate with tools/gen-wire.sh).
         .target(name: "CWireProto", dependencies: ["CProtobufC"], path: "Sources/CWireProto"),
         .target(name: "Wire", dependencies: [
-            "CZmq", "CProtobufC", "CWireProto",
+            "CZmq", "CProtobufC", "CWireProto", "CSupport",
             .product(name: "Logging", package: "swift-log"),
         ], exclude: ["proto"], swiftSettings: v5),
 

@@ -1,4 +1,25 @@
 #include "csupport.h"
+#include <signal.h>
+#include <string.h>
+
+static volatile sig_atomic_t mf_stop = 0;
+
+static void mf_on_stop(int sig) {
+    (void)sig;
+    mf_stop = 1;
+}
+
+int mf_install_stop_handler(int sig) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = mf_on_stop;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(sig, &sa, NULL);
+}
+
+int mf_stop_requested(void) {
+    return mf_stop ? 1 : 0;
+}
 #if defined(__linux__)
 #include <sys/prctl.h>
 #endif

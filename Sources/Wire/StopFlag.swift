@@ -1,22 +1,26 @@
+import CSupport
 import Foundation
 
-/// A flag set from any thread (a signal handler's queue) and polled by a node's event loop.
+/// A flag a node's event loop polls to start draining: set by `set()` from any thread, or by
+/// SIGTERM/SIGINT once `installStopSignals` watched them.
+///
+/// Signals go through a plain async-signal-safe C handler rather than a DispatchSource: the
+/// nodes' loops block a dispatch worker, and a signal source may then never get a thread to run on.
 public final class StopFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
+    private var watchesSignals = false
     public init() {}
     public func set() { lock.lock(); value = true; lock.unlock() }
-    public var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    public var isSet: Bool {
+        lock.lock(); defer { lock.unlock() }
+        return value || (watchesSignals && mf_stop_requested() != 0)
+    }
+    fileprivate func watchSignals() { lock.lock(); watchesSignals = true; lock.unlock() }
 }
 
-/// Installs handlers for SIGTERM and SIGINT that set `flag` (the nodes drain on it).
-/// Returns the dispatch sources; keep them alive for as long as the handlers should run.
-public func installStopSignals(_ flag: StopFlag, signals: [Int32] = [SIGTERM, SIGINT]) -> [DispatchSourceSignal] {
-    signals.map { sig in
-        signal(sig, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-        source.setEventHandler { flag.set() }
-        source.resume()
-        return source
-    }
+/// Makes SIGTERM and SIGINT set `flag` (the nodes drain on it).
+public func installStopSignals(_ flag: StopFlag, signals: [Int32] = [SIGTERM, SIGINT]) {
+    for sig in signals { _ = mf_install_stop_handler(sig) }
+    flag.watchSignals()
 }

@@ -14,7 +14,7 @@ final class GatewayClusterTests: XCTestCase {
         try cluster.startExpert("et5", id: "et5-1")
         port = Int.random(in: 20000...40000)
         try cluster.start("gateway", ["gateway", "--listen", "127.0.0.1:\(port)", "--router", cluster.frontend,
-                                      "--max-concurrent", "3", "--max-tokens", "400"])
+                                      "--max-concurrent", "3", "--max-tokens", "1000"])
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
             if (try? curl(["-o", "/dev/null", "-w", "%{http_code}", "\(base)/readyz"]))?.out == "200" { return }
@@ -136,10 +136,10 @@ final class GatewayClusterTests: XCTestCase {
     }
 
     func testClientDisconnectCancelsTheWorkOnTheExperts() throws {
-        // A long answer; the client hangs up after about a second.
-        let r = try curl(["-N", "--max-time", "1", "-X", "POST", "\(base)/v1/answer", "-H", "content-type: application/json",
+        // A long answer (1000 tokens, several seconds); the client hangs up after 0.3 s.
+        let r = try curl(["-N", "--max-time", "0.3", "-X", "POST", "\(base)/v1/answer", "-H", "content-type: application/json",
                           "-H", "X-Request-Id: hang-up-1",
-                          "--data", #"{"question": "What is gingivitis?", "max_tokens": 400, "stream": true}"#])
+                          "--data", #"{"question": "What is gingivitis?", "max_tokens": 1000, "stream": true}"#])
         XCTAssertNotEqual(r.status, 0, "curl should have timed out")
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {

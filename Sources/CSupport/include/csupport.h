@@ -9,4 +9,11 @@ int mf_set_parent_death_signal(int sig);
 /* 1 when the CPU supports AVX-512F (OpenBLAS's SkylakeX kernels need it), else 0. */
 int mf_cpu_has_avx512f(void);
 
+/* Installs an async-signal-safe handler for `sig` that only records that a stop was
+   requested (the nodes' event loops poll it). Returns 0 on success. */
+int mf_install_stop_handler(int sig);
+
+/* 1 once a signal installed with mf_install_stop_handler arrived, else 0. */
+int mf_stop_requested(void);
+
 #endif

@@ -52,8 +52,7 @@ struct ExpertCommand: ParsableCommand {
         logger.info("model loaded", metadata: [
             "model": "\(folder.path)", "type": "\(expertModel.modelType)", "weight_bytes": "\(expertModel.weightBytes)"])
         let node = try ExpertNode(options: options, model: expertModel, tokenizer: tokenizer, logger: logger)
-        let signals = installStopSignals(node.stopRequested)
+        installStopSignals(node.stopRequested)
         node.run()
-        _ = signals
     }
 }

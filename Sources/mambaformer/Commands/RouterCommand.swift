@@ -39,9 +39,8 @@ struct RouterCommand: ParsableCommand {
         options.core.fallbackOnOverload = !noFallback
         let spanGate = try makeGate(logger: logger)
         let node = try RouterNode(options: options, gate: spanGate, logger: logger)
-        let signals = installStopSignals(node.stopRequested)
+        installStopSignals(node.stopRequested)
         node.run()
-        _ = signals
     }
 
     private func makeGate(logger: Logger) throws -> SpanGate {

@@ -40,8 +40,7 @@ struct UpCommand: ParsableCommand {
 
         let supervisor = Supervisor(logger: logger, logLevel: logLevel)
         let stop = StopFlag()
-        let signals = installStopSignals(stop)
-        defer { _ = signals }
+        installStopSignals(stop)
 
         try supervisor.start("router", ["router", "--frontend", frontend, "--backend", backend,
                                         "--model", model, "--gate", gate, "--span-tokens", "\(spanTokens)"])
