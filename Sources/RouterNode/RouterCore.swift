@@ -125,19 +125,22 @@ public final class RouterCore {
 
     // MARK: - Inputs
 
+    /// A decoded frame, or nil after counting a malformed one. A peer speaking another protocol
+    /// version is told so (`refuse`), so that both sides log the mismatch.
+    private func accept(_ decoded: Result<Envelope, WireError>, refuse: (Envelope) -> Void) -> Envelope? {
+        switch decoded {
+        case .success(let envelope): return envelope
+        case .failure(let error):
+            stats.malformedFrames += 1
+            if case .versionMismatch(let peer) = error { refuse(Envelope.versionRefusal(peer: peer)) }
+            return nil
+        }
+    }
+
     /// A frame from a gateway on the frontend socket.
     public func gatewayFrame(_ identity: PeerIdentity, _ decoded: Result<Envelope, WireError>, now: UInt64) -> [RouterAction] {
         var out: [RouterAction] = []
-        let envelope: Envelope
-        switch decoded {
-        case .success(let e): envelope = e
-        case .failure(let error):
-            stats.malformedFrames += 1
-            if case .versionMismatch = error {
-                out.append(.toGateway(identity, Envelope(.error(WireErrorBody(code: .version, message: "\(error)", retryable: false)))))
-            }
-            return out
-        }
+        guard let envelope = accept(decoded, refuse: { out.append(.toGateway(identity, $0)) }) else { return out }
         gateways[identity] = now
         switch envelope.body {
         case .answerRequest(let request):
@@ -160,16 +163,7 @@ public final class RouterCore {
     /// A frame from an expert on the backend socket.
     public func expertFrame(_ identity: PeerIdentity, _ decoded: Result<Envelope, WireError>, now: UInt64) -> [RouterAction] {
         var out: [RouterAction] = []
-        let envelope: Envelope
-        switch decoded {
-        case .success(let e): envelope = e
-        case .failure(let error):
-            stats.malformedFrames += 1
-            if case .versionMismatch = error {
-                out.append(.toExpert(identity, Envelope(.error(WireErrorBody(code: .version, message: "\(error)", retryable: false)))))
-            }
-            return out
-        }
+        guard let envelope = accept(decoded, refuse: { out.append(.toExpert(identity, $0)) }) else { return out }
         if case .ready(let ready) = envelope.body {
             guard ready.pool == .emamba || ready.pool == .et5 else {
                 stats.malformedFrames += 1

@@ -22,7 +22,8 @@ final class MambaParityTests: XCTestCase {
     static func fixture(_ name: String) throws -> URL {
         let base = try XCTUnwrap(Bundle.module.resourceURL).appendingPathComponent("Fixtures").appendingPathComponent(name)
         guard FileManager.default.fileExists(atPath: base.appendingPathComponent("config.json").path) else {
-            throw XCTSkip("fixture \(name) missing")   // never expected: the fixtures are committed
+            XCTFail("fixture \(name) missing: the fixtures are committed")
+            throw CocoaError(.fileNoSuchFile)
         }
         return base
     }

@@ -21,7 +21,8 @@ final class FixtureParityTests: XCTestCase {
 
     static func fixtureURL(_ name: String) throws -> URL {
         guard let u = Bundle.module.url(forResource: "Fixtures/\(name)", withExtension: nil) else {
-            throw XCTSkip("missing fixture \(name)")
+            XCTFail("missing fixture \(name): the fixtures are committed")
+            throw CocoaError(.fileNoSuchFile)
         }
         return u
     }
