@@ -59,11 +59,12 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
             throw BackendSubmitError(code: .unavailable, message: "the router at \(endpoint) is not answering")
         }
         let (stream, continuation) = AsyncStream<AnswerEvent>.makeStream(bufferingPolicy: .unbounded)
-        lock.lock()
-        streams[request.requestId] = continuation
-        let sent = (try? outbox.send(Envelope(.answerRequest(request)), to: nil)) ?? false
-        if !sent { streams[request.requestId] = nil }
-        lock.unlock()
+        let sent = lock.withLock {
+            streams[request.requestId] = continuation
+            let sent = (try? outbox.send(Envelope(.answerRequest(request)), to: nil)) ?? false
+            if !sent { streams[request.requestId] = nil }
+            return sent
+        }
         if !sent {
             continuation.yield(AnswerEvent(requestId: request.requestId, kind: .error(
                 WireErrorBody(code: .unavailable, message: "the gateway could not queue the request", retryable: true))))
@@ -73,19 +74,21 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
     }
 
     public func cancel(requestId: String) async {
-        lock.lock()
-        let continuation = streams.removeValue(forKey: requestId)
-        _ = try? outbox.send(Envelope(.cancel(Cancel(requestId: requestId))), to: nil)
-        lock.unlock()
+        let continuation = lock.withLock {
+            let continuation = streams.removeValue(forKey: requestId)
+            _ = try? outbox.send(Envelope(.cancel(Cancel(requestId: requestId))), to: nil)
+            return continuation
+        }
         continuation?.finish()
     }
 
     public func status() async -> BackendStatus {
-        lock.lock(); defer { lock.unlock() }
-        let reachable = Self.nowMs() <= lastHeartbeatMs + heartbeatIntervalMs * liveness
-        return BackendStatus(routerReachable: reachable,
-                             emambaReplicas: reachable ? replicas.emamba : 0,
-                             et5Replicas: reachable ? replicas.et5 : 0)
+        lock.withLock {
+            let reachable = Self.nowMs() <= lastHeartbeatMs + heartbeatIntervalMs * liveness
+            return BackendStatus(routerReachable: reachable,
+                                 emambaReplicas: reachable ? replicas.emamba : 0,
+                                 et5Replicas: reachable ? replicas.et5 : 0)
+        }
     }
 
     // MARK: The loop thread
