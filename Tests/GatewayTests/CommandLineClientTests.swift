@@ -30,7 +30,8 @@ final class CommandLineClientTests: XCTestCase {
     }
 
     func testCurlSpeaksOpenAIChatCompletions() async throws {
-        guard let curl = which("curl") else { throw XCTSkip("curl not installed") }
+        // scripts/install-deps.sh installs curl: its absence is a broken set-up, not a skip.
+        guard let curl = which("curl") else { return XCTFail("curl not installed (scripts/install-deps.sh installs it)") }
         let backend = FakeBackend.simple(delayMs: 10)
         try await TestSupport.app(backend).test(.live) { client in
             let url = "http://127.0.0.1:\(client.port!)/v1/chat/completions"
