@@ -76,10 +76,10 @@ public final class ExpertNode {
     public func run() {
         logger.info("expert starting", metadata: ["pool": "\(options.pool)", "replica": "\(options.replicaId)", "router": "\(options.router)"])
         send(ready)
-        lastRouterMs = Self.nowMs()
+        lastRouterMs = WallClock.nowMs()
         var drainDeadline: UInt64 = .max
         while true {
-            let now = Self.nowMs()
+            let now = WallClock.nowMs()
             if stopRequested.isSet, !draining {
                 draining = true
                 drainDeadline = now + options.drainTimeoutMs
@@ -93,11 +93,11 @@ public final class ExpertNode {
             let timeout = scheduler.activeCount > 0 ? 0 : 50
             if let readable = try? ZmqPoll.poll([socket], timeoutMs: timeout), readable[0] { readMessages() }
             admitWaiting()
-            for outcome in scheduler.step(nowUnixMs: Self.nowMs()) { report(outcome) }
-            keepAlive(now: Self.nowMs())
+            for outcome in scheduler.step(nowUnixMs: WallClock.nowMs()) { report(outcome) }
+            keepAlive(now: WallClock.nowMs())
             // While computing we were not listening: the router's silence during that time
             // says nothing about the router.
-            let busy = Self.nowMs() - now
+            let busy = WallClock.nowMs() - now
             if busy > options.heartbeatIntervalMs { lastRouterMs += busy }
         }
         send(Envelope(.disconnect(Disconnect(reason: "shutting down"))))
@@ -109,7 +109,7 @@ public final class ExpertNode {
     private func readMessages() {
         for _ in 0..<256 {
             guard let message = try? socket.receiveEnvelope() else { return }
-            lastRouterMs = Self.nowMs()
+            lastRouterMs = WallClock.nowMs()
             let envelope: Envelope
             switch message.result {
             case .success(let e): envelope = e
@@ -142,9 +142,9 @@ public final class ExpertNode {
     private func admitWaiting() {
         while !waiting.isEmpty, scheduler.activeCount < options.capacity {
             let span = waiting.removeFirst()
-            if let outcome = scheduler.admit(span, nowUnixMs: Self.nowMs()) { report(outcome) }
+            if let outcome = scheduler.admit(span, nowUnixMs: WallClock.nowMs()) { report(outcome) }
             // Prefills of long prompts add up: keep the router informed between them.
-            keepAlive(now: Self.nowMs())
+            keepAlive(now: WallClock.nowMs())
         }
     }
 
@@ -189,6 +189,4 @@ public final class ExpertNode {
             logger.warning("send failed: \(error)")
         }
     }
-
-    static func nowMs() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
 }

@@ -84,7 +84,7 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
 
     public func status() async -> BackendStatus {
         lock.withLock {
-            let reachable = Self.nowMs() <= lastHeartbeatMs + heartbeatIntervalMs * liveness
+            let reachable = WallClock.nowMs() <= lastHeartbeatMs + heartbeatIntervalMs * liveness
             return BackendStatus(routerReachable: reachable,
                                  emambaReplicas: reachable ? replicas.emamba : 0,
                                  et5Replicas: reachable ? replicas.et5 : 0)
@@ -112,7 +112,7 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
                     }
                 }
             }
-            let now = Self.nowMs()
+            let now = WallClock.nowMs()
             if now >= lastSentHeartbeat + heartbeatIntervalMs {
                 lastSentHeartbeat = now
                 _ = try? router.send(Envelope(.heartbeat(Heartbeat())), to: nil)
@@ -135,7 +135,7 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
 
     private func handle(_ envelope: Envelope) {
         lock.lock()
-        lastHeartbeatMs = Self.nowMs()  // any message proves the router alive
+        lastHeartbeatMs = WallClock.nowMs()  // any message proves the router alive
         switch envelope.body {
         case .heartbeat(let hb):
             replicas = (Int(hb.emambaReplicas), Int(hb.et5Replicas))
@@ -169,6 +169,4 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
             continuation.finish()
         }
     }
-
-    static func nowMs() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
 }

@@ -61,7 +61,7 @@ public final class RouterNode {
             "frontend": "\(frontendEndpoint)", "backend": "\(backendEndpoint)", "gate": "\(core.gate.kind)"])
         var drainDeadline: UInt64?
         while true {
-            let now = Self.nowMs()
+            let now = WallClock.nowMs()
             if stopRequested.isSet, drainDeadline == nil {
                 logger.info("router draining", metadata: ["requests": "\(core.activeRequests)"])
                 core.drain()
@@ -76,7 +76,7 @@ public final class RouterNode {
             }
             if readable[0] { drain(frontend, isFrontend: true) }
             if readable[1] { drain(backend, isFrontend: false) }
-            perform(core.tick(now: Self.nowMs()))
+            perform(core.tick(now: WallClock.nowMs()))
             for pool in [PoolKind.emamba, .et5] {
                 replicasGauge[pool]?.record(core.liveReplicas(pool))
                 queueGauge[pool]?.record(core.queueDepth(pool))
@@ -105,7 +105,7 @@ public final class RouterNode {
                 framesDropped.increment()
                 logger.debug("dropped a malformed frame", metadata: ["error": "\(error)", "socket": "\(isFrontend ? "frontend" : "backend")"])
             }
-            let now = Self.nowMs()
+            let now = WallClock.nowMs()
             if isFrontend {
                 perform(core.gatewayFrame(identity, message.result, now: now))
             } else {
@@ -140,6 +140,4 @@ public final class RouterNode {
             if !sent { framesDropped.increment() }
         }
     }
-
-    static func nowMs() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
 }

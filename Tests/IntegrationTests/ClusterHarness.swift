@@ -100,6 +100,17 @@ final class ClusterHarness {
         return try RouterClient(endpoint: frontend, heartbeatIntervalMs: heartbeatMs, logger: logger)
     }
 
+    /// Starts a router and the named expert replicas, connects a client and waits until
+    /// every replica has registered. Shut the client down when the test ends.
+    func startCluster(gate: String, spanTokens: Int = 4, emamba: [String] = [], et5: [String] = []) async throws -> RouterClient {
+        try startRouter(gate: gate, spanTokens: spanTokens)
+        for id in emamba { try startExpert("emamba", id: id) }
+        for id in et5 { try startExpert("et5", id: id) }
+        let client = try client()
+        try await waitForReplicas(client, emamba: emamba.count, et5: et5.count)
+        return client
+    }
+
     /// Waits until the router reports at least these replicas (through its heartbeats).
     func waitForReplicas(_ client: RouterClient, emamba: Int, et5: Int, timeout: TimeInterval = 30) async throws {
         let deadline = Date().addingTimeInterval(timeout)

@@ -15,12 +15,8 @@ final class RouterExpertTests: XCTestCase {
     /// The cluster's merged answer equals the in-process answer with the same routing.
     func testAlternatingSpansFromBothPoolsEqualTheInProcessAnswer() async throws {
         let cluster = try ClusterHarness()
-        try cluster.startRouter(gate: "alternate", spanTokens: 4)
-        try cluster.startExpert("emamba", id: "emamba-1")
-        try cluster.startExpert("et5", id: "et5-1")
-        let client = try cluster.client()
+        let client = try await cluster.startCluster(gate: "alternate", spanTokens: 4, emamba: ["emamba-1"], et5: ["et5-1"])
         defer { client.shutdown() }
-        try await cluster.waitForReplicas(client, emamba: 1, et5: 1)
 
         let request = question("alt-1", "What is gingivitis?", maxTokens: 20)
         let answer = try await client.collect(request)
@@ -40,12 +36,8 @@ final class RouterExpertTests: XCTestCase {
     /// Two EMamba replicas share 50 concurrent requests.
     func testConcurrentRequestsSpreadOverReplicas() async throws {
         let cluster = try ClusterHarness()
-        try cluster.startRouter(gate: "rule", spanTokens: 8)
-        try cluster.startExpert("emamba", id: "emamba-1")
-        try cluster.startExpert("emamba", id: "emamba-2")
-        let client = try cluster.client()
+        let client = try await cluster.startCluster(gate: "rule", spanTokens: 8, emamba: ["emamba-1", "emamba-2"])
         defer { client.shutdown() }
-        try await cluster.waitForReplicas(client, emamba: 2, et5: 0)
 
         let answers = try await withThrowingTaskGroup(of: CollectedAnswer.self) { group in
             for i in 0..<50 {
@@ -62,12 +54,8 @@ final class RouterExpertTests: XCTestCase {
     /// SIGKILL of one EMamba replica with 20 requests in flight: all complete, identical answers.
     func testKilledReplicaLosesNoRequest() async throws {
         let cluster = try ClusterHarness()
-        try cluster.startRouter(gate: "rule", spanTokens: 4)
-        try cluster.startExpert("emamba", id: "emamba-1")
-        try cluster.startExpert("emamba", id: "emamba-2")
-        let client = try cluster.client()
+        let client = try await cluster.startCluster(gate: "rule", spanTokens: 4, emamba: ["emamba-1", "emamba-2"])
         defer { client.shutdown() }
-        try await cluster.waitForReplicas(client, emamba: 2, et5: 0)
 
         let questions = (0..<20).map { i in ["What is gingivitis?", "What is a molar?", "What is a fever?", "What is insulin?"][i % 4] }
         func run(_ tag: String, killAfter: TimeInterval?) async throws -> [String: CollectedAnswer] {
@@ -98,12 +86,8 @@ final class RouterExpertTests: XCTestCase {
     /// A router restart: experts re-register within 3 s and new requests succeed.
     func testRouterRestartExpertsReregister() async throws {
         let cluster = try ClusterHarness()
-        try cluster.startRouter(gate: "rule")
-        try cluster.startExpert("emamba", id: "emamba-1")
-        try cluster.startExpert("et5", id: "et5-1")
-        let client = try cluster.client()
+        let client = try await cluster.startCluster(gate: "rule", emamba: ["emamba-1"], et5: ["et5-1"])
         defer { client.shutdown() }
-        try await cluster.waitForReplicas(client, emamba: 1, et5: 1)
 
         cluster.signal("router", SIGKILL)
         XCTAssertNotNil(cluster.waitForExit("router"))
@@ -128,11 +112,8 @@ final class RouterExpertTests: XCTestCase {
     /// Garbage on both router sockets is dropped and counted; the router keeps serving.
     func testGarbageFramesAreIgnored() async throws {
         let cluster = try ClusterHarness()
-        try cluster.startRouter(gate: "rule")
-        try cluster.startExpert("emamba", id: "emamba-1")
-        let client = try cluster.client()
+        let client = try await cluster.startCluster(gate: "rule", emamba: ["emamba-1"])
         defer { client.shutdown() }
-        try await cluster.waitForReplicas(client, emamba: 1, et5: 0)
 
         let context = try ZmqContext()
         var generator = SystemRandomNumberGenerator()
