@@ -17,12 +17,15 @@ public struct GateInput: Sendable {
     public var previous: PoolKind?
     /// Mean confidence (top-token probability) of the previous span's tokens, if any.
     public var previousConfidence: Float?
+    /// Mean entropy (nats) of the previous span's next-token distributions, if known.
+    public var previousEntropy: Float?
     public var policy: Policy
 
     public init(question: String, context: String, answerSoFar: String, previous: PoolKind?,
-                previousConfidence: Float?, policy: Policy) {
+                previousConfidence: Float?, previousEntropy: Float? = nil, policy: Policy) {
         self.question = question; self.context = context; self.answerSoFar = answerSoFar
-        self.previous = previous; self.previousConfidence = previousConfidence; self.policy = policy
+        self.previous = previous; self.previousConfidence = previousConfidence
+        self.previousEntropy = previousEntropy; self.policy = policy
     }
 }
 

@@ -76,6 +76,7 @@ public final class RouterCore {
         var tokensByPool: [PoolKind: UInt32] = [:]
         var previousPool: PoolKind?
         var previousConfidence: Float?
+        var previousEntropy: Float?
         var affinity: [PoolKind: PeerIdentity] = [:]
         // The span currently queued or in flight.
         var span: SpanRequest?
@@ -274,7 +275,8 @@ public final class RouterCore {
         let request = active.request
         let decision = gate.decide(GateInput(
             question: request.question, context: request.context, answerSoFar: active.answer,
-            previous: active.previousPool, previousConfidence: active.previousConfidence, policy: request.policy))
+            previous: active.previousPool, previousConfidence: active.previousConfidence,
+            previousEntropy: active.previousEntropy, policy: request.policy))
         active.spanScore = decision.score
         var pool = request.policy.forced == .unspecified ? decision.pool : request.policy.forced
         func fail(_ code: ErrorCode, _ message: String) -> PoolKind? {
@@ -370,6 +372,8 @@ public final class RouterCore {
         active.previousPool = flight.pool
         active.previousConfidence = result.pieces.isEmpty ? nil
             : result.pieces.map { exp($0.logprob) }.reduce(0, +) / Float(result.pieces.count)
+        active.previousEntropy = result.pieces.isEmpty ? nil
+            : result.pieces.map(\.entropy).reduce(0, +) / Float(result.pieces.count)
         active.affinity[flight.pool] = replica.identity
         if active.spans == 0 { active.promptTokens = result.promptTokens }
         active.spans += 1

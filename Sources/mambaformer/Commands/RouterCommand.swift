@@ -15,7 +15,7 @@ struct RouterCommand: ParsableCommand {
     @Option(help: "ZeroMQ endpoint gateways connect to.") var frontend = "tcp://127.0.0.1:5555"
     @Option(help: "ZeroMQ endpoint experts connect to.") var backend = "tcp://127.0.0.1:5556"
     @Option(help: "MambaFormer checkpoint folder (its gate is used when it has one).") var model = "models/demo"
-    @Option(help: "Gate: auto (trained if the checkpoint has one, else rule), rule, or alternate (test/demo only).")
+    @Option(help: "Gate: auto (trained if the checkpoint has one, else rule), trained, rule, or alternate (test/demo only).")
     var gate = "auto"
     @Option(help: "Tokens per span.") var spanTokens: UInt32 = 16
     @Option(help: "Heartbeat interval in ms; a peer silent for 3 intervals is dead.") var heartbeatMs: UInt64 = 1000
@@ -44,14 +44,9 @@ struct RouterCommand: ParsableCommand {
     }
 
     private func makeGate(logger: Logger) throws -> SpanGate {
-        switch gate {
-        case "rule": return RuleGate()
-        case "alternate": return AlternatingGate()
-        case "auto":
-            // The trained gate lands with issue #8; until then every checkpoint uses the rule.
-            return RuleGate()
-        default:
-            throw ValidationError("--gate must be auto, rule or alternate (got \(gate))")
-        }
+        // auto: the checkpoint's trained gate (gate/gate.json) when it has one, else the rule.
+        let gateDirectory = (try? MambaformerCheckpoint(root: URL(fileURLWithPath: model)))?.gate
+        do { return try GateChoice.make(gate, gateDirectory: gateDirectory) }
+        catch let error as GateError { throw ValidationError("\(error)") }
     }
 }
