@@ -52,7 +52,7 @@ let package = Package(
         // Models (ET5, EMamba), safetensors, configs, decoding.
         .target(name: "Engine", dependencies: ["Kernels", "Tokenizers"], swiftSettings: v5),
         // The token-level router gate: features, network, policy, training.
-        .target(name: "Gate", dependencies: ["Wire", "Engine", "Kernels", "Tokenizers"], swiftSettings: v5),
+        .target(name: "Gate", dependencies: ["Wire", "Engine", "Kernels", "Tokenizers", "ExpertNode"], swiftSettings: v5),
 
         // Processes.
         .target(name: "RouterNode", dependencies: [
