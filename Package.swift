@@ -97,6 +97,7 @@ let package = Package(
         // Unit tests next to each part; integration tests start real processes.
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: v5),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: v5),
+        .testTarget(name: "GateTests", dependencies: ["Gate", "Engine", "Tokenizers", "Wire", "RouterNode"], swiftSettings: v5),
         .testTarget(name: "RouterNodeTests", dependencies: ["RouterNode", "Gate"], swiftSettings: v5),
         .testTarget(name: "IntegrationTests", dependencies: [
             "mambaformer", "Wire", "Engine", "ExpertNode", "Gateway",

@@ -22,14 +22,32 @@ public final class LocalExperts {
         }
     }
 
+    /// What a router knows before a span (as RouterCore tracks it), for gates run in-process.
+    public struct RouteContext {
+        public var spanIndex: Int
+        public var previous: PoolKind?
+        public var answerSoFar: String
+        /// Mean probability and entropy of the previous span's tokens (nil before the first span).
+        public var previousConfidence: Float?
+        public var previousEntropy: Float?
+    }
+
     /// Generates an answer; `route` picks the expert for each span from (span index, previous expert).
     public func answer(_ request: AnswerRequest, spanTokens: UInt32 = 16,
                        route: (_ spanIndex: Int, _ previous: PoolKind?) -> PoolKind) throws -> Answer {
+        try answer(request, spanTokens: spanTokens, decide: { route($0.spanIndex, $0.previous) })
+    }
+
+    /// Generates an answer; `decide` picks the expert for each span from what a router would know.
+    public func answer(_ request: AnswerRequest, spanTokens: UInt32 = 16,
+                       decide: (RouteContext) -> PoolKind) throws -> Answer {
         var answer = ""
         var spans: [Span] = []
         var generated: UInt32 = 0
+        var confidence: Float?, entropy: Float?
         while generated < request.maxNewTokens {
-            let pool = route(spans.count, spans.last?.pool)
+            let pool = decide(RouteContext(spanIndex: spans.count, previous: spans.last?.pool, answerSoFar: answer,
+                                           previousConfidence: confidence, previousEntropy: entropy))
             guard let scheduler = schedulers[pool] else { throw WireErrorBody(code: .badRequest, message: "no \(pool) expert", retryable: false) }
             let span = SpanRequest(requestId: request.requestId, spanIndex: UInt32(spans.count), prompt: request.canonicalPrompt,
                                    answerSoFar: answer, maxNewTokens: min(spanTokens, request.maxNewTokens - generated),
@@ -43,6 +61,9 @@ public final class LocalExperts {
             case .result(let result):
                 answer += result.text
                 generated += UInt32(result.pieces.count)
+                let n = Float(result.pieces.count)
+                confidence = result.pieces.isEmpty ? nil : result.pieces.map { exp($0.logprob) }.reduce(0, +) / n
+                entropy = result.pieces.isEmpty ? nil : result.pieces.map(\.entropy).reduce(0, +) / n
                 spans.append(Span(pool: pool, text: result.text, tokens: result.pieces.count, finish: result.finish))
                 if result.finish == .eos { return Answer(text: answer, spans: spans, finish: .eos) }
                 if result.pieces.isEmpty { return Answer(text: answer, spans: spans, finish: .none) }
