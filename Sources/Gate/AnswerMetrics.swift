@@ -76,6 +76,8 @@ public struct PolicyResult: Codable, Sendable, Equatable {
     public var paretoOptimal = false
     public var f1PerExample: [Float] = []
     public var latencyPerExampleMs: [Float] = []
+    public var rougePerExample: [Float] = []
+    public var exactMatchPerExample: [Float] = []
 
     public init(name: String, costWeight: Float? = nil) { self.name = name; self.costWeight = costWeight }
 
