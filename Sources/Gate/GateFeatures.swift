@@ -151,21 +151,20 @@ public struct GateFeaturizer: @unchecked Sendable {
             let inWindow = Float(min(t + 1, w))
             let isAnswer = t >= prompt.count
             let a = t - prompt.count
-            var row = [Float](repeating: 0, count: width)
-            row[0] = isAnswer ? 1 : 0
-            row[1] = isAnswer ? min(1, Float(a) / spec.answerScale) : min(1, Float(t) / spec.positionScale)
-            row[2] = promptLength
-            row[3] = rarity(id)
-            row[4] = rareSum / inWindow
-            row[5] = norm(id)
-            row[6] = lexiconFlags[t] ? 1 : 0
-            row[7] = hitSum / Float(w)
+            let r = t * width   // this token's row (written in place: no per-token allocation)
+            numeric[r] = isAnswer ? 1 : 0
+            numeric[r + 1] = isAnswer ? min(1, Float(a) / spec.answerScale) : min(1, Float(t) / spec.positionScale)
+            numeric[r + 2] = promptLength
+            numeric[r + 3] = rarity(id)
+            numeric[r + 4] = rareSum / inWindow
+            numeric[r + 5] = norm(id)
+            numeric[r + 6] = lexiconFlags[t] ? 1 : 0
+            numeric[r + 7] = hitSum / Float(w)
             if isAnswer, a < confidence.count, let c = confidence[a] {
-                row[8] = min(1, max(0, c.probability))
-                row[9] = min(1, max(0, c.entropy / spec.entropyScale))
-                row[10] = 1
+                numeric[r + 8] = min(1, max(0, c.probability))
+                numeric[r + 9] = min(1, max(0, c.entropy / spec.entropyScale))
+                numeric[r + 10] = 1
             }
-            numeric.replaceSubrange((t * width)..<((t + 1) * width), with: row)
         }
         return GateSequence(ids: ids, numeric: numeric, promptCount: prompt.count)
     }
