@@ -52,7 +52,7 @@ public enum Words {
         var start = 0
         var offset = 0
         for scalar in text.unicodeScalars {
-            let length = String(scalar).utf8.count
+            let length = UTF8.width(scalar)
             if scalar.properties.isAlphabetic {
                 if current.isEmpty { start = offset }
                 current.unicodeScalars.append(scalar)

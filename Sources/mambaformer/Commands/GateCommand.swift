@@ -7,7 +7,7 @@ struct GateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gate",
         abstract: "Train and inspect the token-level routing gate.",
-        subcommands: [GateTrainCommand.self]
+        subcommands: [GateTrainCommand.self, GateBenchCommand.self]
     )
 }
 
@@ -85,5 +85,31 @@ struct GateTrainCommand: AsyncParsableCommand {
         for p in report.policy.points {
             print(String(format: "  %.2f → %.3f (%.0f %%)", p.costWeight, p.threshold, p.et5Share * 100))
         }
+    }
+}
+
+struct GateBenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Time the trained gate's span decision against an EMamba span (medians over the examples)."
+    )
+
+    @Option(help: "MambaFormer checkpoint folder with a trained gate.") var checkpoint = "models/demo"
+    @Option(help: "Prompts (JSONL).") var data = "data/test.jsonl"
+    @Option(help: "Examples to time.") var limit = 50
+    @Option(name: .customLong("span-tokens"), help: "Tokens per EMamba span.") var spanTokens: UInt32 = 16
+    @Option(help: "OpenBLAS threads.") var threads = 1
+
+    func validate() throws {
+        guard limit >= 1, spanTokens >= 1, threads >= 1 else { throw ValidationError("--limit, --span-tokens and --threads must be ≥ 1") }
+    }
+
+    func run() async throws {
+        Blas.threads = threads
+        let r: GateBenchmark.Result
+        do { r = try GateBenchmark.run(checkpoint: URL(fileURLWithPath: checkpoint), data: URL(fileURLWithPath: data), limit: limit, spanTokens: spanTokens) }
+        catch let error as GateError { throw ValidationError("\(error)") }
+        print(String(format: "%d prompts: gate decision %.0f µs cold (prompt tokenized), %.0f µs warm (prompt cached); EMamba %d-token span %.0f µs → %.2f %% / %.2f %% of a span",
+                     r.examples, r.coldDecisionUs, r.warmDecisionUs, r.spanTokens, r.emambaSpanUs, r.coldShareOfSpan * 100, r.warmShareOfSpan * 100))
     }
 }
