@@ -51,9 +51,7 @@ struct EvalCommand: AsyncParsableCommand {
         options.maxNewTokens = maxNewTokens
         options.spanTokens = spanTokens
         options.randomBaselines = !noRandomBaselines
-        let result: EvaluationReport
-        do { result = try Evaluator(options: options).run() }
-        catch let error as GateError { throw ValidationError("\(error)") }
+        let result = try Evaluator(options: options).run()
         print(result.markdown())
         if let json {
             let encoder = JSONEncoder()

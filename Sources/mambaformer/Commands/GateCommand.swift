@@ -75,9 +75,8 @@ struct GateTrainCommand: AsyncParsableCommand {
         options.heldOutFraction = heldOut
         options.seed = seed
         options.fixedCostRatio = fixedCostRatio
-        let report: GateTrainingReport
-        do { report = try GateTrainer(options: options).run() }
-        catch let error as GateError { throw ValidationError("\(error)") }
+        // GateError describes itself (file, line, what to fix); no usage text for data errors.
+        let report = try GateTrainer(options: options).run()
         print(String(format: "wrote %@ (best epoch %d, held-out accuracy %.3f, ET5 share %.3f); teacher forcing %.1f s (%.2f s/example), training %.1f s",
                      report.output?.path ?? "?", report.bestEpoch, report.heldOutLoss.accuracy, report.heldOutLoss.et5Share,
                      report.scoringSeconds, report.scoringSeconds / Double(max(1, report.examples + report.heldOut)), report.trainingSeconds))
@@ -106,9 +105,7 @@ struct GateBenchCommand: AsyncParsableCommand {
 
     func run() async throws {
         Blas.threads = threads
-        let r: GateBenchmark.Result
-        do { r = try GateBenchmark.run(checkpoint: URL(fileURLWithPath: checkpoint), data: URL(fileURLWithPath: data), limit: limit, spanTokens: spanTokens) }
-        catch let error as GateError { throw ValidationError("\(error)") }
+        let r = try GateBenchmark.run(checkpoint: URL(fileURLWithPath: checkpoint), data: URL(fileURLWithPath: data), limit: limit, spanTokens: spanTokens)
         print(String(format: "%d prompts: gate decision %.0f µs cold (prompt tokenized), %.0f µs warm (prompt cached); EMamba %d-token span %.0f µs → %.2f %% / %.2f %% of a span",
                      r.examples, r.coldDecisionUs, r.warmDecisionUs, r.spanTokens, r.emambaSpanUs, r.coldShareOfSpan * 100, r.warmShareOfSpan * 100))
     }

@@ -46,7 +46,6 @@ struct RouterCommand: ParsableCommand {
     private func makeGate(logger: Logger) throws -> SpanGate {
         // auto: the checkpoint's trained gate (gate/gate.json) when it has one, else the rule.
         let gateDirectory = (try? MambaformerCheckpoint(root: URL(fileURLWithPath: model)))?.gate
-        do { return try GateChoice.make(gate, gateDirectory: gateDirectory) }
-        catch let error as GateError { throw ValidationError("\(error)") }
+        return try GateChoice.make(gate, gateDirectory: gateDirectory)
     }
 }
