@@ -73,6 +73,13 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: v5),
+        // GET /metrics for the router and the experts (the gateway serves its own).
+        .target(name: "MetricsEndpoint", dependencies: [
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ], swiftSettings: v5),
         .target(name: "LoadGen", dependencies: [
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "Logging", package: "swift-log"),
@@ -81,7 +88,7 @@ let package = Package(
         // The one executable.
         .executableTarget(name: "mambaformer", dependencies: [
             "Wire", "Kernels", "Tokenizers", "Engine", "Gate",
-            "RouterNode", "ExpertNode", "Gateway", "LoadGen", "CSupport",
+            "RouterNode", "ExpertNode", "Gateway", "LoadGen", "MetricsEndpoint", "CSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "TOMLKit", package: "TOMLKit"),

@@ -2,6 +2,7 @@ import ArgumentParser
 import Engine
 import ExpertNode
 import Foundation
+import MetricsEndpoint
 import Kernels
 import Tokenizers
 import Wire
@@ -21,12 +22,15 @@ struct ExpertCommand: ParsableCommand {
     @Option(help: "Sessions kept in the cache between spans (LRU).") var maxSessions = 256
     @Option(help: "Heartbeat interval in ms.") var heartbeatMs: UInt64 = 1000
     @Flag(help: "Never stop at EOS: every answer runs to its max tokens (benchmarks and tests).") var ignoreEos = false
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9101; port 0 picks one).")
+    var metrics: String?
     @Option(help: "Log level.") var logLevel: String?
 
     func run() throws {
         Runtime.ensureOpenBLASCoreType()
         Runtime.dieWithParentIfSupervised()
         let logger = Runtime.bootstrapLogging(logLevel, label: "mambaformer.expert")
+        if let metrics { try MetricsEndpoint.start(address: metrics, logger: logger) }
         let pool: PoolKind
         switch kind {
         case "emamba": pool = .emamba

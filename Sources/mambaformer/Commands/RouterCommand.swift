@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import MetricsEndpoint
 import Gate
 import RouterNode
 import Logging
@@ -24,11 +25,14 @@ struct RouterCommand: ParsableCommand {
     @Option(help: "Requests in progress before new ones are refused (overloaded, retryable).") var maxRequests = 1024
     @Flag(help: "Refuse (overloaded) instead of falling back to the other pool when a pool is saturated.")
     var noFallback = false
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9101; port 0 picks one).")
+    var metrics: String?
     @Option(help: "Log level (trace, debug, info, notice, warning, error).") var logLevel: String?
 
     func run() throws {
         Runtime.dieWithParentIfSupervised()
         let logger = Runtime.bootstrapLogging(logLevel, label: "mambaformer.router")
+        if let metrics { try MetricsEndpoint.start(address: metrics, logger: logger) }
         var options = RouterNode.Options()
         options.frontend = frontend
         options.backend = backend
