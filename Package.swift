@@ -101,6 +101,10 @@ let package = Package(
         .executableTarget(name: "engine-bench", dependencies: ["Engine", "Kernels"],
                           path: "benchmarks/engine", swiftSettings: v5),
 
+        // What the cluster's processes add: router dispatch cost per span, batching through an expert.
+        .executableTarget(name: "cluster-bench", dependencies: ["Wire", "RouterNode", "Gate"],
+                          path: "benchmarks/cluster", swiftSettings: v5),
+
         // Unit tests next to each part; integration tests start real processes.
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: v5),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: v5),
