@@ -32,11 +32,12 @@ public final class LoadRunner: @unchecked Sendable {
     public func run() async throws -> LoadReport {
         try plan.validate()
         let exchange = try AnswerExchange(target: plan.target, token: plan.bearerToken, group: group)
-        let startedAt = Date()
+        // Whole seconds: report.json then round-trips exactly (ISO 8601 without fractions).
+        let startedAt = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
         let start = monotonicNs()
         let stats = LoadStats(startNs: start)
         let endNs: UInt64? = plan.durationSeconds.map { start + UInt64($0 * 1e9) }
-        logger.info("load test starting", metadata: ["target": "\(plan.target)", "mode": "\(plan.mode)"])
+        logger.debug("load test starting", metadata: ["target": "\(plan.target)", "mode": "\(plan.mode)"])
 
         let progressTask = Task { [onProgress, plan] in
             guard let onProgress else { return }
@@ -101,7 +102,7 @@ public final class LoadRunner: @unchecked Sendable {
         }
         progressTask.cancel()
         let report = stats.report(plan: plan, workload: workload.source, startedAt: startedAt)
-        logger.info("load test done", metadata: ["sent": "\(report.sent)", "ok": "\(report.ok)", "errors": "\(report.errors)"])
+        logger.debug("load test done", metadata: ["sent": "\(report.sent)", "ok": "\(report.ok)", "errors": "\(report.errors)"])
         return report
     }
 }

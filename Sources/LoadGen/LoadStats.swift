@@ -121,10 +121,10 @@ public final class LoadStats: @unchecked Sendable {
         }
     }
 
-    /// The final report. `wallSeconds` is the run's duration (first send to last answer).
+    /// The final report; its duration runs from the start to the last completion (`endNs` if none).
     public func report(plan: LoadPlan, workload: String, startedAt: Date, endNs: UInt64 = monotonicNs()) -> LoadReport {
         state.withLockedValue { s in
-            let wall = max(1e-9, Double(max(s.lastEndNs, startNs) - startNs) / 1e9)
+            let wall = max(1e-9, Double((s.lastEndNs > 0 ? s.lastEndNs : max(endNs, startNs)) - startNs) / 1e9)
             let errorTotal = s.errors.values.reduce(0, +)
             var byClass: [String: Int] = [:]
             for kind in ErrorClass.allCases { byClass[kind.rawValue] = s.errors[kind] ?? 0 }
