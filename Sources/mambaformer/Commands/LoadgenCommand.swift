@@ -115,8 +115,9 @@ struct LoadgenCommand: AsyncParsableCommand {
         let showProgress = !quiet && isatty(STDERR_FILENO) == 1
         if showProgress {
             runner.onProgress = { p, total in
-                let line = String(format: "\r[%5.0fs] %d/%@ done · %.1f req/s · p50 %.0f ms · p99 %.0f ms · %d errors\u{1B}[K",
-                                  p.elapsed, p.done, total.map(String.init) ?? "?", p.currentRate, p.p50Ms, p.p99Ms, p.errors)
+                let line = "\r[" + String(format: "%5.0fs", p.elapsed) + "] \(p.done)/\(total.map(String.init) ?? "?") done · "
+                    + String(format: "%.1f req/s · p50 %.0f ms · p99 %.0f ms · ", p.currentRate, p.p50Ms, p.p99Ms)
+                    + "\(p.errors) errors\u{1B}[K"
                 FileHandle.standardError.write(Data(line.utf8))
             }
         }
@@ -172,8 +173,8 @@ struct LoadgenCommand: AsyncParsableCommand {
                             r.durationSeconds)]
         func row(_ name: String, _ p: LoadReport.Percentiles?) {
             guard let p, p.count > 0 else { return }
-            lines.append(String(format: "%-13@ p50 %8.1f  p90 %8.1f  p99 %8.1f  max %8.1f ms",
-                                name as NSString, p.p50, p.p90, p.p99, p.max))
+            lines.append(name.padding(toLength: 13, withPad: " ", startingAt: 0)
+                + String(format: " p50 %8.1f  p90 %8.1f  p99 %8.1f  max %8.1f ms", p.p50, p.p90, p.p99, p.max))
         }
         row("latency", r.latencyMs)
         row("service time", r.serviceTimeMs)
@@ -184,7 +185,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         let total = max(1, r.tokens.perExpert.values.reduce(0, +))
         if !r.tokens.perExpert.isEmpty {
             lines.append("routing: " + r.tokens.perExpert.sorted { $0.key < $1.key }.map {
-                String(format: "%@ %d tokens (%.1f%%)", $0.key, $0.value, Double($0.value) * 100 / Double(total))
+                "\($0.key) \($0.value) tokens (" + String(format: "%.1f%%", Double($0.value) * 100 / Double(total)) + ")"
             }.joined(separator: ", "))
         }
         return lines.joined(separator: "\n")
