@@ -86,8 +86,12 @@ public final class LoadRunner: @unchecked Sendable {
                     if let max = plan.maxRequests, index >= max { break }
                     let intended = start + UInt64(offset * 1e9)
                     if let endNs, intended >= endNs { break }
-                    let now = monotonicNs()
-                    if intended > now { try? await Task.sleep(nanoseconds: intended - now) }
+                    // Sleep in slices so that stop() is noticed even at low rates.
+                    while !isStopped && !Task.isCancelled {
+                        let now = monotonicNs()
+                        guard intended > now else { break }
+                        try? await Task.sleep(nanoseconds: min(intended - now, 100_000_000))
+                    }
                     if isStopped || Task.isCancelled { break }
                     // Waiting here delays the send but not the clock: latency counts from `intended`.
                     await slots.acquire()

@@ -113,6 +113,27 @@ final class FakeEndpointTests: XCTestCase {
         XCTAssertEqual(report.errorCodes["stream_error/deadline_exceeded"], 2)
     }
 
+    func testStopIsNoticedBetweenSparseArrivals() async throws {
+        let fake = try FakeGateway([.ok(delayMs: 0)])
+        self.fake = fake
+        var plan = LoadPlan(target: fake.url, mode: .open(schedule: .constant(0.05), maxInFlight: 4))
+        plan.maxRequests = 100
+        let runner = LoadRunner(plan: plan, workload: workload)
+        Task { try await Task.sleep(nanoseconds: 300_000_000); runner.stop() }
+        let started = Date()
+        let report = try await runner.run()
+        XCTAssertLessThan(Date().timeIntervalSince(started), 1.5, "one arrival per 20 s must not delay the stop")
+        XCTAssertEqual(report.sent, report.ok + report.errors)
+    }
+
+    func testClosedLoopStopsAtTheDuration() async throws {
+        let started = Date()
+        let report = try await run([.ok(delayMs: 40)], mode: .closed(concurrency: 2), requests: nil, duration: 0.5)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 1.2)
+        XCTAssertEqual(Double(report.sent), 24, accuracy: 12, "2 clients × 0.5 s / ~40 ms")
+        XCTAssertEqual(report.ok, report.sent)
+    }
+
     func testStopEndsARunEarlyAndStillReports() async throws {
         let fake = try FakeGateway([.ok(delayMs: 50)])
         self.fake = fake
