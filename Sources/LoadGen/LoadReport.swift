@@ -71,7 +71,7 @@ public struct LoadReport: Codable, Sendable, Equatable {
 
         /// From a microsecond histogram, in milliseconds (3 decimals). Empty → zeros.
         init(_ h: Histogram<UInt64>) {
-            func ms(_ us: UInt64) -> Double { (Double(us) / 1000 * 1000).rounded() / 1000 }
+            func ms(_ us: UInt64) -> Double { Double(us) / 1000 }   // whole µs: 3 decimals of ms
             guard h.totalCount > 0 else {
                 self.init(count: 0, min: 0, mean: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0)
                 return
@@ -129,13 +129,13 @@ public struct LoadReport: Codable, Sendable, Equatable {
         guard h.totalCount > 0 else { return [] }
         var points: [CDFPoint] = []
         for v in h.percentiles(ticksPerHalfDistance: 5) {
-            let ms = (Double(Swift.min(v.value, h.max)) / 1000 * 1000).rounded() / 1000
+            let ms = Double(Swift.min(v.value, h.max)) / 1000
             let fraction = (v.percentileLevelIteratedTo / 100 * 1e6).rounded() / 1e6
             if let last = points.last, last.ms == ms, last.fraction >= fraction { continue }
             points.append(CDFPoint(ms: ms, fraction: Swift.min(1, fraction)))
             if points.count >= 400 { break }
         }
-        if points.last?.fraction != 1 { points.append(CDFPoint(ms: (Double(h.max) / 1000 * 1000).rounded() / 1000, fraction: 1)) }
+        if points.last?.fraction != 1 { points.append(CDFPoint(ms: Double(h.max) / 1000, fraction: 1)) }
         return points
     }
 
