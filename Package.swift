@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        // Already in the graph through hummingbird; named here for LoadGen's small HTTP/1.1 client.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // System libraries (Debian packages, see scripts/install-deps.sh).
@@ -83,6 +85,10 @@ let package = Package(
         .target(name: "LoadGen", dependencies: [
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], swiftSettings: v5),
 
         // The one executable.
@@ -110,7 +116,7 @@ let package = Package(
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: v5),
         .testTarget(name: "RouterNodeTests", dependencies: ["RouterNode", "Gate"], swiftSettings: v5),
         .testTarget(name: "IntegrationTests", dependencies: [
-            "mambaformer", "Wire", "Engine", "ExpertNode", "Gateway",
+            "mambaformer", "Wire", "Engine", "ExpertNode", "Gateway", "LoadGen",
         ], swiftSettings: v5),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Kernels"],
                     resources: [.copy("Fixtures")], swiftSettings: v5),
@@ -118,6 +124,12 @@ let package = Package(
         .testTarget(name: "GatewayTests", dependencies: [
             "Gateway", "Wire",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ], swiftSettings: v5),
+        .testTarget(name: "LoadGenTests", dependencies: [
+            "LoadGen",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ], swiftSettings: v5),
     ]
 )
