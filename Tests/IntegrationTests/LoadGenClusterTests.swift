@@ -16,9 +16,7 @@ final class LoadGenClusterTests: XCTestCase {
 
     var base: URL { URL(string: "http://127.0.0.1:\(Self.port)")! }
 
-    /// Starts the shared cluster here, on the main thread, not in the async tests: the
-    /// children get a parent-death signal (MAMBAFORMER_PARENT_PID), which Linux sends when the
-    /// spawning *thread* exits, and an idle concurrency-pool thread does exit.
+    /// Starts the shared cluster once, before the first test.
     override func setUpWithError() throws {
         _ = try sharedCluster()
     }
@@ -26,13 +24,11 @@ final class LoadGenClusterTests: XCTestCase {
     /// Starts the shared cluster on first use.
     func sharedCluster() throws -> ClusterHarness {
         if let cluster = Self.cluster { return cluster }
-        if let error = Self.startError { throw XCTSkip("cluster failed to start earlier: \(error)") }
+        if let error = Self.startError { XCTFail("the shared cluster did not start: \(error)"); throw CancellationError() }
         let cluster = try ClusterHarness()
         Self.cluster = cluster
-        // Heartbeats of 2 s, not the harness's 0.5 s: with debug-build experts on a busy
-        // 2-core machine, 0.5 s heartbeats are missed under 4 concurrent answers, router and
-        // experts declare each other dead and the gateway answers 503 (a cluster finding
-        // reported to the lead, not what these tests are about).
+        // Heartbeats of 2 s, not the harness's 0.5 s: these tests measure counting, not
+        // liveness, and on a busy 2-core machine 0.5 s heartbeats can be missed.
         let heartbeat = ["--heartbeat-ms", "2000"]
         try cluster.start("router", ["router", "--frontend", cluster.frontend, "--backend", cluster.backend,
                                      "--model", cluster.model.path, "--gate", "alternate", "--span-tokens", "4"] + heartbeat)
