@@ -29,6 +29,9 @@ public final class LoadRunner: @unchecked Sendable {
     public func stop() { stopped.withLockedValue { $0 = true } }
     private var isStopped: Bool { stopped.withLockedValue { $0 } }
 
+    /// Called with every request's index and outcome as it completes (from any task).
+    public var onOutcome: (@Sendable (Int, RequestOutcome) -> Void)?
+
     public func run() async throws -> LoadReport {
         try plan.validate()
         let exchange = try AnswerExchange(target: plan.target, token: plan.bearerToken, group: group)
@@ -55,6 +58,7 @@ public final class LoadRunner: @unchecked Sendable {
             let outcome = await exchange.run(body, requestId: "loadgen-\(self.plan.seed)-\(index)",
                                              intendedNs: intendedNs, timeout: self.plan.timeoutSeconds)
             stats.record(outcome)
+            self.onOutcome?(index, outcome)
         }
 
         switch plan.mode {

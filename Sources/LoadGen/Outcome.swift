@@ -40,16 +40,20 @@ public struct AnswerSummary: Decodable, Sendable, Equatable {
     public var tokensPerExpert: [String: Int]
     public var spansPerExpert: [String: Int]
     public var switches: Int
+    /// The answer text (kept so runs can be compared answer by answer, e.g. with and
+    /// without a fault; never logged).
+    public var text: String
 
     struct Usage: Decodable {
         var promptTokens: Int?; var completionTokens: Int?
         enum CodingKeys: String, CodingKey { case promptTokens = "prompt_tokens", completionTokens = "completion_tokens" }
     }
     struct Span: Decodable { var expert: String; var tokens: Int }
-    enum CodingKeys: String, CodingKey { case finishReason = "finish_reason", usage, trace }
+    enum CodingKeys: String, CodingKey { case finishReason = "finish_reason", usage, trace, answer }
 
     public init(finishReason: String, completionTokens: Int, promptTokens: Int = 0,
-                tokensPerExpert: [String: Int], spansPerExpert: [String: Int] = [:], switches: Int = 0) {
+                tokensPerExpert: [String: Int], spansPerExpert: [String: Int] = [:], switches: Int = 0, text: String = "") {
+        self.text = text
         self.finishReason = finishReason; self.completionTokens = completionTokens; self.promptTokens = promptTokens
         self.tokensPerExpert = tokensPerExpert; self.spansPerExpert = spansPerExpert; self.switches = switches
     }
@@ -58,6 +62,7 @@ public struct AnswerSummary: Decodable, Sendable, Equatable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         finishReason = try c.decode(String.self, forKey: .finishReason)
         let usage = try c.decode(Usage.self, forKey: .usage)
+        text = try c.decodeIfPresent(String.self, forKey: .answer) ?? ""
         let trace = try c.decode([Span].self, forKey: .trace)
         var tokens: [String: Int] = [:], spans: [String: Int] = [:]
         for span in trace {

@@ -67,6 +67,8 @@ struct LoadgenCommand: AsyncParsableCommand {
 
     @Option(help: "Write report.json and report.html into this folder.")
     var report: String?
+    @Option(help: "Write every answer (or its error class) as JSONL {\"index\", \"answer\"|\"error\"} in request order, to compare runs answer by answer. Answers are patient data: keep the file private.")
+    var answers: String?
 
     @Option(name: .customLong("compare"), parsing: .upToNextOption, help: "Print the ratio table of two report.json files (no load is sent).")
     var compare: [String] = []
@@ -121,6 +123,8 @@ struct LoadgenCommand: AsyncParsableCommand {
                 FileHandle.standardError.write(Data(line.utf8))
             }
         }
+        let recorded = AnswerLog()
+        if answers != nil { runner.onOutcome = { index, outcome in recorded.add(index, outcome) } }
         // Ctrl-C / SIGTERM: stop sending, let in-flight requests finish, still write the report.
         let stop = StopFlag()
         installStopSignals(stop)
@@ -135,6 +139,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         watcher.cancel()
         if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
         print(summary(result))
+        if let answers { try recorded.write(to: answers) }
         if let report {
             let files = try ReportWriter.write(result, to: URL(fileURLWithPath: report))
             print("report: \(files.json.path), \(files.html.path)")
@@ -200,5 +205,28 @@ struct LoadgenCommand: AsyncParsableCommand {
             return line
         }
         return ProcessInfo.processInfo.environment["MAMBAFORMER_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+}
+
+/// The answers of a run, by request index (`--answers`).
+private final class AnswerLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [Int: String] = [:]
+
+    func add(_ index: Int, _ outcome: RequestOutcome) {
+        var object: [String: Any] = ["index": index]
+        switch outcome.result {
+        case .ok(let summary): object["answer"] = summary.text
+        case .failed(let errorClass, _, _): object["error"] = "\(errorClass)"
+        }
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
+        lock.lock(); defer { lock.unlock() }
+        lines[index] = String(decoding: data, as: UTF8.self)
+    }
+
+    func write(to path: String) throws {
+        lock.lock(); defer { lock.unlock() }
+        let text = lines.keys.sorted().map { lines[$0]! + "\n" }.joined()
+        FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
     }
 }
