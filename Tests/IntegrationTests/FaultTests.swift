@@ -36,9 +36,9 @@ final class FaultTests: XCTestCase {
         throw CancellationError()
     }
 
-    var prompts: [Workload.Prompt] {
+    var prompts: [Prompt] {
         ["What is gingivitis?", "What is a molar?", "What is a fever?", "What is insulin?", "What is a caries?",
-         "What is the mandible?", "What is an abscess?", "What is a dentist?"].map { Workload.Prompt(question: $0) }
+         "What is the mandible?", "What is an abscess?", "What is a dentist?"].map { Prompt(question: $0) }
     }
 
     /// Runs `requests` answers with 4 clients; `onDone` sees the count of completed ones.
