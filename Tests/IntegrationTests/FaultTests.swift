@@ -112,6 +112,7 @@ final class FaultTests: XCTestCase {
         // It re-registers (it hears no router while stopped, reconnects, sends Ready) and serves again.
         let client = try harness.client()
         defer { client.shutdown() }
+        try await harness.waitForReplicas(client, emamba: 1, et5: 2)
         let deadline = Date().addingTimeInterval(20)
         var served = false
         while !served, Date() < deadline {
