@@ -3,7 +3,7 @@ import Wire
 import XCTest
 
 /// Garbage and broken inputs at process level (issue #12): refused or dropped, never a crash.
-final class BadInputTests: XCTestCase {
+final class ProcessBadInputTests: XCTestCase {
     /// An expert whose "router" sends it random and mutated frames keeps serving, and the
     /// garbage never reaches the model.
     func testExpertDropsGarbageFramesAndKeepsServing() throws {
