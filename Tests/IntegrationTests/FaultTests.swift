@@ -130,6 +130,35 @@ final class FaultTests: XCTestCase {
     }
 }
 
+extension FaultTests {
+    /// SIGTERM to the gateway with answers in flight: they complete, and the gateway exits 0.
+    func testGatewaySigtermDrainsAnswersInFlight() async throws {
+        let cluster = try startCluster()
+        defer { cluster.harness.stopAll() }
+        let url = cluster.base.appendingPathComponent("v1/answer")
+        let statuses = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+            for i in 0..<6 {
+                group.addTask {
+                    var request = URLRequest(url: url, timeoutInterval: 60)
+                    request.httpMethod = "POST"
+                    request.setValue("application/json", forHTTPHeaderField: "content-type")
+                    request.httpBody = Data(#"{"question": "What is a molar? \#(i)", "max_tokens": 64}"#.utf8)
+                    let (data, response) = try await URLSession.shared.data(for: request)
+                    return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+                }
+            }
+            try await Task.sleep(nanoseconds: 150_000_000)  // the answers are under way (64 tokens each)
+            cluster.harness.signal("gateway", SIGTERM)
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        for (status, body) in statuses {
+            XCTAssertEqual(status, 200, "an answer in flight was cut by the drain: \(body)\n\(cluster.harness.log("gateway"))")
+            XCTAssertTrue(body.contains(#""completion_tokens":64"#), body)
+        }
+        XCTAssertEqual(cluster.harness.waitForExit("gateway", timeout: 30), 0, cluster.harness.log("gateway"))
+    }
+}
+
 /// Answers by request index, filled from the load generator's tasks.
 private final class Answers: @unchecked Sendable {
     private let lock = NSLock()
