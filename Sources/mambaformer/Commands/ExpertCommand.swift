@@ -87,7 +87,8 @@ struct ExpertCommand: ParsableCommand {
         // Model loaded and the socket connecting: the replica announces itself (Ready) as its
         // loop starts and reconnects on its own, so systemd need not wait for the router.
         Readiness.ready("\(replica) serving \(pool) from \(folder.path) via \(settings.router)", logger: logger)
-        Readiness.notifyStopping(when: node.stopRequested, logger: logger)
+        let stopping = Readiness.notifyStopping(when: node.stopRequested, logger: logger)
         node.run()
+        stopping.finish()
     }
 }

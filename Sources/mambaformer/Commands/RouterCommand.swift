@@ -55,8 +55,9 @@ struct RouterCommand: ParsableCommand {
         installStopSignals(node.stopRequested)
         // Both sockets are bound: gateways and experts can connect.
         Readiness.ready("router listening on \(node.frontendEndpoint) and \(node.backendEndpoint)", logger: logger)
-        Readiness.notifyStopping(when: node.stopRequested, logger: logger)
+        let stopping = Readiness.notifyStopping(when: node.stopRequested, logger: logger)
         node.run(drainTimeoutMs: UInt64(settings.drainTimeoutMs))
+        stopping.finish()
     }
 
     private func makeGate(_ gate: String, model: String, logger: Logger) throws -> SpanGate {

@@ -20,14 +20,36 @@ enum Readiness {
     }
 
     /// Sends STOPPING=1 once `flag` is set (the node's loop owns the thread it runs on, so a
-    /// small watcher thread polls the flag). Only under systemd.
-    static func notifyStopping(when flag: StopFlag, logger: Logger) {
-        guard ProcessInfo.processInfo.environment["NOTIFY_SOCKET"] != nil else { return }
+    /// small watcher thread polls the flag). Call `finish()` on the result when the loop
+    /// returns: a drain shorter than the poll interval is announced then. Only under systemd.
+    static func notifyStopping(when flag: StopFlag, logger: Logger) -> StoppingAnnouncer {
+        let announcer = StoppingAnnouncer(logger: logger)
+        guard ProcessInfo.processInfo.environment["NOTIFY_SOCKET"] != nil else { return announcer }
         let thread = Thread {
-            while !flag.isSet { Thread.sleep(forTimeInterval: 0.1) }
-            stopping(logger: logger)
+            while !flag.isSet { Thread.sleep(forTimeInterval: 0.05) }
+            announcer.announce()
         }
         thread.name = "sd-notify-stopping"
         thread.start()
+        return announcer
     }
+}
+
+/// Sends STOPPING=1 at most once, from whichever thread gets there first.
+final class StoppingAnnouncer: @unchecked Sendable {
+    private let lock = NSLock()
+    private var sent = false
+    private let logger: Logger
+    init(logger: Logger) { self.logger = logger }
+
+    func announce() {
+        lock.lock()
+        let first = !sent
+        sent = true
+        lock.unlock()
+        if first { Readiness.stopping(logger: logger) }
+    }
+
+    /// The node's loop returned: make sure systemd heard about the stop.
+    func finish() { announce() }
 }
