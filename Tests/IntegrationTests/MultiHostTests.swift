@@ -1,4 +1,5 @@
 import Foundation
+import Wire
 import XCTest
 
 /// Three "hosts" as network namespaces joined by veth pairs, each node configured by its own
@@ -10,7 +11,8 @@ import XCTest
 ///
 /// A request is answered with spans from both namespaces (the alternating gate uses both
 /// pools); then host B is cut off and destroyed while requests are running, and they still
-/// complete (the router retries the lost spans on the EMamba pool).
+/// complete (the router retries the lost spans on the EMamba pool). Every link uses CURVE,
+/// keys named in the configuration files; an expert whose key is not allowed never joins.
 final class MultiHostTests: XCTestCase {
     let tag = String(UUID().uuidString.prefix(4)).lowercased()
     var namespaces: [String] { [ns("r"), ns("a"), ns("b")] }
@@ -120,14 +122,33 @@ final class MultiHostTests: XCTestCase {
         return url.path
     }
 
-    func expertConfig(routerAddress: String) -> String {
+    func expertConfig(routerAddress: String, key: String) -> String {
         """
         [expert]
         router = "tcp://\(routerAddress):5556"
         model = "\(ClusterHarness.demoCheckpoint.path)"
         heartbeat_ms = 500
         ignore_eos = true
+
+        [security]
+        curve = true
+        router_public_key = "\(keys)/router.pub"
+        expert_secret_key = "\(keys)/\(key).key"
         """
+    }
+
+    var keys: String { dir.appendingPathComponent("keys").path }
+
+    /// `mambaformer keygen` for every node; the router allows all but the intruder.
+    func makeKeys() throws {
+        let allowed = keys + "/allowed"
+        try FileManager.default.createDirectory(atPath: allowed, withIntermediateDirectories: true)
+        for name in ["router", "gateway", "expert-a", "expert-b", "intruder"] {
+            try Keys.writeKeyPair(name: name, directory: keys)
+        }
+        for name in ["gateway", "expert-a", "expert-b"] {
+            try FileManager.default.copyItem(atPath: "\(keys)/\(name).pub", toPath: "\(allowed)/\(name).pub")
+        }
     }
 
     /// curl from inside namespace R (the gateway listens on R's loopback).
@@ -183,6 +204,7 @@ final class MultiHostTests: XCTestCase {
     func testRequestsUseExpertsOnTwoHostsAndSurviveLosingOne() throws {
         let notify = try notifySocket()
         defer { close(notify.fd) }
+        try makeKeys()
 
         let routerHost = try writeConfig("host-r", """
             [router]
@@ -196,15 +218,25 @@ final class MultiHostTests: XCTestCase {
             [gateway]
             listen = "127.0.0.1:8080"
             router = "tcp://127.0.0.1:5555"
+
+            [security]
+            curve = true
+            router_public_key = "\(keys)/router.pub"
+            router_secret_key = "\(keys)/router.key"
+            allowed_keys_dir = "\(keys)/allowed"
+            gateway_secret_key = "\(keys)/gateway.key"
             """)
         try start("router", in: ns("r"), ["router", "--config", routerHost], environment: ["NOTIFY_SOCKET": notify.path])
         XCTAssertTrue(receive(notify.fd).hasPrefix("READY=1"), "router readiness\n\(logs())")
         try start("gateway", in: ns("r"), ["gateway", "--config", routerHost], environment: ["NOTIFY_SOCKET": notify.path])
         XCTAssertTrue(receive(notify.fd).hasPrefix("READY=1"), "gateway readiness\n\(logs())")
-        try start("emamba-a1", in: ns("a"), ["expert", "--config", try writeConfig("host-a", expertConfig(routerAddress: "10.231.1.1")),
+        try start("emamba-a1", in: ns("a"), ["expert", "--config", try writeConfig("host-a", expertConfig(routerAddress: "10.231.1.1", key: "expert-a")),
                                              "--instance", "emamba-a1"])
-        try start("et5-b1", in: ns("b"), ["expert", "--config", try writeConfig("host-b", expertConfig(routerAddress: "10.231.2.1")),
+        try start("et5-b1", in: ns("b"), ["expert", "--config", try writeConfig("host-b", expertConfig(routerAddress: "10.231.2.1", key: "expert-b")),
                                           "--instance", "et5-b1"])
+        // On host A too, but with a key the router does not know: it must never serve.
+        try start("et5-intruder", in: ns("a"), ["expert", "--config", try writeConfig("host-a-intruder",
+                  expertConfig(routerAddress: "10.231.1.1", key: "intruder")), "--instance", "et5-intruder"])
 
         // Both replicas registered with the router, across the veth links.
         let deadline = Date().addingTimeInterval(90)
@@ -263,6 +295,9 @@ final class MultiHostTests: XCTestCase {
         let after = try ask("What is a molar?", maxTokens: 8)
         XCTAssertEqual(after.code, 200, "\(after.json)\n\(logs())")
         XCTAssertEqual(replicas(after.json), ["emamba-a1"])
+        let readyAfter = try curl(["http://127.0.0.1:8080/readyz"])
+        XCTAssertTrue(readyAfter.contains(#""et5":0"#), "the intruder's key is refused: \(readyAfter)")
+        XCTAssertTrue(processes["et5-intruder"]?.isRunning ?? false, "the intruder keeps knocking (refused by ZAP, not crashed)")
 
         // 4. Draining on SIGTERM is announced to systemd.
         if let router = processes["router"] { kill(router.processIdentifier, SIGTERM) }
