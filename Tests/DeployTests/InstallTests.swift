@@ -136,10 +136,14 @@ final class InstallTests: XCTestCase {
 
     /// `systemd-analyze verify` against the installed root. It exits 0 on unknown keys and bad
     /// values (only a warning), so stderr must be empty as well.
-    func verify(_ unitNames: [String]) throws -> Run {
+    func requireSystemdAnalyze() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
             throw XCTSkip("systemd-analyze is missing: install the `systemd` package (scripts/install-deps.sh does)")
         }
+    }
+
+    func verify(_ unitNames: [String]) throws -> Run {
+        try requireSystemdAnalyze()
         let dir = path("/etc/systemd/system")
         return try Self.run("/usr/bin/systemd-analyze",
                             ["verify", "--man=no", "--recursive-errors=no", "--root=\(root.path)"] + unitNames.map { "\(dir)/\($0)" })
@@ -164,6 +168,21 @@ final class InstallTests: XCTestCase {
         // And a missing binary fails outright.
         try FileManager.default.removeItem(atPath: path("/usr/local/bin/mambaformer"))
         XCTAssertNotEqual(try verify(["mambaformer-gateway.service"]).status, 0)
+    }
+
+    /// `systemd-analyze security --offline` rates each service's exposure (0 = locked down,
+    /// 10 = unprotected; a unit without any sandboxing scores 9.6).
+    func testExposureLevelIsLow() throws {
+        XCTAssertEqual(try install().status, 0)
+        try requireSystemdAnalyze()
+        let dir = path("/etc/systemd/system")
+        for unit in ["mambaformer-router.service", "mambaformer-gateway.service", "mambaformer-expert@emamba-1.service"] {
+            let r = try Self.run("/usr/bin/systemd-analyze", ["security", "--offline=true", "--root=\(root.path)", "\(dir)/\(unit)"])
+            let line = r.out.split(separator: "\n").first { $0.contains("Overall exposure level") } ?? ""
+            let score = line.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) }
+            XCTAssertNotNil(score, "\(unit): \(r.out.suffix(500)) \(r.err)")
+            XCTAssertLessThanOrEqual(score ?? 99, 2.0, "\(unit): \(line)")
+        }
     }
 
     /// The sandbox and restart settings are the same in every service (no unit forgotten).
