@@ -254,48 +254,69 @@ final class MultiHostTests: XCTestCase {
         XCTAssertEqual(replicas(first.json), ["emamba-a1", "et5-b1"], "\(first.json)")
 
         // 2. Requests in flight while host B is cut off (no FIN, no RST: only heartbeats can
-        // tell) and then destroyed.
-        let group = DispatchGroup()
-        let lock = NSLock()
-        var results: [(code: Int, json: [String: Any])] = []
-        let maxTokens = 48   // 12 spans of 4 tokens: still running when the cable is cut
+        // tell) and then destroyed. They stream, so the test sees that they are under way.
+        let maxTokens = 160
+        var streams: [(process: Process, output: URL)] = []
         for i in 0..<4 {
-            group.enter()
-            DispatchQueue.global().async {
-                let r = (try? self.ask("Question \(i) about periodontal disease?", maxTokens: maxTokens)) ?? (0, [:])
-                lock.lock(); results.append(r); lock.unlock()
-                group.leave()
-            }
+            let output = dir.appendingPathComponent("stream-\(i).txt")
+            FileManager.default.createFile(atPath: output.path, contents: nil)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: ipTool)
+            p.arguments = ["netns", "exec", ns("r"), "/usr/bin/curl", "-s", "-N", "--max-time", "120", "-X", "POST",
+                           "http://127.0.0.1:8080/v1/answer", "-H", "content-type: application/json", "--data",
+                           #"{"question": "Question \#(i) about periodontal disease?", "max_tokens": \#(maxTokens), "stream": true}"#]
+            p.standardOutput = try FileHandle(forWritingTo: output)
+            try p.run()
+            processes["stream-\(i)"] = p
+            streams.append((p, output))
         }
-        Thread.sleep(forTimeInterval: 0.5)
-        lock.lock(); let finishedBeforeCut = results.count; lock.unlock()
-        XCTAssertEqual(finishedBeforeCut, 0, "the requests must still be running when host B goes away")
+        func streamed(_ url: URL) -> String { (try? String(contentsOf: url, encoding: .utf8)) ?? "" }
+        let underWay = Date().addingTimeInterval(60)
+        while Date() < underWay, !streams.allSatisfy({ streamed($0.output).components(separatedBy: "event: span").count > 2 }) {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        for s in streams {
+            let text = streamed(s.output)
+            XCTAssertGreaterThan(text.components(separatedBy: "event: span").count, 2, "request under way: \(text.prefix(300))")
+            XCTAssertFalse(text.contains("event: done"), "the requests must still be running when host B goes away")
+        }
         try mustIP(["-n", ns("r"), "link", "del", "mf\(tag)rb"])   // the cable (both veth ends go)
         if let expert = processes["et5-b1"] { kill(expert.processIdentifier, SIGKILL) }
         _ = try ip(["netns", "del", ns("b")])
-        XCTAssertEqual(group.wait(timeout: .now() + 120), .success, "requests hung\n\(logs())")
+        let finished = Date().addingTimeInterval(120)
+        while Date() < finished, streams.contains(where: { $0.process.isRunning }) { Thread.sleep(forTimeInterval: 0.05) }
 
-        XCTAssertEqual(results.count, 4)
-        for r in results {
-            XCTAssertEqual(r.code, 200, "\(r.json)\n\(logs())")
-            XCTAssertEqual(r.json["finish_reason"] as? String, "length", "\(r.json)")
-            let usage = r.json["usage"] as? [String: Any]
-            XCTAssertEqual(usage?["completion_tokens"] as? Int, maxTokens, "every answer complete: \(r.json)")
-        }
-        // Once B was gone, ET5's turns (every second span) went to EMamba on host A: more
-        // EMamba spans than the alternation alone gives. (Whether an answer kept a span from B
-        // depends on timing: a span in flight on B when the cable went is retried on A.)
-        for r in results {
-            let trace = (r.json["trace"] as? [[String: Any]]) ?? []
+        for s in streams {
+            let text = streamed(s.output)
+            guard let range = text.range(of: "event: done\ndata: ") else {
+                XCTFail("no done event: \(text.suffix(500))\n\(logs())")
+                continue
+            }
+            let data = text[range.upperBound...].prefix { $0 != "\n" }
+            let json = (try? JSONSerialization.jsonObject(with: Data(data.utf8))) as? [String: Any] ?? [:]
+            XCTAssertEqual(json["finish_reason"] as? String, "length", "\(json)")
+            let usage = json["usage"] as? [String: Any]
+            XCTAssertEqual(usage?["completion_tokens"] as? Int, maxTokens, "every answer complete: \(json)")
+            // Spans came from host B before the cut, and once B was gone ET5's turns (every
+            // second span) went to EMamba on host A: more EMamba spans than alternation gives.
+            let trace = (json["trace"] as? [[String: Any]]) ?? []
             let byReplica = Dictionary(grouping: trace.compactMap { $0["replica"] as? String }, by: { $0 }).mapValues(\.count)
-            XCTAssertGreaterThan(byReplica["emamba-a1"] ?? 0, trace.count / 2, "ET5 turns taken over by host A: \(byReplica)")
+            XCTAssertGreaterThan(byReplica["et5-b1"] ?? 0, 0, "spans from host B before the cut: \(byReplica)")
+            XCTAssertGreaterThan(byReplica["emamba-a1"] ?? 0, trace.count / 2 + 1, "ET5 turns taken over by host A: \(byReplica)")
         }
 
         // 3. After the loss the cluster keeps answering, from host A only.
         let after = try ask("What is a molar?", maxTokens: 8)
         XCTAssertEqual(after.code, 200, "\(after.json)\n\(logs())")
         XCTAssertEqual(replicas(after.json), ["emamba-a1"])
-        let readyAfter = try curl(["http://127.0.0.1:8080/readyz"])
+        // B's replica is declared dead (3 missed heartbeats) and the intruder never joined.
+        var readyAfter = ""
+        let dead = Date().addingTimeInterval(15)
+        while Date() < dead {
+            readyAfter = try curl(["http://127.0.0.1:8080/readyz"])
+            if readyAfter.contains(#""et5":0"#) { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
         XCTAssertTrue(readyAfter.contains(#""et5":0"#), "the intruder's key is refused: \(readyAfter)")
         XCTAssertTrue(processes["et5-intruder"]?.isRunning ?? false, "the intruder keeps knocking (refused by ZAP, not crashed)")
 
