@@ -99,10 +99,15 @@ def main():
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--stop-at-eos", action="store_true",
+                        help="let answers end at EOS (default: every answer runs to --max-tokens, so that "
+                             "tokens/s measure decoding whatever the model says)")
     args = parser.parse_args()
 
     url = f"http://127.0.0.1:{args.port}"
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    if not args.stop_at_eos:
+        env["MAMBAFORMER_EXPERT_IGNORE_EOS"] = "true"   # [expert] ignore_eos, through the environment
     up = subprocess.Popen([args.binary, "up", "--model", args.model, "--emamba", "1", "--et5", "1",
                            "--http", f"127.0.0.1:{args.port}", "--log-level", "warning"],
                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -114,7 +119,8 @@ def main():
                 result = drive(url, pool, clients, args.seconds, args.max_tokens)
                 print(json.dumps(result), file=sys.stderr)
                 results.append(result)
-        print(json.dumps({"cpu_count": os.cpu_count(), "max_tokens": args.max_tokens, "runs": results}, indent=2))
+        print(json.dumps({"cpu_count": os.cpu_count(), "max_tokens": args.max_tokens,
+                          "ignore_eos": not args.stop_at_eos, "runs": results}, indent=2))
     finally:
         up.send_signal(signal.SIGTERM)
         try:
