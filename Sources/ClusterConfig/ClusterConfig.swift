@@ -123,11 +123,12 @@ public struct ClusterConfig {
         if case .bool(let b) = resolve(path, pool: pool).value { return b }
         return false
     }
-    /// "" means none for optional paths.
-    public func optionalPath(_ path: String) -> String? {
-        let s = string(path)
+    /// "" means none for optional settings (paths, metrics addresses).
+    public func optionalString(_ path: String, pool: String? = nil) -> String? {
+        let s = string(path, pool: pool)
         return s.isEmpty ? nil : s
     }
+    public func optionalPath(_ path: String) -> String? { optionalString(path) }
     /// "security.router_secret_key (/etc/mambaformer/cluster.toml:12)": for errors about a value's content.
     public func describe(_ path: String, pool: String? = nil) -> String {
         "\(path) (\(resolve(path, pool: pool).origin))"
@@ -160,6 +161,18 @@ public struct ClusterConfig {
             threads: int("expert.threads", pool: pool), capacity: int("expert.capacity", pool: pool),
             maxSessions: int("expert.max_sessions", pool: pool), heartbeatMs: int("expert.heartbeat_ms", pool: pool),
             ignoreEOS: bool("expert.ignore_eos", pool: pool), logLevel: string("expert.log_level", pool: pool))
+    }
+
+    /// An expert's Prometheus address, nil when off. From the file or the environment under
+    /// systemd (`--instance POOL-N`), the port is a base and replica N adds N to it, so one
+    /// setting serves every replica of a host; a `--metrics` flag is taken as given.
+    public func expertMetricsAddress(pool: String, instance: String?) -> String? {
+        guard let address = optionalString("expert.metrics", pool: pool) else { return nil }
+        if case .flag = resolve("expert.metrics", pool: pool).origin { return address }
+        guard let number = instance.flatMap(ExpertInstance.init)?.number,
+              let (host, port) = SettingType.splitHostPort(address), port != 0
+        else { return address }
+        return "\(host):\(port + number)"
     }
 
     public var security: SecuritySettings {

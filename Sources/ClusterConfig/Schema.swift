@@ -34,13 +34,15 @@ public enum SettingType: Sendable {
     case endpoint
     /// HOST:PORT for the gateway's HTTP listener.
     case hostPort
+    /// HOST:PORT, or "" for off (metrics endpoints).
+    case optionalHostPort
     case int(ClosedRange<Int>)
     case bool
     case choice([String])
 
     var expected: String {
         switch self {
-        case .string, .path, .endpoint, .hostPort, .choice: return "a string"
+        case .string, .path, .endpoint, .hostPort, .optionalHostPort, .choice: return "a string"
         case .int: return "an integer"
         case .bool: return "a boolean"
         }
@@ -53,7 +55,9 @@ public enum SettingType: Sendable {
             return nil
         case (.endpoint, .string(let s)):
             return Self.endpointProblem(s).map { .invalidValue(value: value.description, reason: $0) }
-        case (.hostPort, .string(let s)):
+        case (.optionalHostPort, .string(let s)) where s.isEmpty:
+            return nil
+        case (.hostPort, .string(let s)), (.optionalHostPort, .string(let s)):
             guard let (_, port) = Self.splitHostPort(s) else {
                 return .invalidValue(value: value.description, reason: "expected HOST:PORT")
             }
@@ -72,7 +76,7 @@ public enum SettingType: Sendable {
     /// Parses an environment variable's text as this type (the environment only has strings).
     func parse(environment text: String) -> ConfigValue? {
         switch self {
-        case .string, .path, .endpoint, .hostPort, .choice:
+        case .string, .path, .endpoint, .hostPort, .optionalHostPort, .choice:
             return .string(text)
         case .int:
             return Int(text.trimmingCharacters(in: .whitespaces)).map(ConfigValue.int)
@@ -129,6 +133,9 @@ public enum Schema {
         ("max_sessions", .int(1...100_000), .int(256)),
         ("heartbeat_ms", .int(50...60_000), .int(1000)),
         ("ignore_eos", .bool, .bool(false)),
+        // Prometheus /metrics; "" = off. Under systemd (--instance POOL-N) the port is a base:
+        // replica N listens on port + N, so that one setting serves every replica of a host.
+        ("metrics", .optionalHostPort, .string("")),
         ("log_level", .choice(logLevels), .string("info")),
     ]
 
@@ -147,6 +154,7 @@ public enum Schema {
         add("router", "span_tokens", .int(1...256), .int(16))
         add("router", "heartbeat_ms", .int(50...60_000), .int(1000))
         add("router", "drain_timeout_ms", .int(0...600_000), .int(10_000))
+        add("router", "metrics", .optionalHostPort, .string(""))   // Prometheus /metrics; "" = off
         add("router", "log_level", .choice(logLevels), .string("info"))
 
         add("gateway", "listen", .hostPort, .string("127.0.0.1:8080"))

@@ -223,6 +223,27 @@ final class ClusterConfigTests: XCTestCase {
 
     // MARK: Expert instances
 
+    func testExpertMetricsPortIsABasePerInstance() throws {
+        let text = """
+            [router]
+            metrics = "127.0.0.1:9100"
+            [expert.emamba]
+            metrics = "0.0.0.0:9200"
+            [expert.et5]
+            metrics = "0.0.0.0:9300"
+            """
+        let config = try load(text)
+        XCTAssertEqual(config.optionalString("router.metrics"), "127.0.0.1:9100")
+        XCTAssertEqual(config.expertMetricsAddress(pool: "emamba", instance: "emamba-3"), "0.0.0.0:9203")
+        XCTAssertEqual(config.expertMetricsAddress(pool: "et5", instance: "et5-1"), "0.0.0.0:9301")
+        XCTAssertEqual(config.expertMetricsAddress(pool: "et5", instance: nil), "0.0.0.0:9300")
+        var flags = ConfigOverrides()
+        flags.set("expert.metrics", "127.0.0.1:9999", flag: "--metrics")
+        XCTAssertEqual(try load(text, flags: flags).expertMetricsAddress(pool: "et5", instance: "et5-1"), "127.0.0.1:9999")
+        XCTAssertNil(try load(nil).expertMetricsAddress(pool: "et5", instance: "et5-1"), "off by default")
+        XCTAssertEqual(problems("[router]\nmetrics = \"nohost\"\n").first?.key, "router.metrics")
+    }
+
     func testExpertInstanceNames() {
         XCTAssertEqual(ExpertInstance("emamba-3")?.pool, "emamba")
         XCTAssertEqual(ExpertInstance("emamba-3")?.replicaId, "emamba-3")

@@ -4,6 +4,7 @@ import Engine
 import ExpertNode
 import Foundation
 import Kernels
+import MetricsEndpoint
 import Tokenizers
 import Wire
 
@@ -29,6 +30,8 @@ struct ExpertCommand: ParsableCommand {
     @Option(help: "Sessions kept in the cache between spans (LRU; default 256).") var maxSessions: Int?
     @Option(help: "Heartbeat interval in ms (default 1000).") var heartbeatMs: UInt64?
     @Flag(help: "Never stop at EOS: every answer runs to its max tokens (benchmarks and tests).") var ignoreEos = false
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9101; port 0 picks one).")
+    var metrics: String?
     @Option(help: "Log level.") var logLevel: String?
 
     var overrides: ConfigOverrides {
@@ -40,6 +43,7 @@ struct ExpertCommand: ParsableCommand {
         o.set("expert.max_sessions", maxSessions, flag: "--max-sessions")
         o.set("expert.heartbeat_ms", heartbeatMs, flag: "--heartbeat-ms")
         o.set("expert.ignore_eos", ignoreEos ? true : nil, flag: "--ignore-eos")
+        o.set("expert.metrics", metrics, flag: "--metrics")
         o.set("expert.log_level", logLevel, flag: "--log-level")
         return o
     }
@@ -73,6 +77,9 @@ struct ExpertCommand: ParsableCommand {
         let settings = cluster.expert(pool: "\(pool)")
         let logger = Runtime.bootstrapLogging(NodeConfiguration.logLevel(cluster, "expert.log_level", pool: "\(pool)"),
                                               label: "mambaformer.expert")
+        if let address = cluster.expertMetricsAddress(pool: "\(pool)", instance: instance) {
+            try MetricsEndpoint.start(address: address, logger: logger)
+        }
         Blas.threads = settings.threads
 
         let folder = try MambaformerCheckpoint.expertFolder(settings.model, expert: "\(pool)")

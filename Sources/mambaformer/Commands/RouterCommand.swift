@@ -3,6 +3,7 @@ import ClusterConfig
 import Engine
 import Foundation
 import Gate
+import MetricsEndpoint
 import RouterNode
 import Logging
 import Wire
@@ -27,6 +28,8 @@ struct RouterCommand: ParsableCommand {
     @Option(help: "Requests in progress before new ones are refused (overloaded, retryable; default 1024).") var maxRequests: Int?
     @Flag(help: "Refuse (overloaded) instead of falling back to the other pool when a pool is saturated.")
     var noFallback = false
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9101; port 0 picks one).")
+    var metrics: String?
     @Option(help: "Log level (trace, debug, info, notice, warning, error).") var logLevel: String?
 
     var overrides: ConfigOverrides {
@@ -40,6 +43,7 @@ struct RouterCommand: ParsableCommand {
         o.set("limits.max_queued_spans", maxQueuedSpans, flag: "--max-queued-spans")
         o.set("limits.max_requests", maxRequests, flag: "--max-requests")
         o.set("limits.fallback_on_overload", noFallback ? false : nil, flag: "--no-fallback")
+        o.set("router.metrics", metrics, flag: "--metrics")
         o.set("router.log_level", logLevel, flag: "--log-level")
         return o
     }
@@ -49,6 +53,7 @@ struct RouterCommand: ParsableCommand {
         let cluster = try NodeConfiguration.load(config, overrides)
         let settings = cluster.router
         let logger = Runtime.bootstrapLogging(NodeConfiguration.logLevel(cluster, "router.log_level"), label: "mambaformer.router")
+        if let address = cluster.optionalString("router.metrics") { try MetricsEndpoint.start(address: address, logger: logger) }
         let options = try NodeConfiguration.routerOptions(cluster)
         let spanGate = try makeGate(settings.gate, model: settings.model, logger: logger)
         let node = try RouterNode(options: options, gate: spanGate, logger: logger)

@@ -10,7 +10,7 @@ import Wire
 
 /// A whole cluster on this machine in one command: router, gateway and expert replicas as
 /// child processes of this one (the same binary), wired over ipc:// endpoints in a private
-/// folder. Children get PR_SET_PDEATHSIG, so even a SIGKILL of `up` leaves no orphans.
+/// folder. Children watch their parent, so even a SIGKILL of `up` leaves no orphans.
 struct UpCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "up",
