@@ -5,14 +5,16 @@
 # 8 concurrent clients. Answers run to --max-tokens (MAMBAFORMER_EXPERT_IGNORE_EOS, i.e.
 # [expert] ignore_eos) so that tokens/s measure decoding whatever the model says.
 #
-#   Deploy/measure-capacity.sh [BINARY] [MODEL] [SECONDS]     reports land in ./capacity-reports/
+#   Deploy/measure-capacity.sh [BINARY] [MODEL] [SECONDS]    (paths relative to the repository;
+#   the loadgen reports go to $REPORTS, default a temporary folder)
 set -euo pipefail
+cd "$(dirname "$0")/.."
 bin="${1:-.build/release/mambaformer}"
 model="${2:-models/demo}"
 seconds="${3:-15}"
 port=18181
-out=capacity-reports
-mkdir -p "$out"
+out="${REPORTS:-$(mktemp -d)}"
+echo "reports: $out"
 
 MAMBAFORMER_EXPERT_IGNORE_EOS=true OPENBLAS_NUM_THREADS=1 \
   "$bin" up --model "$model" --emamba 1 --et5 1 --http "127.0.0.1:$port" --log-level warning &
