@@ -91,10 +91,15 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], swiftSettings: v5),
 
+        // Deployment: the cluster configuration file (TOML), systemd readiness, scale planning.
+        .target(name: "ClusterConfig", dependencies: [
+            .product(name: "TOMLKit", package: "TOMLKit"),
+        ], swiftSettings: v5),
+
         // The one executable.
         .executableTarget(name: "mambaformer", dependencies: [
             "Wire", "Kernels", "Tokenizers", "Engine", "Gate",
-            "RouterNode", "ExpertNode", "Gateway", "LoadGen", "MetricsEndpoint", "CSupport",
+            "RouterNode", "ExpertNode", "Gateway", "LoadGen", "MetricsEndpoint", "CSupport", "ClusterConfig",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "TOMLKit", package: "TOMLKit"),
@@ -121,6 +126,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Kernels"],
                     resources: [.copy("Fixtures")], swiftSettings: v5),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")], swiftSettings: v5),
+        .testTarget(name: "DeployTests", dependencies: ["ClusterConfig"], swiftSettings: v5),
         .testTarget(name: "GatewayTests", dependencies: [
             "Gateway", "Wire",
             .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -42,7 +42,9 @@ final class MetricsTests: XCTestCase {
         let cluster = try ClusterHarness()
         try cluster.startRouter(extra: ["--metrics", "no-port-here"])
         XCTAssertNotEqual(cluster.waitForExit("router"), 0)
-        XCTAssertTrue(cluster.log("router").contains("--metrics must be HOST:PORT"), cluster.log("router"))
+        // Checked with the rest of the configuration (Deploy): names the flag and the rule.
+        XCTAssertTrue(cluster.log("router").contains("flag --metrics: router.metrics: \"no-port-here\" is invalid: expected HOST:PORT"),
+                      cluster.log("router"))
     }
 
     /// Reads the URL the process logged ("metrics at http://…/metrics") and fetches it.
