@@ -94,7 +94,7 @@ enum NodeConfiguration {
     /// The router's key pair and the allow-list: every `*.pub` in `allowed_keys_dir`.
     private static func routerCurve(_ config: ClusterConfig) throws -> CurveServerConfig {
         let s = config.security
-        let secret = try readKey(config, "security.router_secret_key", s.routerSecretKey)
+        let secret = try readKey(config, "security.router_secret_key", s.routerSecretKey, secret: true)
         let publicKey = try Keys.publicKey(fromSecret: secret)
         let dir = s.allowedKeysDir
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else {
@@ -112,13 +112,13 @@ enum NodeConfiguration {
     }
 
     private static func clientCurve(_ config: ClusterConfig, secretKeySetting: String) throws -> CurveClientConfig {
-        let secret = try readKey(config, secretKeySetting, config.string(secretKeySetting))
+        let secret = try readKey(config, secretKeySetting, config.string(secretKeySetting), secret: true)
         let serverKey = try readKey(config, "security.router_public_key", config.security.routerPublicKey)
         return CurveClientConfig(publicKey: try Keys.publicKey(fromSecret: secret), secretKey: secret, serverKey: serverKey)
     }
 
-    private static func readKey(_ config: ClusterConfig, _ setting: String, _ path: String) throws -> String {
-        do { return try Keys.readKey(atPath: path) } catch {
+    private static func readKey(_ config: ClusterConfig, _ setting: String, _ path: String, secret: Bool = false) throws -> String {
+        do { return try secret ? Keys.readSecretKey(atPath: path) : Keys.readKey(atPath: path) } catch {
             throw NodeConfigError("\(config.describe(setting)): \(error)")
         }
     }
