@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        // Already in the graph through hummingbird; named here for LoadGen's small HTTP/1.1 client.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // System libraries (Debian packages, see scripts/install-deps.sh).
@@ -73,15 +75,31 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: v5),
+        // GET /metrics for the router and the experts (the gateway serves its own).
+        .target(name: "MetricsEndpoint", dependencies: [
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ], swiftSettings: v5),
         .target(name: "LoadGen", dependencies: [
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ], swiftSettings: v5),
+
+        // Deployment: the cluster configuration file (TOML), systemd readiness, scale planning.
+        .target(name: "ClusterConfig", dependencies: [
+            .product(name: "TOMLKit", package: "TOMLKit"),
         ], swiftSettings: v5),
 
         // The one executable.
         .executableTarget(name: "mambaformer", dependencies: [
             "Wire", "Kernels", "Tokenizers", "Engine", "Gate",
-            "RouterNode", "ExpertNode", "Gateway", "LoadGen", "CSupport",
+            "RouterNode", "ExpertNode", "Gateway", "LoadGen", "MetricsEndpoint", "CSupport", "ClusterConfig",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "TOMLKit", package: "TOMLKit"),
@@ -94,20 +112,31 @@ let package = Package(
         .executableTarget(name: "engine-bench", dependencies: ["Engine", "Kernels"],
                           path: "benchmarks/engine", swiftSettings: v5),
 
+        // What the cluster's processes add: router dispatch cost per span, batching through an expert.
+        .executableTarget(name: "cluster-bench", dependencies: ["Wire", "RouterNode", "Gate"],
+                          path: "benchmarks/cluster", swiftSettings: v5),
+
         // Unit tests next to each part; integration tests start real processes.
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: v5),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: v5),
         .testTarget(name: "GateTests", dependencies: ["Gate", "Engine", "Tokenizers", "Wire", "RouterNode"], swiftSettings: v5),
         .testTarget(name: "RouterNodeTests", dependencies: ["RouterNode", "Gate"], swiftSettings: v5),
         .testTarget(name: "IntegrationTests", dependencies: [
-            "mambaformer", "Wire", "Engine", "ExpertNode", "Gateway",
+            "mambaformer", "Wire", "Engine", "ExpertNode", "Gateway", "LoadGen",
         ], swiftSettings: v5),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Kernels"],
                     resources: [.copy("Fixtures")], swiftSettings: v5),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")], swiftSettings: v5),
+        .testTarget(name: "DeployTests", dependencies: ["ClusterConfig"], swiftSettings: v5),
         .testTarget(name: "GatewayTests", dependencies: [
             "Gateway", "Wire",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ], swiftSettings: v5),
+        .testTarget(name: "LoadGenTests", dependencies: [
+            "LoadGen",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ], swiftSettings: v5),
     ]
 )

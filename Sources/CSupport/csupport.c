@@ -20,17 +20,33 @@ int mf_install_stop_handler(int sig) {
 int mf_stop_requested(void) {
     return mf_stop ? 1 : 0;
 }
-#if defined(__linux__)
-#include <sys/prctl.h>
-#endif
+#include <pthread.h>
+#include <unistd.h>
 
-int mf_set_parent_death_signal(int sig) {
-#if defined(__linux__)
-    return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0);
-#else
-    (void)sig;
-    return -1;
-#endif
+/* Not PR_SET_PDEATHSIG: Linux sends that signal when the parent *thread* that forked us
+   exits, and a launcher that spawns from a thread pool (Swift concurrency, a test runner)
+   loses such threads while it lives on. Polling getppid() follows the process instead:
+   when the parent dies we are re-parented and the id changes. */
+static pid_t mf_watched_parent;
+static int mf_watch_signal;
+
+static void *mf_parent_watch(void *arg) {
+    (void)arg;
+    for (;;) {
+        if (getppid() != mf_watched_parent) {
+            kill(getpid(), mf_watch_signal);
+            return NULL;
+        }
+        usleep(200 * 1000);
+    }
+}
+
+int mf_watch_parent(int parent, int sig) {
+    mf_watched_parent = (pid_t)parent;
+    mf_watch_signal = sig;
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, mf_parent_watch, NULL) != 0) return -1;
+    return pthread_detach(thread);
 }
 
 int mf_cpu_has_avx512f(void) {

@@ -42,9 +42,7 @@ public final class ExpertNode {
     private var lastHeartbeatMs: UInt64 = 0
     private var draining = false
 
-    private let spansCounter: Counter
-    private let tokensCounter: Counter
-    private let droppedFrames = Counter(label: "mambaformer_expert_frames_dropped_total")
+    private let metrics: ExpertMetrics
 
     public init(options: Options, model: ExpertModel, tokenizer: Tokenizer, logger: Logger) throws {
         self.options = options
@@ -54,8 +52,7 @@ public final class ExpertNode {
                                   replicaId: options.replicaId, cache: cache, ignoreEOS: options.ignoreEOS)
         context = try ZmqContext()
         socket = try Self.connect(context: context, options: options)
-        spansCounter = Counter(label: "mambaformer_expert_spans_total", dimensions: [("pool", "\(options.pool)")])
-        tokensCounter = Counter(label: "mambaformer_expert_tokens_total", dimensions: [("pool", "\(options.pool)")])
+        metrics = ExpertMetrics(pool: options.pool, replicaId: options.replicaId)
     }
 
     private static func connect(context: ZmqContext, options: Options) throws -> ZmqSocket {
@@ -93,7 +90,11 @@ public final class ExpertNode {
             let timeout = scheduler.activeCount > 0 ? 0 : 50
             if let readable = try? ZmqPoll.poll([socket], timeoutMs: timeout), readable[0] { readMessages() }
             admitWaiting()
+            let batch = scheduler.activeCount
+            let stepStart = DispatchTime.now().uptimeNanoseconds
             for outcome in scheduler.step(nowUnixMs: WallClock.nowMs()) { report(outcome) }
+            if batch > 0 { metrics.recordStep(batch: batch, nanoseconds: DispatchTime.now().uptimeNanoseconds - stepStart) }
+            metrics.recordOccupancy(active: scheduler.activeCount, waiting: waiting.count)
             keepAlive(now: WallClock.nowMs())
             // While computing we were not listening: the router's silence during that time
             // says nothing about the router.
@@ -114,7 +115,7 @@ public final class ExpertNode {
             switch message.result {
             case .success(let e): envelope = e
             case .failure(let error):
-                droppedFrames.increment()
+                metrics.droppedFrames.increment()
                 logger.debug("dropped a malformed frame", metadata: ["error": "\(error)"])
                 continue
             }
@@ -134,7 +135,7 @@ public final class ExpertNode {
             case .error(let e):
                 logger.error("router refused this replica: \(e.message)")
             default:
-                droppedFrames.increment()
+                metrics.droppedFrames.increment()
             }
         }
     }
@@ -151,10 +152,10 @@ public final class ExpertNode {
     private func report(_ outcome: SpanOutcome) {
         switch outcome {
         case .result(let result):
-            spansCounter.increment()
-            tokensCounter.increment(by: result.pieces.count)
+            metrics.recordSpan(result)
             send(Envelope(.spanResult(result)))
         case .failure(let requestId, let error):
+            metrics.spansFailed.increment()
             logger.warning("span failed", metadata: ["request_id": "\(requestId)", "error": "\(error.message)"])
             send(Envelope(.answerEvent(AnswerEvent(requestId: requestId, kind: .error(error)))))
         }
@@ -173,6 +174,7 @@ public final class ExpertNode {
         // The router fell silent: reconnect with a new socket and re-register.
         if now > lastRouterMs + options.heartbeatIntervalMs * options.liveness {
             logger.warning("router silent; reconnecting", metadata: ["router": "\(options.router)"])
+            metrics.reconnects.increment()
             socket.close()
             if let fresh = try? Self.connect(context: context, options: options) {
                 socket = fresh
@@ -184,7 +186,7 @@ public final class ExpertNode {
 
     private func send(_ envelope: Envelope) {
         do {
-            if try !socket.send(envelope, to: nil) { droppedFrames.increment() }
+            if try !socket.send(envelope, to: nil) { metrics.droppedFrames.increment() }
         } catch {
             logger.warning("send failed: \(error)")
         }

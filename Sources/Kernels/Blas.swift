@@ -1,4 +1,6 @@
+import CKernels
 import COpenBLAS
+import Dispatch
 
 /// Thin, typed wrappers over OpenBLAS. Every matrix is row-major f32.
 ///
@@ -33,9 +35,33 @@ public enum Blas {
             gemv(out: n, in: k, w: w, x: a, y: c, alpha: alpha, beta: beta)
             return
         }
+        if m <= smallBatchRows {
+            smallBatch(m: m, n: n, k: k, a: a, lda: lda ?? k, w: w, c: c, ldc: ldc ?? n, alpha: alpha, beta: beta)
+            return
+        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda ?? k), w, Int32(k),
                     beta, c, Int32(ldc ?? n))
+    }
+
+    /// Up to this many rows, `gemmTransB` reads W once per 8 rows (`ck_gemm_small_m`) instead
+    /// of calling sgemm, which packs W first: decode steps of a batch are bound by reading W.
+    public static let smallBatchRows = 16
+
+    /// `gemmTransB` for a few rows; the output columns are split across `threads`.
+    @usableFromInline
+    static func smallBatch(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, w: UnsafePointer<Float>,
+                           c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float) {
+        let parts = max(1, min(SelectiveScan.threads, n / 256))
+        if parts == 1 {
+            ck_gemm_small_m(Int32(m), 0, Int32(n), Int32(k), a, lda, w, c, ldc, alpha, beta)
+            return
+        }
+        let chunk = (n + parts - 1) / parts
+        DispatchQueue.concurrentPerform(iterations: parts) { p in
+            let n0 = p * chunk, n1 = min(n, n0 + chunk)
+            if n0 < n1 { ck_gemm_small_m(Int32(m), Int32(n0), Int32(n1), Int32(k), a, lda, w, c, ldc, alpha, beta) }
+        }
     }
 
     /// y[out] = alpha · W[out×in] · x[in] + beta · y.

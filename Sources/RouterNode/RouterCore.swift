@@ -41,6 +41,7 @@ public struct RouterStats: Sendable, Equatable {
     public var fallbacks = 0
     public var lateResults = 0
     public var tokens: [PoolKind: Int] = [:]
+    public var spans: [PoolKind: Int] = [:]
     public var spansByReplica: [String: Int] = [:]
 }
 
@@ -121,6 +122,8 @@ public final class RouterCore {
         replicas.values.filter { $0.ready.pool == pool }.count
     }
     public var activeRequests: Int { requests.count }
+    /// The pool a registered replica serves (`.unspecified` for an unknown peer).
+    public func pool(of identity: PeerIdentity) -> PoolKind { replicas[identity]?.ready.pool ?? .unspecified }
     public func queueDepth(_ pool: PoolKind) -> Int { queues[pool]?.count ?? 0 }
     public var inflightSpans: Int { inflight.count }
 
@@ -380,6 +383,7 @@ public final class RouterCore {
         active.nextSpan += 1
         active.span = nil
         stats.tokens[flight.pool, default: 0] += Int(tokens)
+        stats.spans[flight.pool, default: 0] += 1
         stats.spansByReplica[replica.ready.replicaId, default: 0] += 1
         out.append(.toGateway(active.gateway, Envelope(.answerEvent(AnswerEvent(requestId: active.request.requestId, kind: .span(forwarded))))))
 

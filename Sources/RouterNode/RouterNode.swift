@@ -28,12 +28,7 @@ public final class RouterNode {
     /// Set to drain and stop (from any thread, e.g. a signal handler's queue).
     public let stopRequested = StopFlag()
 
-    private let framesDropped = Counter(label: "mambaformer_router_frames_dropped_total")
-    private let spansDispatched = Counter(label: "mambaformer_router_spans_total")
-    private let replicasGauge = [PoolKind.emamba: Gauge(label: "mambaformer_router_replicas", dimensions: [("pool", "emamba")]),
-                                 PoolKind.et5: Gauge(label: "mambaformer_router_replicas", dimensions: [("pool", "et5")])]
-    private let queueGauge = [PoolKind.emamba: Gauge(label: "mambaformer_router_queue_depth", dimensions: [("pool", "emamba")]),
-                              PoolKind.et5: Gauge(label: "mambaformer_router_queue_depth", dimensions: [("pool", "et5")])]
+    private let metrics = RouterMetrics()
 
     public init(options: Options, gate: SpanGate, logger: Logger) throws {
         self.options = options
@@ -77,10 +72,8 @@ public final class RouterNode {
             if readable[0] { drain(frontend, isFrontend: true) }
             if readable[1] { drain(backend, isFrontend: false) }
             perform(core.tick(now: WallClock.nowMs()))
-            for pool in [PoolKind.emamba, .et5] {
-                replicasGauge[pool]?.record(core.liveReplicas(pool))
-                queueGauge[pool]?.record(core.queueDepth(pool))
-            }
+            metrics.update(stats: core.stats, liveReplicas: core.liveReplicas, queueDepth: core.queueDepth,
+                           active: core.activeRequests)
         }
         let s = core.stats
         logger.info("router stopped malformed_frames=\(s.malformedFrames)", metadata: [
@@ -102,7 +95,7 @@ public final class RouterNode {
             guard let message else { return }
             guard let identity = message.identity else { continue }
             if case .failure(let error) = message.result {
-                framesDropped.increment()
+                metrics.framesDropped.increment()
                 logger.debug("dropped a malformed frame", metadata: ["error": "\(error)", "socket": "\(isFrontend ? "frontend" : "backend")"])
             }
             let now = WallClock.nowMs()
@@ -110,6 +103,9 @@ public final class RouterNode {
                 perform(core.gatewayFrame(identity, message.result, now: now))
             } else {
                 logReplicaEvent(message.result)
+                if case .success(let envelope) = message.result, case .spanResult(let result) = envelope.body {
+                    metrics.spanReturned(result)
+                }
                 perform(core.expertFrame(identity, message.result, now: now))
             }
         }
@@ -129,7 +125,7 @@ public final class RouterNode {
                 switch action {
                 case .toGateway(let identity, let envelope): sent = try frontend.send(envelope, to: identity)
                 case .toExpert(let identity, let envelope):
-                    if case .spanRequest = envelope.body { spansDispatched.increment() }
+                    if case .spanRequest(let span) = envelope.body { metrics.spanSent(span, pool: core.pool(of: identity)) }
                     sent = try backend.send(envelope, to: identity)
                 }
             } catch {
@@ -137,7 +133,7 @@ public final class RouterNode {
                 sent = false
             }
             // A peer that vanished: the core learns of it through liveness; nothing else to do.
-            if !sent { framesDropped.increment() }
+            if !sent { metrics.framesDropped.increment() }
         }
     }
 }

@@ -11,6 +11,7 @@ public enum KeyError: Error, CustomStringConvertible, Equatable {
     case mismatchedPair
     case fileExists(String)
     case io(path: String, why: String)
+    case exposedSecret(path: String, mode: UInt16)
 
     public var description: String {
         switch self {
@@ -24,6 +25,9 @@ public enum KeyError: Error, CustomStringConvertible, Equatable {
             return "\(path) already exists; pass --force to overwrite it"
         case let .io(path, why):
             return "\(path): \(why)"
+        case let .exposedSecret(path, mode):
+            return "\(path): a secret key must be readable by its owner only (mode \(String(mode, radix: 8)), "
+                + "expected 600): run `chmod 600 \(path)`"
         }
     }
 }
@@ -73,6 +77,16 @@ public enum Keys {
             throw KeyError.invalidKey(path: path, why: "expected one 40-character Z85 key")
         }
         return key
+    }
+
+    /// Reads a secret key file, refusing one that its group or others may read or write
+    /// (as ssh does): a leaked secret key lets anyone impersonate this node.
+    public static func readSecretKey(atPath path: String) throws -> String {
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw KeyError.io(path: path, why: String(cString: strerror(errno))) }
+        let mode = UInt16(info.st_mode & 0o777)
+        guard mode & 0o077 == 0 else { throw KeyError.exposedSecret(path: path, mode: mode) }
+        return try readKey(atPath: path)
     }
 
     /// Generates a key pair and writes `<directory>/<name>.key` (secret, mode 0600, created

@@ -1,3 +1,4 @@
+import COpenBLAS
 import XCTest
 @testable import Kernels
 
@@ -39,5 +40,39 @@ final class BlasTests: XCTestCase {
         Blas.gemv(out: 2, in: 3, w: w, x: x, y: &viaGemv)
         XCTAssertEqual(viaGemv, [6, 12])
         XCTAssertEqual(viaGemm, viaGemv)
+    }
+
+    /// The small-batch path (2…16 rows, W read once per 8 rows) equals sgemm for every row
+    /// count, odd inner sizes (vector tails), strides, alpha/beta, and split across threads.
+    func testSmallBatchPathEqualsSgemm() {
+        var rng = SystemRandomNumberGenerator()
+        for threads in [1, 2] {
+            SelectiveScan.threads = threads
+            defer { SelectiveScan.threads = 1 }
+            for m in [2, 3, 5, 8, 9, 16] {
+                for (n, k) in [(7, 5), (600, 37), (513, 64)] {
+                    let lda = k + 3, ldc = n + 2
+                    let a = (0..<(m * lda)).map { _ in Float.random(in: -1...1, using: &rng) }
+                    let w = (0..<(n * k)).map { _ in Float.random(in: -1...1, using: &rng) }
+                    let c0 = (0..<(m * ldc)).map { _ in Float.random(in: -1...1, using: &rng) }
+                    var fast = c0, reference = c0
+                    Blas.gemmTransB(m: m, n: n, k: k, a: a, lda: lda, w: w, c: &fast, ldc: ldc, alpha: 0.5, beta: 2)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 0.5, a, Int32(lda),
+                                w, Int32(k), 2, &reference, Int32(ldc))
+                    for i in 0..<fast.count {
+                        XCTAssertEqual(fast[i], reference[i], accuracy: 1e-4, "m \(m) n \(n) k \(k) threads \(threads) at \(i)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// beta 0 ignores whatever C held (NaN included), as BLAS does.
+    func testSmallBatchWithBetaZeroIgnoresOldC() {
+        let a: [Float] = [1, 2, 3, 4]          // 2×2
+        let w: [Float] = [1, 0, 0, 1, 1, 1]    // 3×2
+        var c = [Float](repeating: .nan, count: 6)
+        Blas.gemmTransB(m: 2, n: 3, k: 2, a: a, w: w, c: &c)
+        XCTAssertEqual(c, [1, 2, 3, 3, 4, 7])
     }
 }

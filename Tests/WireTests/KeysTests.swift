@@ -65,6 +65,19 @@ final class KeysTests: XCTestCase {
         XCTAssertThrowsError(try Keys.readKey(atPath: directory + "/absent.pub"))
     }
 
+    func testSecretKeysReadableByOthersAreRefused() throws {
+        try Keys.writeKeyPair(name: "node", directory: directory)
+        let secret = directory + "/node.key"
+        XCTAssertNoThrow(try Keys.readSecretKey(atPath: secret))
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            XCTAssertEqual(chmod(secret, mode_t(mode)), 0)
+            XCTAssertThrowsError(try Keys.readSecretKey(atPath: secret)) { error in
+                XCTAssertEqual(error as? KeyError, .exposedSecret(path: secret, mode: UInt16(mode)))
+                XCTAssertTrue("\(error)".contains("chmod 600"), "\(error)")
+            }
+        }
+    }
+
     /// `mambaformer keygen` end to end, on the binary built next to the test bundle.
     func testKeygenCommandWritesTheFiles() throws {
         let binary = Bundle.main.bundleURL.appendingPathComponent("mambaformer").path

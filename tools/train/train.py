@@ -20,6 +20,7 @@ The tokenizers are the frozen files already in the output folders
 """
 
 import argparse
+import json
 import math
 import os
 import random
@@ -213,6 +214,23 @@ def export(model, kind: str, out_dir: str, tokenizer_path: str, record: dict) ->
         shutil.copyfile(tokenizer_path, os.path.join(out_dir, "tokenizer.json"))
 
 
+def load_previous(model, kind: str, folder: str) -> dict:
+    """Continue from an exported folder (e.g. the committed demo weights): the same
+    architecture, weights widened from bf16. Returns that folder's training record."""
+    from safetensors.torch import load_file
+    state = {k: v.to(torch.float32) for k, v in load_file(os.path.join(folder, "model.safetensors")).items()}
+    if kind == "et5":  # the exported file names only `shared` for the embeddings
+        state["encoder.embed_tokens.weight"] = state["shared.weight"]
+        state["decoder.embed_tokens.weight"] = state["shared.weight"]
+    else:              # lm_head is tied to the embeddings and not exported
+        state["lm_head.weight"] = state["backbone.embeddings.weight"]
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise SystemExit(f"--resume {folder}: missing {missing}, unexpected {unexpected}")
+    with open(os.path.join(folder, "training.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
 # ------------------------------------------------------------------ training
 
 def learning_rate(peak: float, progress: float, warmup: float = 0.03) -> float:
@@ -236,6 +254,9 @@ def main():
     parser.add_argument("--closed-book-repeat", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--resume", default=None,
+                        help="start from the weights of an exported folder (fresh optimizer and schedule); "
+                             "the training record keeps the earlier runs")
     parser.add_argument("--log", default=None, help="progress log file (default <out>/../<expert>-train.log)")
     args = parser.parse_args()
 
@@ -252,6 +273,7 @@ def main():
         model, examples = build_et5(vocab), Et5Examples(tokenizer)
     else:
         model, examples = build_emamba(vocab), EmambaExamples(tokenizer)
+    earlier = load_previous(model, args.expert, args.resume) if args.resume else None
     rows = oversampled(load_rows(os.path.join(args.data, "train.jsonl")), args.closed_book_repeat)
     encoded = [examples.encode(row) for row in rows]
     lengths = [examples.length(pair) for pair in encoded]
@@ -272,9 +294,13 @@ def main():
         "torch": torch.__version__,
         "progress": {},
     }
+    if earlier:
+        # Runs so far, oldest first, so a model card can sum the wall time and tokens.
+        record["earlier_runs"] = earlier.get("earlier_runs", []) + [
+            {"training": earlier.get("training"), "progress": earlier.get("progress")}]
     log = open(log_path, "a", buffering=1, encoding="utf-8")
     log.write(f"# {args.expert}: {parameters:,} parameters, {len(rows)} rows/epoch, "
-              f"budget {args.minutes} min\n")
+              f"budget {args.minutes} min" + (f", resumed from {args.resume}" if args.resume else "") + "\n")
     model.train()
     start = last_checkpoint = time.time()
     step, epoch, tokens_seen, loss_ema = 0, 0, 0, None

@@ -19,6 +19,13 @@ void ck_selective_scan(
 /// x <- x * sigmoid(x) over count floats (vectorised exp).
 void ck_silu_inplace(float *x, ptrdiff_t count);
 
+/// C[i, j] = alpha * sum_t A[i, t] * W[j, t] + beta * C[i, j] for rows i < m and output
+/// columns j in [n0, n1): W is [n x k] row-major (a Linear weight), A has row stride lda,
+/// C row stride ldc. For small m (decode batches): W is read once per 8 rows of A.
+/// beta == 0 never reads C.
+void ck_gemm_small_m(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const float *w,
+                     float *c, ptrdiff_t ldc, float alpha, float beta);
+
 /// 1 when the AVX2+FMA variant is in use (for benchmarks' reports).
 int ck_uses_avx2(void);
 #endif

@@ -1,58 +1,101 @@
 import ArgumentParser
+import ClusterConfig
 import Engine
 import ExpertNode
 import Foundation
 import Kernels
+import MetricsEndpoint
 import Tokenizers
 import Wire
 
 struct ExpertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "expert",
-        abstract: "Run one expert replica (EMamba or ET5) connected to a router."
+        abstract: "Run one expert replica (EMamba or ET5) connected to a router.",
+        discussion: """
+            Settings come from [expert] and [expert.<pool>] of the configuration file; flags override them. \
+            Under systemd the unit mambaformer-expert@emamba-3 runs `expert --instance emamba-3`: \
+            pool emamba, replica id emamba-3.
+            """
     )
 
-    @Option(help: "Which pool this replica serves: emamba or et5.") var kind: String
-    @Option(help: "MambaFormer checkpoint folder, or one Hugging Face checkpoint folder.") var model = "models/demo"
-    @Option(help: "The router's backend endpoint.") var router = "tcp://127.0.0.1:5556"
-    @Option(help: "Replica name shown in traces and metrics (default: <kind>-<pid>).") var replicaId: String?
-    @Option(help: "BLAS threads in this process (one per process is best on small hosts).") var threads = 1
-    @Option(help: "Sequences decoded together in one batch.") var capacity = 8
-    @Option(help: "Sessions kept in the cache between spans (LRU).") var maxSessions = 256
-    @Option(help: "Heartbeat interval in ms.") var heartbeatMs: UInt64 = 1000
+    @OptionGroup var config: ConfigFileOption
+    @Option(help: "Which pool this replica serves: emamba or et5.") var kind: String?
+    @Option(help: "Pool and replica in one name, POOL-N (a systemd instance name, e.g. emamba-3).") var instance: String?
+    @Option(help: "MambaFormer checkpoint folder, or one Hugging Face checkpoint folder (default models/demo).") var model: String?
+    @Option(help: "The router's backend endpoint (default tcp://127.0.0.1:5556).") var router: String?
+    @Option(help: "Replica name shown in traces and metrics (default: the instance name, else <kind>-<pid>).") var replicaId: String?
+    @Option(help: "BLAS threads in this process (one per process is best on small hosts; default 1).") var threads: Int?
+    @Option(help: "Sequences decoded together in one batch (default 8).") var capacity: Int?
+    @Option(help: "Sessions kept in the cache between spans (LRU; default 256).") var maxSessions: Int?
+    @Option(help: "Heartbeat interval in ms (default 1000).") var heartbeatMs: UInt64?
     @Flag(help: "Never stop at EOS: every answer runs to its max tokens (benchmarks and tests).") var ignoreEos = false
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9101; port 0 picks one).")
+    var metrics: String?
     @Option(help: "Log level.") var logLevel: String?
+
+    var overrides: ConfigOverrides {
+        var o = ConfigOverrides()
+        o.set("expert.model", model, flag: "--model")
+        o.set("expert.router", router, flag: "--router")
+        o.set("expert.threads", threads, flag: "--threads")
+        o.set("expert.capacity", capacity, flag: "--capacity")
+        o.set("expert.max_sessions", maxSessions, flag: "--max-sessions")
+        o.set("expert.heartbeat_ms", heartbeatMs, flag: "--heartbeat-ms")
+        o.set("expert.ignore_eos", ignoreEos ? true : nil, flag: "--ignore-eos")
+        o.set("expert.metrics", metrics, flag: "--metrics")
+        o.set("expert.log_level", logLevel, flag: "--log-level")
+        return o
+    }
+
+    /// The pool and replica id from --kind / --instance / --replica-id.
+    func identity() throws -> (pool: PoolKind, replicaId: String) {
+        var poolName = kind
+        var replica = replicaId
+        if let instance {
+            guard let parsed = ExpertInstance(instance) else {
+                throw ValidationError("--instance must be POOL-N with POOL emamba or et5 (got \(instance))")
+            }
+            if let kind, kind != parsed.pool {
+                throw ValidationError("--kind \(kind) contradicts --instance \(instance)")
+            }
+            poolName = parsed.pool
+            replica = replica ?? parsed.replicaId
+        }
+        guard let poolName else { throw ValidationError("give --kind emamba|et5 or --instance POOL-N") }
+        guard let pool = PoolKind(name: poolName) else {
+            throw ValidationError("--kind must be emamba or et5 (got \(poolName))")
+        }
+        return (pool, replica ?? "\(poolName)-\(getpid())")
+    }
 
     func run() throws {
         Runtime.ensureOpenBLASCoreType()
         Runtime.dieWithParentIfSupervised()
-        let logger = Runtime.bootstrapLogging(logLevel, label: "mambaformer.expert")
-        let pool: PoolKind
-        switch kind {
-        case "emamba": pool = .emamba
-        case "et5": pool = .et5
-        default: throw ValidationError("--kind must be emamba or et5 (got \(kind))")
+        let (pool, replica) = try identity()
+        let cluster = try NodeConfiguration.load(config, overrides)
+        let settings = cluster.expert(pool: "\(pool)")
+        let logger = Runtime.bootstrapLogging(NodeConfiguration.logLevel(cluster, "expert.log_level", pool: "\(pool)"),
+                                              label: "mambaformer.expert")
+        if let address = cluster.expertMetricsAddress(pool: "\(pool)", instance: instance) {
+            try MetricsEndpoint.start(address: address, logger: logger)
         }
-        guard (1...64).contains(threads) else { throw ValidationError("--threads must be in 1...64") }
-        guard (1...256).contains(capacity) else { throw ValidationError("--capacity must be in 1...256") }
-        Blas.threads = threads
+        Blas.threads = settings.threads
 
-        let folder = try MambaformerCheckpoint.expertFolder(model, expert: kind)
+        let folder = try MambaformerCheckpoint.expertFolder(settings.model, expert: "\(pool)")
         let expertModel = try loadExpertModel(from: folder)
         let tokenizer = try Tokenizer.load(from: folder)
-        var options = ExpertNode.Options()
-        options.router = router
-        options.pool = pool
-        options.replicaId = replicaId ?? "\(kind)-\(getpid())"
-        options.modelId = folder.lastPathComponent
-        options.capacity = capacity
-        options.maxSessions = maxSessions
-        options.heartbeatIntervalMs = heartbeatMs
-        options.ignoreEOS = ignoreEos
+        let options = try NodeConfiguration.expertOptions(cluster, pool: pool, replicaId: replica,
+                                                          modelId: folder.lastPathComponent)
         logger.info("model loaded", metadata: [
             "model": "\(folder.path)", "type": "\(expertModel.modelType)", "weight_bytes": "\(expertModel.weightBytes)"])
         let node = try ExpertNode(options: options, model: expertModel, tokenizer: tokenizer, logger: logger)
         installStopSignals(node.stopRequested)
+        // Model loaded and the socket connecting: the replica announces itself (Ready) as its
+        // loop starts and reconnects on its own, so systemd need not wait for the router.
+        Readiness.ready("\(replica) serving \(pool) from \(folder.path) via \(settings.router)", logger: logger)
+        let stopping = Readiness.notifyStopping(when: node.stopRequested, logger: logger)
         node.run()
+        stopping.finish()
     }
 }

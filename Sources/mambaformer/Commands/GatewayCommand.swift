@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClusterConfig
 import Foundation
 import Gateway
 import Logging
@@ -9,49 +10,65 @@ import Wire
 struct GatewayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway",
-        abstract: "Run the HTTP gateway in front of a router."
+        abstract: "Run the HTTP gateway in front of a router.",
+        discussion: "Settings come from [gateway], [limits] and [security] of the configuration file; flags override them."
     )
 
-    @Option(help: "HTTP address to listen on (HOST:PORT).") var listen = "127.0.0.1:8080"
-    @Option(help: "The router's frontend endpoint.") var router = "tcp://127.0.0.1:5555"
+    @OptionGroup var config: ConfigFileOption
+    @Option(help: "HTTP address to listen on (HOST:PORT; default 127.0.0.1:8080).") var listen: String?
+    @Option(help: "The router's frontend endpoint (default tcp://127.0.0.1:5555).") var router: String?
     @Option(help: "File of accepted bearer tokens, one per line (no file: no authentication).") var authTokensFile: String?
-    @Option(help: "Answer requests in flight before 429.") var maxConcurrent = 64
-    @Option(help: "Largest max_tokens a client may ask for.") var maxTokens = 512
-    @Option(help: "Largest request body in bytes.") var maxBodyBytes = 256 * 1024
-    @Option(help: "Largest prompt (question + context) in characters.") var maxPromptChars = 32_000
-    @Option(help: "Deadline in ms when the client gives none.") var deadlineMs = 30_000
-    @Option(help: "Tokens per span asked of the router (0: the router's default).") var spanTokens: UInt32 = 0
+    @Option(help: "Answer requests in flight before 429 (default 64).") var maxConcurrent: Int?
+    @Option(help: "Largest max_tokens a client may ask for (default 512).") var maxTokens: Int?
+    @Option(help: "Largest request body in bytes (default 262144).") var maxBodyBytes: Int?
+    @Option(help: "Largest prompt (question + context) in characters (default 32000).") var maxPromptChars: Int?
+    @Option(help: "Deadline in ms when the client gives none (default 30000).") var deadlineMs: Int?
+    @Option(help: "Tokens per span asked of the router (0: the router's default).") var spanTokens: UInt32?
     @Option(help: "Log level.") var logLevel: String?
+
+    var overrides: ConfigOverrides {
+        var o = ConfigOverrides()
+        o.set("gateway.listen", listen, flag: "--listen")
+        o.set("gateway.router", router, flag: "--router")
+        o.set("security.auth_tokens_file", authTokensFile, flag: "--auth-tokens-file")
+        o.set("limits.max_concurrent", maxConcurrent, flag: "--max-concurrent")
+        o.set("limits.max_tokens", maxTokens, flag: "--max-tokens")
+        o.set("limits.max_body_bytes", maxBodyBytes, flag: "--max-body-bytes")
+        o.set("limits.max_prompt_chars", maxPromptChars, flag: "--max-prompt-chars")
+        o.set("gateway.deadline_ms", deadlineMs, flag: "--deadline-ms")
+        o.set("gateway.span_tokens", spanTokens, flag: "--span-tokens")
+        o.set("gateway.log_level", logLevel, flag: "--log-level")
+        return o
+    }
 
     func run() async throws {
         Runtime.dieWithParentIfSupervised()
-        let logger = Runtime.bootstrapLogging(logLevel, label: "mambaformer.gateway")
-        var config = GatewayConfig()
-        let parts = listen.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count >= 2, let port = Int(parts.last!) else {
-            throw ValidationError("--listen must be HOST:PORT (got \(listen))")
-        }
-        config.host = parts.dropLast().joined(separator: ":")
-        config.port = port
-        config.maxConcurrent = maxConcurrent
-        config.maxTokens = maxTokens
-        config.defaultMaxTokens = min(config.defaultMaxTokens, maxTokens)
-        config.maxBodyBytes = maxBodyBytes
-        config.maxPromptChars = maxPromptChars
-        config.defaultDeadlineMs = deadlineMs
-        config.maxDeadlineMs = max(config.maxDeadlineMs, deadlineMs)
-        config.spanTokens = spanTokens
-        if let authTokensFile { config.authTokens = try GatewayConfig.loadAuthTokens(path: authTokensFile) }
-        try config.validate()
+        let cluster = try NodeConfiguration.load(config, overrides)
+        let logger = Runtime.bootstrapLogging(NodeConfiguration.logLevel(cluster, "gateway.log_level"), label: "mambaformer.gateway")
+        let gatewayConfig = try NodeConfiguration.gatewayConfig(cluster)
 
         let metrics = GatewayMetrics()
         MetricsSystem.bootstrap(metrics.factory)
-        let backend = try RouterClient(endpoint: router, logger: logger)
-        let app = makeGatewayApplication(config: config, backend: backend, logger: logger, metrics: metrics)
+        let backend = try RouterClient(endpoint: cluster.gateway.router, curve: try NodeConfiguration.gatewayCurve(cluster),
+                                       logger: logger)
+        let app = makeGatewayApplication(config: gatewayConfig, backend: backend, logger: logger, metrics: metrics,
+                                         onServerRunning: { port in
+            Readiness.ready("gateway listening on \(gatewayConfig.host):\(port)", logger: logger)
+        })
         // SIGTERM/SIGINT: stop accepting, let in-flight requests finish, exit 0.
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: [.init(service: app), .init(service: StoppingNotifier(logger: logger))],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         backend.shutdown()
+    }
+}
+
+/// Tells systemd STOPPING=1 as soon as the graceful shutdown (the drain) begins.
+struct StoppingNotifier: Service {
+    let logger: Logger
+    func run() async throws {
+        try? await gracefulShutdown()
+        Readiness.stopping(logger: logger)
     }
 }

@@ -1,7 +1,9 @@
 import ArgumentParser
+import ClusterConfig
 import Engine
 import Foundation
 import Gate
+import MetricsEndpoint
 import RouterNode
 import Logging
 import Wire
@@ -9,41 +11,61 @@ import Wire
 struct RouterCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "router",
-        abstract: "Run the router (the gate and the span broker)."
+        abstract: "Run the router (the gate and the span broker).",
+        discussion: "Settings come from [router] and [limits] of the configuration file; flags override them."
     )
 
-    @Option(help: "ZeroMQ endpoint gateways connect to.") var frontend = "tcp://127.0.0.1:5555"
-    @Option(help: "ZeroMQ endpoint experts connect to.") var backend = "tcp://127.0.0.1:5556"
-    @Option(help: "MambaFormer checkpoint folder (its gate is used when it has one).") var model = "models/demo"
+    @OptionGroup var config: ConfigFileOption
+    @Option(help: "ZeroMQ endpoint gateways connect to (default tcp://127.0.0.1:5555).") var frontend: String?
+    @Option(help: "ZeroMQ endpoint experts connect to (default tcp://127.0.0.1:5556).") var backend: String?
+    @Option(help: "MambaFormer checkpoint folder; its gate is used when it has one (default models/demo).") var model: String?
     @Option(help: "Gate: auto (trained if the checkpoint has one, else rule), trained, rule, or alternate (test/demo only).")
-    var gate = "auto"
-    @Option(help: "Tokens per span.") var spanTokens: UInt32 = 16
-    @Option(help: "Heartbeat interval in ms; a peer silent for 3 intervals is dead.") var heartbeatMs: UInt64 = 1000
-    @Option(help: "Spans that may wait per pool before new requests are refused or moved to the other pool.")
-    var maxQueuedSpans = 64
-    @Option(help: "Requests in progress before new ones are refused (overloaded, retryable).") var maxRequests = 1024
+    var gate: String?
+    @Option(help: "Tokens per span (default 16).") var spanTokens: UInt32?
+    @Option(help: "Heartbeat interval in ms; a peer silent for 3 intervals is dead (default 1000).") var heartbeatMs: UInt64?
+    @Option(help: "Spans that may wait per pool before new requests are refused or moved to the other pool (default 64).")
+    var maxQueuedSpans: Int?
+    @Option(help: "Requests in progress before new ones are refused (overloaded, retryable; default 1024).") var maxRequests: Int?
     @Flag(help: "Refuse (overloaded) instead of falling back to the other pool when a pool is saturated.")
     var noFallback = false
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9101; port 0 picks one).")
+    var metrics: String?
     @Option(help: "Log level (trace, debug, info, notice, warning, error).") var logLevel: String?
+
+    var overrides: ConfigOverrides {
+        var o = ConfigOverrides()
+        o.set("router.frontend", frontend, flag: "--frontend")
+        o.set("router.backend", backend, flag: "--backend")
+        o.set("router.model", model, flag: "--model")
+        o.set("router.gate", gate, flag: "--gate")
+        o.set("router.span_tokens", spanTokens, flag: "--span-tokens")
+        o.set("router.heartbeat_ms", heartbeatMs, flag: "--heartbeat-ms")
+        o.set("limits.max_queued_spans", maxQueuedSpans, flag: "--max-queued-spans")
+        o.set("limits.max_requests", maxRequests, flag: "--max-requests")
+        o.set("limits.fallback_on_overload", noFallback ? false : nil, flag: "--no-fallback")
+        o.set("router.metrics", metrics, flag: "--metrics")
+        o.set("router.log_level", logLevel, flag: "--log-level")
+        return o
+    }
 
     func run() throws {
         Runtime.dieWithParentIfSupervised()
-        let logger = Runtime.bootstrapLogging(logLevel, label: "mambaformer.router")
-        var options = RouterNode.Options()
-        options.frontend = frontend
-        options.backend = backend
-        options.core.spanTokens = spanTokens
-        options.core.heartbeatIntervalMs = heartbeatMs
-        options.core.maxQueuedSpansPerPool = maxQueuedSpans
-        options.core.maxActiveRequests = maxRequests
-        options.core.fallbackOnOverload = !noFallback
-        let spanGate = try makeGate(logger: logger)
+        let cluster = try NodeConfiguration.load(config, overrides)
+        let settings = cluster.router
+        let logger = Runtime.bootstrapLogging(NodeConfiguration.logLevel(cluster, "router.log_level"), label: "mambaformer.router")
+        if let address = cluster.optionalString("router.metrics") { try MetricsEndpoint.start(address: address, logger: logger) }
+        let options = try NodeConfiguration.routerOptions(cluster)
+        let spanGate = try makeGate(settings.gate, model: settings.model, logger: logger)
         let node = try RouterNode(options: options, gate: spanGate, logger: logger)
         installStopSignals(node.stopRequested)
-        node.run()
+        // Both sockets are bound: gateways and experts can connect.
+        Readiness.ready("router listening on \(node.frontendEndpoint) and \(node.backendEndpoint)", logger: logger)
+        let stopping = Readiness.notifyStopping(when: node.stopRequested, logger: logger)
+        node.run(drainTimeoutMs: UInt64(settings.drainTimeoutMs))
+        stopping.finish()
     }
 
-    private func makeGate(logger: Logger) throws -> SpanGate {
+    private func makeGate(_ gate: String, model: String, logger: Logger) throws -> SpanGate {
         // auto: the checkpoint's trained gate (gate/gate.json) when it has one, else the rule.
         let gateDirectory = (try? MambaformerCheckpoint(root: URL(fileURLWithPath: model)))?.gate
         return try GateChoice.make(gate, gateDirectory: gateDirectory)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClusterConfig
 import CSupport
 import Foundation
 #if canImport(FoundationNetworking)
@@ -9,25 +10,45 @@ import Wire
 
 /// A whole cluster on this machine in one command: router, gateway and expert replicas as
 /// child processes of this one (the same binary), wired over ipc:// endpoints in a private
-/// folder. Children get PR_SET_PDEATHSIG, so even a SIGKILL of `up` leaves no orphans.
+/// folder. Children watch their parent, so even a SIGKILL of `up` leaves no orphans.
 struct UpCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "up",
         abstract: "Start a whole local cluster (router, gateway, experts) in one command."
     )
 
-    @Option(help: "MambaFormer checkpoint folder.") var model = "models/demo"
+    @OptionGroup var config: ConfigFileOption
+    @Option(help: "MambaFormer checkpoint folder (default: router.model of the configuration, models/demo).") var model: String?
     @Option(help: "EMamba replicas.") var emamba = 1
     @Option(help: "ET5 replicas.") var et5 = 1
-    @Option(help: "Gateway HTTP address.") var http = "127.0.0.1:8080"
-    @Option(help: "Gate: auto, rule or alternate.") var gate = "auto"
-    @Option(help: "Tokens per span.") var spanTokens: UInt32 = 16
-    @Option(help: "BLAS threads per expert process.") var threads = 1
+    @Option(help: "Gateway HTTP address (default: gateway.listen, 127.0.0.1:8080).") var http: String?
+    @Option(help: "Gate: auto, rule or alternate.") var gate: String?
+    @Option(help: "Tokens per span.") var spanTokens: UInt32?
+    @Option(help: "BLAS threads per expert process.") var threads: Int?
     @Option(help: "Seconds to wait for the cluster to become ready.") var readyTimeout = 120.0
     @Option(help: "Log level for every process.") var logLevel: String?
 
+    var overrides: ConfigOverrides {
+        var o = ConfigOverrides()
+        o.set("router.model", model, flag: "--model")
+        o.set("expert.model", model, flag: "--model")
+        o.set("gateway.listen", http, flag: "--http")
+        o.set("router.gate", gate, flag: "--gate")
+        o.set("router.span_tokens", spanTokens, flag: "--span-tokens")
+        o.set("expert.threads", threads, flag: "--threads")
+        return o
+    }
+
     func run() throws {
         let logger = Runtime.bootstrapLogging(logLevel, label: "mambaformer.up")
+        // Checked here once, so that a bad file stops `up` before any child starts.
+        let cluster = try NodeConfiguration.load(config, overrides)
+        let model = cluster.router.model
+        let http = "\(cluster.gateway.host):\(cluster.gateway.port)"
+        let gate = cluster.router.gate
+        let spanTokens = cluster.router.spanTokens
+        // Threads per pool come from the configuration unless --threads says.
+        let threadFlags = threads.map { ["--threads", "\($0)"] } ?? []
         guard emamba >= 0, et5 >= 0, emamba + et5 > 0 else { throw ValidationError("need at least one expert replica") }
         guard FileManager.default.fileExists(atPath: model) else {
             throw ValidationError("checkpoint folder \(model) does not exist")
@@ -38,7 +59,7 @@ struct UpCommand: ParsableCommand {
         let frontend = "ipc://\(stateDir.path)/frontend"
         let backend = "ipc://\(stateDir.path)/backend"
 
-        let supervisor = Supervisor(logger: logger, logLevel: logLevel)
+        let supervisor = Supervisor(logger: logger, logLevel: logLevel, configPath: config.path)
         let stop = StopFlag()
         installStopSignals(stop)
 
@@ -46,11 +67,11 @@ struct UpCommand: ParsableCommand {
                                         "--model", model, "--gate", gate, "--span-tokens", "\(spanTokens)"])
         for i in 0..<emamba {
             try supervisor.start("emamba-\(i + 1)", ["expert", "--kind", "emamba", "--model", model, "--router", backend,
-                                                    "--replica-id", "emamba-\(i + 1)", "--threads", "\(threads)"])
+                                                    "--replica-id", "emamba-\(i + 1)"] + threadFlags)
         }
         for i in 0..<et5 {
             try supervisor.start("et5-\(i + 1)", ["expert", "--kind", "et5", "--model", model, "--router", backend,
-                                                 "--replica-id", "et5-\(i + 1)", "--threads", "\(threads)"])
+                                                 "--replica-id", "et5-\(i + 1)"] + threadFlags)
         }
         try supervisor.start("gateway", ["gateway", "--listen", http, "--router", frontend])
 
@@ -102,14 +123,19 @@ final class Supervisor {
     private var children: [(name: String, process: Process)] = []
     private let logger: Logger
     private let logLevel: String?
+    private let configPath: String?
 
-    init(logger: Logger, logLevel: String?) { self.logger = logger; self.logLevel = logLevel }
+    init(logger: Logger, logLevel: String?, configPath: String? = nil) {
+        self.logger = logger; self.logLevel = logLevel; self.configPath = configPath
+    }
 
     func start(_ name: String, _ arguments: [String]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = arguments + (logLevel.map { ["--log-level", $0] } ?? [])
+        process.arguments = arguments + (logLevel.map { ["--log-level", $0] } ?? []) + (configPath.map { ["--config", $0] } ?? [])
         var env = ProcessInfo.processInfo.environment
+        // Under systemd only `up` itself may talk to the notify socket.
+        env["NOTIFY_SOCKET"] = nil
         env["MAMBAFORMER_PARENT_PID"] = "\(getpid())"
         env["OPENBLAS_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] ?? "1"
         if env["OPENBLAS_CORETYPE"] == nil, mf_cpu_has_avx512f() == 1 { env["OPENBLAS_CORETYPE"] = "SkylakeX" }

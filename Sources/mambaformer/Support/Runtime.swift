@@ -17,12 +17,13 @@ enum Runtime {
         return Logger(label: label)
     }
 
-    /// Under `mambaformer up` a child must not outlive its launcher: the kernel sends it
-    /// SIGTERM when the parent dies (and the parent may already be gone).
+    /// Under `mambaformer up` (and the tests) a child must not outlive its launcher: it
+    /// gets SIGTERM, and drains, within 200 ms of the parent's death (and exits at once
+    /// when the parent is already gone).
     static func dieWithParentIfSupervised() {
         guard let text = ProcessInfo.processInfo.environment["MAMBAFORMER_PARENT_PID"], let parent = Int32(text) else { return }
-        _ = mf_set_parent_death_signal(SIGTERM)
         if getppid() != parent { exit(0) }
+        _ = mf_watch_parent(parent, SIGTERM)
     }
 
     /// OpenBLAS 0.3.21 treats Zen 4/5 as Haswell; its AVX-512 (SkylakeX) kernels are ~2x

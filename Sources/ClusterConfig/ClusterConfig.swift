@@ -1,0 +1,255 @@
+import Foundation
+
+/// Values given on the command line. Only flags the user actually passed are set, so that
+/// an unset flag lets the environment, the file or the default through.
+public struct ConfigOverrides: Sendable {
+    var values: [String: (value: ConfigValue, flag: String)] = [:]
+    public init() {}
+
+    public mutating func set(_ path: String, _ value: ConfigValue?, flag: String) {
+        if let value { values[path] = (value, flag) }
+    }
+    public mutating func set(_ path: String, _ value: String?, flag: String) { set(path, value.map(ConfigValue.string), flag: flag) }
+    public mutating func set<I: BinaryInteger>(_ path: String, _ value: I?, flag: String) {
+        // A number too big for Int cannot be in range anyway: clamp so the range check reports it.
+        set(path, value.map { ConfigValue.int(Int(clamping: $0)) }, flag: flag)
+    }
+    public mutating func set(_ path: String, _ value: Bool?, flag: String) { set(path, value.map(ConfigValue.bool), flag: flag) }
+}
+
+/// The configuration of every node, resolved from four layers:
+/// flags > environment (MAMBAFORMER_<SECTION>_<KEY>) > file > built-in defaults.
+///
+/// Everything is checked at load: an unknown key, a wrong type or an out-of-range value in
+/// any layer refuses the whole configuration, naming where the value came from.
+public struct ClusterConfig {
+    public static let defaultPath = "/etc/mambaformer/cluster.toml"
+    /// Names a configuration file when `--config` is not given.
+    public static let pathVariable = "MAMBAFORMER_CONFIG"
+
+    /// The file read, if any (none: defaults + environment + flags).
+    public let file: ConfigFile?
+    private let environment: [String: String]
+    private let overrides: ConfigOverrides
+
+    /// Loads and checks. The file is `path` (`--config`), else $MAMBAFORMER_CONFIG (both
+    /// must exist), else `defaultPath` when it exists (installed hosts), else none.
+    public static func load(path: String?, environment: [String: String] = ProcessInfo.processInfo.environment,
+                            overrides: ConfigOverrides = ConfigOverrides(),
+                            defaultPath: String = ClusterConfig.defaultPath) throws -> ClusterConfig {
+        let chosen: String?
+        if let path { chosen = path }
+        else if let fromEnvironment = environment[pathVariable], !fromEnvironment.isEmpty { chosen = fromEnvironment }
+        else { chosen = FileManager.default.fileExists(atPath: defaultPath) ? defaultPath : nil }
+        let file = try chosen.map { try ConfigFile.load(path: $0) }
+        return try ClusterConfig(file: file, environment: environment, overrides: overrides)
+    }
+
+    public init(file: ConfigFile?, environment: [String: String], overrides: ConfigOverrides) throws {
+        self.file = file
+        self.environment = environment
+        self.overrides = overrides
+        var problems = file?.problems ?? []
+        problems += Self.environmentProblems(environment)
+        for (path, entry) in overrides.values.sorted(by: { $0.key < $1.key }) {
+            let origin = ConfigOrigin.flag(entry.flag)
+            guard let setting = Schema.setting(path) else {
+                problems.append(.init(origin: origin, key: path, kind: .unknownKey(suggestion: nil)))
+                continue
+            }
+            if let kind = setting.type.check(entry.value) { problems.append(.init(origin: origin, key: path, kind: kind)) }
+        }
+        if !problems.isEmpty { throw ClusterConfigError.invalid(problems) }
+    }
+
+    private static func environmentProblems(_ environment: [String: String]) -> [ConfigProblem] {
+        var problems: [ConfigProblem] = []
+        let known = Dictionary(uniqueKeysWithValues: Schema.settings.map { ($0.environmentName, $0) })
+        let sectionPrefixes = ["ROUTER_", "GATEWAY_", "EXPERT_", "SECURITY_", "LIMITS_"].map { "MAMBAFORMER_" + $0 }
+        for (name, text) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix("MAMBAFORMER_") {
+            guard let setting = known[name] else {
+                // MAMBAFORMER_CONFIG, MAMBAFORMER_LOG_LEVEL, ... are not settings; a name shaped
+                // like a setting but unknown is a typo that would otherwise be silently ignored.
+                if sectionPrefixes.contains(where: name.hasPrefix) {
+                    problems.append(.init(origin: .environment(name), key: name, kind: .unknownKey(suggestion: nil)))
+                }
+                continue
+            }
+            let origin = ConfigOrigin.environment(name)
+            guard let value = setting.type.parse(environment: text) else {
+                problems.append(.init(origin: origin, key: setting.path,
+                                      kind: .wrongType(expected: setting.type.expected, got: "\"\(text)\"")))
+                continue
+            }
+            if let kind = setting.type.check(value) { problems.append(.init(origin: origin, key: setting.path, kind: kind)) }
+        }
+        return problems
+    }
+
+    // MARK: Resolution
+
+    /// The winning value of a setting and where it came from. For `expert.*` settings and a
+    /// `pool`, the pool's own section ([expert.emamba]) beats [expert] within each layer.
+    public func resolve(_ path: String, pool: String? = nil) -> (value: ConfigValue, origin: ConfigOrigin) {
+        guard let setting = Schema.setting(path) else {
+            return (.string(""), .builtInDefault)   // programming error; the schema lists every key used
+        }
+        if let o = overrides.values[path] { return (o.value, .flag(o.flag)) }
+        var candidates: [Setting] = []
+        if let pool, setting.section == "expert", let specific = Schema.setting("expert.\(pool).\(setting.key)") {
+            candidates.append(specific)
+        }
+        candidates.append(setting)
+        for c in candidates {
+            if let text = environment[c.environmentName], let v = c.type.parse(environment: text) {
+                return (v, .environment(c.environmentName))
+            }
+        }
+        for c in candidates {
+            if let entry = file?.entries[c.path] { return (entry.value, .file(path: file?.path ?? "", line: entry.line)) }
+        }
+        return (setting.defaultValue, .builtInDefault)
+    }
+
+    public func string(_ path: String, pool: String? = nil) -> String {
+        if case .string(let s) = resolve(path, pool: pool).value { return s }
+        return ""
+    }
+    public func int(_ path: String, pool: String? = nil) -> Int {
+        if case .int(let i) = resolve(path, pool: pool).value { return i }
+        return 0
+    }
+    public func bool(_ path: String, pool: String? = nil) -> Bool {
+        if case .bool(let b) = resolve(path, pool: pool).value { return b }
+        return false
+    }
+    /// "" means none for optional settings (paths, metrics addresses).
+    public func optionalString(_ path: String, pool: String? = nil) -> String? {
+        let s = string(path, pool: pool)
+        return s.isEmpty ? nil : s
+    }
+    public func optionalPath(_ path: String) -> String? { optionalString(path) }
+    /// "security.router_secret_key (/etc/mambaformer/cluster.toml:12)": for errors about a value's content.
+    public func describe(_ path: String, pool: String? = nil) -> String {
+        "\(path) (\(resolve(path, pool: pool).origin))"
+    }
+
+    // MARK: Typed views, one per node
+
+    public var router: RouterSettings {
+        RouterSettings(
+            frontend: string("router.frontend"), backend: string("router.backend"), model: string("router.model"),
+            gate: string("router.gate"), spanTokens: int("router.span_tokens"), heartbeatMs: int("router.heartbeat_ms"),
+            drainTimeoutMs: int("router.drain_timeout_ms"), logLevel: string("router.log_level"),
+            maxRequests: int("limits.max_requests"), maxQueuedSpans: int("limits.max_queued_spans"),
+            fallbackOnOverload: bool("limits.fallback_on_overload"))
+    }
+
+    public var gateway: GatewaySettings {
+        let (host, port) = SettingType.splitHostPort(string("gateway.listen")) ?? ("127.0.0.1", 8080)
+        return GatewaySettings(
+            host: host, port: port, router: string("gateway.router"), deadlineMs: int("gateway.deadline_ms"),
+            spanTokens: int("gateway.span_tokens"), logLevel: string("gateway.log_level"),
+            maxConcurrent: int("limits.max_concurrent"), maxTokens: int("limits.max_tokens"),
+            maxBodyBytes: int("limits.max_body_bytes"), maxPromptChars: int("limits.max_prompt_chars"),
+            authTokensFile: optionalPath("security.auth_tokens_file"))
+    }
+
+    public func expert(pool: String) -> ExpertSettings {
+        ExpertSettings(
+            pool: pool, router: string("expert.router", pool: pool), model: string("expert.model", pool: pool),
+            threads: int("expert.threads", pool: pool), capacity: int("expert.capacity", pool: pool),
+            maxSessions: int("expert.max_sessions", pool: pool), heartbeatMs: int("expert.heartbeat_ms", pool: pool),
+            ignoreEOS: bool("expert.ignore_eos", pool: pool), logLevel: string("expert.log_level", pool: pool))
+    }
+
+    /// An expert's Prometheus address, nil when off. From the file or the environment under
+    /// systemd (`--instance POOL-N`), the port is a base and replica N adds N to it, so one
+    /// setting serves every replica of a host; a `--metrics` flag is taken as given.
+    public func expertMetricsAddress(pool: String, instance: String?) -> String? {
+        guard let address = optionalString("expert.metrics", pool: pool) else { return nil }
+        if case .flag = resolve("expert.metrics", pool: pool).origin { return address }
+        guard let number = instance.flatMap(ExpertInstance.init)?.number,
+              let (host, port) = SettingType.splitHostPort(address), port != 0
+        else { return address }
+        return "\(host):\(port + number)"
+    }
+
+    public var security: SecuritySettings {
+        SecuritySettings(
+            curve: bool("security.curve"), routerPublicKey: string("security.router_public_key"),
+            routerSecretKey: string("security.router_secret_key"), allowedKeysDir: string("security.allowed_keys_dir"),
+            gatewaySecretKey: string("security.gateway_secret_key"), expertSecretKey: string("security.expert_secret_key"),
+            authTokensFile: optionalPath("security.auth_tokens_file"))
+    }
+}
+
+public struct RouterSettings: Equatable, Sendable {
+    public var frontend: String
+    public var backend: String
+    public var model: String
+    public var gate: String
+    public var spanTokens: Int
+    public var heartbeatMs: Int
+    public var drainTimeoutMs: Int
+    public var logLevel: String
+    public var maxRequests: Int
+    public var maxQueuedSpans: Int
+    public var fallbackOnOverload: Bool
+}
+
+public struct GatewaySettings: Equatable, Sendable {
+    public var host: String
+    public var port: Int
+    public var router: String
+    public var deadlineMs: Int
+    public var spanTokens: Int
+    public var logLevel: String
+    public var maxConcurrent: Int
+    public var maxTokens: Int
+    public var maxBodyBytes: Int
+    public var maxPromptChars: Int
+    public var authTokensFile: String?
+}
+
+public struct ExpertSettings: Equatable, Sendable {
+    public var pool: String
+    public var router: String
+    public var model: String
+    public var threads: Int
+    public var capacity: Int
+    public var maxSessions: Int
+    public var heartbeatMs: Int
+    public var ignoreEOS: Bool
+    public var logLevel: String
+}
+
+public struct SecuritySettings: Equatable, Sendable {
+    public var curve: Bool
+    public var routerPublicKey: String
+    public var routerSecretKey: String
+    public var allowedKeysDir: String
+    public var gatewaySecretKey: String
+    public var expertSecretKey: String
+    public var authTokensFile: String?
+}
+
+/// A systemd instance name of the expert template: `emamba-3` → pool `emamba`, replica `emamba-3`.
+public struct ExpertInstance: Equatable, Sendable {
+    public let pool: String
+    public let replicaId: String
+    /// The number after the pool (`3`), when it is one (what `mambaformer scale` manages).
+    public let number: Int?
+
+    public init?(_ name: String) {
+        guard let dash = name.firstIndex(of: "-") else { return nil }
+        let pool = String(name[..<dash])
+        let suffix = name[name.index(after: dash)...]
+        guard Schema.pools.contains(pool), !suffix.isEmpty,
+              suffix.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".") })
+        else { return nil }
+        self.pool = pool
+        self.replicaId = name
+        self.number = Int(suffix)
+    }
+}

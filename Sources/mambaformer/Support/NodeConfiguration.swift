@@ -1,0 +1,136 @@
+import ArgumentParser
+import ClusterConfig
+import ExpertNode
+import Foundation
+import Gateway
+import RouterNode
+import Wire
+
+/// `--config PATH`, shared by router, gateway, expert and up.
+struct ConfigFileOption: ParsableArguments {
+    @Option(name: .customLong("config"),
+            help: "Cluster configuration file (default: $MAMBAFORMER_CONFIG, else /etc/mambaformer/cluster.toml when present).")
+    var path: String?
+}
+
+/// A value of the configuration is fine as a value but unusable (a key file that cannot be
+/// read, an empty allow-list): named with the setting and where it was set.
+struct NodeConfigError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+/// From the cluster configuration (file + environment + the flags a command was given) to
+/// each node's options. The commands only gather their flags into `ConfigOverrides` and call
+/// these, so that every node reads the same file the same way.
+enum NodeConfiguration {
+    static func load(_ option: ConfigFileOption, _ overrides: ConfigOverrides) throws -> ClusterConfig {
+        try ClusterConfig.load(path: option.path, overrides: overrides)
+    }
+
+    /// The log level to bootstrap with: nil when nothing set it, so MAMBAFORMER_LOG_LEVEL still applies.
+    static func logLevel(_ config: ClusterConfig, _ key: String, pool: String? = nil) -> String? {
+        let resolved = config.resolve(key, pool: pool)
+        guard resolved.origin != .builtInDefault, case .string(let level) = resolved.value else { return nil }
+        return level
+    }
+
+    static func routerOptions(_ config: ClusterConfig) throws -> RouterNode.Options {
+        let s = config.router
+        var options = RouterNode.Options()
+        options.frontend = s.frontend
+        options.backend = s.backend
+        options.core.spanTokens = UInt32(s.spanTokens)
+        options.core.heartbeatIntervalMs = UInt64(s.heartbeatMs)
+        options.core.maxQueuedSpansPerPool = s.maxQueuedSpans
+        options.core.maxActiveRequests = s.maxRequests
+        options.core.fallbackOnOverload = s.fallbackOnOverload
+        if config.security.curve { options.curve = try routerCurve(config) }
+        return options
+    }
+
+    static func expertOptions(_ config: ClusterConfig, pool: PoolKind, replicaId: String, modelId: String) throws -> ExpertNode.Options {
+        let s = config.expert(pool: "\(pool)")
+        var options = ExpertNode.Options()
+        options.router = s.router
+        options.pool = pool
+        options.replicaId = replicaId
+        options.modelId = modelId
+        options.capacity = s.capacity
+        options.maxSessions = s.maxSessions
+        options.heartbeatIntervalMs = UInt64(s.heartbeatMs)
+        options.ignoreEOS = s.ignoreEOS
+        if config.security.curve {
+            options.curve = try clientCurve(config, secretKeySetting: "security.expert_secret_key")
+        }
+        return options
+    }
+
+    static func gatewayConfig(_ config: ClusterConfig) throws -> GatewayConfig {
+        let s = config.gateway
+        var g = GatewayConfig()
+        g.host = s.host
+        g.port = s.port
+        g.maxConcurrent = s.maxConcurrent
+        g.maxTokens = s.maxTokens
+        g.defaultMaxTokens = min(g.defaultMaxTokens, s.maxTokens)
+        g.maxBodyBytes = s.maxBodyBytes
+        g.maxPromptChars = s.maxPromptChars
+        g.defaultDeadlineMs = s.deadlineMs
+        g.maxDeadlineMs = max(g.maxDeadlineMs, s.deadlineMs)
+        g.spanTokens = UInt32(s.spanTokens)
+        if let path = s.authTokensFile { g.authTokens = try GatewayConfig.loadAuthTokens(path: path) }
+        try g.validate()
+        return g
+    }
+
+    static func gatewayCurve(_ config: ClusterConfig) throws -> CurveClientConfig? {
+        guard config.security.curve else { return nil }
+        return try clientCurve(config, secretKeySetting: "security.gateway_secret_key")
+    }
+
+    // MARK: CURVE keys
+
+    /// The router's key pair and the allow-list: every `*.pub` in `allowed_keys_dir`.
+    private static func routerCurve(_ config: ClusterConfig) throws -> CurveServerConfig {
+        let s = config.security
+        let secret = try readKey(config, "security.router_secret_key", s.routerSecretKey, secret: true)
+        let publicKey = try Keys.publicKey(fromSecret: secret)
+        let dir = s.allowedKeysDir
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else {
+            throw NodeConfigError("\(config.describe("security.allowed_keys_dir")): cannot list \(dir)")
+        }
+        var allowed = Set<String>()
+        for name in names.sorted() where name.hasSuffix(".pub") {
+            allowed.insert(try readKey(config, "security.allowed_keys_dir", dir + "/" + name))
+        }
+        guard !allowed.isEmpty else {
+            throw NodeConfigError("\(config.describe("security.allowed_keys_dir")): no *.pub key in \(dir): " +
+                                  "with CURVE on, no gateway or expert could connect")
+        }
+        return CurveServerConfig(publicKey: publicKey, secretKey: secret, allowedClientKeys: allowed)
+    }
+
+    private static func clientCurve(_ config: ClusterConfig, secretKeySetting: String) throws -> CurveClientConfig {
+        let secret = try readKey(config, secretKeySetting, config.string(secretKeySetting), secret: true)
+        let serverKey = try readKey(config, "security.router_public_key", config.security.routerPublicKey)
+        return CurveClientConfig(publicKey: try Keys.publicKey(fromSecret: secret), secretKey: secret, serverKey: serverKey)
+    }
+
+    private static func readKey(_ config: ClusterConfig, _ setting: String, _ path: String, secret: Bool = false) throws -> String {
+        do { return try secret ? Keys.readSecretKey(atPath: path) : Keys.readKey(atPath: path) } catch {
+            throw NodeConfigError("\(config.describe(setting)): \(error)")
+        }
+    }
+}
+
+/// Expert pool names on the command line and in systemd instance names.
+extension PoolKind {
+    init?(name: String) {
+        switch name {
+        case "emamba": self = .emamba
+        case "et5": self = .et5
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,180 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Gateway
+import LoadGen
+import Logging
+import Wire
+import XCTest
+
+/// Faults under load from the traffic generator (issue #12): real router, gateway and two
+/// replicas per pool; the alternating gate puts every answer on both pools.
+final class FaultTests: XCTestCase {
+    static let maxTokens = 8
+
+    struct Cluster {
+        let harness: ClusterHarness
+        let base: URL
+    }
+
+    func startCluster() throws -> Cluster {
+        let harness = try ClusterHarness()
+        try harness.startRouter(gate: "alternate", spanTokens: 4)
+        for id in ["emamba-1", "emamba-2"] { try harness.startExpert("emamba", id: id) }
+        for id in ["et5-1", "et5-2"] { try harness.startExpert("et5", id: id) }
+        let port = Int.random(in: 20000...40000)
+        try harness.start("gateway", ["gateway", "--listen", "127.0.0.1:\(port)", "--router", harness.frontend,
+                                      "--max-concurrent", "16", "--max-tokens", "64"])
+        let base = URL(string: "http://127.0.0.1:\(port)")!
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            if let data = try? Data(contentsOf: base.appendingPathComponent("readyz")),
+               String(decoding: data, as: UTF8.self).contains("\"emamba\":2"), String(decoding: data, as: UTF8.self).contains("\"et5\":2") {
+                return Cluster(harness: harness, base: base)
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        XCTFail("cluster not ready\n\(harness.allLogs())")
+        throw CancellationError()
+    }
+
+    var prompts: [Prompt] {
+        ["What is gingivitis?", "What is a molar?", "What is a fever?", "What is insulin?", "What is a caries?",
+         "What is the mandible?", "What is an abscess?", "What is a dentist?"].map { Prompt(question: $0) }
+    }
+
+    /// Runs `requests` answers with 4 clients; `onDone` sees the count of completed ones.
+    func load(_ cluster: Cluster, requests: Int, onDone: @escaping @Sendable (Int) -> Void = { _ in })
+        async throws -> (LoadReport, [Int: String])
+    {
+        var plan = LoadPlan(target: cluster.base, mode: .closed(concurrency: 4))
+        plan.maxRequests = requests
+        plan.maxTokens = ValueRange(Double(Self.maxTokens))
+        plan.timeoutSeconds = 60
+        plan.seed = 5
+        var logger = Logger(label: "test.loadgen")
+        logger.logLevel = .warning
+        let runner = LoadRunner(plan: plan, workload: try Workload(prompts: prompts), logger: logger)
+        let answers = Answers()
+        runner.onOutcome = { index, outcome in onDone(answers.add(index, outcome)) }
+        let report = try await runner.run()
+        return (report, answers.all)
+    }
+
+    /// SIGKILL of one EMamba replica, then of one ET5 replica, during 200 answers: none
+    /// fails and every greedy answer equals the fault-free run's. Logs carry no prompt text.
+    func testKillingAReplicaOfEachPoolUnderLoadLosesNothing() async throws {
+        let cluster = try startCluster()
+        defer { cluster.harness.stopAll() }
+        let (cleanReport, clean) = try await load(cluster, requests: 200)
+        XCTAssertEqual(cleanReport.ok, 200, "fault-free run: \(cleanReport.errorSamples)\n\(cluster.harness.allLogs())")
+
+        let harness = cluster.harness
+        let (report, faulted) = try await load(cluster, requests: 200) { done in
+            if done == 40 { harness.signal("emamba-1", SIGKILL) }
+            if done == 110 { harness.signal("et5-1", SIGKILL) }
+        }
+        XCTAssertNotNil(harness.waitForExit("emamba-1"))
+        XCTAssertNotNil(harness.waitForExit("et5-1"))
+        XCTAssertEqual(report.sent, 200)
+        XCTAssertEqual(report.errors, 0, "\(report.errorsByClass) \(report.errorSamples)\n\(harness.allLogs())")
+        XCTAssertEqual(faulted.count, 200)
+        for (index, answer) in clean { XCTAssertEqual(faulted[index], answer, "answer \(index) changed after the faults") }
+        XCTAssertGreaterThan(report.tokens.perExpert["emamba", default: 0], 0)
+        XCTAssertGreaterThan(report.tokens.perExpert["et5", default: 0], 0)
+
+        // Patient data: at the default log level no process writes a prompt or an answer.
+        let logs = harness.allLogs()
+        for prompt in prompts { XCTAssertFalse(logs.contains(prompt.question), "a log holds the prompt '\(prompt.question)'") }
+        for answer in Set(clean.values) where answer.count >= 12 {
+            XCTAssertFalse(logs.contains(answer), "a log holds the answer '\(answer)'")
+        }
+    }
+
+    /// SIGSTOP of a replica (hung, not dead) for longer than the heartbeat liveness: its
+    /// spans move to the other replica, nothing fails, no text is duplicated (the late
+    /// results it sends after SIGCONT are dropped), and it rejoins and serves again.
+    func testHungReplicaIsBypassedAndRejoins() async throws {
+        let cluster = try startCluster()
+        defer { cluster.harness.stopAll() }
+        let harness = cluster.harness
+        let (_, clean) = try await load(cluster, requests: 60)
+
+        let stopped = Date()
+        let (report, faulted) = try await load(cluster, requests: 60) { done in
+            if done == 10 { harness.signal("emamba-1", SIGSTOP) }
+        }
+        // Liveness is 3 × 500 ms; keep it stopped well past that before letting it go.
+        let remaining = 2.5 - Date().timeIntervalSince(stopped)
+        if remaining > 0 { try await Task.sleep(nanoseconds: UInt64(remaining * 1e9)) }
+        harness.signal("emamba-1", SIGCONT)
+        XCTAssertEqual(report.errors, 0, "\(report.errorsByClass) \(report.errorSamples)\n\(harness.allLogs())")
+        for (index, answer) in clean { XCTAssertEqual(faulted[index], answer, "answer \(index) changed while a replica hung") }
+
+        // It re-registers (it hears no router while stopped, reconnects, sends Ready) and serves again.
+        let client = try harness.client()
+        defer { client.shutdown() }
+        try await harness.waitForReplicas(client, emamba: 1, et5: 2)
+        let deadline = Date().addingTimeInterval(20)
+        var served = false
+        while !served, Date() < deadline {
+            let answers = try await withThrowingTaskGroup(of: CollectedAnswer.self) { group in
+                for i in 0..<8 {
+                    group.addTask { try await client.collect(question("rejoin-\(UUID().uuidString.prefix(6))-\(i)", "What is a molar?",
+                                                                    maxTokens: 4, forced: .emamba)) }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            served = answers.contains { $0.spans.contains { $0.replicaId == "emamba-1" } }
+            if !served { try await Task.sleep(nanoseconds: 300_000_000) }
+        }
+        XCTAssertTrue(served, "emamba-1 never served again after SIGCONT\n\(harness.log("emamba-1"))")
+    }
+}
+
+extension FaultTests {
+    /// SIGTERM to the gateway with answers in flight: they complete, and the gateway exits 0.
+    func testGatewaySigtermDrainsAnswersInFlight() async throws {
+        let cluster = try startCluster()
+        defer { cluster.harness.stopAll() }
+        let url = cluster.base.appendingPathComponent("v1/answer")
+        let statuses = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+            for i in 0..<6 {
+                group.addTask {
+                    var request = URLRequest(url: url, timeoutInterval: 60)
+                    request.httpMethod = "POST"
+                    request.setValue("application/json", forHTTPHeaderField: "content-type")
+                    request.httpBody = Data(#"{"question": "What is a molar? \#(i)", "max_tokens": 64}"#.utf8)
+                    let (data, response) = try await URLSession.shared.data(for: request)
+                    return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+                }
+            }
+            try await Task.sleep(nanoseconds: 150_000_000)  // the answers are under way (64 tokens each)
+            cluster.harness.signal("gateway", SIGTERM)
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        for (status, body) in statuses {
+            XCTAssertEqual(status, 200, "an answer in flight was cut by the drain: \(body)\n\(cluster.harness.log("gateway"))")
+            XCTAssertTrue(body.contains(#""completion_tokens":64"#), body)
+        }
+        XCTAssertEqual(cluster.harness.waitForExit("gateway", timeout: 30), 0, cluster.harness.log("gateway"))
+    }
+}
+
+/// Answers by request index, filled from the load generator's tasks.
+private final class Answers: @unchecked Sendable {
+    private let lock = NSLock()
+    private var byIndex: [Int: String] = [:]
+    private var done = 0
+
+    /// Returns how many requests have completed.
+    func add(_ index: Int, _ outcome: RequestOutcome) -> Int {
+        lock.lock(); defer { lock.unlock() }
+        if case .ok(let summary) = outcome.result { byIndex[index] = summary.text }
+        done += 1
+        return done
+    }
+
+    var all: [Int: String] { lock.lock(); defer { lock.unlock() }; return byIndex }
+}
