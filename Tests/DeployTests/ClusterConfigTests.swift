@@ -199,7 +199,7 @@ final class ClusterConfigTests: XCTestCase {
             """)
         XCTAssertEqual(found.map(\.key), ["router.span_tokens", "router.gate", "router.backend", "gateway.listen"])
         XCTAssertEqual(found[0].kind, .outOfRange(value: "0", allowed: "1...256"))
-        XCTAssertEqual(found[1].kind, .outOfRange(value: "\"coin\"", allowed: "auto, rule, alternate"))
+        XCTAssertEqual(found[1].kind, .outOfRange(value: "\"coin\"", allowed: "auto, trained, rule, alternate"))
         if case .invalidValue = found[2].kind {} else { XCTFail("\(found[2])") }
         XCTAssertEqual(found[3].kind, .outOfRange(value: "port 70000", allowed: "0...65535"))
     }
