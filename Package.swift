@@ -54,7 +54,11 @@ let package = Package(
         // Models (ET5, EMamba), safetensors, configs, decoding.
         .target(name: "Engine", dependencies: ["Kernels", "Tokenizers"], swiftSettings: v5),
         // The token-level router gate: features, network, policy, training.
-        .target(name: "Gate", dependencies: ["Wire", "Engine", "Kernels", "Tokenizers", "ExpertNode"], swiftSettings: v5),
+        .target(name: "Gate", dependencies: ["Wire", "Engine", "Kernels", "Tokenizers"], swiftSettings: v5),
+        // Offline work on the gate: teacher forcing both experts, training, evaluation.
+        // Apart from Gate because it runs the experts in-process (ExpertNode's span loop).
+        .target(name: "GateTraining", dependencies: ["Gate", "ExpertNode", "Engine", "Kernels", "Tokenizers", "Wire"],
+                swiftSettings: v5),
 
         // Processes.
         .target(name: "RouterNode", dependencies: [
@@ -98,7 +102,7 @@ let package = Package(
 
         // The one executable.
         .executableTarget(name: "mambaformer", dependencies: [
-            "Wire", "Kernels", "Tokenizers", "Engine", "Gate",
+            "Wire", "Kernels", "Tokenizers", "Engine", "Gate", "GateTraining",
             "RouterNode", "ExpertNode", "Gateway", "LoadGen", "MetricsEndpoint", "CSupport", "ClusterConfig",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -119,7 +123,7 @@ let package = Package(
         // Unit tests next to each part; integration tests start real processes.
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: v5),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: v5),
-        .testTarget(name: "GateTests", dependencies: ["Gate", "Engine", "Tokenizers", "Wire", "RouterNode"], swiftSettings: v5),
+        .testTarget(name: "GateTests", dependencies: ["Gate", "GateTraining", "Engine", "Tokenizers", "Wire", "RouterNode"], swiftSettings: v5),
         .testTarget(name: "RouterNodeTests", dependencies: ["RouterNode", "Gate"], swiftSettings: v5),
         .testTarget(name: "IntegrationTests", dependencies: [
             "mambaformer", "Wire", "Engine", "ExpertNode", "Gateway", "LoadGen",

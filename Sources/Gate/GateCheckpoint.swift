@@ -18,6 +18,9 @@ public struct GateFile: Codable, Sendable, Equatable {
         public var size: Int
         /// FNV-1a 64 of the tokenizer.json bytes, hex.
         public var fingerprint: String
+        public init(tokenizer: String, size: Int, fingerprint: String) {
+            self.tokenizer = tokenizer; self.size = size; self.fingerprint = fingerprint
+        }
     }
 
     public struct Training: Codable, Sendable, Equatable {
@@ -50,6 +53,12 @@ public struct GateFile: Codable, Sendable, Equatable {
     public var lexicon: [String]
     public var policy: GatePolicy
     public var training: Training
+
+    public init(vocabulary: Vocabulary, features: FeatureSpec, featureNames: [String], network: GateNetworkShape,
+                lexicon: [String], policy: GatePolicy, training: Training) {
+        self.vocabulary = vocabulary; self.features = features; self.featureNames = featureNames
+        self.network = network; self.lexicon = lexicon; self.policy = policy; self.training = training
+    }
 }
 
 /// Everything a trained gate needs at run time, loaded.

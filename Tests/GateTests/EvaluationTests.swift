@@ -1,5 +1,6 @@
 import XCTest
 @testable import Gate
+@testable import GateTraining
 
 final class EvaluationTests: XCTestCase {
     func testSquadNormalisationAndMetrics() {

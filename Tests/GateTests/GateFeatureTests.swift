@@ -1,5 +1,6 @@
 import XCTest
 @testable import Gate
+@testable import GateTraining
 import Wire
 
 final class GateFeatureTests: XCTestCase {

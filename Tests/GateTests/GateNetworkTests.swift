@@ -1,5 +1,6 @@
 import XCTest
 @testable import Gate
+@testable import GateTraining
 import Wire
 
 /// The network, the loss (gradients against finite differences) and the policy.

@@ -3,6 +3,7 @@ import Tokenizers
 import Foundation
 import XCTest
 @testable import Gate
+@testable import GateTraining
 @testable import RouterNode
 import Wire
 

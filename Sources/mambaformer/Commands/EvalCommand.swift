@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Gate
+import GateTraining
 import Kernels
 
 struct EvalCommand: AsyncParsableCommand {

@@ -1,3 +1,4 @@
+import Gate
 import Foundation
 
 /// Answer quality as in SQuAD's evaluation script: answers are normalised (lower case,

@@ -1,3 +1,4 @@
+import Gate
 import Engine
 import Foundation
 import Tokenizers

@@ -1,3 +1,5 @@
+import Gate
+
 /// The experts tokenize differently from the gate (and from each other); text is what they
 /// share. Per-token quantities of an expert (log-likelihoods, costs) are moved onto the gate's
 /// tokens through byte offsets into the same text: each expert token's value is split over

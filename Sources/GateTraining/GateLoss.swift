@@ -1,3 +1,4 @@
+import Gate
 import Foundation
 
 /// A feature sequence with routing targets for the positions where a decision is learned:

@@ -1,3 +1,4 @@
+import Gate
 import Engine
 import ExpertNode
 import Foundation
