@@ -162,6 +162,44 @@ extension FaultTests {
     }
 }
 
+extension FaultTests {
+    /// One POST /v1/answer: status, body and how long it took.
+    func answer(_ base: URL, _ question: String, maxTokens: Int = 8) async throws -> (status: Int, body: String, seconds: Double) {
+        var request = URLRequest(url: base.appendingPathComponent("v1/answer"), timeoutInterval: 60)
+        request.httpMethod = "POST"
+        request.setValue("application/json", forHTTPHeaderField: "content-type")
+        request.httpBody = Data(#"{"question": "\#(question)", "max_tokens": \#(maxTokens)}"#.utf8)
+        let start = Date()
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self),
+                Date().timeIntervalSince(start))
+    }
+
+    /// Every EMamba replica gone: answers fall back to ET5. Then every ET5 replica gone too:
+    /// a 503 at once (not a hang until the deadline), and /readyz says not ready.
+    func testPoolsGoneFallBackThenFailFast() async throws {
+        let cluster = try startCluster()
+        defer { cluster.harness.stopAll() }
+        let harness = cluster.harness
+        for id in ["emamba-1", "emamba-2"] { harness.signal(id, SIGKILL) }
+        try await Task.sleep(nanoseconds: 2_500_000_000)  // past the router's liveness (3 × 500 ms)
+        let fallback = try await answer(cluster.base, "What is a molar?")
+        XCTAssertEqual(fallback.status, 200, fallback.body)
+        XCTAssertTrue(fallback.body.contains(#""et5_tokens":8"#), "all tokens from the remaining pool: \(fallback.body)")
+
+        for id in ["et5-1", "et5-2"] { harness.signal(id, SIGKILL) }
+        try await Task.sleep(nanoseconds: 2_500_000_000)
+        let refused = try await answer(cluster.base, "What is a molar?")
+        XCTAssertEqual(refused.status, 503, refused.body)
+        XCTAssertLessThan(refused.seconds, 2, "no replica: the answer must fail fast")
+        var probe = URLRequest(url: cluster.base.appendingPathComponent("readyz"))
+        probe.httpMethod = "GET"
+        let (data, response) = try await URLSession.shared.data(for: probe)
+        XCTAssertEqual((response as? HTTPURLResponse)?.statusCode, 503)
+        XCTAssertTrue(String(decoding: data, as: UTF8.self).contains("not_ready"))
+    }
+}
+
 /// Answers by request index, filled from the load generator's tasks.
 private final class Answers: @unchecked Sendable {
     private let lock = NSLock()
