@@ -123,9 +123,12 @@ public final class ExpertNode {
             case .spanRequest(let span):
                 if draining { handBack(span) } else { waiting.append(span) }
             case .cancel(let cancel):
-                logger.info("span cancelled", metadata: ["request_id": "\(cancel.requestId)"])
+                // Also sent when an answer is complete, to release its cached session.
+                let queued = waiting.count
                 waiting.removeAll { $0.requestId == cancel.requestId }
-                scheduler.cancel(requestId: cancel.requestId)
+                let stopped = scheduler.cancel(requestId: cancel.requestId) || waiting.count < queued
+                logger.log(level: stopped ? .info : .debug, stopped ? "span cancelled" : "session released",
+                           metadata: ["request_id": "\(cancel.requestId)"])
             case .heartbeat:
                 break
             case .disconnect(let d):

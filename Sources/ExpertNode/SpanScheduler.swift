@@ -118,10 +118,14 @@ final class SpanScheduler {
         return outcomes
     }
 
-    /// Drops a sequence the router cancelled; its session is forgotten too.
-    func cancel(requestId: String) {
-        for seq in active where seq.span.requestId == requestId { remove(seq, keepSession: false) }
+    /// Drops a sequence the router cancelled; its session is forgotten too. Returns whether
+    /// a sequence was running.
+    @discardableResult
+    func cancel(requestId: String) -> Bool {
+        let running = active.filter { $0.span.requestId == requestId }
+        for seq in running { remove(seq, keepSession: false) }
         cache.remove(requestId)
+        return !running.isEmpty
     }
 
     /// Samples the next token of `seq` from its logits; ends the span when due.

@@ -40,8 +40,12 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
         let router = try ZmqSocket(context: context, type: .dealer)
         if let curve { try router.enableCurveClient(curve) }
         try router.setReconnectInterval(ms: 100, maxMs: 1000)
+        // Watch the connection itself: when the router process dies its socket closes at
+        // once, long before 3 missed heartbeats, and the replies of the requests in flight
+        // can never arrive (a reconnect gets a new identity at the router's ROUTER socket).
+        let monitor = try ZmqMonitor(context: context, target: router)
         try router.connect(endpoint)
-        let thread = Thread { [unowned self] in self.loop(router: router, inbox: inbox) }
+        let thread = Thread { [unowned self] in self.loop(router: router, inbox: inbox, monitor: monitor) }
         thread.name = "router-client"
         self.thread = thread
         thread.start()
@@ -93,11 +97,12 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
 
     // MARK: The loop thread
 
-    private func loop(router: ZmqSocket, inbox: ZmqSocket) {
+    private func loop(router: ZmqSocket, inbox: ZmqSocket, monitor: ZmqMonitor) {
         var lastSentHeartbeat: UInt64 = 0
         var routerWasAlive = false
         while !stopFlag.isSet {
-            guard let readable = try? ZmqPoll.poll([router, inbox], timeoutMs: 100) else { continue }
+            guard let readable = try? ZmqPoll.poll([router, inbox, monitor.socket], timeoutMs: 100) else { continue }
+            if readable[2], handle(connectionEvents: (try? monitor.events()) ?? []) { routerWasAlive = false }
             if readable[1] {
                 // Forward what HTTP handlers queued; the payload is already an encoded envelope.
                 while let frames = try? inbox.receive(dontWait: true) {
@@ -127,6 +132,7 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
             routerWasAlive = alive
         }
         failAll(WireErrorBody(code: .unavailable, message: "the gateway is shutting down", retryable: true))
+        monitor.close()
         router.close()
         inbox.close()
         lock.lock(); outbox.close(); lock.unlock()
@@ -157,6 +163,27 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
         default:
             lock.unlock()
         }
+    }
+
+    /// Returns whether the connection dropped.
+    private func handle(connectionEvents events: [ZmqSocketEvent]) -> Bool {
+        var dropped = false
+        for event in events {
+            switch event {
+            case .disconnected:
+                // The router is gone (crash, restart, network): its requests are lost with it.
+                // Fail them now as retryable and refuse new ones until it speaks again.
+                logger.warning("connection to the router dropped; failing in-flight requests", metadata: ["router": "\(endpoint)"])
+                lock.withLock { lastHeartbeatMs = 0 }
+                failAll(WireErrorBody(code: .unavailable, message: "the connection to the router dropped", retryable: true))
+                dropped = true
+            case .handshakeFailedAuth, .handshakeFailed:
+                logger.error("\(event)")
+            default:
+                logger.debug("\(event)")
+            }
+        }
+        return dropped
     }
 
     private func failAll(_ error: WireErrorBody) {

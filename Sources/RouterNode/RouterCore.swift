@@ -473,17 +473,25 @@ public final class RouterCore {
         finish(active, now: now, &out, event: .done(stats))
     }
 
-    /// Removes a request; tells the expert working on it to stop; sends `event` to its gateway.
+    /// Removes a request; tells the expert working on it to stop and the replicas that keep
+    /// its session (KV cache, SSM state) to release it; sends `event` to its gateway.
     private func finish(_ active: ActiveRequest, now: UInt64, _ out: inout [RouterAction], event: AnswerEvent.Kind?) {
         let id = active.request.requestId
         guard requests.removeValue(forKey: id) != nil else { return }
+        var told = Set<PeerIdentity>()
         if let span = active.span {
             let key = SpanKey(requestId: id, spanIndex: span.spanIndex)
             if let flight = inflight.removeValue(forKey: key) {
                 replicas[flight.replica]?.inflight.remove(key)
                 out.append(.toExpert(flight.replica, Envelope(.cancel(Cancel(requestId: id)))))
+                told.insert(flight.replica)
                 dispatch(flight.pool, now: now, &out)
             }
+        }
+        // Without this a finished answer's sessions would sit in the experts' LRU caches
+        // until evicted: memory grows with traffic up to the cache bound.
+        for replica in Set(active.affinity.values) where !told.contains(replica) && replicas[replica] != nil {
+            out.append(.toExpert(replica, Envelope(.cancel(Cancel(requestId: id)))))
         }
         if let event {
             if case .error = event { stats.requestsFailed += 1 }

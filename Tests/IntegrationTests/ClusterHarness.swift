@@ -54,8 +54,8 @@ final class ClusterHarness {
         return process
     }
 
-    func startRouter(gate: String = "alternate", spanTokens: Int = 4, extra: [String] = []) throws {
-        try start("router", ["router", "--frontend", frontend, "--backend", backend, "--model", model.path,
+    func startRouter(gate: String = "alternate", spanTokens: Int = 4, extra: [String] = [], name: String = "router") throws {
+        try start(name, ["router", "--frontend", frontend, "--backend", backend, "--model", model.path,
                              "--gate", gate, "--span-tokens", "\(spanTokens)", "--heartbeat-ms", "500"] + extra)
     }
 
@@ -76,6 +76,15 @@ final class ClusterHarness {
         let deadline = Date().addingTimeInterval(timeout)
         while p.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
         return p.isRunning ? nil : p.terminationStatus
+    }
+
+    /// Resident memory of a running process in MiB (VmRSS), nil once it is gone.
+    func residentMiB(_ name: String) -> Double? {
+        guard let p = processes[name], p.isRunning,
+              let status = try? String(contentsOfFile: "/proc/\(p.processIdentifier)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kib = Double(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") else { return nil }
+        return kib / 1024
     }
 
     func log(_ name: String) -> String {

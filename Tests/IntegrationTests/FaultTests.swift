@@ -18,14 +18,14 @@ final class FaultTests: XCTestCase {
         let base: URL
     }
 
-    func startCluster() throws -> Cluster {
+    func startCluster(maxConcurrent: Int = 16) throws -> Cluster {
         let harness = try ClusterHarness()
         try harness.startRouter(gate: "alternate", spanTokens: 4)
         for id in ["emamba-1", "emamba-2"] { try harness.startExpert("emamba", id: id) }
         for id in ["et5-1", "et5-2"] { try harness.startExpert("et5", id: id) }
         let port = Int.random(in: 20000...40000)
         try harness.start("gateway", ["gateway", "--listen", "127.0.0.1:\(port)", "--router", harness.frontend,
-                                      "--max-concurrent", "16", "--max-tokens", "64"])
+                                      "--max-concurrent", "\(maxConcurrent)", "--max-tokens", "64"])
         let base = URL(string: "http://127.0.0.1:\(port)")!
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
@@ -83,6 +83,9 @@ final class FaultTests: XCTestCase {
         for (index, answer) in clean { XCTAssertEqual(faulted[index], answer, "answer \(index) changed after the faults") }
         XCTAssertGreaterThan(report.tokens.perExpert["emamba", default: 0], 0)
         XCTAssertGreaterThan(report.tokens.perExpert["et5", default: 0], 0)
+        let identical = clean.filter { faulted[$0.key] == $0.value }.count
+        print("RELIABILITY kill-replicas: sent \(report.sent), failed \(report.errors), identical answers \(identical)/\(clean.count), "
+              + "p99 \(Int(report.latencyMs.p99)) ms (fault-free p99 \(Int(cleanReport.latencyMs.p99)) ms)")
 
         // Patient data: at the default log level no process writes a prompt or an answer.
         let logs = harness.allLogs()
@@ -109,6 +112,7 @@ final class FaultTests: XCTestCase {
         let remaining = 2.5 - Date().timeIntervalSince(stopped)
         if remaining > 0 { try await Task.sleep(nanoseconds: UInt64(remaining * 1e9)) }
         harness.signal("emamba-1", SIGCONT)
+        let resumed = Date()
         XCTAssertEqual(report.errors, 0, "\(report.errorsByClass) \(report.errorSamples)\n\(harness.allLogs())")
         for (index, answer) in clean { XCTAssertEqual(faulted[index], answer, "answer \(index) changed while a replica hung") }
 
@@ -130,6 +134,9 @@ final class FaultTests: XCTestCase {
             if !served { try await Task.sleep(nanoseconds: 300_000_000) }
         }
         XCTAssertTrue(served, "emamba-1 never served again after SIGCONT\n\(harness.log("emamba-1"))")
+        let identical = clean.filter { faulted[$0.key] == $0.value }.count
+        print("RELIABILITY sigstop: sent \(report.sent), failed \(report.errors), identical answers \(identical)/\(clean.count), "
+              + "serving again \(String(format: "%.1f", Date().timeIntervalSince(resumed))) s after SIGCONT")
     }
 }
 
@@ -159,6 +166,7 @@ extension FaultTests {
             XCTAssertTrue(body.contains(#""completion_tokens":64"#), body)
         }
         XCTAssertEqual(cluster.harness.waitForExit("gateway", timeout: 30), 0, cluster.harness.log("gateway"))
+        print("RELIABILITY gateway-sigterm: \(statuses.filter { $0.0 == 200 }.count)/\(statuses.count) answers in flight completed, exit 0")
     }
 }
 
@@ -197,6 +205,8 @@ extension FaultTests {
         let (data, response) = try await URLSession.shared.data(for: probe)
         XCTAssertEqual((response as? HTTPURLResponse)?.statusCode, 503)
         XCTAssertTrue(String(decoding: data, as: UTF8.self).contains("not_ready"))
+        print("RELIABILITY pools-gone: EMamba gone → \(fallback.status) from ET5 in \(Int(fallback.seconds * 1000)) ms; "
+              + "both gone → \(refused.status) in \(Int(refused.seconds * 1000)) ms, /readyz 503")
     }
 }
 

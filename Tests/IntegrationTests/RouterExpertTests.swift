@@ -104,6 +104,7 @@ final class RouterExpertTests: XCTestCase {
         try await cluster.waitForReplicas(client, emamba: 1, et5: 1, timeout: 10)
         let elapsed = Date().timeIntervalSince(restarted)
         XCTAssertLessThan(elapsed, 3.0, "experts took \(elapsed) s to re-register")
+        print("RELIABILITY router-restart-reregister: experts registered \(String(format: "%.2f", elapsed)) s after the new router started")
         let answer = try await client.collect(question("after-restart", "What is gingivitis?", maxTokens: 8))
         XCTAssertNil(answer.error, cluster.allLogs())
         XCTAssertNotNil(answer.done)
@@ -140,6 +141,7 @@ final class RouterExpertTests: XCTestCase {
         let log = cluster.log("router")
         let dropped = log.components(separatedBy: "malformed_frames=").dropFirst().first.flatMap { Int($0.prefix { $0.isNumber }) } ?? 0
         XCTAssertGreaterThan(dropped, 100, "router should count the garbage it dropped:\n\(log.suffix(2000))")
+        print("RELIABILITY router-garbage: \(sent) garbage messages sent to frontend and backend, \(dropped) malformed frames counted, still serving")
         context.terminate()
     }
 }

@@ -70,6 +70,12 @@ final class RouterCoreTests: XCTestCase {
         XCTAssertEqual(done.et5Tokens, 4)
         XCTAssertEqual(done.gateKind, "alternate")
         XCTAssertEqual(core.activeRequests, 0)
+        // Both replicas kept a session for this answer: both are told to release it.
+        let released = end.compactMap { action -> PeerIdentity? in
+            if case .toExpert(let id, let e) = action, case .cancel(let c) = e.body, c.requestId == "r1" { return id }
+            return nil
+        }
+        XCTAssertEqual(Set(released), [mambaA, t5])
     }
 
     func testEosEndsTheAnswer() {
