@@ -1,0 +1,120 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Wire
+import XCTest
+
+/// CURVE on between real processes on loopback (issue #12, "Security"; the multi-host
+/// test does the same across network namespaces but needs root). The router allows the
+/// gateway's and one expert's public keys: an expert and a gateway with unknown keys,
+/// and plain-text peers, get nothing through.
+final class CurveClusterTests: XCTestCase {
+    func testUnknownKeysAndPlainTextPeersAreShutOut() async throws {
+        let harness = try ClusterHarness()
+        defer { harness.stopAll() }
+        let keys = harness.dir.appendingPathComponent("keys").path
+        let allowed = keys + "/allowed"
+        try FileManager.default.createDirectory(atPath: allowed, withIntermediateDirectories: true)
+        for name in ["router", "gateway", "expert", "intruder-expert", "intruder-gateway"] {
+            try Keys.writeKeyPair(name: name, directory: keys)
+        }
+        for name in ["gateway", "expert"] {
+            try FileManager.default.copyItem(atPath: "\(keys)/\(name).pub", toPath: "\(allowed)/\(name).pub")
+        }
+        let base = Int.random(in: 20000...39000)
+        let frontend = "tcp://127.0.0.1:\(base)", backend = "tcp://127.0.0.1:\(base + 1)"
+
+        func config(_ name: String, _ security: String) throws -> String {
+            let path = harness.dir.appendingPathComponent("\(name).toml").path
+            try """
+                [router]
+                frontend = "\(frontend)"
+                backend = "\(backend)"
+                model = "\(harness.model.path)"
+                gate = "alternate"
+                span_tokens = 4
+                heartbeat_ms = 500
+
+                [expert]
+                router = "\(backend)"
+                model = "\(harness.model.path)"
+                heartbeat_ms = 500
+
+                [security]
+                curve = true
+                router_public_key = "\(keys)/router.pub"
+                \(security)
+                """.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        try harness.start("router", ["router", "--config", try config("router", """
+            router_secret_key = "\(keys)/router.key"
+            allowed_keys_dir = "\(allowed)"
+            """)])
+        try harness.start("emamba-1", ["expert", "--kind", "emamba", "--replica-id", "emamba-1", "--config",
+                                       try config("expert", #"expert_secret_key = "\#(keys)/expert.key""#)])
+        // An ET5 replica with a key the router does not know: it must never serve.
+        try harness.start("et5-intruder", ["expert", "--kind", "et5", "--replica-id", "et5-intruder", "--config",
+                                           try config("intruder-expert", #"expert_secret_key = "\#(keys)/intruder-expert.key""#)])
+        let goodPort = base + 2, badPort = base + 3
+        try harness.start("gateway", ["gateway", "--listen", "127.0.0.1:\(goodPort)", "--router", frontend, "--config",
+                                      try config("gateway", #"gateway_secret_key = "\#(keys)/gateway.key""#)])
+        try harness.start("intruder-gateway", ["gateway", "--listen", "127.0.0.1:\(badPort)", "--router", frontend, "--config",
+                                               try config("intruder-gateway", #"gateway_secret_key = "\#(keys)/intruder-gateway.key""#)])
+
+        // The allowed expert registers; give the intruder as long again to (fail to) join.
+        let good = URL(string: "http://127.0.0.1:\(goodPort)")!, bad = URL(string: "http://127.0.0.1:\(badPort)")!
+        var ready = ""
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, !ready.contains(#""emamba":1"#) {
+            ready = (try? String(contentsOf: good.appendingPathComponent("readyz"), encoding: .utf8)) ?? ""
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        XCTAssertTrue(ready.contains(#""emamba":1"#), "the allowed expert did not register: \(ready)\n\(harness.allLogs())")
+
+        // Plain-text peers on both router sockets: a request and a Ready, no answer, no replica.
+        let context = try ZmqContext()
+        defer { context.terminate() }
+        var plain: [ZmqSocket] = []
+        for (endpoint, envelope) in [(frontend, Envelope(.answerRequest(question("plain-1", "What is a molar?")))),
+                                     (backend, Envelope(.ready(Ready(pool: .et5, modelId: "m", replicaId: "plain-et5",
+                                                                      capacity: 8, softwareVersion: "x"))))] {
+            let socket = try ZmqSocket(context: context, type: .dealer)
+            try socket.connect(endpoint)
+            _ = try socket.send(envelope, to: nil)
+            plain.append(socket)
+        }
+        try await Task.sleep(nanoseconds: 3_000_000_000)
+        for socket in plain {
+            XCTAssertFalse(try ZmqPoll.poll([socket], timeoutMs: 10)[0], "a plain-text peer got a reply")
+            socket.close()
+        }
+
+        ready = (try? String(contentsOf: good.appendingPathComponent("readyz"), encoding: .utf8)) ?? ""
+        XCTAssertTrue(ready.contains(#""et5":0"#), "an unknown or plain-text ET5 replica joined: \(ready)")
+        XCTAssertTrue(harness.processes["et5-intruder"]?.isRunning ?? false, "the intruder is refused by ZAP, not crashed")
+
+        // The allowed gateway is answered, by the allowed replica only (ET5 pool empty → fallback).
+        let answer = try await post(good)
+        XCTAssertEqual(answer.status, 200, "\(answer.body)\n\(harness.allLogs())")
+        XCTAssertTrue(answer.body.contains(#""replica":"emamba-1""#), answer.body)
+        XCTAssertFalse(answer.body.contains("intruder") || answer.body.contains("plain-et5"), answer.body)
+        // The gateway with an unknown key never reaches the router: not ready, and 503.
+        let refused = try await post(bad)
+        XCTAssertEqual(refused.status, 503, refused.body)
+        let probe = try await URLSession.shared.data(from: bad.appendingPathComponent("readyz"))
+        XCTAssertEqual((probe.1 as? HTTPURLResponse)?.statusCode, 503)
+        print("RELIABILITY curve: allowed expert and gateway served (200); unknown-key expert never registered, "
+              + "unknown-key gateway got \(refused.status), plain-text request and Ready got no reply")
+    }
+
+    private func post(_ base: URL) async throws -> (status: Int, body: String) {
+        var request = URLRequest(url: base.appendingPathComponent("v1/answer"), timeoutInterval: 30)
+        request.httpMethod = "POST"
+        request.setValue("application/json", forHTTPHeaderField: "content-type")
+        request.httpBody = Data(#"{"question": "What is a molar?", "max_tokens": 8}"#.utf8)
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+    }
+}
