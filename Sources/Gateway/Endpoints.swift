@@ -11,6 +11,7 @@ struct Endpoints: Sendable {
     let backend: AnswerBackend
     let metrics: GatewayMetrics
     let limiter: ConcurrencyLimiter
+    let drain: GatewayDrain
 
     func register(on router: Router<GatewayRequestContext>) {
         router.post("/v1/answer") { request, context in try await self.answer(request, context) }
@@ -117,8 +118,9 @@ struct Endpoints: Sendable {
     func ready() async -> Response {
         let status = await backend.status()
         metrics.backend(status)
-        let ready = status.isReady(requiring: config.readyRequiresPools)
-        let body = #"{"status":"\#(ready ? "ready" : "not_ready")","router_reachable":\#(status.routerReachable),"#
+        let draining = drain.isDraining
+        let ready = !draining && status.isReady(requiring: config.readyRequiresPools)
+        let body = #"{"status":"\#(draining ? "draining" : ready ? "ready" : "not_ready")","router_reachable":\#(status.routerReachable),"#
             + #""replicas":{"emamba":\#(status.emambaReplicas),"et5":\#(status.et5Replicas)}}"#
         var response = Self.json(body, status: ready ? .ok : .serviceUnavailable)
         if !ready { response.headers[.retryAfter] = String(config.retryAfterSeconds) }
@@ -147,6 +149,10 @@ struct Endpoints: Sendable {
     }
 
     private func startRun(_ params: AnswerParams, _ context: GatewayRequestContext) async throws -> AnswerRun {
+        if drain.isDraining {
+            metrics.answer(outcome: "rejected")
+            throw GatewayError.draining(retryAfter: config.retryAfterSeconds)
+        }
         guard let permit = limiter.tryAcquire(requestId: context.requestId) else {
             metrics.answer(outcome: "rejected")
             throw GatewayError.overloaded(limit: limiter.limit, retryAfter: config.retryAfterSeconds)

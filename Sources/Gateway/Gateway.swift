@@ -23,9 +23,10 @@ public func makeGatewayApplication(
     backend: AnswerBackend,
     logger: Logger,
     metrics: GatewayMetrics = GatewayMetrics(),
+    drain: GatewayDrain = GatewayDrain(),
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) -> Application<RouterResponder<GatewayRequestContext>> {
-    let router = makeGatewayRouter(config: config, backend: backend, metrics: metrics)
+    let router = makeGatewayRouter(config: config, backend: backend, metrics: metrics, drain: drain)
     return Application(
         router: router,
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: "mambaformer-gateway"),
@@ -36,12 +37,14 @@ public func makeGatewayApplication(
 
 /// The router alone (middleware + endpoints), for embedding or testing.
 public func makeGatewayRouter(config: GatewayConfig, backend: AnswerBackend,
-                              metrics: GatewayMetrics = GatewayMetrics()) -> Router<GatewayRequestContext> {
+                              metrics: GatewayMetrics = GatewayMetrics(),
+                              drain: GatewayDrain = GatewayDrain()) -> Router<GatewayRequestContext> {
     let limiter = ConcurrencyLimiter(limit: config.maxConcurrent) { metrics.inFlight($0) }
+    drain.attach(limiter)
     let router = Router(context: GatewayRequestContext.self)
     // Middleware first: Hummingbird wraps each route with the middleware present when it is added.
     router.add(middleware: FrontMiddleware(metrics: metrics))
     router.add(middleware: AuthMiddleware(tokens: config.authTokens))
-    Endpoints(config: config, backend: backend, metrics: metrics, limiter: limiter).register(on: router)
+    Endpoints(config: config, backend: backend, metrics: metrics, limiter: limiter, drain: drain).register(on: router)
     return router
 }

@@ -77,6 +77,10 @@ public struct GatewayError: Error, CustomStringConvertible, Sendable {
               "the gateway is serving its limit of \(limit) concurrent requests; retry later",
               retryAfter: retryAfter)
     }
+    static func draining(retryAfter: Int) -> GatewayError {
+        .init(.serviceUnavailable, "draining", "the gateway is shutting down; retry (another instance may serve it)",
+              retryAfter: retryAfter)
+    }
     static func deadline(_ ms: Int, partial: AnswerResponse?) -> GatewayError {
         .init(.gatewayTimeout, "deadline_exceeded",
               "the answer did not complete within the \(ms) ms deadline; `partial` holds what was generated",

@@ -90,6 +90,30 @@ final class OperationsTests: XCTestCase {
         XCTAssertTrue(metrics.render().contains(#"mambaformer_gateway_requests_total{endpoint="/v1/answer",status="429"} 7"#))
     }
 
+    /// During the drain an answer in flight completes, a new one gets a retryable 503
+    /// `draining`, /readyz says draining, and the drain ends when nothing is in flight.
+    func testDrainRefusesNewAnswersAndWaitsForThoseInFlight() async throws {
+        let backend = FakeBackend.simple(delayMs: 300)
+        let drain = GatewayDrain()
+        try await TestSupport.app(backend, drain: drain).test(.ahc(.http)) { client in
+            async let inFlight = TestSupport.post(client, "/v1/answer", #"{"question": "q"}"#)
+            try await Task.sleep(for: .milliseconds(100))
+            XCTAssertEqual(drain.inFlight, 1)
+            drain.begin()
+            let refused = try await TestSupport.post(client, "/v1/answer", #"{"question": "q"}"#)
+            XCTAssertEqual(refused.status, .serviceUnavailable)
+            XCTAssertEqual(try TestSupport.error(refused).code, "draining")
+            XCTAssertNotNil(refused.headers[.retryAfter])
+            let probe = try await client.execute(uri: "/readyz", method: .get)
+            XCTAssertEqual(probe.status, .serviceUnavailable)
+            XCTAssertTrue(TestSupport.text(probe).contains(#""status":"draining""#))
+            let left = await drain.waitUntilIdle(timeout: .seconds(5))
+            XCTAssertEqual(left, 0)
+            let done = try await inFlight
+            XCTAssertEqual(done.status, .ok, "the answer in flight must complete")
+        }
+    }
+
     /// The router keys work and `Cancel` by request id: two clients reusing one `X-Request-Id`
     /// at the same time must travel under distinct ids.
     func testConcurrentRequestsWithTheSameIdStayDistinct() async throws {

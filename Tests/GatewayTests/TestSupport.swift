@@ -20,11 +20,11 @@ enum TestSupport {
         return c
     }
 
-    static func app(_ backend: AnswerBackend, metrics: GatewayMetrics = GatewayMetrics(),
+    static func app(_ backend: AnswerBackend, metrics: GatewayMetrics = GatewayMetrics(), drain: GatewayDrain = GatewayDrain(),
                     _ change: (inout GatewayConfig) -> Void = { _ in }) -> some ApplicationProtocol {
         var logger = Logger(label: "gateway-test")
         logger.logLevel = .warning
-        return makeGatewayApplication(config: config(change), backend: backend, logger: logger, metrics: metrics)
+        return makeGatewayApplication(config: config(change), backend: backend, logger: logger, metrics: metrics, drain: drain)
     }
 
     static func body(_ json: String) -> ByteBuffer { ByteBuffer(string: json) }

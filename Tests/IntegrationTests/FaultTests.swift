@@ -25,7 +25,7 @@ final class FaultTests: XCTestCase {
         for id in ["et5-1", "et5-2"] { try harness.startExpert("et5", id: id) }
         let port = Int.random(in: 20000...40000)
         try harness.start("gateway", ["gateway", "--listen", "127.0.0.1:\(port)", "--router", harness.frontend,
-                                      "--max-concurrent", "\(maxConcurrent)", "--max-tokens", "64"])
+                                      "--max-concurrent", "\(maxConcurrent)", "--max-tokens", "256"])
         let base = URL(string: "http://127.0.0.1:\(port)")!
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
@@ -141,32 +141,43 @@ final class FaultTests: XCTestCase {
 }
 
 extension FaultTests {
-    /// SIGTERM to the gateway with answers in flight: they complete, and the gateway exits 0.
+    /// SIGTERM to the gateway with answers in flight: they complete; meanwhile a new answer
+    /// gets a retryable 503 `draining` and /readyz says draining; then the gateway exits 0.
     func testGatewaySigtermDrainsAnswersInFlight() async throws {
         let cluster = try startCluster()
         defer { cluster.harness.stopAll() }
         let url = cluster.base.appendingPathComponent("v1/answer")
-        let statuses = try await withThrowingTaskGroup(of: (Int, String).self) { group in
-            for i in 0..<6 {
+        let (statuses, refused, probe) = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+            // 5, not more: URLSession opens at most 6 connections per host, and the 6th is for the probe.
+            for i in 0..<5 {
                 group.addTask {
                     var request = URLRequest(url: url, timeoutInterval: 60)
                     request.httpMethod = "POST"
                     request.setValue("application/json", forHTTPHeaderField: "content-type")
-                    request.httpBody = Data(#"{"question": "What is a molar? \#(i)", "max_tokens": 64}"#.utf8)
+                    request.httpBody = Data(#"{"question": "What is a molar? \#(i)", "max_tokens": 256}"#.utf8)
                     let (data, response) = try await URLSession.shared.data(for: request)
                     return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
                 }
             }
-            try await Task.sleep(nanoseconds: 150_000_000)  // the answers are under way (64 tokens each)
+            try await Task.sleep(nanoseconds: 150_000_000)  // the answers are under way (256 tokens each)
             cluster.harness.signal("gateway", SIGTERM)
-            return try await group.reduce(into: []) { $0.append($1) }
+            try await Task.sleep(nanoseconds: 100_000_000)
+            let refused = try await answer(cluster.base, "What is a fever?")
+            let (probeBody, probeResponse) = try await URLSession.shared.data(from: cluster.base.appendingPathComponent("readyz"))
+            let probe = ((probeResponse as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: probeBody, as: UTF8.self))
+            return (try await group.reduce(into: []) { $0.append($1) }, refused, probe)
         }
         for (status, body) in statuses {
             XCTAssertEqual(status, 200, "an answer in flight was cut by the drain: \(body)\n\(cluster.harness.log("gateway"))")
-            XCTAssertTrue(body.contains(#""completion_tokens":64"#), body)
+            XCTAssertTrue(body.contains(#""completion_tokens":256"#), body)
         }
+        XCTAssertEqual(refused.status, 503, refused.body)
+        XCTAssertTrue(refused.body.contains(#""draining""#), refused.body)
+        XCTAssertEqual(probe.0, 503, probe.1)
+        XCTAssertTrue(probe.1.contains(#""status":"draining""#), probe.1)
         XCTAssertEqual(cluster.harness.waitForExit("gateway", timeout: 30), 0, cluster.harness.log("gateway"))
-        print("RELIABILITY gateway-sigterm: \(statuses.filter { $0.0 == 200 }.count)/\(statuses.count) answers in flight completed, exit 0")
+        print("RELIABILITY gateway-sigterm: \(statuses.filter { $0.0 == 200 }.count)/\(statuses.count) answers in flight completed, "
+              + "a new answer during the drain got \(refused.status) in \(Int(refused.seconds * 1000)) ms, exit 0")
     }
 }
 

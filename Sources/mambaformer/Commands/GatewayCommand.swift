@@ -51,13 +51,16 @@ struct GatewayCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(metrics.factory)
         let backend = try RouterClient(endpoint: cluster.gateway.router, curve: try NodeConfiguration.gatewayCurve(cluster),
                                        logger: logger)
+        let drain = GatewayDrain()
         let app = makeGatewayApplication(config: gatewayConfig, backend: backend, logger: logger, metrics: metrics,
-                                         onServerRunning: { port in
+                                         drain: drain, onServerRunning: { port in
             Readiness.ready("gateway listening on \(gatewayConfig.host):\(port)", logger: logger)
         })
-        // SIGTERM/SIGINT: stop accepting, let in-flight requests finish, exit 0.
+        // SIGTERM/SIGINT: services stop in reverse order. systemd hears STOPPING=1; new
+        // answers get 503 while those in flight finish; then the server stops; exit 0.
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: app), .init(service: StoppingNotifier(logger: logger))],
+            services: [.init(service: app), .init(service: Drainer(drain: drain, logger: logger)),
+                       .init(service: StoppingNotifier(logger: logger))],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         backend.shutdown()
@@ -70,5 +73,19 @@ struct StoppingNotifier: Service {
     func run() async throws {
         try? await gracefulShutdown()
         Readiness.stopping(logger: logger)
+    }
+}
+
+/// Holds the HTTP server open during the drain: on shutdown it makes new answers 503 and
+/// returns once the answers in flight are done (at most 40 s, under systemd's 45 s stop timeout).
+struct Drainer: Service {
+    let drain: GatewayDrain
+    let logger: Logger
+    func run() async throws {
+        try? await gracefulShutdown()
+        drain.begin()
+        logger.info("draining", metadata: ["in_flight": "\(drain.inFlight)"])
+        let left = await drain.waitUntilIdle(timeout: .seconds(40))
+        if left > 0 { logger.warning("drain timed out", metadata: ["in_flight": "\(left)"]) }
     }
 }
