@@ -87,6 +87,28 @@ final class ClusterHarness {
         return kib / 1024
     }
 
+    /// Prometheus text from a node started with `--metrics 127.0.0.1:0` (it logs its URL).
+    func scrapeMetrics(_ name: String) throws -> String {
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if let range = log(name).range(of: #"metrics at (http://\S+/metrics)"#, options: .regularExpression),
+               let url = URL(string: String(log(name)[range].dropFirst("metrics at ".count))) {
+                return String(decoding: try Data(contentsOf: url), as: UTF8.self)
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        XCTFail("\(name) never logged its metrics URL:\n\(log(name))")
+        throw CancellationError()
+    }
+
+    /// The value of one sample line (`name{labels} value`) in Prometheus text, or nil.
+    static func sample(_ text: String, _ series: String) -> Double? {
+        for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
+            return Double(line.dropFirst(series.count + 1).split(separator: " ")[0])
+        }
+        return nil
+    }
+
     func log(_ name: String) -> String {
         guard let url = logs[name], let data = FileManager.default.contents(atPath: url.path) else { return "" }
         return String(decoding: data, as: UTF8.self)

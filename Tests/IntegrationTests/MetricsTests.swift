@@ -47,27 +47,7 @@ final class MetricsTests: XCTestCase {
                       cluster.log("router"))
     }
 
-    /// Reads the URL the process logged ("metrics at http://…/metrics") and fetches it.
-    private func scrape(_ cluster: ClusterHarness, _ name: String) async throws -> String {
-        let deadline = Date().addingTimeInterval(10)
-        var url: URL?
-        while url == nil, Date() < deadline {
-            if let range = cluster.log(name).range(of: #"metrics at (http://\S+/metrics)"#, options: .regularExpression) {
-                let line = String(cluster.log(name)[range])
-                url = URL(string: String(line.dropFirst("metrics at ".count)))
-            } else { try await Task.sleep(nanoseconds: 50_000_000) }
-        }
-        let target = try XCTUnwrap(url, "\(name) never logged its metrics URL:\n\(cluster.log(name))")
-        let (data, response) = try await URLSession.shared.data(from: target)
-        XCTAssertEqual((response as? HTTPURLResponse)?.statusCode, 200)
-        return String(decoding: data, as: UTF8.self)
-    }
+    private func scrape(_ cluster: ClusterHarness, _ name: String) async throws -> String { try cluster.scrapeMetrics(name) }
 
-    /// The value of one sample line (`name{labels} value`) in Prometheus text, or nil.
-    private func sample(_ text: String, _ series: String) -> Double? {
-        for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
-            return Double(line.dropFirst(series.count + 1).split(separator: " ")[0])
-        }
-        return nil
-    }
+    private func sample(_ text: String, _ series: String) -> Double? { ClusterHarness.sample(text, series) }
 }

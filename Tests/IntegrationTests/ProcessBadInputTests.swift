@@ -14,7 +14,7 @@ final class ProcessBadInputTests: XCTestCase {
         let fakeRouter = try ZmqSocket(context: context, type: .router)
         defer { fakeRouter.close() }
         _ = try fakeRouter.bind(harness.backend)
-        try harness.startExpert("emamba", id: "emamba-1")
+        try harness.startExpert("emamba", id: "emamba-1", extra: ["--metrics", "127.0.0.1:0"])
 
         // The expert announces itself: learn its identity.
         var identity: [UInt8]?
@@ -52,6 +52,12 @@ final class ProcessBadInputTests: XCTestCase {
         }
         XCTAssertEqual(answered?.pieces.count, 4, "the expert stopped serving after garbage\n\(harness.log("emamba-1"))")
         XCTAssertNil(harness.waitForExit("emamba-1", timeout: 0.1), "the expert died")
+        // Every undecodable frame is counted (the valid-but-future-version ones are refused, not dropped).
+        let metrics = try harness.scrapeMetrics("emamba-1")
+        let dropped = metrics.split(separator: "\n").first { $0.hasPrefix("mambaformer_expert_frames_dropped_total") }
+            .flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+        XCTAssertGreaterThanOrEqual(dropped, 100, "the expert's dropped-frame counter:\n\(metrics)")
+        print("RELIABILITY expert-garbage: 300 garbage frames, \(Int(dropped)) counted as dropped, next span served")
     }
 
     /// Broken checkpoints and bad values are refused at start: a clear message, exit non-zero.
