@@ -129,7 +129,8 @@ final class RequestReadTimeout: ChannelDuplexHandler, RemovableChannelHandler {
     private func expire(_ context: ChannelHandlerContext) {
         guard context.channel.isActive, !expired else { return }
         let partial = input.seen || headsRead > requestsRead
-        let answer = partial && !responseOpen
+        // 408 only if the request being read has no response yet (none open, none sent early).
+        let answer = partial && !responseOpen && requestsRead >= responsesEnded
         metrics.readTimeout(answered: answer)
         // The error first: closing makes the decoder report a cut-off request, and whoever reads
         // the body must see this error rather than that one (or a clean end).
