@@ -35,7 +35,7 @@ public func makeGatewayApplication(
     // connections first (at readTimeout), with a 408 when a request was under way.
     let http1 = HTTP1Channel.Configuration(
         additionalChannelHandlers: [RequestReadTimeout(timeout: readTimeout, metrics: metrics),
-                                    MalformedRequestReply(limits: headerLimits)],
+                                    MalformedRequestReply(limits: headerLimits, metrics: metrics)],
         idleTimeout: .milliseconds(Int64(config.readTimeoutMs) * 2),
         httpDecoderConfiguration: headerLimits)
     return Application(

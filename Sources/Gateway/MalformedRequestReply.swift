@@ -22,11 +22,13 @@ final class MalformedRequestReply: ChannelDuplexHandler, RemovableChannelHandler
 
     /// Shown in the 431 message, so a client knows what it has to stay under.
     let limits: HTTP1Channel.Configuration.DecoderConfiguration
+    let metrics: GatewayMetrics
     private var responseOpen = false
     private var replied = false
 
-    init(limits: HTTP1Channel.Configuration.DecoderConfiguration) {
+    init(limits: HTTP1Channel.Configuration.DecoderConfiguration, metrics: GatewayMetrics) {
         self.limits = limits
+        self.metrics = metrics
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
@@ -58,6 +60,7 @@ final class MalformedRequestReply: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func reply(_ context: ChannelHandlerContext, _ error: GatewayError) {
+        metrics.malformedRequest(status: Int(error.status.code))
         let requestId = UUID().uuidString.lowercased()
         let body = ByteBuffer(string: JSON.encode(ErrorEnvelope(error, requestId: requestId)) + "\n")
         let head = HTTPResponse(status: error.status, headerFields: [

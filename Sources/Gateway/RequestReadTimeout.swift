@@ -41,6 +41,8 @@ final class RequestReadTimeout: ChannelDuplexHandler, RemovableChannelHandler {
     private var responsesEnded = 0
     private var responseOpen = false
     private var timer: Scheduled<Void>?
+    /// The `X-Request-Id` of the request being read, echoed in a 408 when well-formed.
+    private var clientRequestId: String?
     /// Set once the timeout fired: from then on nothing is read or written but our own reply.
     private var expired = false
 
@@ -75,8 +77,9 @@ final class RequestReadTimeout: ChannelDuplexHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !expired else { return }
         switch unwrapInboundIn(data) {
-        case .head:
+        case .head(let head):
             headsRead += 1
+            clientRequestId = head.headerFields[.requestId]
         case .body:
             break
         case .end:
@@ -137,7 +140,7 @@ final class RequestReadTimeout: ChannelDuplexHandler, RemovableChannelHandler {
         expired = true
         context.fireErrorCaught(Expired(timeout: timeout))
         if answer {
-            let requestId = UUID().uuidString.lowercased()
+            let requestId = FrontMiddleware.requestId(from: headsRead > requestsRead ? clientRequestId : nil)
             let error = GatewayError.requestTimeout(ms: Int(timeout.nanoseconds / 1_000_000))
             let body = ByteBuffer(string: JSON.encode(ErrorEnvelope(error, requestId: requestId)) + "\n")
             let head = HTTPResponse(status: .requestTimeout, headerFields: [

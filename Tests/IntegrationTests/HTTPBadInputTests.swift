@@ -56,6 +56,17 @@ final class HTTPBadInputTests: XCTestCase {
         for c in Self.corpus { try check(c) }
         try checkSlowlorisDoesNotBlockOthers(port: port, harness, table: &table)
 
+        // The refusals are counted for operators (3 slowloris-style 408s, 2 header floods, 5 bad requests).
+        let metrics = try RawConnection(port: port)
+        metrics.send(Array("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8))
+        let text = metrics.readReply(timeout: 5).body
+        metrics.close()
+        for line in ["mambaformer_gateway_read_timeouts_total{action=\"408\"} 3",
+                     "mambaformer_gateway_malformed_requests_total{status=\"431\"} 2",
+                     "mambaformer_gateway_malformed_requests_total{status=\"400\"} 5"] {
+            XCTAssertTrue(text.contains(line), "/metrics lacks \(line)")
+        }
+
         XCTAssertTrue(harness.processes["gateway"]?.isRunning ?? false, "the gateway died\n\(harness.log("gateway"))")
         // Nothing unexpected was logged as an error (a 500 would be).
         XCTAssertFalse(harness.log("gateway").contains(" error mambaformer") || harness.log("gateway").contains(" critical mambaformer"), harness.log("gateway").suffix(3000).description)
