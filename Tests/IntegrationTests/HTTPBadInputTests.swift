@@ -12,7 +12,7 @@ final class HTTPBadInputTests: XCTestCase {
     static let readTimeoutMs = 1500
     static let valid = #"{"question":"What is a molar?","max_tokens":4}"#
 
-    struct Case {
+    fileprivate struct Case {
         let name: String
         let status: Int
         /// The error `code` expected in the JSON body.
@@ -83,17 +83,17 @@ final class HTTPBadInputTests: XCTestCase {
 
     // MARK: The corpus
 
-    static func post(_ body: [UInt8], headers: [String] = [], path: String = "/v1/answer") -> [UInt8] {
+    fileprivate static func post(_ body: [UInt8], headers: [String] = [], path: String = "/v1/answer") -> [UInt8] {
         let head = ["POST \(path) HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json",
                     "Content-Length: \(body.count)"] + headers
         return Array((head.joined(separator: "\r\n") + "\r\n\r\n").utf8) + body
     }
 
-    static func post(_ json: String) -> [UInt8] { post(Array(json.utf8)) }
+    fileprivate static func post(_ json: String) -> [UInt8] { post(Array(json.utf8)) }
 
-    static func sending(_ bytes: [UInt8]) -> (RawConnection) -> Void { { $0.send(bytes) } }
+    fileprivate static func sending(_ bytes: [UInt8]) -> (RawConnection) -> Void { { $0.send(bytes) } }
 
-    static var corpus: [Case] {
+    fileprivate static var corpus: [Case] {
         let tenMB = [UInt8](repeating: UInt8(ascii: "a"), count: 10 << 20)
         var chunked = Array("POST /v1/answer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)
         let chunk = [UInt8](repeating: UInt8(ascii: "a"), count: 64 << 10)
@@ -164,7 +164,7 @@ final class HTTPBadInputTests: XCTestCase {
     // MARK: Steps
 
     /// While a slowloris connection dribbles its head, valid requests are served at once.
-    func checkSlowlorisDoesNotBlockOthers(port: Int, _ harness: ClusterHarness,
+    private func checkSlowlorisDoesNotBlockOthers(port: Int, _ harness: ClusterHarness,
                                           table: inout [(String, Int?, Double)]) throws {
         let slow = try RawConnection(port: port)
         let done = DispatchSemaphore(value: 0)
@@ -193,20 +193,20 @@ final class HTTPBadInputTests: XCTestCase {
         try assertServes(port: port, after: "slowloris beside valid requests", harness)
     }
 
-    func answer(port: Int) throws -> RawReply {
+    private func answer(port: Int) throws -> RawReply {
         let connection = try RawConnection(port: port)
         defer { connection.close() }
         connection.send(Self.post(Self.valid))
         return connection.readReply(timeout: 30)
     }
 
-    func assertServes(port: Int, after name: String, _ harness: ClusterHarness) throws {
+    private func assertServes(port: Int, after name: String, _ harness: ClusterHarness) throws {
         let reply = try answer(port: port)
         XCTAssertEqual(reply.status, 200, "after \(name): \(reply.summary)\n\(harness.log("gateway").suffix(2000))")
         XCTAssertTrue(reply.body.contains("\"answer\""), "after \(name): \(reply.summary)")
     }
 
-    func waitReady(port: Int, _ harness: ClusterHarness) throws {
+    private func waitReady(port: Int, _ harness: ClusterHarness) throws {
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
             if let connection = try? RawConnection(port: port) {
@@ -222,7 +222,7 @@ final class HTTPBadInputTests: XCTestCase {
     }
 }
 
-final class Box<T>: @unchecked Sendable {
+private final class Box<T>: @unchecked Sendable {
     var value: T
     init(_ value: T) { self.value = value }
 }
@@ -230,7 +230,7 @@ final class Box<T>: @unchecked Sendable {
 // MARK: - A raw TCP client
 
 /// What came back on a raw connection.
-struct RawReply {
+private struct RawReply {
     var status: Int?
     var head = ""
     var body = ""
@@ -252,7 +252,7 @@ struct RawReply {
 
 /// One TCP connection that sends exactly the bytes a test gives, when it says, and reads one
 /// HTTP response back. Blocking POSIX calls with receive timeouts: nothing here can hang.
-final class RawConnection: @unchecked Sendable {
+private final class RawConnection: @unchecked Sendable {
     let fd: Int32
     let opened = Date()
     private var isClosed = false
