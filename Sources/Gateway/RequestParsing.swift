@@ -37,6 +37,10 @@ enum RequestParsing {
             value = try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
         } catch let DecodingError.dataCorrupted(context) {
             throw GatewayError.invalidJSON(Self.describe(context))
+        } catch let DecodingError.typeMismatch(_, context) {
+            // Every JSON value maps to a JSONValue case except a number no Double can hold (1e400).
+            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            throw GatewayError.invalidJSON("the number at `\(path)` is out of range")
         } catch {
             throw GatewayError.invalidJSON("could not parse")
         }
