@@ -26,6 +26,8 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         // Already in the graph through hummingbird; named here for LoadGen's small HTTP/1.1 client.
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        // Also through hummingbird; named for the gateway's request read timeout (a NIO handler).
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
     ],
     targets: [
         // System libraries (Debian packages, see scripts/install-deps.sh).
@@ -78,6 +80,10 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
+            .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
         ], swiftSettings: v5),
         // GET /metrics for the router and the experts (the gateway serves its own).
         .target(name: "MetricsEndpoint", dependencies: [

@@ -149,8 +149,8 @@ public struct ClusterConfig {
         let (host, port) = SettingType.splitHostPort(string("gateway.listen")) ?? ("127.0.0.1", 8080)
         return GatewaySettings(
             host: host, port: port, router: string("gateway.router"), deadlineMs: int("gateway.deadline_ms"),
-            spanTokens: int("gateway.span_tokens"), logLevel: string("gateway.log_level"),
-            maxConcurrent: int("limits.max_concurrent"), maxTokens: int("limits.max_tokens"),
+            spanTokens: int("gateway.span_tokens"), readTimeoutMs: int("gateway.read_timeout_ms"),
+            logLevel: string("gateway.log_level"), maxConcurrent: int("limits.max_concurrent"), maxTokens: int("limits.max_tokens"),
             maxBodyBytes: int("limits.max_body_bytes"), maxPromptChars: int("limits.max_prompt_chars"),
             authTokensFile: optionalPath("security.auth_tokens_file"))
     }
@@ -204,6 +204,7 @@ public struct GatewaySettings: Equatable, Sendable {
     public var router: String
     public var deadlineMs: Int
     public var spanTokens: Int
+    public var readTimeoutMs: Int
     public var logLevel: String
     public var maxConcurrent: Int
     public var maxTokens: Int

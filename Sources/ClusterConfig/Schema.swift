@@ -161,6 +161,10 @@ public enum Schema {
         add("gateway", "router", .endpoint, .string("tcp://127.0.0.1:5555"))
         add("gateway", "deadline_ms", .int(1...3_600_000), .int(30_000))
         add("gateway", "span_tokens", .int(0...256), .int(0))
+        // A connection must deliver a whole request (head and body) within this many ms of
+        // connecting or of its previous response, else 408 + close (slowloris); idle
+        // keep-alive connections close after it too. Answering (streams) is not counted.
+        add("gateway", "read_timeout_ms", .int(1...3_600_000), .int(30_000))
         add("gateway", "log_level", .choice(logLevels), .string("info"))
 
         for (key, type, value) in expertKeys {

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
 import Wire
 
 /// The HTTP endpoints. Each answer request: read the body (bounded) → validate → admit
@@ -144,6 +145,9 @@ struct Endpoints: Sendable {
             var buffer = try await request.collectBody(upTo: config.maxBodyBytes)
             return buffer.readBytes(length: buffer.readableBytes) ?? []
         } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw GatewayError.bodyTooLarge(limit: config.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            // A chunked body (no Content-Length) that grows past the limit.
             throw GatewayError.bodyTooLarge(limit: config.maxBodyBytes)
         }
     }

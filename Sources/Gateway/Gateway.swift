@@ -1,4 +1,6 @@
 import Hummingbird
+import HummingbirdCore
+import NIOCore
 import Logging
 
 /// The HTTP front door: validates requests, sends them to the router through an
@@ -27,8 +29,19 @@ public func makeGatewayApplication(
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) -> Application<RouterResponder<GatewayRequestContext>> {
     let router = makeGatewayRouter(config: config, backend: backend, metrics: metrics, drain: drain)
+    let readTimeout = TimeAmount.milliseconds(Int64(config.readTimeoutMs))
+    let headerLimits = HTTP1Channel.Configuration.DecoderConfiguration(
+        maxHeaderFieldSize: 80 * 1024, maxHeaderListSize: 80 * 1024, maxHeaderFieldCount: 1000)
+    // Hummingbird's idle timeout is only a backstop: RequestReadTimeout closes idle and slow
+    // connections first (at readTimeout), with a 408 when a request was under way.
+    let http1 = HTTP1Channel.Configuration(
+        additionalChannelHandlers: [RequestReadTimeout(timeout: readTimeout, metrics: metrics),
+                                    MalformedRequestReply(limits: headerLimits, metrics: metrics)],
+        idleTimeout: .milliseconds(Int64(config.readTimeoutMs) * 2),
+        httpDecoderConfiguration: headerLimits)
     return Application(
         router: router,
+        server: .http1(configuration: http1),
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: "mambaformer-gateway"),
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? config.port) },
         logger: logger

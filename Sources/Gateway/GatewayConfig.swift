@@ -38,6 +38,10 @@ public struct GatewayConfig: Sendable {
     /// SSE comment sent when nothing else was sent for this long: keeps proxies from timing the
     /// stream out and detects a client that went away while generation is slow.
     public var keepAliveMs: Int = 10_000
+    /// A connection must deliver a complete request (head and body) within this long of
+    /// connecting or of its previous response ending, else 408 and close (slowloris); an idle
+    /// keep-alive connection is closed after it. Answer time (streams included) does not count.
+    public var readTimeoutMs: Int = 30_000
     /// Span length asked of the router (0 = router default).
     public var spanTokens: UInt32 = 0
 
@@ -78,6 +82,7 @@ public struct GatewayConfig: Sendable {
         try need(maxDeadlineMs >= defaultDeadlineMs, "maxDeadlineMs", "must be >= defaultDeadlineMs")
         try need(deadlineGraceMs >= 0, "deadlineGraceMs", "must not be negative")
         try need(spanGapTimeoutMs >= 1, "spanGapTimeoutMs", "must be positive, got \(spanGapTimeoutMs)")
+        try need(readTimeoutMs >= 1, "readTimeoutMs", "must be positive, got \(readTimeoutMs)")
         try need(keepAliveMs >= 100, "keepAliveMs", "must be at least 100, got \(keepAliveMs)")
     }
 

@@ -70,6 +70,10 @@ public struct GatewayError: Error, CustomStringConvertible, Sendable {
     static func bodyTooLarge(limit: Int) -> GatewayError {
         .init(.contentTooLarge, "body_too_large", "request body exceeds \(limit) bytes")
     }
+    static func requestTimeout(ms: Int) -> GatewayError {
+        .init(.requestTimeout, "request_timeout",
+              "the request (head and body) did not arrive within \(ms) ms; the connection is closed")
+    }
     static let unauthorized = GatewayError(.unauthorized, "unauthorized",
                                            "missing or invalid bearer token (Authorization: Bearer <token>)")
     static func overloaded(limit: Int, retryAfter: Int) -> GatewayError {

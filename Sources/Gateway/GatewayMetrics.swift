@@ -17,6 +17,9 @@ import Wire
 /// - `answers_total{outcome}`                      ok / deadline / incomplete / upstream / cancelled / rejected
 /// - `spans_dropped_total{reason}`                 duplicate / foreign span results dropped by the merger
 /// - `stream_errors_total{code}`                   errors sent as an SSE event after the stream started
+/// - `read_timeouts_total{action}`                connections that did not deliver a request in time:
+///                                                 `408` (partial request answered) or `close` (idle)
+/// - `malformed_requests_total{status}`            HTTP the decoder refused: 400 / 431 (never routed)
 /// - `router_reachable`, `replicas{pool}`          last status seen by /readyz or /metrics
 public final class GatewayMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
@@ -51,6 +54,16 @@ public final class GatewayMetrics: Sendable {
     }
 
     func inFlight(_ n: Int) { inFlightGauge.set(n) }
+
+    func malformedRequest(status: Int) {
+        Counter(label: "mambaformer_gateway_malformed_requests_total",
+                dimensions: [("status", String(status))], factory: factory).increment()
+    }
+
+    func readTimeout(answered: Bool) {
+        Counter(label: "mambaformer_gateway_read_timeouts_total",
+                dimensions: [("action", answered ? "408" : "close")], factory: factory).increment()
+    }
 
     func firstSpan(after duration: Duration) {
         Metrics.Timer(label: "mambaformer_gateway_first_span_seconds", factory: factory).record(duration: duration)

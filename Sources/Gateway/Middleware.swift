@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOHTTP1
 
 /// Per-request state the gateway adds to Hummingbird's context.
 public struct GatewayRequestContext: RequestContext {
@@ -88,6 +89,12 @@ struct FrontMiddleware: RouterMiddleware {
         switch error {
         case let e as GatewayError:
             return e
+        case let e as RequestReadTimeout.Expired:
+            // The 408 is already on the wire (RequestReadTimeout wrote it); this one is dropped.
+            return .requestTimeout(ms: Int(e.timeout.nanoseconds / 1_000_000))
+        case let e as HTTPParserError:
+            // Broken framing inside the body; MalformedRequestReply has answered already.
+            return GatewayError(.badRequest, "malformed_request", "not a valid HTTP/1.1 request (\(e))")
         case let e as HTTPError:
             switch e.status {
             case .notFound:

@@ -27,11 +27,20 @@ enum RequestParsing {
         if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
             throw GatewayError.invalidJSON("the body is empty")
         }
+        // Foundation's parser accepts `{"a": 1,}` and `[1,]`; JSON (RFC 8259) does not, and a
+        // stray comma often marks a field the client meant to add and did not.
+        if let offset = trailingComma(bytes) {
+            throw GatewayError.invalidJSON("trailing comma at byte \(offset)")
+        }
         let value: JSONValue
         do {
             value = try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
         } catch let DecodingError.dataCorrupted(context) {
             throw GatewayError.invalidJSON(Self.describe(context))
+        } catch let DecodingError.typeMismatch(_, context) {
+            // Every JSON value maps to a JSONValue case except a number no Double can hold (1e400).
+            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            throw GatewayError.invalidJSON("the number at `\(path)` is out of range")
         } catch {
             throw GatewayError.invalidJSON("could not parse")
         }
@@ -39,6 +48,27 @@ enum RequestParsing {
             throw GatewayError(.unprocessableContent, "invalid_type", "the body must be a JSON object, got \(value.kindName)")
         }
         return JSONFields(fields)
+    }
+
+    /// Offset of a `,` followed (after whitespace) by `}` or `]`, outside strings.
+    static func trailingComma(_ bytes: [UInt8]) -> Int? {
+        var inString = false, escaped = false
+        var lastComma: Int?
+        for (i, byte) in bytes.enumerated() {
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true }
+                else if byte == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true; lastComma = nil
+            case UInt8(ascii: ","): lastComma = i
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): if let lastComma { return lastComma }
+            case 0x20, 0x0A, 0x0D, 0x09: break
+            default: lastComma = nil
+            }
+        }
+        return nil
     }
 
     private static func describe(_ context: DecodingError.Context) -> String {

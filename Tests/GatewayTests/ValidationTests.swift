@@ -25,6 +25,25 @@ final class ValidationTests: XCTestCase {
         try await expect(#"{"question": 'q'}"#, .badRequest, "invalid_json")
         try await expect("", .badRequest, "invalid_json")
         try await expect(#"{"question": "q"} trailing"#, .badRequest, "invalid_json")
+        // Foundation's parser would accept these; JSON does not.
+        try await expect(#"{"question": "q",}"#, .badRequest, "invalid_json")
+        try await expect(#"{"question": "q", "stop": [1, ]}"#, .badRequest, "invalid_json")
+    }
+
+    func testANumberBeyondDoubleIsNamed() async throws {
+        try await TestSupport.app(FakeBackend.simple()).test(.router) { client in
+            let r = try await TestSupport.post(client, "/v1/answer", #"{"question": "q", "max_tokens": 1e400}"#)
+            XCTAssertEqual(r.status, .badRequest)
+            let e = try TestSupport.error(r)
+            XCTAssertEqual(e.code, "invalid_json")
+            XCTAssertTrue(e.message.contains("`max_tokens` is out of range"), e.message)
+        }
+    }
+
+    func testTrailingCommaScanIgnoresStrings() {
+        XCTAssertNil(RequestParsing.trailingComma(Array(#"{"question": "a,}", "context": "\",]"}"#.utf8)))
+        XCTAssertEqual(RequestParsing.trailingComma(Array(#"{"a": 1 , }"#.utf8)), 8)
+        XCTAssertNil(RequestParsing.trailingComma(Array(#"[1, 2]"#.utf8)))
     }
 
     func testNotAnObject() async throws {

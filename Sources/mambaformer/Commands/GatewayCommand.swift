@@ -24,6 +24,8 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Largest prompt (question + context) in characters (default 32000).") var maxPromptChars: Int?
     @Option(help: "Deadline in ms when the client gives none (default 30000).") var deadlineMs: Int?
     @Option(help: "Tokens per span asked of the router (0: the router's default).") var spanTokens: UInt32?
+    @Option(help: "A request (head and body) must arrive within this many ms of connecting or of the previous response, else 408 (default 30000).")
+    var readTimeoutMs: Int?
     @Option(help: "Log level.") var logLevel: String?
 
     var overrides: ConfigOverrides {
@@ -37,6 +39,7 @@ struct GatewayCommand: AsyncParsableCommand {
         o.set("limits.max_prompt_chars", maxPromptChars, flag: "--max-prompt-chars")
         o.set("gateway.deadline_ms", deadlineMs, flag: "--deadline-ms")
         o.set("gateway.span_tokens", spanTokens, flag: "--span-tokens")
+        o.set("gateway.read_timeout_ms", readTimeoutMs, flag: "--read-timeout-ms")
         o.set("gateway.log_level", logLevel, flag: "--log-level")
         return o
     }

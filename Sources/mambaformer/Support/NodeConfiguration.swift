@@ -79,6 +79,7 @@ enum NodeConfiguration {
         g.defaultDeadlineMs = s.deadlineMs
         g.maxDeadlineMs = max(g.maxDeadlineMs, s.deadlineMs)
         g.spanTokens = UInt32(s.spanTokens)
+        g.readTimeoutMs = s.readTimeoutMs
         if let path = s.authTokensFile { g.authTokens = try GatewayConfig.loadAuthTokens(path: path) }
         try g.validate()
         return g
