@@ -123,7 +123,8 @@ let package = Package(
                           path: "benchmarks/engine", swiftSettings: v5),
 
         // What the cluster's processes add: router dispatch cost per span, batching through an expert.
-        .executableTarget(name: "cluster-bench", dependencies: ["Wire", "RouterNode", "Gate"],
+        .executableTarget(name: "cluster-bench", dependencies: ["Wire", "RouterNode", "Gate", "Engine", "ExpertNode", "LoadGen",
+                                                          .product(name: "Logging", package: "swift-log")],
                           path: "benchmarks/cluster", swiftSettings: v5),
 
         // Unit tests next to each part; integration tests start real processes.

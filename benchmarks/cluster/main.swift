@@ -11,6 +11,13 @@
 //       Token throughput of one real expert process behind a real router with N concurrent
 //       requests (continuous batching), versus N = 1.
 //
+//   cluster-bench e2e --bin PATH --model DIR [--tokens 64] [--span-tokens 16] [--requests 20]
+//       One answer at a time through gateway + router + experts (HTTP, ZeroMQ, 3–4 processes)
+//       versus the same answer generated in this process (EndToEnd.swift).
+//
+//   cluster-bench replicas --bin PATH --model DIR [--tokens 32] [--requests 200] [--concurrency 8]
+//       Answers per second with 1 and 2 EMamba replicas under the traffic generator.
+//
 // Prints one JSON line per measurement.
 import Foundation
 import Gate
@@ -245,7 +252,9 @@ func batchingBenchmark(bin: String, model: String, kind: String, tokens: UInt32,
 let args = Array(CommandLine.arguments.dropFirst())
 guard let command = args.first, let bin = option("--bin", args) else {
     print("usage: cluster-bench dispatch --bin PATH [--spans 3000] [--transport ipc|tcp]\n"
-        + "       cluster-bench batching --bin PATH --model DIR [--kind emamba|et5] [--tokens 64] [--concurrency 1,8]")
+        + "       cluster-bench batching --bin PATH --model DIR [--kind emamba|et5] [--tokens 64] [--concurrency 1,8]\n"
+        + "       cluster-bench e2e --bin PATH --model DIR [--tokens 64] [--span-tokens 16] [--requests 20]\n"
+        + "       cluster-bench replicas --bin PATH --model DIR [--tokens 32] [--requests 200] [--concurrency 8]")
     exit(2)
 }
 do {
@@ -257,6 +266,16 @@ do {
         try batchingBenchmark(bin: bin, model: option("--model", args) ?? "models/demo", kind: option("--kind", args) ?? "emamba",
                               tokens: UInt32(option("--tokens", args) ?? "64") ?? 64,
                               concurrencies: (option("--concurrency", args) ?? "1,8").split(separator: ",").compactMap { Int($0) })
+    case "e2e":
+        try endToEndBenchmark(bin: bin, model: option("--model", args) ?? "models/demo",
+                              tokens: Int(option("--tokens", args) ?? "64") ?? 64,
+                              spanTokens: Int(option("--span-tokens", args) ?? "16") ?? 16,
+                              requests: Int(option("--requests", args) ?? "20") ?? 20)
+    case "replicas":
+        try replicasBenchmark(bin: bin, model: option("--model", args) ?? "models/demo",
+                              tokens: Int(option("--tokens", args) ?? "32") ?? 32,
+                              requests: Int(option("--requests", args) ?? "200") ?? 200,
+                              concurrency: Int(option("--concurrency", args) ?? "8") ?? 8)
     default:
         print("unknown command \(command)")
         exit(2)

@@ -1,0 +1,153 @@
+// cluster-bench e2e and replicas: what a whole cluster costs over the same work in one
+// process, and what a second replica buys.
+import Engine
+import ExpertNode
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import LoadGen
+import Logging
+import Wire
+
+/// A gateway + router + experts on loopback, killed when this process ends.
+final class LocalCluster {
+    let dir: URL
+    let base: URL
+    private var children: [Child] = []
+
+    init(bin: String, model: String, emamba: Int, et5: Int, gate: String, spanTokens: Int, maxConcurrent: Int = 64) throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-bench-\(getpid())-\(UUID().uuidString.prefix(6))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let frontend = "ipc://\(dir.path)/f", backend = "ipc://\(dir.path)/b"
+        let port = Int.random(in: 20000...40000)
+        base = URL(string: "http://127.0.0.1:\(port)")!
+        func start(_ name: String, _ arguments: [String]) throws {
+            children.append(try Child(bin, arguments + ["--log-level", "warning"], log: dir.appendingPathComponent("\(name).log")))
+        }
+        try start("router", ["router", "--frontend", frontend, "--backend", backend, "--model", model, "--gate", gate,
+                             "--span-tokens", "\(spanTokens)"])
+        for (kind, count) in [("emamba", emamba), ("et5", et5)] {
+            for i in 0..<count {
+                try start("\(kind)-\(i)", ["expert", "--kind", kind, "--model", model, "--router", backend, "--ignore-eos",
+                                           "--replica-id", "\(kind)-\(i + 1)", "--threads", "1"])
+            }
+        }
+        try start("gateway", ["gateway", "--listen", "127.0.0.1:\(port)", "--router", frontend,
+                               "--max-concurrent", "\(maxConcurrent)", "--max-tokens", "1024"])
+        let want = [#""emamba":\#(emamba)"#, #""et5":\#(et5)"#]
+        for _ in 0..<1200 {
+            if let data = try? Data(contentsOf: base.appendingPathComponent("readyz")),
+               want.allSatisfy({ String(decoding: data, as: UTF8.self).contains($0) }) { return }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        stop()
+        throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "cluster not ready; logs in \(dir.path)"])
+    }
+
+    deinit { stop() }
+
+    func stop() {
+        for child in children { child.stop() }
+        children = []
+    }
+
+    /// One blocking POST /v1/answer; returns the answer text.
+    func answer(_ json: String) throws -> String {
+        var request = URLRequest(url: base.appendingPathComponent("v1/answer"), timeoutInterval: 120)
+        request.httpMethod = "POST"
+        request.setValue("application/json", forHTTPHeaderField: "content-type")
+        request.httpBody = Data(json.utf8)
+        let done = DispatchSemaphore(value: 0)
+        final class Box: @unchecked Sendable { var result: Result<String, Error> = .failure(CocoaError(.fileReadUnknown)) }
+        let box = Box()
+        URLSession.shared.dataTask(with: request) { data, response, error in
+            defer { done.signal() }
+            if let error { box.result = .failure(error); return }
+            guard (response as? HTTPURLResponse)?.statusCode == 200, let data,
+                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  let text = object["answer"] as? String else {
+                box.result = .failure(CocoaError(.fileReadCorruptFile, userInfo: [
+                    NSLocalizedDescriptionKey: String(decoding: data ?? Data(), as: UTF8.self)]))
+                return
+            }
+            box.result = .success(text)
+        }.resume()
+        done.wait()
+        return try box.result.get()
+    }
+}
+
+/// The same answers through gateway + router + experts (real processes, HTTP, ZeroMQ) and
+/// in this process (`LocalExperts`: the same schedulers, spans and hand-overs, no sockets),
+/// interleaved request by request so both see the same machine load.
+func endToEndBenchmark(bin: String, model: String, tokens: Int, spanTokens: Int, requests: Int) throws {
+    let local = try LocalExperts(checkpoint: try MambaformerCheckpoint(root: URL(fileURLWithPath: model)), ignoreEOS: true)
+    let cluster = try LocalCluster(bin: bin, model: model, emamba: 1, et5: 1, gate: "alternate", spanTokens: spanTokens)
+    defer { cluster.stop() }
+    let question = "What is gingivitis?"
+    for (name, forced) in [("emamba only", PoolKind.emamba), ("alternating EMamba/ET5", .unspecified)] {
+        var inProcess: [Double] = [], throughCluster: [Double] = []
+        var same = true
+        for i in -2..<requests {  // two warm-up rounds
+            let request = AnswerRequest(requestId: "local-\(name)-\(i)", question: question, maxNewTokens: UInt32(tokens),
+                                        policy: Policy(costWeight: 0.5, forced: forced))
+            var start = nowNs()
+            let reference = try local.answer(request, spanTokens: UInt32(spanTokens)) { index, _ in
+                forced == .emamba ? .emamba : (index % 2 == 0 ? .emamba : .et5)
+            }
+            let localMs = Double(nowNs() - start) / 1e6
+            let expert = forced == .emamba ? #", "expert": "emamba""# : ""
+            start = nowNs()
+            let text = try cluster.answer(#"{"question": "\#(question)", "max_tokens": \#(tokens)\#(expert)}"#)
+            let clusterMs = Double(nowNs() - start) / 1e6
+            same = same && text == reference.text
+            if i >= 0 { inProcess.append(localMs); throughCluster.append(clusterMs) }
+        }
+        let a = percentile(inProcess.sorted(), 0.5), b = percentile(throughCluster.sorted(), 0.5)
+        print(String(format: "{\"bench\":\"e2e\",\"route\":\"%@\",\"tokens\":%d,\"span_tokens\":%d,\"requests\":%d,"
+                     + "\"in_process_median_ms\":%.2f,\"cluster_median_ms\":%.2f,\"ratio\":%.3f,\"same_text\":%@}",
+                     name, tokens, spanTokens, requests, a, b, b / a, same ? "true" : "false"))
+    }
+}
+
+/// Answers per second with 1 and with 2 EMamba replicas under the traffic generator
+/// (closed loop, `concurrency` clients, every answer forced to EMamba).
+func replicasBenchmark(bin: String, model: String, tokens: Int, requests: Int, concurrency: Int) throws {
+    var logger = Logger(label: "cluster-bench.loadgen")
+    logger.logLevel = .warning
+    var results: [Int: Double] = [:]
+    for replicas in [1, 2] {
+        let cluster = try LocalCluster(bin: bin, model: model, emamba: replicas, et5: 0, gate: "rule", spanTokens: 16)
+        defer { cluster.stop() }
+        var plan = LoadPlan(target: cluster.base, mode: .closed(concurrency: concurrency))
+        plan.maxTokens = ValueRange(Double(tokens))
+        plan.expert = "emamba"
+        plan.seed = 3
+        plan.maxRequests = requests / 4  // warm-up
+        let warm = DispatchSemaphore(value: 0)
+        final class Box: @unchecked Sendable { var report: LoadReport?; var error: Error? }
+        let box = Box()
+        Task {
+            do {
+                _ = try await LoadRunner(plan: plan, workload: try Workload(prompts: [Prompt(question: "What is gingivitis?")]),
+                                         logger: logger).run()
+                plan.maxRequests = requests
+                box.report = try await LoadRunner(plan: plan, workload: try Workload(prompts: [Prompt(question: "What is gingivitis?")]),
+                                                  logger: logger).run()
+            } catch { box.error = error }
+            warm.signal()
+        }
+        warm.wait()
+        if let error = box.error { throw error }
+        guard let report = box.report else { continue }
+        results[replicas] = report.throughput.okPerSecond
+        print(String(format: "{\"bench\":\"replicas\",\"emamba_replicas\":%d,\"concurrency\":%d,\"tokens\":%d,\"requests\":%d,"
+                     + "\"ok\":%d,\"answers_per_s\":%.2f,\"tokens_per_s\":%.1f,\"p50_ms\":%.1f,\"p99_ms\":%.1f}",
+                     replicas, concurrency, tokens, requests, report.ok, report.throughput.okPerSecond,
+                     report.throughput.tokensPerSecond, report.latencyMs.p50, report.latencyMs.p99))
+    }
+    if let one = results[1], let two = results[2] {
+        print(String(format: "{\"bench\":\"replicas\",\"speedup_2_over_1\":%.2f}", two / one))
+    }
+}
