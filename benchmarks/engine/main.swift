@@ -2,6 +2,7 @@
 //
 //   engine-bench write-mamba130m DIR            writes a random mamba-130m checkpoint (f32)
 //   engine-bench run DIR [--threads N] [--prompt 256] [--steps 32] [--batches 1,8] [--repeat 3]
+//   engine-bench bounds [--threads N]           memory read bandwidth and sgemm peak (Bounds.swift)
 //
 // Prints one JSON line per measurement (best of --repeat) and the process's peak RSS.
 // OPENBLAS_CORETYPE must be set in the environment before start (see shared/FACTS.md).
@@ -21,13 +22,16 @@ func option(_ name: String, _ args: [String]) -> String? {
 }
 
 let args = Array(CommandLine.arguments.dropFirst())
-guard let command = args.first, args.count >= 2 else {
-    print("usage: engine-bench write-mamba130m DIR | run DIR [--threads N] [--prompt 256] [--steps 32] [--batches 1,8] [--repeat 3]")
+guard let command = args.first, args.count >= 2 || command == "bounds" else {
+    print("usage: engine-bench write-mamba130m DIR | run DIR [--threads N] [--prompt 256] [--steps 32] [--batches 1,8] [--repeat 3]"
+        + " | bounds [--threads N]")
     exit(2)
 }
-let dir = URL(fileURLWithPath: args[1])
+let dir = URL(fileURLWithPath: args.count >= 2 ? args[1] : ".")
 
 switch command {
+case "bounds":
+    printBounds(threads: Int(option("--threads", args) ?? "1") ?? 1)
 case "write-mamba130m":
     try RandomMambaCheckpoint.write(.mamba130m, to: dir, seed: 1)
     print("wrote \(dir.path)")
