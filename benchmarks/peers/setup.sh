@@ -31,6 +31,7 @@ for line in open(sys.argv[1]):
     if md.version(name) != version: sys.exit(f"{name} {md.version(name)} != {version}")
 import ctranslate2, llama_cpp, torch, transformers, gguf  # noqa: F401
 PY
+  [ -f "$venv/share/llama.cpp/convert_hf_to_gguf.py" ]
 }
 
 if [ -x "$venv/bin/python" ] && check 2>/dev/null; then
@@ -42,5 +43,15 @@ fi
 # CPU-only llama.cpp; GGML_NATIVE (the default) compiles for this CPU's instruction set.
 CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAMA_CURL=OFF}" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" \
   "$venv/bin/pip" install --no-cache-dir -r "$here/requirements.txt"
+
+# The GGUF converter is not in the wheel: take it (and the gguf-py and the built-in GPT-NeoX
+# vocabulary it uses) from the same sdist's vendored llama.cpp, so converter and runtime match.
+tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
+"$venv/bin/pip" download --quiet --no-deps --no-binary :all: -d "$tmp" "$(grep '^llama-cpp-python==' "$here/requirements.txt")"
+tar -xzf "$tmp"/llama_cpp_python-*.tar.gz -C "$tmp"
+src="$(echo "$tmp"/llama_cpp_python-*/vendor/llama.cpp)"
+rm -rf "$venv/share/llama.cpp"; mkdir -p "$venv/share/llama.cpp/models"
+cp -r "$src/convert_hf_to_gguf.py" "$src/conversion" "$src/gguf-py" "$venv/share/llama.cpp/"
+cp "$src/models/ggml-vocab-gpt-neox.gguf" "$venv/share/llama.cpp/models/"
 check
 echo "setup.sh: $venv is ready"
