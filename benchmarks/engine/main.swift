@@ -152,13 +152,14 @@ enum RandomT5Checkpoint {
         tensors.append(("decoder.final_layer_norm.weight", [d], norm()))
         try SafeTensorsWriter.write(tensors, dtype: .f32, to: directory.appendingPathComponent("model.safetensors"))
 
-        // The classic t5-small config.json (as on the Hub), every key transformers needs.
+        // The classic t5-small config.json (as on the Hub) minus initializer_factor: JSONSerialization
+        // writes 1.0 as 1, which transformers 5 refuses for a float field (its default is 1.0).
         let config: [String: Any] = [
             "architectures": ["T5ForConditionalGeneration"], "model_type": "t5",
             "vocab_size": vocab, "d_model": d, "d_kv": dKV, "d_ff": ff, "num_heads": heads,
             "num_layers": layers, "num_decoder_layers": layers,
             "relative_attention_num_buckets": buckets, "relative_attention_max_distance": 128,
-            "dropout_rate": 0.1, "layer_norm_epsilon": 1e-6, "initializer_factor": 1.0,
+            "dropout_rate": 0.1, "layer_norm_epsilon": 1e-6,
             "feed_forward_proj": "relu", "dense_act_fn": "relu", "is_gated_act": false,
             "is_encoder_decoder": true, "use_cache": true, "n_positions": 512,
             "pad_token_id": 0, "eos_token_id": 1, "decoder_start_token_id": 0, "tie_word_embeddings": true,

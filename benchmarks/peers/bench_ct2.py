@@ -9,9 +9,10 @@ loaded with `compute_type="default"` (what was converted).
 Cells (greedy, beam 1, every run decodes exactly N tokens: min = max decoding length):
 - prefill: encoder over --prompt tokens + 1 decoder step (everything before the first
   generated token), batch 1; as engine-bench's T5 "prefill".
-- decode per step at each batch size: sources of 16 tokens (as engine-bench), timed at
-  1 and 1 + --steps decoded tokens; per step = (t(1 + steps) − t(1)) / steps, so the
-  encoder and the first step cancel. Every output length is checked.
+- decode per step at each batch size: sources of 16 tokens (as engine-bench), 1 + --steps
+  decoded tokens; translate_batch's per-step callback timestamps each step, and a step's
+  time is (last stamp − first stamp) / steps, so the encoder and the first decoder step
+  are left out (as engine-bench times only `step` calls). Every output length is checked.
 - peak RSS of this process (ru_maxrss).
 Median of --repeat runs (best too), after one warm-up run of each shape. Prints JSON lines.
 """
@@ -47,16 +48,25 @@ print(json.dumps({"impl": "ctranslate2", "version": ctranslate2.__version__, "th
 
 
 def run(batch, source_len, new_tokens):
-    """Seconds for one translate_batch of `batch` random sources decoding exactly `new_tokens`."""
+    """One translate_batch of `batch` random sources decoding exactly `new_tokens` each:
+    (total seconds, seconds per decoder step after the first)."""
     sources = [[rng.choice(words) for _ in range(source_len)] for _ in range(batch)]
+    stamps = []
+
+    def on_step(result):  # called once per example per step, after the step; stamp once per step
+        if result.batch_id == 0:
+            stamps.append(time.perf_counter())
+
     t = time.perf_counter()
     out = translator.translate_batch(sources, beam_size=1, max_decoding_length=new_tokens,
-                                     min_decoding_length=new_tokens, return_end_token=True)
+                                     min_decoding_length=new_tokens, return_end_token=True,
+                                     callback=on_step)
     dt = time.perf_counter() - t
     lengths = [len(r.hypotheses[0]) for r in out]
-    if lengths != [new_tokens] * batch:
-        raise SystemExit(f"expected {new_tokens} tokens per sequence, got {lengths}")
-    return dt
+    if lengths != [new_tokens] * batch or len(stamps) != new_tokens:
+        raise SystemExit(f"expected {new_tokens} tokens per sequence, got {lengths} ({len(stamps)} steps)")
+    per_step = (stamps[-1] - stamps[0]) / (new_tokens - 1) if new_tokens > 1 else None
+    return dt, per_step
 
 
 def timed(fn):
@@ -65,19 +75,16 @@ def timed(fn):
     return statistics.median(times), min(times)
 
 
-med, best = timed(lambda: run(1, a.prompt, 1))
+med, best = timed(lambda: run(1, a.prompt, 1)[0])
 print(json.dumps({"bench": "prefill", "tokens": a.prompt, "ms": round(best * 1000, 1),
                   "ms_median": round(med * 1000, 1)}))
 for batch in [int(b) for b in a.batches.split(",")]:
-    per_step = []
-    for _ in range(a.repeat + 1):
-        short = run(batch, 16, 1)
-        long = run(batch, 16, 1 + a.steps)
-        per_step.append((long - short) / a.steps)
-    per_step = per_step[1:]  # the first pair is the warm-up
-    med, best = statistics.median(per_step), min(per_step)
+    med, best = timed(lambda: run(batch, 16, 1 + a.steps)[1])
     print(json.dumps({"bench": "decode", "batch": batch, "steps": a.steps,
                       "ms_per_step": round(best * 1000, 2), "ms_per_step_median": round(med * 1000, 2),
                       "ms_per_token": round(best * 1000 / batch, 2),
                       "tokens_per_s": round(batch / best, 1), "tokens_per_s_median": round(batch / med, 1)}))
 print(json.dumps({"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+# Release the translator's worker threads before the interpreter shuts down (otherwise its
+# thread pool can abort the process at exit after a run with a Python callback).
+del translator
