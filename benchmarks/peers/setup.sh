@@ -47,7 +47,7 @@ CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAMA_CURL=OFF}" CMAKE_BUILD_PARALL
 # The GGUF converter is not in the wheel: take it (and the gguf-py and the built-in GPT-NeoX
 # vocabulary it uses) from the same sdist's vendored llama.cpp, so converter and runtime match.
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
-"$venv/bin/pip" download --quiet --no-deps --no-binary :all: -d "$tmp" "$(grep '^llama-cpp-python==' "$here/requirements.txt")"
+"$venv/bin/pip" download --quiet --no-deps --no-binary llama-cpp-python -d "$tmp" "$(grep '^llama-cpp-python==' "$here/requirements.txt")"
 tar -xzf "$tmp"/llama_cpp_python-*.tar.gz -C "$tmp"
 src="$(echo "$tmp"/llama_cpp_python-*/vendor/llama.cpp)"
 rm -rf "$venv/share/llama.cpp"; mkdir -p "$venv/share/llama.cpp/models"
