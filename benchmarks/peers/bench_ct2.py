@@ -66,6 +66,8 @@ def run(batch, source_len, new_tokens):
     if lengths != [new_tokens] * batch or len(stamps) != new_tokens:
         raise SystemExit(f"expected {new_tokens} tokens per sequence, got {lengths} ({len(stamps)} steps)")
     per_step = (stamps[-1] - stamps[0]) / (new_tokens - 1) if new_tokens > 1 else None
+    global last_tokens
+    last_tokens = [r.hypotheses[0][-1] for r in out]
     return dt, per_step
 
 
@@ -83,7 +85,8 @@ for batch in [int(b) for b in a.batches.split(",")]:
     print(json.dumps({"bench": "decode", "batch": batch, "steps": a.steps,
                       "ms_per_step": round(best * 1000, 2), "ms_per_step_median": round(med * 1000, 2),
                       "ms_per_token": round(best * 1000 / batch, 2),
-                      "tokens_per_s": round(batch / best, 1), "tokens_per_s_median": round(batch / med, 1)}))
+                      "tokens_per_s": round(batch / best, 1), "tokens_per_s_median": round(batch / med, 1),
+                      "last_tokens": last_tokens}))
 print(json.dumps({"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
 # Release the translator's worker threads before the interpreter shuts down (otherwise its
 # thread pool can abort the process at exit after a run with a Python callback).

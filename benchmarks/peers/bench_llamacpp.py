@@ -119,7 +119,7 @@ def decode_steps(b, batched):
     dt = (time.perf_counter() - t) / a.steps
     if produced != b * a.steps:
         sys.exit(f"expected {b * a.steps} tokens, produced {produced}")
-    return dt, 0
+    return dt, tokens
 
 
 prefill()  # warm-up
@@ -132,12 +132,14 @@ for b in [int(x) for x in a.batches.split(",")]:
     if first is None:
         print(json.dumps({"note": f"llama_decode refused a batch of {b} sequences (code {code}): stepping them one after another"}))
         mode = "sequential"
-    times = [decode_steps(b, mode == "batched")[0] for _ in range(a.repeat)]
+    runs = [decode_steps(b, mode == "batched") for _ in range(a.repeat)]
+    times = [dt for dt, _ in runs]
     best, med = min(times), statistics.median(times)
     print(json.dumps({"bench": "decode", "batch": b, "mode": mode, "steps": a.steps,
                       "ms_per_step": round(best * 1000, 2), "ms_per_step_median": round(med * 1000, 2),
                       "ms_per_token": round(best * 1000 / b, 2),
-                      "tokens_per_s": round(b / best, 1), "tokens_per_s_median": round(b / med, 1)}))
+                      "tokens_per_s": round(b / best, 1), "tokens_per_s_median": round(b / med, 1),
+                      "last_tokens": runs[-1][1]}))
 print(json.dumps({"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
 L.llama_batch_free(batch)
 L.llama_free(ctx)
