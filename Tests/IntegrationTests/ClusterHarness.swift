@@ -17,6 +17,28 @@ final class ClusterHarness {
     }
     static var demoCheckpoint: URL { repositoryRoot.appendingPathComponent("models/demo") }
 
+    /// A TCP port for a node to listen on: below Linux's ephemeral range (32768–60999), where
+    /// the tests' own client connections take their local ports, and free right now.
+    static func freePort(count: Int = 1) -> Int {
+        while true {
+            let base = Int.random(in: 20000...(32700 - count))
+            if (base..<(base + count)).allSatisfy(isFree) { return base }
+        }
+    }
+
+    private static func isFree(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+
     let dir: URL
     let frontend: String
     let backend: String

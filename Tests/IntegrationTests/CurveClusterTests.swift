@@ -22,7 +22,7 @@ final class CurveClusterTests: XCTestCase {
         for name in ["gateway", "expert"] {
             try FileManager.default.copyItem(atPath: "\(keys)/\(name).pub", toPath: "\(allowed)/\(name).pub")
         }
-        let base = Int.random(in: 20000...39000)
+        let base = ClusterHarness.freePort(count: 4)
         let frontend = "tcp://127.0.0.1:\(base)", backend = "tcp://127.0.0.1:\(base + 1)"
 
         func config(_ name: String, _ security: String) throws -> String {

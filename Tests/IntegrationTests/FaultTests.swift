@@ -23,7 +23,7 @@ final class FaultTests: XCTestCase {
         try harness.startRouter(gate: "alternate", spanTokens: 4)
         for id in ["emamba-1", "emamba-2"] { try harness.startExpert("emamba", id: id) }
         for id in ["et5-1", "et5-2"] { try harness.startExpert("et5", id: id) }
-        let port = Int.random(in: 20000...40000)
+        let port = ClusterHarness.freePort()
         try harness.start("gateway", ["gateway", "--listen", "127.0.0.1:\(port)", "--router", harness.frontend,
                                       "--max-concurrent", "\(maxConcurrent)", "--max-tokens", "256"])
         let base = URL(string: "http://127.0.0.1:\(port)")!

@@ -12,7 +12,7 @@ final class GatewayClusterTests: XCTestCase {
         try cluster.startRouter(gate: "rule", spanTokens: 4)
         try cluster.startExpert("emamba", id: "emamba-1")
         try cluster.startExpert("et5", id: "et5-1")
-        port = Int.random(in: 20000...40000)
+        port = ClusterHarness.freePort()
         try cluster.start("gateway", ["gateway", "--listen", "127.0.0.1:\(port)", "--router", cluster.frontend,
                                       "--max-concurrent", "3", "--max-tokens", "1000"])
         let deadline = Date().addingTimeInterval(60)

@@ -27,7 +27,7 @@ final class HTTPBadInputTests: XCTestCase {
         try harness.startRouter(gate: "alternate", spanTokens: 4)
         try harness.startExpert("emamba", id: "emamba-1")
         try harness.startExpert("et5", id: "et5-1")
-        let port = Int.random(in: 20000...40000)
+        let port = ClusterHarness.freePort()
         try harness.start("gateway", ["gateway", "--listen", "127.0.0.1:\(port)", "--router", harness.frontend,
                                       "--read-timeout-ms", "\(Self.readTimeoutMs)"])
         try waitReady(port: port, harness)

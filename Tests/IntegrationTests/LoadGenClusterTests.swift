@@ -36,7 +36,7 @@ final class LoadGenClusterTests: XCTestCase {
             try cluster.start(id, ["expert", "--kind", kind, "--model", cluster.model.path, "--router", cluster.backend,
                                    "--replica-id", id, "--ignore-eos"] + heartbeat)
         }
-        Self.port = Int.random(in: 20000...40000)
+        Self.port = ClusterHarness.freePort()
         try cluster.start("gateway", ["gateway", "--listen", "127.0.0.1:\(Self.port)", "--router", cluster.frontend,
                                       "--max-concurrent", "16", "--max-tokens", "64"])
         let deadline = Date().addingTimeInterval(60)

@@ -30,7 +30,7 @@ final class UpCommandTests: XCTestCase {
 
     func testUpAnswersAndStopsEverythingOnSigterm() throws {
         let harness = try ClusterHarness()
-        let port = Int.random(in: 20000...40000)
+        let port = ClusterHarness.freePort()
         _ = try startUp(harness, port: port)
         XCTAssertTrue(waitReady(harness), harness.allLogs())
         let curl = Process()
@@ -53,7 +53,7 @@ final class UpCommandTests: XCTestCase {
 
     func testChildrenDieWhenUpIsKilled() throws {
         let harness = try ClusterHarness()
-        _ = try startUp(harness, port: Int.random(in: 20000...40000))
+        _ = try startUp(harness, port: ClusterHarness.freePort())
         XCTAssertTrue(waitReady(harness), harness.allLogs())
         let children = childPids(harness.log("up"))
         XCTAssertEqual(children.count, 4)

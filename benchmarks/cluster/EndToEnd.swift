@@ -20,7 +20,7 @@ final class LocalCluster {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-bench-\(getpid())-\(UUID().uuidString.prefix(6))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let frontend = "ipc://\(dir.path)/f", backend = "ipc://\(dir.path)/b"
-        let port = Int.random(in: 20000...40000)
+        let port = Int.random(in: 20000...32000)  // below the ephemeral range used by client sockets
         base = URL(string: "http://127.0.0.1:\(port)")!
         func start(_ name: String, _ arguments: [String]) throws {
             children.append(try Child(bin, arguments + ["--log-level", "warning"], log: dir.appendingPathComponent("\(name).log")))
