@@ -16,14 +16,7 @@ extension FaultTests {
         defer { cluster.harness.stopAll() }
         let harness = cluster.harness
 
-        var plan = LoadPlan(target: cluster.base, mode: .open(schedule: .constant(6), maxInFlight: 64))
-        plan.durationSeconds = 18
-        plan.maxTokens = ValueRange(Double(Self.maxTokens))
-        plan.timeoutSeconds = 30
-        plan.seed = 7
-        let log = OutcomeLog()
-        let runner = LoadRunner(plan: plan, workload: try Workload(prompts: prompts), logger: quietLogger())
-        runner.onOutcome = { _, outcome in log.add(outcome) }
+        let (runner, log) = try openLoop(cluster, rate: 6, seconds: 18, maxInFlight: 64, seed: 7)
 
         let fault = Task.detached { () throws -> (killed: UInt64, restarted: UInt64) in
             try await Task.sleep(nanoseconds: 5_000_000_000)
@@ -89,14 +82,7 @@ extension FaultTests {
         let capacity = capacityReport.throughput.okPerSecond
         let before = names.map { harness.residentMiB($0) ?? 0 }
 
-        var open = LoadPlan(target: cluster.base, mode: .open(schedule: .constant(3 * capacity), maxInFlight: 512))
-        open.durationSeconds = 10
-        open.maxTokens = ValueRange(Double(Self.maxTokens))
-        open.timeoutSeconds = 30
-        open.seed = 12
-        let log = OutcomeLog()
-        let runner = LoadRunner(plan: open, workload: try Workload(prompts: prompts), logger: quietLogger())
-        runner.onOutcome = { _, outcome in log.add(outcome) }
+        let (runner, log) = try openLoop(cluster, rate: 3 * capacity, seconds: 10, maxInFlight: 512, seed: 12)
         let report = try await runner.run()
         let after = names.map { harness.residentMiB($0) ?? 0 }
         let outcomes = log.all
@@ -123,6 +109,21 @@ extension FaultTests {
             sent \(report.sent), admitted \(admitted.count) (p50 \(ms(percentile(admitted, 0.5))) p99 \(ms(admittedP99)) ms), \
             429 \(refused.count) (p50 \(ms(refusedP50)) p99 \(ms(refusedP99)) ms), other errors \(other.count); RSS MiB \(rss)
             """)
+    }
+
+    /// Poisson arrivals at `rate` for `seconds`; every outcome lands in the returned log.
+    private func openLoop(_ cluster: Cluster, rate: Double, seconds: Double, maxInFlight: Int, seed: UInt64)
+        throws -> (LoadRunner, OutcomeLog)
+    {
+        var plan = LoadPlan(target: cluster.base, mode: .open(schedule: .constant(rate), maxInFlight: maxInFlight))
+        plan.durationSeconds = seconds
+        plan.maxTokens = ValueRange(Double(Self.maxTokens))
+        plan.timeoutSeconds = 30
+        plan.seed = seed
+        let log = OutcomeLog()
+        let runner = LoadRunner(plan: plan, workload: try Workload(prompts: prompts), logger: quietLogger())
+        runner.onOutcome = { _, outcome in log.add(outcome) }
+        return (runner, log)
     }
 
     private func quietLogger() -> Logger {
