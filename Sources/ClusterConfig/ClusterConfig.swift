@@ -158,7 +158,7 @@ public struct ClusterConfig {
     public func expert(pool: String) -> ExpertSettings {
         ExpertSettings(
             pool: pool, router: string("expert.router", pool: pool), model: string("expert.model", pool: pool),
-            threads: int("expert.threads", pool: pool), capacity: int("expert.capacity", pool: pool),
+            threads: int("expert.threads", pool: pool), weights: string("expert.weights", pool: pool), capacity: int("expert.capacity", pool: pool),
             maxSessions: int("expert.max_sessions", pool: pool), heartbeatMs: int("expert.heartbeat_ms", pool: pool),
             ignoreEOS: bool("expert.ignore_eos", pool: pool), logLevel: string("expert.log_level", pool: pool))
     }
@@ -218,6 +218,8 @@ public struct ExpertSettings: Equatable, Sendable {
     public var router: String
     public var model: String
     public var threads: Int
+    /// auto, f32 or bf16 (Engine.WeightFormat).
+    public var weights: String
     public var capacity: Int
     public var maxSessions: Int
     public var heartbeatMs: Int

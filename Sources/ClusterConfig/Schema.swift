@@ -129,6 +129,9 @@ public enum Schema {
         ("router", .endpoint, .string("tcp://127.0.0.1:5556")),
         ("model", .path, .string("models/demo")),
         ("threads", .int(1...64), .int(1)),
+        // How weight matrices are held: auto = as the checkpoint stores them (bf16 stays bf16),
+        // f32 = widened, bf16 = rounded at load (half the memory and decode traffic of f32).
+        ("weights", .choice(["auto", "f32", "bf16"]), .string("auto")),
         ("capacity", .int(1...256), .int(8)),
         ("max_sessions", .int(1...100_000), .int(256)),
         ("heartbeat_ms", .int(50...60_000), .int(1000)),

@@ -44,15 +44,15 @@ public protocol ModelSession: AnyObject {
 }
 
 /// Loads the Hugging Face checkpoint folder `directory` (config.json + model.safetensors),
-/// dispatching on config.json's `model_type`.
-public func loadExpertModel(from directory: URL) throws -> ExpertModel {
+/// dispatching on config.json's `model_type`; matrices are held as `weightFormat` says.
+public func loadExpertModel(from directory: URL, weightFormat: WeightFormat = .auto) throws -> ExpertModel {
     let config = try ConfigFile(directory: directory)
     let modelType = try config.string("model_type")
     switch modelType {
     case "mamba":
-        return try MambaModel(directory: directory)
+        return try MambaModel(directory: directory, weightFormat: weightFormat)
     case "t5":
-        return try T5Model(directory: directory)
+        return try T5Model(directory: directory, weightFormat: weightFormat)
     default:
         throw EngineError.unsupported("model_type '\(modelType)' in \(config.path) (supported: mamba, t5)")
     }

@@ -66,6 +66,17 @@ final class MappedFile {
     }
 
     deinit { if let base { munmap(base, length) } }
+
+    /// Drops the pages wholly inside [offset, offset + count) from this process's memory: their
+    /// bytes were copied (converted) and will not be read again. Pages shared with a neighbour
+    /// stay; a later read would fault them back in from the file, so this is only about RSS.
+    func release(offset: Int, count: Int) {
+        guard let base, count > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (offset + page - 1) / page * page
+        let end = (offset + count) / page * page
+        if end > start { _ = madvise(base + start, end - start, MADV_DONTNEED) }
+    }
 }
 
 /// A `.safetensors` file: 8-byte little-endian header length, a JSON header
@@ -84,8 +95,8 @@ public final class SafeTensorsFile {
 
     public let path: String
     public private(set) var entries: [String: Entry] = [:]
-    private let mapping: MappedFile
-    private let dataStart: Int
+    let mapping: MappedFile
+    let dataStart: Int
 
     /// Bytes per element of every dtype the format defines (so any valid file validates);
     /// only the float ones can be read as f32.
@@ -97,8 +108,22 @@ public final class SafeTensorsFile {
     /// Largest header we accept (the reference implementation's limit is 100 MB).
     static let maxHeaderBytes = 100_000_000
 
-    public init(contentsOf url: URL) throws {
+    /// How `matrix(_:shape:)` holds Linear weights and embedding tables (`tensor` is always f32).
+    public let matrixFormat: WeightFormat
+    /// Names of the matrices handed out in bf16 (for `heldBytes`).
+    var bf16Held: Set<String> = []
+
+    /// Bytes of every tensor as the model holds it: 2 per element for matrices kept in bf16,
+    /// 4 for everything else (f32 views or widened copies).
+    public var heldBytes: Int {
+        entries.reduce(0) { sum, entry in
+            sum + entry.value.shape.reduce(1, *) * (bf16Held.contains(entry.key) ? 2 : 4)
+        }
+    }
+
+    public init(contentsOf url: URL, matrixFormat: WeightFormat = .auto) throws {
         path = url.path
+        self.matrixFormat = matrixFormat
         mapping = try MappedFile(path: path)
         guard mapping.length >= 8, let base = mapping.base else {
             throw EngineError.corruptFile(path: path, reason: "file is \(mapping.length) bytes, shorter than the 8-byte header length")
@@ -179,6 +204,10 @@ public final class SafeTensorsFile {
         }
         let count = expected.reduce(1, *)
         let raw = UnsafeRawPointer(mapping.base!) + dataStart + entry.begin
+        // A converted copy leaves the mapped source bytes unused: give their pages back.
+        defer { if !(entry.dtype == "F32" && Int(bitPattern: raw) % MemoryLayout<Float>.alignment == 0) {
+            mapping.release(offset: dataStart + entry.begin, count: entry.end - entry.begin)
+        } }
         switch entry.dtype {
         case "F32":
             if Int(bitPattern: raw) % MemoryLayout<Float>.alignment == 0 {

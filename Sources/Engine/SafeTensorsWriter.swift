@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 
 /// Writes f32 tensors as a `.safetensors` file (F32, or rounded to F16 / BF16 on disk).
 /// Used by tests and by the benchmark tool that creates random checkpoints.
@@ -21,7 +22,7 @@ public enum SafeTensorsWriter {
             switch dtype {
             case .f32: for v in t.values { withUnsafeBytes(of: v.bitPattern.littleEndian) { payload.append(contentsOf: $0) } }
             case .f16: for v in t.values { withUnsafeBytes(of: floatToHalf(v).littleEndian) { payload.append(contentsOf: $0) } }
-            case .bf16: for v in t.values { withUnsafeBytes(of: floatToBFloat16(v).littleEndian) { payload.append(contentsOf: $0) } }
+            case .bf16: for v in t.values { withUnsafeBytes(of: BFloat16.rounded(v).littleEndian) { payload.append(contentsOf: $0) } }
             }
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
@@ -35,13 +36,6 @@ public enum SafeTensorsWriter {
         catch { throw EngineError.io(path: url.path, reason: "\(error)") }
     }
 
-    /// Round to nearest even bfloat16 (NaN stays NaN).
-    static func floatToBFloat16(_ v: Float) -> UInt16 {
-        let bits = v.bitPattern
-        if v.isNaN { return UInt16(bits >> 16) | 0x40 }
-        let rounding = UInt32(0x7fff) + ((bits >> 16) & 1)
-        return UInt16((bits &+ rounding) >> 16)
-    }
 
     /// Round to nearest even IEEE half (overflow → ∞, tiny → subnormal / 0).
     static func floatToHalf(_ v: Float) -> UInt16 {

@@ -2,6 +2,13 @@ import CKernels
 import COpenBLAS
 import Dispatch
 
+/// The storage of a Linear weight [out, in]: f32, or bfloat16 kept as the checkpoint stores it
+/// (the top half of an f32: widening is exact, and a decode step reads half the bytes).
+public enum WeightData {
+    case f32(UnsafePointer<Float>)
+    case bf16(UnsafePointer<UInt16>)
+}
+
 /// Thin, typed wrappers over OpenBLAS. Every matrix is row-major f32.
 ///
 /// Hugging Face `nn.Linear` stores its weight as [out, in], so a projection of row vectors is
@@ -52,15 +59,55 @@ public enum Blas {
     @usableFromInline
     static func smallBatch(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, w: UnsafePointer<Float>,
                            c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float) {
+        splitColumns(n) { n0, n1 in ck_gemm_small_m(Int32(m), Int32(n0), Int32(n1), Int32(k), a, lda, w, c, ldc, alpha, beta) }
+    }
+
+    /// Runs `body(n0, n1)` over the output columns, split across `threads` when there are enough.
+    static func splitColumns(_ n: Int, _ body: (Int, Int) -> Void) {
         let parts = max(1, min(SelectiveScan.threads, n / 256))
-        if parts == 1 {
-            ck_gemm_small_m(Int32(m), 0, Int32(n), Int32(k), a, lda, w, c, ldc, alpha, beta)
-            return
-        }
+        if parts == 1 { body(0, n); return }
         let chunk = (n + parts - 1) / parts
         DispatchQueue.concurrentPerform(iterations: parts) { p in
             let n0 = p * chunk, n1 = min(n, n0 + chunk)
-            if n0 < n1 { ck_gemm_small_m(Int32(m), Int32(n0), Int32(n1), Int32(k), a, lda, w, c, ldc, alpha, beta) }
+            if n0 < n1 { body(n0, n1) }
+        }
+    }
+
+    /// C[m×n] = alpha · A[m×k] · Wᵀ + beta · C for a Linear weight [n×k] in either precision.
+    ///
+    /// bf16 weights: up to `smallBatchRows` rows (decode) each weight row is read once and
+    /// widened in registers, so a step reads half the bytes of f32. More rows (prefill, the T5
+    /// encoder) are compute-bound: blocks of W are widened into an f32 scratch that stays in
+    /// cache and multiplied with sgemm, so the extra cost is one pass over W per call.
+    public static func linear(
+        m: Int, n: Int, k: Int,
+        a: UnsafePointer<Float>, lda: Int? = nil,
+        w: WeightData,
+        c: UnsafeMutablePointer<Float>, ldc: Int? = nil,
+        alpha: Float = 1, beta: Float = 0
+    ) {
+        let lda = lda ?? k, ldc = ldc ?? n
+        switch w {
+        case .f32(let w):
+            gemmTransB(m: m, n: n, k: k, a: a, lda: lda, w: w, c: c, ldc: ldc, alpha: alpha, beta: beta)
+        case .bf16(let w) where m <= smallBatchRows:
+            splitColumns(n) { n0, n1 in
+                ck_gemm_small_m_bf16(Int32(m), Int32(n0), Int32(n1), Int32(k), a, lda, w, c, ldc, alpha, beta)
+            }
+        case .bf16(let w):
+            // ~1 MiB of widened rows per block: in L2 while sgemm streams A past it.
+            let block = max(16, min(n, (1 << 18) / max(k, 1)))
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: block * k)
+            defer { scratch.deallocate() }
+            var n0 = 0
+            while n0 < n {
+                let rows = min(block, n - n0)
+                ck_bf16_to_f32(w + n0 * k, scratch, rows * k)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                            Int32(m), Int32(rows), Int32(k), alpha, a, Int32(lda), scratch, Int32(k),
+                            beta, c + n0, Int32(ldc))
+                n0 += rows
+            }
         }
     }
 

@@ -52,14 +52,22 @@ final class LocalCluster {
         children = []
     }
 
-    /// One blocking POST /v1/answer; returns the answer text.
-    func answer(_ json: String) throws -> String {
+    /// What the gateway reports about one answer: its text, its own total time, and the
+    /// spans' times as the trace gives them (each measured where the span ran).
+    struct Answer {
+        var text: String
+        var gatewayMs: Double
+        var spanMs: [Double]
+    }
+
+    /// One blocking POST /v1/answer.
+    func answer(_ json: String) throws -> Answer {
         var request = URLRequest(url: base.appendingPathComponent("v1/answer"), timeoutInterval: 120)
         request.httpMethod = "POST"
         request.setValue("application/json", forHTTPHeaderField: "content-type")
         request.httpBody = Data(json.utf8)
         let done = DispatchSemaphore(value: 0)
-        final class Box: @unchecked Sendable { var result: Result<String, Error> = .failure(CocoaError(.fileReadUnknown)) }
+        final class Box: @unchecked Sendable { var result: Result<Answer, Error> = .failure(CocoaError(.fileReadUnknown)) }
         let box = Box()
         URLSession.shared.dataTask(with: request) { data, response, error in
             defer { done.signal() }
@@ -71,7 +79,9 @@ final class LocalCluster {
                     NSLocalizedDescriptionKey: String(decoding: data ?? Data(), as: UTF8.self)]))
                 return
             }
-            box.result = .success(text)
+            let total = (object["timings"] as? [String: Any])?["total_ms"] as? Double ?? .nan
+            let spans = (object["trace"] as? [[String: Any]] ?? []).compactMap { $0["ms"] as? Double }
+            box.result = .success(Answer(text: text, gatewayMs: total, spanMs: spans))
         }.resume()
         done.wait()
         return try box.result.get()
@@ -81,13 +91,18 @@ final class LocalCluster {
 /// The same answers through gateway + router + experts (real processes, HTTP, ZeroMQ) and
 /// in this process (`LocalExperts`: the same schedulers, spans and hand-overs, no sockets),
 /// interleaved request by request so both see the same machine load.
+///
+/// The gap is split where it arises: client → gateway and back (HTTP and the client library:
+/// client time − the gateway's `total_ms`), gateway → router → experts and back outside the
+/// spans (`total_ms` − the sum of the trace's span times), and the spans themselves (their
+/// sum in the cluster against the in-process answer, which is nearly all span work).
 func endToEndBenchmark(bin: String, model: String, tokens: Int, spanTokens: Int, requests: Int) throws {
     let local = try LocalExperts(checkpoint: try MambaformerCheckpoint(root: URL(fileURLWithPath: model)), ignoreEOS: true)
     let cluster = try LocalCluster(bin: bin, model: model, emamba: 1, et5: 1, gate: "alternate", spanTokens: spanTokens)
     defer { cluster.stop() }
     let question = "What is gingivitis?"
     for (name, forced) in [("emamba only", PoolKind.emamba), ("alternating EMamba/ET5", .unspecified)] {
-        var inProcess: [Double] = [], throughCluster: [Double] = []
+        var inProcess: [Double] = [], throughCluster: [Double] = [], gateway: [Double] = [], spans: [Double] = []
         var same = true
         for i in -2..<requests {  // two warm-up rounds
             let request = AnswerRequest(requestId: "local-\(name)-\(i)", question: question, maxNewTokens: UInt32(tokens),
@@ -99,15 +114,25 @@ func endToEndBenchmark(bin: String, model: String, tokens: Int, spanTokens: Int,
             let localMs = Double(nowNs() - start) / 1e6
             let expert = forced == .emamba ? #", "expert": "emamba""# : ""
             start = nowNs()
-            let text = try cluster.answer(#"{"question": "\#(question)", "max_tokens": \#(tokens)\#(expert)}"#)
+            let answer = try cluster.answer(#"{"question": "\#(question)", "max_tokens": \#(tokens)\#(expert)}"#)
             let clusterMs = Double(nowNs() - start) / 1e6
-            same = same && text == reference.text
-            if i >= 0 { inProcess.append(localMs); throughCluster.append(clusterMs) }
+            same = same && answer.text == reference.text
+            if i >= 0 {
+                inProcess.append(localMs); throughCluster.append(clusterMs)
+                gateway.append(answer.gatewayMs); spans.append(answer.spanMs.reduce(0, +))
+            }
         }
         let a = percentile(inProcess.sorted(), 0.5), b = percentile(throughCluster.sorted(), 0.5)
+        // Medians of the per-request differences: where the extra time of each answer went.
+        let http = percentile(zip(throughCluster, gateway).map { $0 - $1 }.sorted(), 0.5)
+        let dispatch = percentile(zip(gateway, spans).map { $0 - $1 }.sorted(), 0.5)
+        let spanWork = percentile(zip(spans, inProcess).map { $0 - $1 }.sorted(), 0.5)
         print(String(format: "{\"bench\":\"e2e\",\"route\":\"%@\",\"tokens\":%d,\"span_tokens\":%d,\"requests\":%d,"
-                     + "\"in_process_median_ms\":%.2f,\"cluster_median_ms\":%.2f,\"ratio\":%.3f,\"same_text\":%@}",
-                     name, tokens, spanTokens, requests, a, b, b / a, same ? "true" : "false"))
+                     + "\"in_process_median_ms\":%.2f,\"cluster_median_ms\":%.2f,\"ratio\":%.3f,\"same_text\":%@,"
+                     + "\"gateway_total_median_ms\":%.2f,\"span_sum_median_ms\":%.2f,"
+                     + "\"http_client_ms\":%.2f,\"outside_spans_ms\":%.2f,\"spans_minus_in_process_ms\":%.2f}",
+                     name, tokens, spanTokens, requests, a, b, b / a, same ? "true" : "false",
+                     percentile(gateway.sorted(), 0.5), percentile(spans.sorted(), 0.5), http, dispatch, spanWork))
     }
 }
 

@@ -1,6 +1,7 @@
 #ifndef CKERNELS_H
 #define CKERNELS_H
 #include <stddef.h>
+#include <stdint.h>
 
 /// Selective scan (Mamba-1 S6) for channels [c0, c1); see Sources/Kernels/SelectiveScan.swift for
 /// the maths and the layout (token-major inputs with row strides, state [channels x n]).
@@ -25,6 +26,14 @@ void ck_silu_inplace(float *x, ptrdiff_t count);
 /// beta == 0 never reads C.
 void ck_gemm_small_m(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const float *w,
                      float *c, ptrdiff_t ldc, float alpha, float beta);
+
+/// ck_gemm_small_m with W stored as bfloat16 (the top 16 bits of each f32): half the bytes
+/// read per decode step; A, the sums and C stay f32, and widening bf16 is exact.
+void ck_gemm_small_m_bf16(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const uint16_t *w,
+                          float *c, ptrdiff_t ldc, float alpha, float beta);
+
+/// dst[i] = src[i] widened from bfloat16 to f32 (exact).
+void ck_bf16_to_f32(const uint16_t *src, float *dst, ptrdiff_t count);
 
 /// 1 when the AVX2+FMA variant is in use (for benchmarks' reports).
 int ck_uses_avx2(void);

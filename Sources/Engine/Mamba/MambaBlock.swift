@@ -2,20 +2,20 @@ import Foundation
 import Kernels
 
 /// One residual block of Mamba-1: x ← x + Mixer(RMSNorm(x)), with the mixer (S6) of
-/// transformers' `MambaMixer` / mamba-minimal. Weights are f32 tensors, views into the mapped
-/// checkpoint when it is f32.
+/// transformers' `MambaMixer` / mamba-minimal. The projections are `Weight`s (f32 or bf16, views
+/// into the mapped checkpoint when stored that way); the vectors are f32.
 final class MambaBlock {
     let norm: Tensor          // [hidden]
-    let inProj: Tensor        // [2·inner, hidden]
+    let inProj: Weight        // [2·inner, hidden]
     let inProjBias: Tensor?   // [2·inner]
     let convWeight: Tensor    // [inner, 1, kernel]
     let convBias: Tensor?     // [inner]
-    let xProj: Tensor         // [rank + 2·state, inner]
-    let dtProj: Tensor        // [inner, rank]
+    let xProj: Weight         // [rank + 2·state, inner]
+    let dtProj: Weight        // [inner, rank]
     let dtProjBias: Tensor    // [inner]
     let a: Tensor             // [inner, state] = −exp(A_log), computed once at load
     let d: Tensor             // [inner]
-    let outProj: Tensor       // [hidden, inner]
+    let outProj: Weight       // [hidden, inner]
     let outProjBias: Tensor?  // [hidden]
 
     let hidden: Int, inner: Int, stateSize: Int, rank: Int, kernel: Int, eps: Float
@@ -25,22 +25,23 @@ final class MambaBlock {
         rank = c.timeStepRank; kernel = c.convKernel; eps = c.layerNormEpsilon
         norm = try file.tensor(p + "norm.weight", shape: [hidden])
         let m = p + "mixer."
-        inProj = try file.tensor(m + "in_proj.weight", shape: [2 * inner, hidden])
+        inProj = try file.matrix(m + "in_proj.weight", shape: [2 * inner, hidden])
         inProjBias = c.useBias ? try file.tensor(m + "in_proj.bias", shape: [2 * inner]) : nil
         convWeight = try file.tensor(m + "conv1d.weight", shape: [inner, 1, kernel])
         convBias = c.useConvBias ? try file.tensor(m + "conv1d.bias", shape: [inner]) : nil
-        xProj = try file.tensor(m + "x_proj.weight", shape: [rank + 2 * stateSize, inner])
-        dtProj = try file.tensor(m + "dt_proj.weight", shape: [inner, rank])
+        xProj = try file.matrix(m + "x_proj.weight", shape: [rank + 2 * stateSize, inner])
+        dtProj = try file.matrix(m + "dt_proj.weight", shape: [inner, rank])
         dtProjBias = try file.tensor(m + "dt_proj.bias", shape: [inner])
         let aLog = try file.tensor(m + "A_log", shape: [inner, stateSize])
         a = Tensor(shape: [inner, stateSize], values: (0..<aLog.count).map { -expf(aLog.pointer[$0]) })
         d = try file.tensor(m + "D", shape: [inner])
-        outProj = try file.tensor(m + "out_proj.weight", shape: [hidden, inner])
+        outProj = try file.matrix(m + "out_proj.weight", shape: [hidden, inner])
         outProjBias = c.useBias ? try file.tensor(m + "out_proj.bias", shape: [hidden]) : nil
     }
 
     var weightBytes: Int {
-        [norm, inProj, convWeight, xProj, dtProj, dtProjBias, a, d, outProj].reduce(0) { $0 + $1.byteCount }
+        [norm, convWeight, dtProjBias, a, d].reduce(0) { $0 + $1.byteCount }
+            + [inProj, xProj, dtProj, outProj].reduce(0) { $0 + $1.byteCount }
             + [inProjBias, convBias, outProjBias].reduce(0) { $0 + ($1?.byteCount ?? 0) }
     }
 
@@ -69,7 +70,7 @@ final class MambaBlock {
         Norms.rmsNorm(x, weight: norm.pointer, output: ws.normed, rows: rows, dim: hidden, eps: eps)
 
         // in_proj, then split: xz[:, :inner] is the SSM branch x, xz[:, inner:] the gate z.
-        Blas.gemmTransB(m: rows, n: twoInner, k: hidden, a: ws.normed, w: inProj.pointer, c: ws.xz)
+        inProj.linear(ws.normed, count: rows, into: ws.xz)
         if let bias = inProjBias { addRowBias(ws.xz, rows: rows, width: twoInner, bias: bias.pointer) }
 
         // Causal depthwise conv1d (carrying each sequence's last kernel−1 inputs), then SiLU.
@@ -84,8 +85,8 @@ final class MambaBlock {
 
         // x_proj → (Δ low-rank, B, C); dt_proj lifts Δ to every channel (its bias and the
         // softplus are applied inside the scan).
-        Blas.gemmTransB(m: rows, n: dbcWidth, k: inner, a: ws.xc, w: xProj.pointer, c: ws.dbc)
-        Blas.gemmTransB(m: rows, n: inner, k: rank, a: ws.dbc, lda: dbcWidth, w: dtProj.pointer, c: ws.dt)
+        xProj.linear(ws.xc, count: rows, into: ws.dbc)
+        dtProj.linear(ws.dbc, count: rows, ldx: dbcWidth, into: ws.dt)
 
         // Selective scan with the D skip and the SiLU(z) gate: y [rows × inner].
         for s in segments {
@@ -103,7 +104,7 @@ final class MambaBlock {
         }
 
         // out_proj, accumulated straight into the residual stream (beta = 1: x ← x + y·Woutᵀ).
-        Blas.gemmTransB(m: rows, n: hidden, k: inner, a: ws.y, w: outProj.pointer, c: x, beta: 1)
+        outProj.linear(ws.y, count: rows, into: x, accumulate: true)
         if let bias = outProjBias { addRowBias(x, rows: rows, width: hidden, bias: bias.pointer) }
     }
 }

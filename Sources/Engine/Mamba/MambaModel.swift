@@ -22,20 +22,22 @@ public final class MambaModel: ExpertModel {
     public var prefillChunk = 256
 
     let file: SafeTensorsFile
-    let embeddings: Tensor      // [vocab, hidden]
+    let embeddings: Weight      // [vocab, hidden]
     let blocks: [MambaBlock]
     let normF: Tensor           // [hidden]
-    let lmHead: Tensor          // [vocab, hidden] (the embedding when tied)
+    let lmHead: Weight          // [vocab, hidden] (the embedding when tied)
     let workspace: MambaWorkspace
     let stateLayout: MambaStateLayout
 
-    public convenience init(directory: URL) throws {
+    /// Loads `directory`/config.json and `directory`/model.safetensors, holding the matrices
+    /// as `weightFormat` says (default: as stored).
+    public convenience init(directory: URL, weightFormat: WeightFormat = .auto) throws {
         let config = try MambaConfig(directory: directory)
         let url = directory.appendingPathComponent("model.safetensors")
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw EngineError.io(path: url.path, reason: "model.safetensors not found (sharded checkpoints are not supported)")
         }
-        try self.init(config: config, weights: SafeTensorsFile(contentsOf: url))
+        try self.init(config: config, weights: SafeTensorsFile(contentsOf: url, matrixFormat: weightFormat))
     }
 
     public init(config c: MambaConfig, weights file: SafeTensorsFile) throws {
@@ -45,12 +47,12 @@ public final class MambaModel: ExpertModel {
         // transformers renames an older `embedding.` key to `embeddings.` on load; accept both.
         let embName = file.has("backbone.embeddings.weight") || !file.has("backbone.embedding.weight")
             ? "backbone.embeddings.weight" : "backbone.embedding.weight"
-        embeddings = try file.tensor(embName, shape: [c.vocabSize, h])
+        embeddings = try file.matrix(embName, shape: [c.vocabSize, h])
         blocks = try (0..<c.numHiddenLayers).map {
             try MambaBlock(file: file, prefix: "backbone.layers.\($0).", config: c)
         }
         normF = try file.tensor("backbone.norm_f.weight", shape: [h])
-        lmHead = c.tieWordEmbeddings ? embeddings : try file.tensor("lm_head.weight", shape: [c.vocabSize, h])
+        lmHead = c.tieWordEmbeddings ? embeddings : try file.matrix("lm_head.weight", shape: [c.vocabSize, h])
         weightBytes = embeddings.byteCount + normF.byteCount + blocks.reduce(0) { $0 + $1.weightBytes }
             + (c.tieWordEmbeddings ? 0 : lmHead.byteCount)
         workspace = MambaWorkspace(config: c)
@@ -119,7 +121,7 @@ public final class MambaModel: ExpertModel {
         ws.ensure(rows: rows)
         let x = ws.residual
         for (r, t) in tokens.enumerated() {
-            (x + r * h).update(from: embeddings.pointer + t * h, count: h)
+            embeddings.copyRow(t, into: x + r * h)
         }
         for (layer, block) in blocks.enumerated() {
             let segs = segments.map { seg in
@@ -136,7 +138,7 @@ public final class MambaModel: ExpertModel {
         }
         var logits = [Float](repeating: 0, count: logitRows.count * vocabSize)
         logits.withUnsafeMutableBufferPointer { out in
-            Blas.gemmTransB(m: logitRows.count, n: vocabSize, k: h, a: ws.normed, w: lmHead.pointer, c: out.baseAddress!)
+            lmHead.linear(ws.normed, count: logitRows.count, into: out.baseAddress!)
         }
         return logits
     }

@@ -116,7 +116,7 @@ struct T5Decoder {
     /// sequence against its own cache. Appends to the caches and returns the final hidden
     /// states (after the final norm) of the rows picked by `outputRows` (indices into the
     /// stacked rows), written to `out` [outputRows.count × d_model].
-    func forward(caches: [T5DecoderCache], tokens: [[Int]], embedding: Tensor, workspace w: T5Workspace,
+    func forward(caches: [T5DecoderCache], tokens: [[Int]], embedding: Weight, workspace w: T5Workspace,
                  outputRows: [Int], out: UnsafeMutablePointer<Float>) {
         let d = config.dModel, inner = config.innerDim, heads = config.numHeads, dKV = config.dKV
         let counts = tokens.map(\.count)
@@ -133,7 +133,7 @@ struct T5Decoder {
 
         let h = w.hidden.get(rows * d)
         var r = 0
-        for seq in tokens { for t in seq { (h + r * d).update(from: embedding.pointer + t * d, count: d); r += 1 } }
+        for seq in tokens { for t in seq { embedding.copyRow(t, into: h + r * d); r += 1 } }
 
         // Causal relative position bias per sequence, computed once for the stack: per head,
         // one value per key position j of the query at the last new row (distance L − 1 − j);

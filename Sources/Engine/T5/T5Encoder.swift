@@ -49,10 +49,10 @@ struct T5Encoder {
     }
 
     /// The last hidden states [tokens.count × d_model] for token ids already validated.
-    func callAsFunction(_ tokens: [Int], embedding: Tensor, workspace w: T5Workspace) -> [Float] {
+    func callAsFunction(_ tokens: [Int], embedding: Weight, workspace w: T5Workspace) -> [Float] {
         let n = tokens.count, d = config.dModel, inner = config.innerDim, heads = config.numHeads
         let h = w.hidden.get(n * d)
-        for (r, t) in tokens.enumerated() { (h + r * d).update(from: embedding.pointer + t * d, count: d) }
+        for (r, t) in tokens.enumerated() { embedding.copyRow(t, into: h + r * d) }
 
         // Relative position bias [heads × n × n], computed once for the whole stack.
         // Relative position bias, computed once for the whole stack: per head, one value per

@@ -8,21 +8,18 @@ import Kernels
 
 /// A bias-free `nn.Linear`: y = x · Wᵀ with W stored [out, in].
 struct T5Linear {
-    let weight: Tensor
-    let outFeatures: Int
-    let inFeatures: Int
+    let weight: Weight
+    var outFeatures: Int { weight.rows }
+    var inFeatures: Int { weight.columns }
 
     init(_ file: SafeTensorsFile, _ name: String, out: Int, in inFeatures: Int) throws {
-        weight = try file.tensor(name, shape: [out, inFeatures])
-        outFeatures = out
-        self.inFeatures = inFeatures
+        weight = try file.matrix(name, shape: [out, inFeatures])
     }
 
     /// y[rows × out] = x[rows × in] · Wᵀ, or y += x · Wᵀ when `accumulate` (a residual add for free).
     func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>,
                         accumulate: Bool = false) {
-        Blas.gemmTransB(m: rows, n: outFeatures, k: inFeatures, a: x, w: weight.pointer, c: y,
-                        beta: accumulate ? 1 : 0)
+        weight.linear(x, count: rows, into: y, accumulate: accumulate)
     }
 }
 

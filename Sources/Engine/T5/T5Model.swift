@@ -9,9 +9,9 @@ public final class T5Model: ExpertModel {
     public let directory: URL
     let weights: SafeTensorsFile
     /// `shared.weight` [vocab, d_model]: the token embedding of both stacks.
-    let embedding: Tensor
+    let embedding: Weight
     /// [vocab, d_model]: `shared.weight` when tied, else `lm_head.weight`.
-    let lmHead: Tensor
+    let lmHead: Weight
     let encoder: T5Encoder
     let decoder: T5Decoder
     let workspace = T5Workspace()
@@ -22,11 +22,13 @@ public final class T5Model: ExpertModel {
     public var eosTokenId: Int { config.eosTokenId }
     public var decoderStartTokenId: Int? { config.decoderStartTokenId }
 
-    /// Loads `directory`/config.json and `directory`/model.safetensors.
-    public init(directory: URL) throws {
+    /// Loads `directory`/config.json and `directory`/model.safetensors, holding the matrices
+    /// as `weightFormat` says (default: as stored).
+    public init(directory: URL, weightFormat: WeightFormat = .auto) throws {
         self.directory = directory
         config = try T5Config(directory: directory)
-        let file = try SafeTensorsFile(contentsOf: directory.appendingPathComponent("model.safetensors"))
+        let file = try SafeTensorsFile(contentsOf: directory.appendingPathComponent("model.safetensors"),
+                                       matrixFormat: weightFormat)
         weights = file
         let path = weights.path
         try Self.refuseExtraBlocks(weights, config: config)
@@ -34,11 +36,11 @@ public final class T5Model: ExpertModel {
         let shape = [config.vocabSize, config.dModel]
         let embeddingName = ["shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight"]
             .first(where: weights.has) ?? "shared.weight"
-        embedding = try weights.tensor(embeddingName, shape: shape)
+        embedding = try weights.matrix(embeddingName, shape: shape)
         if weights.has("lm_head.weight") {
             // Untied (Flan-T5), or a tied file that also stores the copy: transformers 5
             // uses the stored head in both cases.
-            lmHead = try weights.tensor("lm_head.weight", shape: shape)
+            lmHead = try weights.matrix("lm_head.weight", shape: shape)
         } else if config.tieWordEmbeddings {
             lmHead = embedding
         } else {
@@ -46,9 +48,7 @@ public final class T5Model: ExpertModel {
         }
         encoder = try T5Encoder(weights, config: config)
         decoder = try T5Decoder(weights, config: config)
-        weightBytes = file.tensorNames.reduce(0) { sum, name in
-            sum + (file.entries[name]?.shape.reduce(1, *) ?? 0) * MemoryLayout<Float>.stride
-        }
+        weightBytes = file.heldBytes
     }
 
     /// A file with more blocks than config.json declares is a mismatched checkpoint, not
@@ -143,7 +143,7 @@ public final class T5Model: ExpertModel {
         }
         var out = [Float](repeating: 0, count: rows * vocabSize)
         out.withUnsafeMutableBufferPointer { o in
-            Blas.gemmTransB(m: rows, n: vocabSize, k: d, a: hidden, w: lmHead.pointer, c: o.baseAddress!)
+            lmHead.linear(hidden, count: rows, into: o.baseAddress!)
         }
         return out
     }

@@ -26,6 +26,8 @@ struct ExpertCommand: ParsableCommand {
     @Option(help: "The router's backend endpoint (default tcp://127.0.0.1:5556).") var router: String?
     @Option(help: "Replica name shown in traces and metrics (default: the instance name, else <kind>-<pid>).") var replicaId: String?
     @Option(help: "BLAS threads in this process (one per process is best on small hosts; default 1).") var threads: Int?
+    @Option(help: "Weight matrices in memory: auto (as stored: bf16 stays bf16), f32, or bf16 (rounded at load; default auto).")
+    var weights: String?
     @Option(help: "Sequences decoded together in one batch (default 8).") var capacity: Int?
     @Option(help: "Sessions kept in the cache between spans (LRU; default 256).") var maxSessions: Int?
     @Option(help: "Heartbeat interval in ms (default 1000).") var heartbeatMs: UInt64?
@@ -39,6 +41,7 @@ struct ExpertCommand: ParsableCommand {
         o.set("expert.model", model, flag: "--model")
         o.set("expert.router", router, flag: "--router")
         o.set("expert.threads", threads, flag: "--threads")
+        o.set("expert.weights", weights, flag: "--weights")
         o.set("expert.capacity", capacity, flag: "--capacity")
         o.set("expert.max_sessions", maxSessions, flag: "--max-sessions")
         o.set("expert.heartbeat_ms", heartbeatMs, flag: "--heartbeat-ms")
@@ -83,12 +86,13 @@ struct ExpertCommand: ParsableCommand {
         Blas.threads = settings.threads
 
         let folder = try MambaformerCheckpoint.expertFolder(settings.model, expert: "\(pool)")
-        let expertModel = try loadExpertModel(from: folder)
+        // The schema admits only WeightFormat's names.
+        let expertModel = try loadExpertModel(from: folder, weightFormat: WeightFormat(rawValue: settings.weights) ?? .auto)
         let tokenizer = try Tokenizer.load(from: folder)
         let options = try NodeConfiguration.expertOptions(cluster, pool: pool, replicaId: replica,
                                                           modelId: folder.lastPathComponent)
         logger.info("model loaded", metadata: [
-            "model": "\(folder.path)", "type": "\(expertModel.modelType)", "weight_bytes": "\(expertModel.weightBytes)"])
+            "model": "\(folder.path)", "type": "\(expertModel.modelType)", "weights": "\(settings.weights)", "weight_bytes": "\(expertModel.weightBytes)"])
         let node = try ExpertNode(options: options, model: expertModel, tokenizer: tokenizer, logger: logger)
         installStopSignals(node.stopRequested)
         // Model loaded and the socket connecting: the replica announces itself (Ready) as its

@@ -30,6 +30,8 @@ struct InferCommand: AsyncParsableCommand {
     var ignoreEOS = false
     @Option(help: "Logits to print: none, last (the last position) or all (one row per position).")
     var logits: LogitsMode = .none
+    @Option(help: "Weight matrices in memory: auto (as stored: bf16 stays bf16), f32, or bf16 (rounded at load).")
+    var weights: WeightFormat = .auto
     @Option(help: "OpenBLAS threads.")
     var threads: Int?
     @Option(help: "Sampling temperature (0 = greedy).")
@@ -82,7 +84,7 @@ struct InferCommand: AsyncParsableCommand {
         }
         let decoderIds = try decoderInputIds.map { try Self.parseIds($0, flag: "--decoder-input-ids") }
 
-        let model = try loadExpertModel(from: modelURL)
+        let model = try loadExpertModel(from: modelURL, weightFormat: weights)
         let isEncoderDecoder = model.decoderStartTokenId != nil
         if !isEncoderDecoder && decoderIds != nil {
             throw ValidationError("--decoder-input-ids is for encoder-decoder models (T5); \(model.modelType) is decoder-only")
@@ -153,3 +155,5 @@ struct InferCommand: AsyncParsableCommand {
     /// Shortest round-tripping decimal; JSON has no NaN/∞, so those become null.
     static func number(_ v: Float) -> String { v.isFinite ? "\(v)" : "null" }
 }
+
+extension WeightFormat: ExpressibleByArgument {}

@@ -1,0 +1,102 @@
+import Foundation
+import Kernels
+
+/// How a checkpoint's matrices (Linear weights, embedding tables) are held in memory.
+/// Vectors (norms, biases, conv kernels, A, D) are always f32.
+public enum WeightFormat: String, CaseIterable, Sendable, CustomStringConvertible {
+    /// As the file stores them: bf16 stays bf16 (a view into the mapping, half the memory and
+    /// half the bytes read per decode step), f32 stays f32, f16 and f64 widen to f32. The
+    /// results equal `f32`'s up to the order of additions: widening bf16 is exact.
+    case auto
+    /// Every matrix widened to f32 (a bf16 file takes twice its size in memory).
+    case f32
+    /// Every matrix rounded to bf16 at load (to nearest, ties to even, as torch does): an
+    /// approximation of an f32 checkpoint that halves its memory and decode traffic.
+    case bf16
+
+    public var description: String { rawValue }
+}
+
+/// A matrix [rows × columns] of a Linear layer (`nn.Linear` stores [out, in]) or an embedding
+/// table, in f32 or bf16. Keeps its storage (the file mapping or its own buffer) alive.
+public struct Weight {
+    public let shape: [Int]
+    public let data: WeightData
+    let owner: AnyObject
+
+    public var rows: Int { shape[0] }
+    public var columns: Int { shape.dropFirst().reduce(1, *) }
+    /// Bytes this matrix occupies as held (2 per element in bf16, 4 in f32).
+    public var byteCount: Int {
+        switch data {
+        case .f32: rows * columns * 4
+        case .bf16: rows * columns * 2
+        }
+    }
+    public var isBF16: Bool { if case .bf16 = data { true } else { false } }
+
+    init(f32 tensor: Tensor) {
+        shape = tensor.shape
+        data = .f32(tensor.pointer)
+        owner = tensor.storage
+    }
+
+    init(shape: [Int], bf16 pointer: UnsafePointer<UInt16>, owner: AnyObject) {
+        self.shape = shape
+        data = .bf16(pointer)
+        self.owner = owner
+    }
+
+    /// y[n × rows] = x[n × columns] · Wᵀ (+ y when `accumulate`: a residual add for free).
+    /// `ldx` / `ldy` are row strides, so a projection can read or write a column slice.
+    func linear(_ x: UnsafePointer<Float>, count n: Int, ldx: Int? = nil,
+                into y: UnsafeMutablePointer<Float>, ldy: Int? = nil, alpha: Float = 1, accumulate: Bool = false) {
+        withExtendedLifetime(owner) {
+            Blas.linear(m: n, n: rows, k: columns, a: x, lda: ldx, w: data, c: y, ldc: ldy,
+                        alpha: alpha, beta: accumulate ? 1 : 0)
+        }
+    }
+
+    /// Row `index` (an embedding lookup) as f32 into `destination`.
+    func copyRow(_ index: Int, into destination: UnsafeMutablePointer<Float>) {
+        let c = columns
+        withExtendedLifetime(owner) {
+            switch data {
+            case .f32(let p): destination.update(from: p + index * c, count: c)
+            case .bf16(let p): BFloat16.widen(p + index * c, into: destination, count: c)
+            }
+        }
+    }
+}
+
+/// An owned bf16 buffer (an f32 checkpoint rounded at load).
+final class BF16Storage {
+    let base: UnsafeMutablePointer<UInt16>
+    init(count: Int) { base = .allocate(capacity: max(count, 1)) }
+    deinit { base.deallocate() }
+}
+
+extension SafeTensorsFile {
+    /// The matrix `name` with the expected shape, held as `matrixFormat` asks.
+    public func matrix(_ name: String, shape expected: [Int]) throws -> Weight {
+        let format = matrixFormat
+        guard let entry = entries[name] else { throw EngineError.missingTensor(path: path, name: name) }
+        guard entry.shape == expected else {
+            throw EngineError.shapeMismatch(path: path, name: name, expected: expected, actual: entry.shape)
+        }
+        let raw = UnsafeRawPointer(mapping.base!) + dataStart + entry.begin
+        if entry.dtype == "BF16", format != .f32, Int(bitPattern: raw) % MemoryLayout<UInt16>.alignment == 0 {
+            bf16Held.insert(name)
+            return Weight(shape: expected, bf16: raw.assumingMemoryBound(to: UInt16.self), owner: mapping)
+        }
+        let tensor = try tensor(name, shape: expected)
+        guard format == .bf16 else { return Weight(f32: tensor) }
+        let storage = BF16Storage(count: tensor.count)
+        bf16Held.insert(name)
+        BFloat16.round(tensor.pointer, into: storage.base, count: tensor.count)
+        if entry.dtype == "F32" {   // the f32 source was a view into the mapping: not needed any more
+            mapping.release(offset: dataStart + entry.begin, count: entry.end - entry.begin)
+        }
+        return withExtendedLifetime(tensor) { Weight(shape: expected, bf16: storage.base, owner: storage) }
+    }
+}
