@@ -6,32 +6,53 @@
 // from the (memory-mapped) checkpoint, and multiplied against all rows of A, which stay
 // in L1/L2.
 //
-// W may be f32 or bfloat16. bf16 is the top half of an f32, so widening it is exact (a
-// shift) and costs nothing next to the memory traffic it halves; A, the accumulators and C
-// stay f32. One body serves both: `bf16` is a compile-time constant at every call site.
+// W is f32, bfloat16 or int8 with one scale per row (weight-only quantization). Narrow
+// weights are widened in registers, which costs nothing next to the memory traffic they save;
+// A, the sums and C stay f32. bf16 is the top half of an f32, so widening it is exact; int8
+// rows are sums of a·q, scaled once per output. One body serves every kind: `kind` is a
+// compile-time constant at every call site.
 #include "ckernels.h"
 #include <stdint.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
 
+enum { W_F32 = 0, W_BF16 = 1, W_I8 = 2 };
+
 static inline __attribute__((always_inline)) float
-w_at(const void *wr, int bf16, int t) {
-    if (!bf16) return ((const float *)wr)[t];
+w_at(const void *wr, int kind, int t) {
+    if (kind == W_F32) return ((const float *)wr)[t];
+    if (kind == W_I8) return (float)((const int8_t *)wr)[t];
     union { uint32_t u; float f; } v = { .u = (uint32_t)((const uint16_t *)wr)[t] << 16 };
     return v.f;
 }
 
 static inline __attribute__((always_inline)) const void *
-w_row(const void *w, int bf16, int j, int k) {
-    return bf16 ? (const void *)((const uint16_t *)w + (size_t)j * k) : (const void *)((const float *)w + (size_t)j * k);
+w_row(const void *w, int kind, int j, int k) {
+    if (kind == W_F32) return (const float *)w + (size_t)j * k;
+    if (kind == W_I8) return (const int8_t *)w + (size_t)j * k;
+    return (const uint16_t *)w + (size_t)j * k;
+}
+
+// alpha for output column j: int8 rows carry their scale.
+static inline __attribute__((always_inline)) float
+alpha_at(float alpha, const float *scale, int kind, int j) {
+    return kind == W_I8 ? alpha * scale[j] : alpha;
 }
 
 static inline __attribute__((always_inline)) void
-rows_generic(int M, int k, const float *a, ptrdiff_t lda, const void *wr, int bf16, float *acc) {
+store(int M, int j, const float *acc, float *c, ptrdiff_t ldc, float alpha, float beta) {
+    for (int i = 0; i < M; i++) {
+        float *out = c + i * ldc + j;
+        *out = beta == 0.0f ? alpha * acc[i] : alpha * acc[i] + beta * *out;  // beta 0: C may be garbage
+    }
+}
+
+static inline __attribute__((always_inline)) void
+rows_generic(int M, int k, const float *a, ptrdiff_t lda, const void *wr, int kind, float *acc) {
     for (int i = 0; i < M; i++) {
         float s = 0.0f;
-        for (int t = 0; t < k; t++) s += a[i * lda + t] * w_at(wr, bf16, t);
+        for (int t = 0; t < k; t++) s += a[i * lda + t] * w_at(wr, kind, t);
         acc[i] = s;
     }
 }
@@ -46,8 +67,9 @@ __attribute__((target("avx2,fma"))) static inline float hsum256(__m256 v) {
 
 // Eight weights at t as f32 lanes.
 __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) __m256
-w_load8(const void *wr, int bf16, int t) {
-    if (!bf16) return _mm256_loadu_ps((const float *)wr + t);
+w_load8(const void *wr, int kind, int t) {
+    if (kind == W_F32) return _mm256_loadu_ps((const float *)wr + t);
+    if (kind == W_I8) return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)((const int8_t *)wr + t))));
     __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)wr + t));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
@@ -56,14 +78,14 @@ w_load8(const void *wr, int bf16, int t) {
 // so the accumulators live in registers. Two accumulators per row when M is small, to
 // keep enough independent FMA chains in flight.
 __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
-rows_avx2(const int M, int k, const float *a, ptrdiff_t lda, const void *wr, int bf16, float *out) {
+rows_avx2(const int M, int k, const float *a, ptrdiff_t lda, const void *wr, int kind, float *out) {
     __m256 acc0[8], acc1[8];
     for (int i = 0; i < M; i++) { acc0[i] = _mm256_setzero_ps(); acc1[i] = _mm256_setzero_ps(); }
     int t = 0;
     // 2·M accumulators fit the 16 ymm registers only for M ≤ 4 (with W and A loads beside them).
     if (M <= 4) {
         for (; t + 16 <= k; t += 16) {
-            __m256 w0 = w_load8(wr, bf16, t), w1 = w_load8(wr, bf16, t + 8);
+            __m256 w0 = w_load8(wr, kind, t), w1 = w_load8(wr, kind, t + 8);
             for (int i = 0; i < M; i++) {
                 acc0[i] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i * lda + t), w0, acc0[i]);
                 acc1[i] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i * lda + t + 8), w1, acc1[i]);
@@ -71,32 +93,98 @@ rows_avx2(const int M, int k, const float *a, ptrdiff_t lda, const void *wr, int
         }
     }
     for (; t + 8 <= k; t += 8) {
-        __m256 w0 = w_load8(wr, bf16, t);
+        __m256 w0 = w_load8(wr, kind, t);
         for (int i = 0; i < M; i++) acc0[i] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i * lda + t), w0, acc0[i]);
     }
     for (int i = 0; i < M; i++) {
         float s = hsum256(_mm256_add_ps(acc0[i], acc1[i]));
-        for (int r = t; r < k; r++) s += a[i * lda + r] * w_at(wr, bf16, r);
+        for (int r = t; r < k; r++) s += a[i * lda + r] * w_at(wr, kind, r);
         out[i] = s;
     }
 }
 
-#define ROWS_AVX2_CASE(MM) case MM: \
-    for (int j = n0; j < n1; j++) { rows_avx2(MM, k, a, lda, w_row(w, bf16, j, k), bf16, acc); store(MM, j, acc, c, ldc, alpha, beta); } break;
-#endif
+// The same with 16 lanes and 32 registers (AVX-512F): two accumulators per row for every M ≤ 8,
+// and half the instructions per weight.
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) __m512
+w_load16(const void *wr, int kind, int t) {
+    if (kind == W_F32) return _mm512_loadu_ps((const float *)wr + t);
+    if (kind == W_I8) return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((const int8_t *)wr + t))));
+    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)wr + t));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
 
-static inline __attribute__((always_inline)) void
-store(int M, int j, const float *acc, float *c, ptrdiff_t ldc, float alpha, float beta) {
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
+rows_avx512(const int M, int k, const float *a, ptrdiff_t lda, const void *wr, int kind, float *out) {
+    __m512 acc0[8], acc1[8];
+    for (int i = 0; i < M; i++) { acc0[i] = _mm512_setzero_ps(); acc1[i] = _mm512_setzero_ps(); }
+    int t = 0;
+    for (; t + 32 <= k; t += 32) {
+        __m512 w0 = w_load16(wr, kind, t), w1 = w_load16(wr, kind, t + 16);
+        for (int i = 0; i < M; i++) {
+            acc0[i] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i * lda + t), w0, acc0[i]);
+            acc1[i] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i * lda + t + 16), w1, acc1[i]);
+        }
+    }
+    for (; t + 16 <= k; t += 16) {
+        __m512 w0 = w_load16(wr, kind, t);
+        for (int i = 0; i < M; i++) acc0[i] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i * lda + t), w0, acc0[i]);
+    }
     for (int i = 0; i < M; i++) {
-        float *out = c + i * ldc + j;
-        *out = beta == 0.0f ? alpha * acc[i] : alpha * acc[i] + beta * *out;  // beta 0: C may be garbage
+        float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0[i], acc1[i]));
+        for (int r = t; r < k; r++) s += a[i * lda + r] * w_at(wr, kind, r);
+        out[i] = s;
     }
 }
 
-#if defined(__x86_64__)
+// Two weight rows at once against M rows of A: each A vector loaded serves two FMAs, so a
+// batch reads A from cache half as often (A of 8 rows × 1536 floats fills a 48 KB L1).
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
+rows2_avx512(const int M, int k, const float *a, ptrdiff_t lda, const void *wr0, const void *wr1, int kind,
+             float *out0, float *out1) {
+    __m512 p[8], q[8];
+    for (int i = 0; i < M; i++) { p[i] = _mm512_setzero_ps(); q[i] = _mm512_setzero_ps(); }
+    int t = 0;
+    for (; t + 16 <= k; t += 16) {
+        __m512 w0 = w_load16(wr0, kind, t), w1 = w_load16(wr1, kind, t);
+        for (int i = 0; i < M; i++) {
+            __m512 x = _mm512_loadu_ps(a + i * lda + t);
+            p[i] = _mm512_fmadd_ps(x, w0, p[i]);
+            q[i] = _mm512_fmadd_ps(x, w1, q[i]);
+        }
+    }
+    for (int i = 0; i < M; i++) {
+        float s0 = _mm512_reduce_add_ps(p[i]), s1 = _mm512_reduce_add_ps(q[i]);
+        for (int r = t; r < k; r++) {
+            s0 += a[i * lda + r] * w_at(wr0, kind, r);
+            s1 += a[i * lda + r] * w_at(wr1, kind, r);
+        }
+        out0[i] = s0; out1[i] = s1;
+    }
+}
+
+#define ONE_ROW(ROWS_FN, MM) { \
+    ROWS_FN(MM, k, a, lda, w_row(w, kind, j, k), kind, acc); \
+    store(MM, j, acc, c, ldc, alpha_at(alpha, scale, kind, j), beta); }
+
+// M ≥ 4: pairs of weight rows (2·M accumulators keep enough FMA chains in flight); fewer
+// rows are bound by reading W and keep one row with two accumulators.
+#define ROWS_AVX512_CASE(MM) case MM: { \
+    int j = n0; \
+    if (MM >= 4) for (; j + 1 < n1; j += 2) { \
+        rows2_avx512(MM, k, a, lda, w_row(w, kind, j, k), w_row(w, kind, j + 1, k), kind, acc, acc2); \
+        store(MM, j, acc, c, ldc, alpha_at(alpha, scale, kind, j), beta); \
+        store(MM, j + 1, acc2, c, ldc, alpha_at(alpha, scale, kind, j + 1), beta); } \
+    for (; j < n1; j++) ONE_ROW(rows_avx512, MM) \
+    } break;
+
+#define ROWS_AVX2_CASE(MM) case MM: for (int j = n0; j < n1; j++) ONE_ROW(rows_avx2, MM) break;
+
+#define KERNEL_ARGS int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const void *w, \
+    const float *scale, float *c, ptrdiff_t ldc, float alpha, float beta
+#define KERNEL_PASS m, n0, n1, k, a, lda, w, scale, c, ldc, alpha, beta
+
 __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
-gemm_rows_avx2(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const void *w, int bf16,
-               float *c, ptrdiff_t ldc, float alpha, float beta) {
+gemm_rows_avx2(KERNEL_ARGS, int kind) {
     float acc[8];
     switch (m) {
         ROWS_AVX2_CASE(1) ROWS_AVX2_CASE(2) ROWS_AVX2_CASE(3) ROWS_AVX2_CASE(4)
@@ -104,53 +192,82 @@ gemm_rows_avx2(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, cons
         default: break;
     }
 }
-__attribute__((target("avx2,fma"))) static void
-gemm_rows_avx2_f32(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const void *w,
-                   float *c, ptrdiff_t ldc, float alpha, float beta) {
-    gemm_rows_avx2(m, n0, n1, k, a, lda, w, 0, c, ldc, alpha, beta);
-}
-__attribute__((target("avx2,fma"))) static void
-gemm_rows_avx2_bf16(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const void *w,
-                    float *c, ptrdiff_t ldc, float alpha, float beta) {
-    gemm_rows_avx2(m, n0, n1, k, a, lda, w, 1, c, ldc, alpha, beta);
-}
-#endif
 
-static void gemm_rows_generic(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const void *w, int bf16,
-                              float *c, ptrdiff_t ldc, float alpha, float beta) {
-    float acc[8];
-    for (int j = n0; j < n1; j++) {
-        rows_generic(m, k, a, lda, w_row(w, bf16, j, k), bf16, acc);
-        store(m, j, acc, c, ldc, alpha, beta);
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
+gemm_rows_avx512(KERNEL_ARGS, int kind) {
+    float acc[8], acc2[8];
+    switch (m) {
+        ROWS_AVX512_CASE(1) ROWS_AVX512_CASE(2) ROWS_AVX512_CASE(3) ROWS_AVX512_CASE(4)
+        ROWS_AVX512_CASE(5) ROWS_AVX512_CASE(6) ROWS_AVX512_CASE(7) ROWS_AVX512_CASE(8)
+        default: break;
     }
 }
 
-static void gemm_small_m(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const void *w, int bf16,
-                         float *c, ptrdiff_t ldc, float alpha, float beta) {
+// One out-of-line function per (ISA, kind), so each inlines a fully specialised body.
+__attribute__((target("avx2,fma"))) static void avx2_f32(KERNEL_ARGS) { gemm_rows_avx2(KERNEL_PASS, W_F32); }
+__attribute__((target("avx2,fma"))) static void avx2_bf16(KERNEL_ARGS) { gemm_rows_avx2(KERNEL_PASS, W_BF16); }
+__attribute__((target("avx2,fma"))) static void avx2_i8(KERNEL_ARGS) { gemm_rows_avx2(KERNEL_PASS, W_I8); }
+__attribute__((target("avx512f"))) static void avx512_f32(KERNEL_ARGS) { gemm_rows_avx512(KERNEL_PASS, W_F32); }
+__attribute__((target("avx512f"))) static void avx512_bf16(KERNEL_ARGS) { gemm_rows_avx512(KERNEL_PASS, W_BF16); }
+__attribute__((target("avx512f"))) static void avx512_i8(KERNEL_ARGS) { gemm_rows_avx512(KERNEL_PASS, W_I8); }
+#endif
+
+static void gemm_rows_generic(KERNEL_ARGS, int kind) {
+    float acc[8];
+    for (int j = n0; j < n1; j++) {
+        rows_generic(m, k, a, lda, w_row(w, kind, j, k), kind, acc);
+        store(m, j, acc, c, ldc, alpha_at(alpha, scale, kind, j), beta);
+    }
+}
+
+// 0 generic, 1 AVX2+FMA, 2 AVX-512F: the best the CPU has, unless lowered (tests, comparisons).
+static int isa_best = -1, isa_limit = 2;
+static int small_gemm_isa(void) {
+    if (isa_best < 0) {
+#if defined(__x86_64__)
+        __builtin_cpu_init();
+        isa_best = __builtin_cpu_supports("avx512f") ? 2 : ck_uses_avx2() ? 1 : 0;
+#else
+        isa_best = 0;
+#endif
+    }
+    return isa_best < isa_limit ? isa_best : isa_limit;
+}
+int ck_small_gemm_isa(int limit) {
+    if (limit >= 0) isa_limit = limit;
+    return small_gemm_isa();
+}
+
+static void gemm_small_m(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const void *w,
+                         const float *scale, int kind, float *c, ptrdiff_t ldc, float alpha, float beta) {
     // Blocks of 8 rows: each block reads W once.
     for (int i0 = 0; i0 < m; i0 += 8) {
         int rows = m - i0 < 8 ? m - i0 : 8;
         const float *ab = a + (size_t)i0 * lda;
         float *cb = c + (size_t)i0 * ldc;
 #if defined(__x86_64__)
-        if (ck_uses_avx2()) {
-            if (bf16) gemm_rows_avx2_bf16(rows, n0, n1, k, ab, lda, w, cb, ldc, alpha, beta);
-            else gemm_rows_avx2_f32(rows, n0, n1, k, ab, lda, w, cb, ldc, alpha, beta);
-            continue;
-        }
+        static void (*const kernels[2][3])(KERNEL_ARGS) = {
+            { avx2_f32, avx2_bf16, avx2_i8 }, { avx512_f32, avx512_bf16, avx512_i8 } };
+        int isa = small_gemm_isa();
+        if (isa >= 1) { kernels[isa - 1][kind](rows, n0, n1, k, ab, lda, w, scale, cb, ldc, alpha, beta); continue; }
 #endif
-        gemm_rows_generic(rows, n0, n1, k, ab, lda, w, bf16, cb, ldc, alpha, beta);
+        gemm_rows_generic(rows, n0, n1, k, ab, lda, w, scale, cb, ldc, alpha, beta, kind);
     }
 }
 
 void ck_gemm_small_m(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const float *w,
                      float *c, ptrdiff_t ldc, float alpha, float beta) {
-    gemm_small_m(m, n0, n1, k, a, lda, w, 0, c, ldc, alpha, beta);
+    gemm_small_m(m, n0, n1, k, a, lda, w, NULL, W_F32, c, ldc, alpha, beta);
 }
 
 void ck_gemm_small_m_bf16(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const uint16_t *w,
                           float *c, ptrdiff_t ldc, float alpha, float beta) {
-    gemm_small_m(m, n0, n1, k, a, lda, w, 1, c, ldc, alpha, beta);
+    gemm_small_m(m, n0, n1, k, a, lda, w, NULL, W_BF16, c, ldc, alpha, beta);
+}
+
+void ck_gemm_small_m_i8(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const int8_t *w,
+                        const float *scale, float *c, ptrdiff_t ldc, float alpha, float beta) {
+    gemm_small_m(m, n0, n1, k, a, lda, w, scale, W_I8, c, ldc, alpha, beta);
 }
 
 static inline __attribute__((always_inline)) void widen_body(const uint16_t *src, float *dst, ptrdiff_t count) {
@@ -159,10 +276,22 @@ static inline __attribute__((always_inline)) void widen_body(const uint16_t *src
         dst[i] = v.f;
     }
 }
+static inline __attribute__((always_inline)) void dequantize_body(const int8_t *q, const float *scale, float *dst,
+                                                                  int rows, int k) {
+    for (int j = 0; j < rows; j++)
+        for (int t = 0; t < k; t++) dst[(size_t)j * k + t] = (float)q[(size_t)j * k + t] * scale[j];
+}
 static void widen_generic(const uint16_t *src, float *dst, ptrdiff_t count) { widen_body(src, dst, count); }
+static void dequantize_generic(const int8_t *q, const float *scale, float *dst, int rows, int k) {
+    dequantize_body(q, scale, dst, rows, k);
+}
 #if defined(__x86_64__)
 __attribute__((target("avx2,fma"))) static void widen_avx2(const uint16_t *src, float *dst, ptrdiff_t count) {
     widen_body(src, dst, count);
+}
+__attribute__((target("avx2,fma"))) static void dequantize_avx2(const int8_t *q, const float *scale, float *dst,
+                                                                int rows, int k) {
+    dequantize_body(q, scale, dst, rows, k);
 }
 #endif
 
@@ -171,4 +300,11 @@ void ck_bf16_to_f32(const uint16_t *src, float *dst, ptrdiff_t count) {
     if (ck_uses_avx2()) { widen_avx2(src, dst, count); return; }
 #endif
     widen_generic(src, dst, count);
+}
+
+void ck_i8_to_f32(const int8_t *q, const float *scale, float *dst, int rows, int k) {
+#if defined(__x86_64__)
+    if (ck_uses_avx2()) { dequantize_avx2(q, scale, dst, rows, k); return; }
+#endif
+    dequantize_generic(q, scale, dst, rows, k);
 }

@@ -110,14 +110,14 @@ public final class SafeTensorsFile {
 
     /// How `matrix(_:shape:)` holds Linear weights and embedding tables (`tensor` is always f32).
     public let matrixFormat: WeightFormat
-    /// Names of the matrices handed out in bf16 (for `heldBytes`).
-    var bf16Held: Set<String> = []
+    /// Bytes of the matrices handed out narrower than f32 (bf16, int8), by name.
+    var narrowHeld: [String: Int] = [:]
 
-    /// Bytes of every tensor as the model holds it: 2 per element for matrices kept in bf16,
-    /// 4 for everything else (f32 views or widened copies).
+    /// Bytes of every tensor as the model holds it: the narrow matrices' own size, 4 per
+    /// element for everything else (f32 views or widened copies).
     public var heldBytes: Int {
         entries.reduce(0) { sum, entry in
-            sum + entry.value.shape.reduce(1, *) * (bf16Held.contains(entry.key) ? 2 : 4)
+            sum + (narrowHeld[entry.key] ?? entry.value.shape.reduce(1, *) * 4)
         }
     }
 

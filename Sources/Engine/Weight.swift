@@ -13,6 +13,9 @@ public enum WeightFormat: String, CaseIterable, Sendable, CustomStringConvertibl
     /// Every matrix rounded to bf16 at load (to nearest, ties to even, as torch does): an
     /// approximation of an f32 checkpoint that halves its memory and decode traffic.
     case bf16
+    /// Every matrix quantized to int8 at load, one scale per row (`Int8Weights`): a quarter of
+    /// f32's memory and decode traffic, for a larger approximation (measured in BENCHMARKS.md).
+    case int8
 
     public var description: String { rawValue }
 }
@@ -31,9 +34,11 @@ public struct Weight {
         switch data {
         case .f32: rows * columns * 4
         case .bf16: rows * columns * 2
+        case .int8: rows * columns + rows * 4
         }
     }
     public var isBF16: Bool { if case .bf16 = data { true } else { false } }
+    public var isInt8: Bool { if case .int8 = data { true } else { false } }
 
     init(f32 tensor: Tensor) {
         shape = tensor.shape
@@ -41,9 +46,9 @@ public struct Weight {
         owner = tensor.storage
     }
 
-    init(shape: [Int], bf16 pointer: UnsafePointer<UInt16>, owner: AnyObject) {
+    init(shape: [Int], data: WeightData, owner: AnyObject) {
         self.shape = shape
-        data = .bf16(pointer)
+        self.data = data
         self.owner = owner
     }
 
@@ -64,16 +69,22 @@ public struct Weight {
             switch data {
             case .f32(let p): destination.update(from: p + index * c, count: c)
             case .bf16(let p): BFloat16.widen(p + index * c, into: destination, count: c)
+            case .int8(let q, let scales):
+                Int8Weights.dequantize(q, scales: scales, firstRow: index, rows: 1, columns: c, into: destination)
             }
         }
     }
 }
 
-/// An owned bf16 buffer (an f32 checkpoint rounded at load).
-final class BF16Storage {
-    let base: UnsafeMutablePointer<UInt16>
-    init(count: Int) { base = .allocate(capacity: max(count, 1)) }
-    deinit { base.deallocate() }
+/// A matrix converted at load into its own buffer: bf16 (rounded) or int8 (quantized, with
+/// one scale per row).
+final class NarrowStorage {
+    let bf16: UnsafeMutablePointer<UInt16>?
+    let int8: UnsafeMutablePointer<Int8>?
+    let scales: UnsafeMutablePointer<Float>?
+    init(bf16 count: Int) { bf16 = .allocate(capacity: max(count, 1)); int8 = nil; scales = nil }
+    init(int8 count: Int, rows: Int) { bf16 = nil; int8 = .allocate(capacity: max(count, 1)); scales = .allocate(capacity: max(rows, 1)) }
+    deinit { bf16?.deallocate(); int8?.deallocate(); scales?.deallocate() }
 }
 
 extension SafeTensorsFile {
@@ -85,18 +96,31 @@ extension SafeTensorsFile {
             throw EngineError.shapeMismatch(path: path, name: name, expected: expected, actual: entry.shape)
         }
         let raw = UnsafeRawPointer(mapping.base!) + dataStart + entry.begin
-        if entry.dtype == "BF16", format != .f32, Int(bitPattern: raw) % MemoryLayout<UInt16>.alignment == 0 {
-            bf16Held.insert(name)
-            return Weight(shape: expected, bf16: raw.assumingMemoryBound(to: UInt16.self), owner: mapping)
+        if entry.dtype == "BF16", format == .auto || format == .bf16,
+           Int(bitPattern: raw) % MemoryLayout<UInt16>.alignment == 0 {
+            narrowHeld[name] = entry.end - entry.begin
+            return Weight(shape: expected, data: .bf16(raw.assumingMemoryBound(to: UInt16.self)), owner: mapping)
         }
         let tensor = try tensor(name, shape: expected)
-        guard format == .bf16 else { return Weight(f32: tensor) }
-        let storage = BF16Storage(count: tensor.count)
-        bf16Held.insert(name)
-        BFloat16.round(tensor.pointer, into: storage.base, count: tensor.count)
+        let rows = expected[0], count = tensor.count
+        let weight: Weight
+        switch format {
+        case .auto, .f32:
+            return Weight(f32: tensor)
+        case .bf16:
+            let storage = NarrowStorage(bf16: count)
+            BFloat16.round(tensor.pointer, into: storage.bf16!, count: count)
+            weight = Weight(shape: expected, data: .bf16(storage.bf16!), owner: storage)
+        case .int8:
+            let storage = NarrowStorage(int8: count, rows: rows)
+            Int8Weights.quantize(tensor.pointer, rows: rows, columns: count / max(rows, 1),
+                                 into: storage.int8!, scales: storage.scales!)
+            weight = Weight(shape: expected, data: .int8(storage.int8!, scales: storage.scales!), owner: storage)
+        }
+        narrowHeld[name] = weight.byteCount
         if entry.dtype == "F32" {   // the f32 source was a view into the mapping: not needed any more
             mapping.release(offset: dataStart + entry.begin, count: entry.end - entry.begin)
         }
-        return withExtendedLifetime(tensor) { Weight(shape: expected, bf16: storage.base, owner: storage) }
+        return withExtendedLifetime(tensor) { weight }
     }
 }

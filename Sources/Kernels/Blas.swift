@@ -2,11 +2,13 @@ import CKernels
 import COpenBLAS
 import Dispatch
 
-/// The storage of a Linear weight [out, in]: f32, or bfloat16 kept as the checkpoint stores it
-/// (the top half of an f32: widening is exact, and a decode step reads half the bytes).
+/// The storage of a Linear weight [out, in]: f32; bfloat16 kept as the checkpoint stores it
+/// (the top half of an f32: widening is exact, and a decode step reads half the bytes); or
+/// int8 with one scale per output row (weight-only quantization, a quarter of the bytes).
 public enum WeightData {
     case f32(UnsafePointer<Float>)
     case bf16(UnsafePointer<UInt16>)
+    case int8(UnsafePointer<Int8>, scales: UnsafePointer<Float>)
 }
 
 /// Thin, typed wrappers over OpenBLAS. Every matrix is row-major f32.
@@ -55,6 +57,14 @@ public enum Blas {
     /// of calling sgemm, which packs W first: decode steps of a batch are bound by reading W.
     public static let smallBatchRows = 16
 
+    /// The instruction set of the small-batch kernels: 0 generic C, 1 AVX2+FMA, 2 AVX-512F (the
+    /// best the CPU has, by default). Setting caps it for the process (tests cover every path;
+    /// benchmarks compare them).
+    public static var smallBatchISA: Int {
+        get { Int(ck_small_gemm_isa(-1)) }
+        set { _ = ck_small_gemm_isa(Int32(max(0, newValue))) }
+    }
+
     /// `gemmTransB` for a few rows; the output columns are split across `threads`.
     @usableFromInline
     static func smallBatch(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, w: UnsafePointer<Float>,
@@ -73,12 +83,12 @@ public enum Blas {
         }
     }
 
-    /// C[m×n] = alpha · A[m×k] · Wᵀ + beta · C for a Linear weight [n×k] in either precision.
+    /// C[m×n] = alpha · A[m×k] · Wᵀ + beta · C for a Linear weight [n×k] in any `WeightData`.
     ///
-    /// bf16 weights: up to `smallBatchRows` rows (decode) each weight row is read once and
-    /// widened in registers, so a step reads half the bytes of f32. More rows (prefill, the T5
-    /// encoder) are compute-bound: blocks of W are widened into an f32 scratch that stays in
-    /// cache and multiplied with sgemm, so the extra cost is one pass over W per call.
+    /// bf16 and int8 weights: up to `smallBatchRows` rows (decode) each weight row is read once
+    /// and widened in registers, so a step reads a half or a quarter of the bytes of f32. More
+    /// rows (prefill, the T5 encoder) are compute-bound: blocks of W are widened into an f32
+    /// scratch that stays in cache and multiplied with sgemm, one extra pass over W per call.
     public static func linear(
         m: Int, n: Int, k: Int,
         a: UnsafePointer<Float>, lda: Int? = nil,
@@ -94,20 +104,37 @@ public enum Blas {
             splitColumns(n) { n0, n1 in
                 ck_gemm_small_m_bf16(Int32(m), Int32(n0), Int32(n1), Int32(k), a, lda, w, c, ldc, alpha, beta)
             }
-        case .bf16(let w):
-            // ~1 MiB of widened rows per block: in L2 while sgemm streams A past it.
-            let block = max(16, min(n, (1 << 18) / max(k, 1)))
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: block * k)
-            defer { scratch.deallocate() }
-            var n0 = 0
-            while n0 < n {
-                let rows = min(block, n - n0)
-                ck_bf16_to_f32(w + n0 * k, scratch, rows * k)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                            Int32(m), Int32(rows), Int32(k), alpha, a, Int32(lda), scratch, Int32(k),
-                            beta, c + n0, Int32(ldc))
-                n0 += rows
+        case .int8(let w, let scales) where m <= smallBatchRows:
+            splitColumns(n) { n0, n1 in
+                ck_gemm_small_m_i8(Int32(m), Int32(n0), Int32(n1), Int32(k), a, lda, w, scales, c, ldc, alpha, beta)
             }
+        case .bf16(let w):
+            widenedBlocks(m: m, n: n, k: k, a: a, lda: lda, c: c, ldc: ldc, alpha: alpha, beta: beta) { n0, rows, into in
+                ck_bf16_to_f32(w + n0 * k, into, rows * k)
+            }
+        case .int8(let w, let scales):
+            widenedBlocks(m: m, n: n, k: k, a: a, lda: lda, c: c, ldc: ldc, alpha: alpha, beta: beta) { n0, rows, into in
+                ck_i8_to_f32(w + n0 * k, scales + n0, into, Int32(rows), Int32(k))
+            }
+        }
+    }
+
+    /// sgemm over blocks of W widened to f32 by `widen(firstRow, rows, into)`: ~1 MiB per
+    /// block, so it stays in L2 while sgemm streams A past it.
+    static func widenedBlocks(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                              c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float,
+                              widen: (Int, Int, UnsafeMutablePointer<Float>) -> Void) {
+        let block = max(16, min(n, (1 << 18) / max(k, 1)))
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: block * k)
+        defer { scratch.deallocate() }
+        var n0 = 0
+        while n0 < n {
+            let rows = min(block, n - n0)
+            widen(n0, rows, scratch)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                        Int32(m), Int32(rows), Int32(k), alpha, a, Int32(lda), scratch, Int32(k),
+                        beta, c + n0, Int32(ldc))
+            n0 += rows
         }
     }
 

@@ -46,11 +46,13 @@ final class BlasTests: XCTestCase {
     /// count, odd inner sizes (vector tails), strides, alpha/beta, and split across threads.
     func testSmallBatchPathEqualsSgemm() {
         var rng = SystemRandomNumberGenerator()
-        for threads in [1, 2] {
+        defer { Blas.smallBatchISA = 2 }
+        for (isa, threads) in [(2, 1), (2, 2), (1, 1), (0, 1)] {
+            Blas.smallBatchISA = isa
             SelectiveScan.threads = threads
             defer { SelectiveScan.threads = 1 }
             for m in [2, 3, 5, 8, 9, 16] {
-                for (n, k) in [(7, 5), (600, 37), (513, 64)] {
+                for (n, k) in [(7, 5), (600, 37), (513, 64), (100, 48)] {
                     let lda = k + 3, ldc = n + 2
                     let a = (0..<(m * lda)).map { _ in Float.random(in: -1...1, using: &rng) }
                     let w = (0..<(n * k)).map { _ in Float.random(in: -1...1, using: &rng) }
@@ -60,7 +62,7 @@ final class BlasTests: XCTestCase {
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 0.5, a, Int32(lda),
                                 w, Int32(k), 2, &reference, Int32(ldc))
                     for i in 0..<fast.count {
-                        XCTAssertEqual(fast[i], reference[i], accuracy: 1e-4, "m \(m) n \(n) k \(k) threads \(threads) at \(i)")
+                        XCTAssertEqual(fast[i], reference[i], accuracy: 1e-4, "m \(m) n \(n) k \(k) threads \(threads) isa \(isa) at \(i)")
                     }
                 }
             }

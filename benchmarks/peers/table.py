@@ -4,8 +4,9 @@
     python3 benchmarks/peers/table.py RESULTS_DIR
 
 RESULTS_DIR holds `<model>-<engine>-t<threads>.jsonl` files (engine-bench and the peers'
-scripts print the same keys). Figures are medians. "ratio" is the peer's figure ÷ ours:
-above 1 means our engine is faster (or smaller, for RSS). Standard library only.
+scripts print the same keys). Figures are medians. "ratio" is the peer's figure ÷ ours
+(f32 weights, and bf16 weights when `ours_bf16` ran): above 1 means our engine is faster (or
+smaller, for RSS). Standard library only.
 """
 import glob
 import json
@@ -61,19 +62,22 @@ for model in ("t5", "mamba"):
     if not any(k[0] == model for k in runs):
         continue
     peers = PEERS[model]
+    variants = [v for v in (("ours", "f32"), ("ours_bf16", "bf16")) if any(k[:2] == (model, v[0]) for k in runs)]
     print(f"\n### {TITLES[model]}\n")
-    head = "| threads | cell | ours |" + "".join(f" {name} | ratio |" for _, name in peers)
+    head = "| threads | cell |" + "".join(f" ours {w} |" for _, w in variants)
+    head += "".join(f" {name} |" + "".join(f" ÷ ours {w} |" for _, w in variants) for _, name in peers)
     print(head)
-    print("|" + "---|" * (3 + 2 * len(peers)))
+    print("|" + "---|" * (2 + len(variants) + len(peers) * (1 + len(variants))))
     for t in threads:
-        ours = runs.get((model, "ours", t), {})
+        ours = [runs.get((model, engine, t), {}) for engine, _ in variants]
         for key, label in ROWS[model]:
-            row = f"| {t} | {label} | {fmt(ours.get(key))} |"
+            row = f"| {t} | {label} |" + "".join(f" {fmt(o.get(key))} |" for o in ours)
             for peer, _ in peers:
                 theirs = runs.get((model, peer, t), {})
                 v = theirs.get(key)
                 note = " (one after another)" if theirs.get(key + "_note") else ""
-                ratio = f"{v / ours[key]:.2f}×" if v is not None and ours.get(key) else "—"
-                row += f" {fmt(v)}{note} | {ratio} |"
+                row += f" {fmt(v)}{note} |"
+                for o in ours:
+                    row += f" {v / o[key]:.2f}× |" if v is not None and o.get(key) else " — |"
             print(row)
 print("\nratio = peer ÷ ours (above 1: ours faster, or smaller for RSS); medians.")

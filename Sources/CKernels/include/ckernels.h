@@ -32,8 +32,21 @@ void ck_gemm_small_m(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda
 void ck_gemm_small_m_bf16(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const uint16_t *w,
                           float *c, ptrdiff_t ldc, float alpha, float beta);
 
+/// The instruction set the small-batch kernels use: 0 generic C, 1 AVX2+FMA, 2 AVX-512F (the
+/// best the CPU has). `limit` ≥ 0 caps it for the rest of the process (tests cover every path;
+/// benchmarks compare them); -1 only reports.
+int ck_small_gemm_isa(int limit);
+
+/// ck_gemm_small_m with W quantized to int8, row j standing for q[j, :] · scale[j]
+/// (weight-only quantization: A, the sums and C stay f32).
+void ck_gemm_small_m_i8(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const int8_t *w,
+                        const float *scale, float *c, ptrdiff_t ldc, float alpha, float beta);
+
 /// dst[i] = src[i] widened from bfloat16 to f32 (exact).
 void ck_bf16_to_f32(const uint16_t *src, float *dst, ptrdiff_t count);
+
+/// dst[j, t] = q[j, t] · scale[j] for `rows` rows of k (int8 weights back to f32).
+void ck_i8_to_f32(const int8_t *q, const float *scale, float *dst, int rows, int k);
 
 /// 1 when the AVX2+FMA variant is in use (for benchmarks' reports).
 int ck_uses_avx2(void);

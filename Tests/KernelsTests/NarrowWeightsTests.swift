@@ -1,0 +1,117 @@
+import COpenBLAS
+import XCTest
+@testable import Kernels
+
+/// Narrow weights: bf16 rounding as torch does and exact widening; int8 per-row absmax
+/// quantization; `Blas.linear` on either equal to sgemm on the widened f32 weights.
+final class NarrowWeightsTests: XCTestCase {
+    func testRoundingIsToNearestTiesToEven() {
+        XCTAssertEqual(BFloat16.rounded(1.0), 0x3f80)
+        XCTAssertEqual(BFloat16.rounded(-2.0), 0xc000)
+        // 1 + 2⁻⁸ lies halfway between 1 and 1 + 2⁻⁷: ties go to the even mantissa (1.0).
+        XCTAssertEqual(BFloat16.rounded(Float(bitPattern: 0x3f80_8000)), 0x3f80)
+        // 1 + 3·2⁻⁸ lies halfway between 1 + 2⁻⁷ (odd) and 1 + 2⁻⁶: up to the even one.
+        XCTAssertEqual(BFloat16.rounded(Float(bitPattern: 0x3f81_8000)), 0x3f82)
+        XCTAssertEqual(BFloat16.rounded(Float(bitPattern: 0x3f80_8001)), 0x3f81)   // just above half: up
+        XCTAssertEqual(BFloat16.rounded(.infinity), 0x7f80)
+        XCTAssertEqual(BFloat16.rounded(Float.greatestFiniteMagnitude), 0x7f80)     // rounds over to ∞, as torch
+        let nan = BFloat16.rounded(Float(bitPattern: 0x7f80_0001))                  // a NaN whose payload is in the low bits
+        XCTAssertEqual(nan & 0x7f80, 0x7f80)
+        XCTAssertNotEqual(nan & 0x007f, 0, "NaN must not round to infinity")
+    }
+
+    func testWideningIsExact() {
+        let bits: [UInt16] = [0x0000, 0x8000, 0x3f80, 0xc2f7, 0x0001, 0x7f80, 0x7fc0, 0x1234, 0xfedc]
+        var out = [Float](repeating: 0, count: bits.count)
+        BFloat16.widen(bits, into: &out, count: bits.count)
+        for (b, f) in zip(bits, out) {
+            XCTAssertEqual(f.bitPattern, UInt32(b) << 16)
+            if !f.isNaN { XCTAssertEqual(BFloat16.rounded(f), b) }
+        }
+    }
+
+    /// `Blas.linear` on narrow weights equals sgemm on the same weights widened to f32, for
+    /// every path: 1 row, small batches on both sides of the 8-row block (every ISA), and
+    /// prefill sizes (sgemm on widened blocks; n = 1200 with k = 300 spans several blocks).
+    /// `make(n, k)` returns the weights, the widened f32 copy, and an owner to keep alive.
+    func assertLinearMatchesSgemm(_ kind: String, _ make: (Int, Int) -> (WeightData, [Float], AnyObject)) {
+        var rng = SystemRandomNumberGenerator()
+        defer { Blas.smallBatchISA = 2 }
+        for (isa, threads) in [(2, 1), (2, 2), (1, 1), (0, 1)] {
+            Blas.smallBatchISA = isa
+            SelectiveScan.threads = threads
+            defer { SelectiveScan.threads = 1 }
+            for m in [1, 3, 8, 9, 16, 17, 40] {
+                for (n, k) in [(7, 5), (600, 37), (100, 48), (1200, 300)] {
+                    let lda = k + 3, ldc = n + 2
+                    let a = (0..<(m * lda)).map { _ in Float.random(in: -1...1, using: &rng) }
+                    let (w, wide, owner) = make(n, k)
+                    let c0 = (0..<(m * ldc)).map { _ in Float.random(in: -1...1, using: &rng) }
+                    var fast = c0, reference = c0
+                    withExtendedLifetime(owner) {
+                        Blas.linear(m: m, n: n, k: k, a: a, lda: lda, w: w, c: &fast, ldc: ldc, alpha: 0.5, beta: 2)
+                    }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 0.5, a, Int32(lda),
+                                wide, Int32(k), 2, &reference, Int32(ldc))
+                    for i in 0..<fast.count {
+                        XCTAssertEqual(fast[i], reference[i], accuracy: 1e-4,
+                                       "\(kind) m \(m) n \(n) k \(k) threads \(threads) isa \(isa) at \(i)")
+                    }
+                }
+            }
+        }
+    }
+
+    final class Owners { let items: [AnyObject]; init(_ items: [AnyObject]) { self.items = items } }
+
+    final class Buffer<T> {
+        let pointer: UnsafeMutablePointer<T>
+        init(_ count: Int) { pointer = .allocate(capacity: count) }
+        deinit { pointer.deallocate() }
+    }
+
+    func testLinearOnBF16EqualsSgemmOnWidenedWeights() {
+        assertLinearMatchesSgemm("bf16") { n, k in
+            let bits = Buffer<UInt16>(n * k)
+            for i in 0..<(n * k) { bits.pointer[i] = BFloat16.rounded(Float.random(in: -1...1)) }
+            let wide = (0..<(n * k)).map { Float(bitPattern: UInt32(bits.pointer[$0]) << 16) }
+            return (.bf16(bits.pointer), wide, bits)
+        }
+    }
+
+    func testLinearOnInt8EqualsSgemmOnDequantizedWeights() {
+        assertLinearMatchesSgemm("int8") { n, k in
+            let w = (0..<(n * k)).map { _ in Float.random(in: -1...1) }
+            let q = Buffer<Int8>(n * k), scales = Buffer<Float>(n)
+            Int8Weights.quantize(w, rows: n, columns: k, into: q.pointer, scales: scales.pointer)
+            var wide = [Float](repeating: 0, count: n * k)
+            Int8Weights.dequantize(q.pointer, scales: scales.pointer, firstRow: 0, rows: n, columns: k, into: &wide)
+            return (.int8(q.pointer, scales: scales.pointer), wide, Owners([q, scales]))
+        }
+    }
+
+    func testInt8QuantizationIsSymmetricPerRowAbsmax() {
+        // Row 0: absmax 2 → scale 2/127; 1 → 63.5 (ties to even: 64); 0.5 → 31.75 → 32.
+        // Row 1: all zeros → scale 1, zeros. Row 2: a NaN becomes 0 and does not poison the scale.
+        let w: [Float] = [-2, 1, 0.5, 0, 0, 0, .nan, 4, -1]
+        var q = [Int8](repeating: 99, count: 9), scales = [Float](repeating: 0, count: 3)
+        Int8Weights.quantize(w, rows: 3, columns: 3, into: &q, scales: &scales)
+        XCTAssertEqual(scales[0], 2 / 127)
+        XCTAssertEqual(Array(q[0..<3]), [-127, 64, 32])
+        XCTAssertEqual(scales[1], 1)
+        XCTAssertEqual(Array(q[3..<6]), [0, 0, 0])
+        XCTAssertEqual(scales[2], 4 / 127)
+        XCTAssertEqual(Array(q[6..<9]), [0, 127, -32])
+        var back = [Float](repeating: 0, count: 3)
+        Int8Weights.dequantize(q, scales: scales, firstRow: 0, rows: 1, columns: 3, into: &back)
+        for (x, y) in zip(back, w[0..<3]) { XCTAssertEqual(x, y, accuracy: scales[0] / 2) }
+    }
+
+    func testLinearOnF32IsGemmTransB() {
+        let a: [Float] = [1, 2, 3, 4]          // 2×2
+        let w: [Float] = [1, 0, 0, 1, 1, 1]    // 3×2
+        var c = [Float](repeating: .nan, count: 6)
+        w.withUnsafeBufferPointer { Blas.linear(m: 2, n: 3, k: 2, a: a, w: .f32($0.baseAddress!), c: &c) }
+        XCTAssertEqual(c, [1, 2, 3, 3, 4, 7])
+    }
+}
