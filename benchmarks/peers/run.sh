@@ -90,11 +90,13 @@ for t in $threads; do
   log "T5, $t thread(s)"
   cell "t5-ours-t$t" "$t" "${ours[@]}" "$bench" run "$work/t5small" --threads "$t" "${common[@]}"
   cell "t5-ours_bf16-t$t" "$t" "${ours[@]}" "$bench" run "$work/t5small" --threads "$t" --weights bf16 "${common[@]}"
+  cell "t5-ours_int8-t$t" "$t" "${ours[@]}" "$bench" run "$work/t5small" --threads "$t" --weights int8 "${common[@]}"
   cell "t5-ct2_f32-t$t" "$t" "$py" "$here/bench_ct2.py" "$work/t5small-ct2-float32" --threads "$t" "${common[@]}"
   cell "t5-ct2_int8-t$t" "$t" "$py" "$here/bench_ct2.py" "$work/t5small-ct2-int8" --threads "$t" "${common[@]}"
   log "Mamba, $t thread(s)"
   cell "mamba-ours-t$t" "$t" "${ours[@]}" "$bench" run "$work/mamba130m" --threads "$t" "${common[@]}"
   cell "mamba-ours_bf16-t$t" "$t" "${ours[@]}" "$bench" run "$work/mamba130m" --threads "$t" --weights bf16 "${common[@]}"
+  cell "mamba-ours_int8-t$t" "$t" "${ours[@]}" "$bench" run "$work/mamba130m" --threads "$t" --weights int8 "${common[@]}"
   cell "mamba-llamacpp-t$t" "$t" "$py" "$here/bench_llamacpp.py" "$gguf" --threads "$t" "${common[@]}"
 done
 

@@ -2,9 +2,9 @@ import COpenBLAS
 import XCTest
 @testable import Kernels
 
-/// Narrow weights: bf16 rounding as torch does and exact widening; int8 per-row absmax
-/// quantization; `Blas.linear` on either equal to sgemm on the widened f32 weights.
-final class NarrowWeightsTests: XCTestCase {
+/// `Blas.linear` on f32, bf16 and int8 weights equals sgemm on the widened f32 weights on every
+/// path; bf16 rounding as torch does and exact widening; int8 per-row absmax quantization.
+final class LinearWeightsTests: XCTestCase {
     func testRoundingIsToNearestTiesToEven() {
         XCTAssertEqual(BFloat16.rounded(1.0), 0x3f80)
         XCTAssertEqual(BFloat16.rounded(-2.0), 0xc000)
@@ -42,7 +42,8 @@ final class NarrowWeightsTests: XCTestCase {
             SelectiveScan.threads = threads
             defer { SelectiveScan.threads = 1 }
             for m in [1, 3, 8, 9, 16, 17, 40] {
-                for (n, k) in [(7, 5), (600, 37), (100, 48), (1200, 300)] {
+                // The prefill-sized shape only once (it exercises sgemm's blocks, not the ISA).
+                for (n, k) in [(7, 5), (600, 37), (100, 48), (1200, 300)] where n < 1000 || (isa == 2 && threads == 1) {
                     let lda = k + 3, ldc = n + 2
                     let a = (0..<(m * lda)).map { _ in Float.random(in: -1...1, using: &rng) }
                     let (w, wide, owner) = make(n, k)
@@ -68,6 +69,16 @@ final class NarrowWeightsTests: XCTestCase {
         let pointer: UnsafeMutablePointer<T>
         init(_ count: Int) { pointer = .allocate(capacity: count) }
         deinit { pointer.deallocate() }
+    }
+
+    /// f32 goes through `gemmTransB`: sgemv for 1 row, the small-batch kernels (W read once per
+    /// 8 rows) up to 16, sgemm above.
+    func testLinearOnF32EqualsSgemm() {
+        assertLinearMatchesSgemm("f32") { n, k in
+            let w = Buffer<Float>(n * k)
+            for i in 0..<(n * k) { w.pointer[i] = Float.random(in: -1...1) }
+            return (.f32(w.pointer), Array(UnsafeBufferPointer(start: w.pointer, count: n * k)), w)
+        }
     }
 
     func testLinearOnBF16EqualsSgemmOnWidenedWeights() {
