@@ -34,6 +34,15 @@ w_row(const void *w, int kind, int j, int k) {
     return (const uint16_t *)w + (size_t)j * k;
 }
 
+// Bytes per weight, and a software prefetch of W `PREFETCH_BYTES` ahead of the loads: with a
+// batch the FMAs between two W loads hide the memory latency less well than at batch 1, so
+// the hardware prefetcher alone left the W stream short of the bandwidth.
+static inline __attribute__((always_inline)) int w_size(int kind) { return kind == W_F32 ? 4 : kind == W_BF16 ? 2 : 1; }
+#define PREFETCH_BYTES 1024
+#define PREFETCH_W(wr, kind, t, span) do { \
+    const char *p_ = (const char *)(wr) + (size_t)(t) * w_size(kind) + PREFETCH_BYTES; \
+    for (int b_ = 0; b_ < (span) * w_size(kind); b_ += 64) __builtin_prefetch(p_ + b_, 0, 3); } while (0)
+
 // alpha for output column j: int8 rows carry their scale.
 static inline __attribute__((always_inline)) float
 alpha_at(float alpha, const float *scale, int kind, int j) {
@@ -119,6 +128,7 @@ rows_avx512(const int M, int k, const float *a, ptrdiff_t lda, const void *wr, i
     for (int i = 0; i < M; i++) { acc0[i] = _mm512_setzero_ps(); acc1[i] = _mm512_setzero_ps(); }
     int t = 0;
     for (; t + 32 <= k; t += 32) {
+        if (M > 1) PREFETCH_W(wr, kind, t, 32);
         __m512 w0 = w_load16(wr, kind, t), w1 = w_load16(wr, kind, t + 16);
         for (int i = 0; i < M; i++) {
             acc0[i] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i * lda + t), w0, acc0[i]);
@@ -145,6 +155,8 @@ rows2_avx512(const int M, int k, const float *a, ptrdiff_t lda, const void *wr0,
     for (int i = 0; i < M; i++) { p[i] = _mm512_setzero_ps(); q[i] = _mm512_setzero_ps(); }
     int t = 0;
     for (; t + 16 <= k; t += 16) {
+        PREFETCH_W(wr0, kind, t, 16);
+        PREFETCH_W(wr1, kind, t, 16);
         __m512 w0 = w_load16(wr0, kind, t), w1 = w_load16(wr1, kind, t);
         for (int i = 0; i < M; i++) {
             __m512 x = _mm512_loadu_ps(a + i * lda + t);
