@@ -12,9 +12,9 @@ public final class LocalExperts {
 
     private var schedulers: [PoolKind: SpanScheduler] = [:]
 
-    public init(checkpoint: MambaformerCheckpoint, ignoreEOS: Bool = false) throws {
+    public init(checkpoint: MambaformerCheckpoint, ignoreEOS: Bool = false, weightFormat: WeightFormat = .auto) throws {
         for (pool, folder) in [(PoolKind.emamba, checkpoint.emamba), (.et5, checkpoint.et5)] {
-            let model = try loadExpertModel(from: folder)
+            let model = try loadExpertModel(from: folder, weightFormat: weightFormat)
             let tokenizer = try Tokenizer.load(from: folder)
             schedulers[pool] = SpanScheduler(model: model, tokenizer: tokenizer, format: PromptFormat(), pool: pool,
                                              replicaId: "local-\(pool)", cache: SessionCache(maxEntries: 4, maxBytes: 1 << 30),

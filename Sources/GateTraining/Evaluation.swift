@@ -19,6 +19,8 @@ public struct EvaluationOptions: Sendable {
     public var randomBaselines = true
     public var seed: UInt64 = 1234
     public var gate = "auto"
+    /// How the experts hold their weight matrices (int8 / bf16: the accuracy cost of narrowing).
+    public var weightFormat: WeightFormat = .auto
     public init(checkpoint: URL, data: URL) { self.checkpoint = checkpoint; self.data = data }
 }
 
@@ -113,7 +115,7 @@ public final class Evaluator {
         let checkpoint = try MambaformerCheckpoint(root: o.checkpoint)
         let examples = try QAExample.load(o.data, limit: o.limit)
         guard !examples.isEmpty else { throw GateError.invalidData(file: o.data.path, line: 0, reason: "no examples") }
-        let local = try LocalExperts(checkpoint: checkpoint)
+        let local = try LocalExperts(checkpoint: checkpoint, weightFormat: o.weightFormat)
         let gate = try GateChoice.make(o.gate, gateDirectory: checkpoint.gate)
         var decisionNs: UInt64 = 0, decisions = 0
 

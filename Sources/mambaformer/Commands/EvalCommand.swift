@@ -1,4 +1,5 @@
 import ArgumentParser
+import Engine
 import Foundation
 import Gate
 import GateTraining
@@ -27,6 +28,8 @@ struct EvalCommand: AsyncParsableCommand {
     @Option(help: "Write the JSON report here.") var json: String?
     @Option(help: "Write the HTML report (plot + table) here.") var report: String?
     @Option(help: "OpenBLAS threads.") var threads = 1
+    @Option(help: "Expert weight matrices: auto (as stored), f32, bf16 or int8 (measures what narrowing costs).")
+    var weights: WeightFormat = .auto
 
     func parsedWeights() throws -> [Float] {
         try costWeights.split(separator: ",").map { part in
@@ -52,6 +55,7 @@ struct EvalCommand: AsyncParsableCommand {
         options.maxNewTokens = maxNewTokens
         options.spanTokens = spanTokens
         options.randomBaselines = !noRandomBaselines
+        options.weightFormat = weights
         let result = try Evaluator(options: options).run()
         print(result.markdown())
         if let json {
