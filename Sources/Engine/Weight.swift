@@ -21,7 +21,7 @@ public enum WeightFormat: String, CaseIterable, Sendable, CustomStringConvertibl
 }
 
 /// A matrix [rows × columns] of a Linear layer (`nn.Linear` stores [out, in]) or an embedding
-/// table, in f32 or bf16. Keeps its storage (the file mapping or its own buffer) alive.
+/// table, in f32, bf16 or int8. Keeps its storage (the file mapping or its own buffer) alive.
 public struct Weight {
     public let shape: [Int]
     public let data: WeightData
@@ -29,7 +29,8 @@ public struct Weight {
 
     public var rows: Int { shape[0] }
     public var columns: Int { shape.dropFirst().reduce(1, *) }
-    /// Bytes this matrix occupies as held (2 per element in bf16, 4 in f32).
+    /// Bytes this matrix occupies as held (4 per element in f32, 2 in bf16, 1 in int8 plus a
+    /// scale per row).
     public var byteCount: Int {
         switch data {
         case .f32: rows * columns * 4
