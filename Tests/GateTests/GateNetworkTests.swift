@@ -141,4 +141,20 @@ final class GateNetworkTests: XCTestCase {
         XCTAssertEqual(quarter.et5Share, 0.69, accuracy: 0.011)
         XCTAssertEqual(policy.points.last!.et5Share, 0)
     }
+
+    /// Routing lift: positive when high scores go with high utility, negative when reversed,
+    /// and exactly the mean of the top shares minus the overall mean.
+    func testRoutingLiftRewardsRankingByUtility() {
+        let utility: [Float] = (0..<10).map { Float($0) }           // mean 4.5
+        let perfect = GateTrainer.lift(utility.map { (score: $0 / 10, utility: $0) })
+        // Top 2, 4, 6, 8 of 10: means 8.5, 7.5, 6.5, 5.5 → lifts 4, 3, 2, 1 → 2.5.
+        XCTAssertEqual(perfect, 2.5, accuracy: 1e-6)
+        let reversed = GateTrainer.lift(utility.map { (score: 1 - $0 / 10, utility: $0) })
+        XCTAssertEqual(reversed, -2.5, accuracy: 1e-6)
+        // A constant score keeps the data order: with utilities ascending, the "top" spans are
+        // the worst ones (a constant gate is no better than the order the data came in).
+        let constantAscending = GateTrainer.lift(utility.map { (score: 0.5, utility: $0) })
+        XCTAssertEqual(constantAscending, -2.5, accuracy: 1e-6)
+        XCTAssertEqual(GateTrainer.lift([(score: 1, utility: 1)]), 0)   // too few decisions to rank
+    }
 }

@@ -78,8 +78,8 @@ struct GateTrainCommand: AsyncParsableCommand {
         options.fixedCostRatio = fixedCostRatio
         // GateError describes itself (file, line, what to fix); no usage text for data errors.
         let report = try GateTrainer(options: options).run()
-        print(String(format: "wrote %@ (best epoch %d, held-out accuracy %.3f, ET5 share %.3f); teacher forcing %.1f s (%.2f s/example), training %.1f s",
-                     report.output?.path ?? "?", report.bestEpoch, report.heldOutLoss.accuracy, report.heldOutLoss.et5Share,
+        print(String(format: "wrote %@ (best epoch %d, held-out lift %+.4f nats/token, accuracy %.3f, ET5 share %.3f); teacher forcing %.1f s (%.2f s/example), training %.1f s",
+                     report.output?.path ?? "?", report.bestEpoch, report.heldOutLift, report.heldOutLoss.accuracy, report.heldOutLoss.et5Share,
                      report.scoringSeconds, report.scoringSeconds / Double(max(1, report.examples + report.heldOut)), report.trainingSeconds))
         print("cost weight → threshold (held-out ET5 share of decisions):")
         for p in report.policy.points {
