@@ -1,6 +1,7 @@
 import CKernels
 import COpenBLAS
 import Dispatch
+import Foundation
 
 /// The storage of a Linear weight [out, in]: f32; bfloat16 kept as the checkpoint stores it
 /// (the top half of an f32: widening is exact, and a decode step reads half the bytes); or
@@ -125,14 +126,14 @@ public enum Blas {
                               c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float,
                               widen: (Int, Int, UnsafeMutablePointer<Float>) -> Void) {
         let block = max(16, min(n, (1 << 18) / max(k, 1)))
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: block * k)
-        defer { scratch.deallocate() }
+        let scratch = ScratchPool.take(block * k)
+        defer { ScratchPool.give(scratch) }
         var n0 = 0
         while n0 < n {
             let rows = min(block, n - n0)
-            widen(n0, rows, scratch)
+            widen(n0, rows, scratch.pointer)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                        Int32(m), Int32(rows), Int32(k), alpha, a, Int32(lda), scratch, Int32(k),
+                        Int32(m), Int32(rows), Int32(k), alpha, a, Int32(lda), scratch.pointer, Int32(k),
                         beta, c + n0, Int32(ldc))
             n0 += rows
         }
@@ -156,5 +157,26 @@ public enum Blas {
             openblas_set_num_threads(Int32(newValue))
             SelectiveScan.threads = max(1, newValue)
         }
+    }
+}
+
+/// Reusable f32 scratch buffers for `Blas.widenedBlocks`: a fresh MiB per prefill projection
+/// would be mapped and page-faulted again on every call (glibc serves it with mmap).
+/// A small pool under a lock, so concurrent callers each get their own buffer.
+enum ScratchPool {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var free: [(pointer: UnsafeMutablePointer<Float>, capacity: Int)] = []
+
+    static func take(_ count: Int) -> (pointer: UnsafeMutablePointer<Float>, capacity: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        if let i = free.firstIndex(where: { $0.capacity >= count }) { return free.remove(at: i) }
+        return (.allocate(capacity: count), count)
+    }
+
+    static func give(_ buffer: (pointer: UnsafeMutablePointer<Float>, capacity: Int)) {
+        lock.lock()
+        defer { lock.unlock() }
+        if free.count < 4 { free.append(buffer) } else { buffer.pointer.deallocate() }
     }
 }
