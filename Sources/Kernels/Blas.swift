@@ -89,7 +89,7 @@ public enum Blas {
     /// bf16 and int8 weights: up to `smallBatchRows` rows (decode) each weight row is read once
     /// and widened in registers, so a step reads a half or a quarter of the bytes of f32. More
     /// rows (prefill, the T5 encoder) are compute-bound: blocks of W are widened into an f32
-    /// scratch that stays in cache and multiplied with sgemm, one extra pass over W per call.
+    /// scratch and multiplied with sgemm, one extra pass over W per call.
     public static func linear(
         m: Int, n: Int, k: Int,
         a: UnsafePointer<Float>, lda: Int? = nil,
@@ -162,8 +162,8 @@ public enum Blas {
     }
 }
 
-/// Reusable f32 scratch buffers for `Blas.widenedBlocks`: a fresh MiB per prefill projection
-/// would be mapped and page-faulted again on every call (glibc serves it with mmap).
+/// Reusable f32 scratch buffers for `Blas.widenedBlocks`: fresh megabytes per prefill
+/// projection would be mapped and page-faulted again on every call (glibc serves them with mmap).
 /// A small pool under a lock, so concurrent callers each get their own buffer.
 enum ScratchPool {
     private static let lock = NSLock()
