@@ -204,30 +204,26 @@ public final class SafeTensorsFile {
         }
         let count = expected.reduce(1, *)
         let raw = UnsafeRawPointer(mapping.base!) + dataStart + entry.begin
-        // A converted copy leaves the mapped source bytes unused: give their pages back.
-        defer { if !(entry.dtype == "F32" && Int(bitPattern: raw) % MemoryLayout<Float>.alignment == 0) {
-            mapping.release(offset: dataStart + entry.begin, count: entry.end - entry.begin)
-        } }
         switch entry.dtype {
         case "F32":
             if Int(bitPattern: raw) % MemoryLayout<Float>.alignment == 0 {
                 let view = UnsafeMutablePointer(mutating: raw.assumingMemoryBound(to: Float.self))
                 return Tensor(shape: expected, storage: TensorStorage(view: view, owner: mapping))
             }
-            return convert(count: count, shape: expected) { i in
+            return convert(entry, count: count, shape: expected) { i in
                 Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
             }
         case "F16":
-            return convert(count: count, shape: expected) { i in
+            return convert(entry, count: count, shape: expected) { i in
                 Self.halfToFloat(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
             }
         case "BF16":
             // bfloat16 is the top half of an f32.
-            return convert(count: count, shape: expected) { i in
+            return convert(entry, count: count, shape: expected) { i in
                 Float(bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16)
             }
         case "F64":
-            return convert(count: count, shape: expected) { i in
+            return convert(entry, count: count, shape: expected) { i in
                 Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
             }
         default:
@@ -235,10 +231,17 @@ public final class SafeTensorsFile {
         }
     }
 
-    private func convert(count: Int, shape: [Int], _ element: (Int) -> Float) -> Tensor {
+    /// An owned f32 copy of `entry`; the mapped source pages are then given back.
+    private func convert(_ entry: Entry, count: Int, shape: [Int], _ element: (Int) -> Float) -> Tensor {
         let storage = TensorStorage(ownedCount: count)
         for i in 0..<count { storage.base[i] = element(i) }
+        releaseSource(of: entry)
         return Tensor(shape: shape, storage: storage)
+    }
+
+    /// Drops `entry`'s mapped pages from memory once its bytes were copied into another form.
+    func releaseSource(of entry: Entry) {
+        mapping.release(offset: dataStart + entry.begin, count: entry.end - entry.begin)
     }
 
     /// IEEE half → single, exact (normals, subnormals, ±0, ±∞, NaN).

@@ -39,7 +39,6 @@ public struct Weight {
         }
     }
     public var isBF16: Bool { if case .bf16 = data { true } else { false } }
-    public var isInt8: Bool { if case .int8 = data { true } else { false } }
 
     init(f32 tensor: Tensor) {
         shape = tensor.shape
@@ -54,12 +53,11 @@ public struct Weight {
     }
 
     /// y[n × rows] = x[n × columns] · Wᵀ (+ y when `accumulate`: a residual add for free).
-    /// `ldx` / `ldy` are row strides, so a projection can read or write a column slice.
+    /// `ldx` is the row stride of x, so a projection can read a column slice.
     func linear(_ x: UnsafePointer<Float>, count n: Int, ldx: Int? = nil,
-                into y: UnsafeMutablePointer<Float>, ldy: Int? = nil, alpha: Float = 1, accumulate: Bool = false) {
+                into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
         withExtendedLifetime(owner) {
-            Blas.linear(m: n, n: rows, k: columns, a: x, lda: ldx, w: data, c: y, ldc: ldy,
-                        alpha: alpha, beta: accumulate ? 1 : 0)
+            Blas.linear(m: n, n: rows, k: columns, a: x, lda: ldx, w: data, c: y, beta: accumulate ? 1 : 0)
         }
     }
 
@@ -119,9 +117,7 @@ extension SafeTensorsFile {
             weight = Weight(shape: expected, data: .int8(storage.int8!, scales: storage.scales!), owner: storage)
         }
         narrowHeld[name] = weight.byteCount
-        if entry.dtype == "F32" {   // the f32 source was a view into the mapping: not needed any more
-            mapping.release(offset: dataStart + entry.begin, count: entry.end - entry.begin)
-        }
+        if entry.dtype == "F32" { releaseSource(of: entry) }   // the f32 view into the mapping is not needed any more
         return withExtendedLifetime(tensor) { weight }
     }
 }

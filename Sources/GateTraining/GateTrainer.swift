@@ -252,18 +252,7 @@ public final class GateTrainer {
     /// 60 and 80 %, the mean utility of the top-scored spans minus the mean of all spans,
     /// averaged (nats per token). Random routing at any share has an expected lift of 0.
     public static func routingLift(network: GateNetwork, held: [LabelledSequence], window: Int, spanGateTokens: Int) -> Float {
-        var decisions: [(score: Float, utility: Float)] = []
-        let span = max(1, spanGateTokens)
-        for item in held {
-            let probabilities = network.forward(item.sequence).probabilities
-            for d in stride(from: item.positions.lowerBound, to: item.positions.upperBound, by: span) {
-                let tail = probabilities[max(0, d + 1 - window)...d]
-                let first = d - item.positions.lowerBound
-                let routed = item.utility[first..<min(first + span, item.utility.count)]
-                decisions.append((tail.reduce(0, +) / Float(tail.count), routed.reduce(0, +) / Float(routed.count)))
-            }
-        }
-        return lift(decisions)
+        lift(decisions(network: network, held: held, window: window, spanGateTokens: spanGateTokens))
     }
 
     /// The lift of (score, utility) decisions, as `routingLift` defines it.
@@ -284,15 +273,26 @@ public final class GateTrainer {
     /// ET5 share moves linearly to 100 % and 0 %, each threshold being the score quantile
     /// that gives that share.
     public static func calibrate(network: GateNetwork, held: [LabelledSequence], window: Int, spanGateTokens: Int) -> GatePolicy {
-        var scores: [Float] = []
+        let scores = decisions(network: network, held: held, window: window, spanGateTokens: spanGateTokens).map(\.score)
+        return calibrate(scores: scores, window: window)
+    }
+
+    /// The router's decisions on held-out sequences: at each simulated span start, the score
+    /// (window mean of p, as the router computes it) and the mean utility of the span it routes.
+    static func decisions(network: GateNetwork, held: [LabelledSequence], window: Int,
+                          spanGateTokens: Int) -> [(score: Float, utility: Float)] {
+        var decisions: [(score: Float, utility: Float)] = []
+        let span = max(1, spanGateTokens)
         for item in held {
             let probabilities = network.forward(item.sequence).probabilities
-            for d in stride(from: item.positions.lowerBound, to: item.positions.upperBound, by: max(1, spanGateTokens)) {
+            for d in stride(from: item.positions.lowerBound, to: item.positions.upperBound, by: span) {
                 let tail = probabilities[max(0, d + 1 - window)...d]
-                scores.append(tail.reduce(0, +) / Float(tail.count))
+                let first = d - item.positions.lowerBound
+                let routed = item.utility[first..<min(first + span, item.utility.count)]
+                decisions.append((tail.reduce(0, +) / Float(tail.count), routed.reduce(0, +) / Float(routed.count)))
             }
         }
-        return calibrate(scores: scores, window: window)
+        return decisions
     }
 
     public static func calibrate(scores: [Float], window: Int) -> GatePolicy {
