@@ -13,6 +13,7 @@
 // compile-time constant at every call site.
 #include "ckernels.h"
 #include <stdint.h>
+#include <stdlib.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -280,6 +281,130 @@ void ck_gemm_small_m_bf16(int m, int n0, int n1, int k, const float *a, ptrdiff_
 void ck_gemm_small_m_i8(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const int8_t *w,
                         const float *scale, float *c, ptrdiff_t ldc, float alpha, float beta) {
     gemm_small_m(m, n0, n1, k, a, lda, w, scale, W_I8, c, ldc, alpha, beta);
+}
+
+// ---- int8 weights × int8 activations (W8A8) ----------------------------------------------
+//
+// Weight-only int8 still multiplies in f32: every weight is widened and then FMA'd once per
+// row of A, so a batch-8 step is bound by those instructions, not by memory. Quantizing the
+// rows of A too (one absmax scale per row, recomputed on every call: "dynamic", as
+// CTranslate2's int8) lets AVX-512 VNNI multiply 64 weights per instruction (vpdpbusd:
+// u8 × s8, four products summed into each s32 lane). The sums are integers, so they are
+// exact: the VNNI and the generic path give bit-identical results.
+//
+// vpdpbusd wants one unsigned operand, so A is stored shifted, u = x + 128, and
+// Σ x·w = Σ u·w − 128 · Σ w; Σ w comes from the same instruction against a vector of ones.
+
+/// x ≈ sx · q with q ∈ [−127, 127], stored as q + 128.
+static void quantize_rows(int m, int k, const float *a, ptrdiff_t lda, uint8_t *xq, float *sx) {
+    for (int i = 0; i < m; i++) {
+        const float *row = a + (size_t)i * lda;
+        float largest = 0.0f;
+        for (int t = 0; t < k; t++) { float v = row[t] < 0 ? -row[t] : row[t]; if (v > largest) largest = v; }
+        float scale = largest > 0.0f ? largest / 127.0f : 1.0f, inverse = 1.0f / scale;
+        for (int t = 0; t < k; t++) {
+            float v = __builtin_nearbyintf(row[t] * inverse);   // to nearest, ties to even
+            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+            xq[(size_t)i * k + t] = (uint8_t)((int)v + 128);
+        }
+        sx[i] = scale;
+    }
+}
+
+/// One output: the exact integer sum back to f32 (the same expression on every path).
+static inline __attribute__((always_inline)) void
+store_i8a8(float *out, int32_t sum, float sx, float sw, float alpha, float beta) {
+    float y = alpha * (sw * (sx * (float)sum));
+    if (beta == 0.0f) { *out = y; return; }
+    float old = beta * *out;   // its own statement: never contracted into an FMA on one path only
+    *out = y + old;
+}
+
+static void i8a8_generic(int m, int n0, int n1, int k, const uint8_t *xq, const float *sx, const int8_t *w,
+                         const float *scale, float *c, ptrdiff_t ldc, float alpha, float beta) {
+    for (int j = n0; j < n1; j++) {
+        const int8_t *wr = w + (size_t)j * k;
+        for (int i = 0; i < m; i++) {
+            int32_t sum = 0;
+            for (int t = 0; t < k; t++) sum += ((int32_t)xq[(size_t)i * k + t] - 128) * wr[t];
+            store_i8a8(c + i * ldc + j, sum, sx[i], scale[j], alpha, beta);
+        }
+    }
+}
+
+#if defined(__x86_64__)
+#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
+VNNI_TARGET static inline __attribute__((always_inline)) void
+i8a8_rows_vnni(const int M, int k, const uint8_t *xq, const int8_t *wr, int32_t *sums) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    __m512i acc[8], wsum = _mm512_setzero_si512();
+    for (int i = 0; i < M; i++) acc[i] = _mm512_setzero_si512();
+    int t = 0;
+    for (; t + 64 <= k; t += 64) {
+        if (M > 1) __builtin_prefetch(wr + t + PREFETCH_BYTES, 0, 3);
+        __m512i wv = _mm512_loadu_si512((const void *)(wr + t));
+        wsum = _mm512_dpbusd_epi32(wsum, ones, wv);
+        for (int i = 0; i < M; i++)
+            acc[i] = _mm512_dpbusd_epi32(acc[i], _mm512_loadu_si512((const void *)(xq + (size_t)i * k + t)), wv);
+    }
+    if (t < k) {  // the last k % 64 columns: masked-off bytes load as 0 and add nothing
+        __mmask64 mask = ~0ULL >> (64 - (k - t));
+        __m512i wv = _mm512_maskz_loadu_epi8(mask, wr + t);
+        wsum = _mm512_dpbusd_epi32(wsum, ones, wv);
+        for (int i = 0; i < M; i++)
+            acc[i] = _mm512_dpbusd_epi32(acc[i], _mm512_maskz_loadu_epi8(mask, xq + (size_t)i * k + t), wv);
+    }
+    int32_t correction = 128 * _mm512_reduce_add_epi32(wsum);
+    for (int i = 0; i < M; i++) sums[i] = _mm512_reduce_add_epi32(acc[i]) - correction;
+}
+
+#define I8A8_CASE(MM) case MM: for (int j = n0; j < n1; j++) { \
+    i8a8_rows_vnni(MM, k, xq, w + (size_t)j * k, sums); \
+    for (int i = 0; i < MM; i++) store_i8a8(c + i * ldc + j, sums[i], sx[i], scale[j], alpha, beta); \
+    } break;
+
+VNNI_TARGET static void i8a8_vnni(int m, int n0, int n1, int k, const uint8_t *xq, const float *sx, const int8_t *w,
+                                  const float *scale, float *c, ptrdiff_t ldc, float alpha, float beta) {
+    int32_t sums[8];
+    switch (m) {
+        I8A8_CASE(1) I8A8_CASE(2) I8A8_CASE(3) I8A8_CASE(4)
+        I8A8_CASE(5) I8A8_CASE(6) I8A8_CASE(7) I8A8_CASE(8)
+        default: break;
+    }
+}
+#endif
+
+static int has_vnni = -1;
+int ck_i8a8_uses_vnni(void) {
+    if (has_vnni < 0) {
+#if defined(__x86_64__)
+        __builtin_cpu_init();
+        has_vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") ? 1 : 0;
+#else
+        has_vnni = 0;
+#endif
+    }
+    return has_vnni && small_gemm_isa() >= 2;
+}
+
+int ck_gemm_small_m_i8a8(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const int8_t *w,
+                         const float *scale, float *c, ptrdiff_t ldc, float alpha, float beta) {
+    if (k <= 0 || k > 65536) return 0;   // Σ u·w must fit an int32
+    uint8_t *xq = malloc((size_t)8 * k);
+    if (!xq) return 0;
+    float sx[8];
+    int vnni = ck_i8a8_uses_vnni();
+    for (int i0 = 0; i0 < m; i0 += 8) {
+        int rows = m - i0 < 8 ? m - i0 : 8;
+        quantize_rows(rows, k, a + (size_t)i0 * lda, lda, xq, sx);
+        float *cb = c + (size_t)i0 * ldc;
+#if defined(__x86_64__)
+        if (vnni) { i8a8_vnni(rows, n0, n1, k, xq, sx, w, scale, cb, ldc, alpha, beta); continue; }
+#endif
+        i8a8_generic(rows, n0, n1, k, xq, sx, w, scale, cb, ldc, alpha, beta);
+    }
+    free(xq);
+    return 1;
 }
 
 static inline __attribute__((always_inline)) void widen_body(const uint16_t *src, float *dst, ptrdiff_t count) {

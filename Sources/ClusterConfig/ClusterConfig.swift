@@ -218,7 +218,7 @@ public struct ExpertSettings: Equatable, Sendable {
     public var router: String
     public var model: String
     public var threads: Int
-    /// auto, f32, bf16 or int8 (Engine.WeightFormat).
+    /// auto, f32, bf16, int8 or w8a8 (Engine.WeightFormat).
     public var weights: String
     public var capacity: Int
     public var maxSessions: Int

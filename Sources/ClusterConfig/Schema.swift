@@ -131,8 +131,9 @@ public enum Schema {
         ("threads", .int(1...64), .int(1)),
         // How weight matrices are held: auto = as the checkpoint stores them (bf16 stays bf16),
         // f32 = widened, bf16 = rounded at load (half the memory and decode traffic of f32),
-        // int8 = quantized at load, one scale per row (a quarter).
-        ("weights", .choice(["auto", "f32", "bf16", "int8"]), .string("auto")),
+        // int8 = quantized at load, one scale per row (a quarter); w8a8 = int8, and decode
+        // steps multiply in int8 too (AVX-512 VNNI).
+        ("weights", .choice(["auto", "f32", "bf16", "int8", "w8a8"]), .string("auto")),
         ("capacity", .int(1...256), .int(8)),
         ("max_sessions", .int(1...100_000), .int(256)),
         ("heartbeat_ms", .int(50...60_000), .int(1000)),

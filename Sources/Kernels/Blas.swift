@@ -10,6 +10,9 @@ public enum WeightData {
     case f32(UnsafePointer<Float>)
     case bf16(UnsafePointer<UInt16>)
     case int8(UnsafePointer<Int8>, scales: UnsafePointer<Float>)
+    /// int8 as `.int8`, and decode steps quantize their activations to int8 as well (one scale
+    /// per row, on every call) and multiply in integers: AVX-512 VNNI where the CPU has it.
+    case w8a8(UnsafePointer<Int8>, scales: UnsafePointer<Float>)
 }
 
 /// Thin, typed wrappers over OpenBLAS. Every matrix is row-major f32.
@@ -66,6 +69,10 @@ public enum Blas {
         set { _ = ck_small_gemm_isa(Int32(max(0, newValue))) }
     }
 
+    /// Whether `.w8a8` decode steps use AVX-512 VNNI (the CPU has it and `smallBatchISA` is 2);
+    /// otherwise the same integer sums in plain C, with the same results.
+    public static var w8a8UsesVNNI: Bool { ck_i8a8_uses_vnni() != 0 }
+
     /// `gemmTransB` for a few rows; the output columns are split across `threads`.
     @usableFromInline
     static func smallBatch(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, w: UnsafePointer<Float>,
@@ -109,11 +116,19 @@ public enum Blas {
             splitColumns(n) { n0, n1 in
                 ck_gemm_small_m_i8(Int32(m), Int32(n0), Int32(n1), Int32(k), a, lda, w, scales, c, ldc, alpha, beta)
             }
+        case .w8a8(let w, let scales) where m <= smallBatchRows:
+            splitColumns(n) { n0, n1 in
+                // Declines only for k > 65536 (int32 sums) or no scratch: then weight-only int8.
+                if ck_gemm_small_m_i8a8(Int32(m), Int32(n0), Int32(n1), Int32(k), a, lda, w, scales, c, ldc, alpha, beta) == 0 {
+                    ck_gemm_small_m_i8(Int32(m), Int32(n0), Int32(n1), Int32(k), a, lda, w, scales, c, ldc, alpha, beta)
+                }
+            }
         case .bf16(let w):
             widenedBlocks(m: m, n: n, k: k, a: a, lda: lda, c: c, ldc: ldc, alpha: alpha, beta: beta) { n0, rows, into in
                 ck_bf16_to_f32(w + n0 * k, into, rows * k)
             }
-        case .int8(let w, let scales):
+        case .int8(let w, let scales), .w8a8(let w, let scales):
+            // Prefill and the T5 encoder (many rows) are compute-bound: f32 sgemm over widened W.
             widenedBlocks(m: m, n: n, k: k, a: a, lda: lda, c: c, ldc: ldc, alpha: alpha, beta: beta) { n0, rows, into in
                 ck_i8_to_f32(w + n0 * k, scales + n0, into, Int32(rows), Int32(k))
             }

@@ -46,10 +46,11 @@ final class WeightFormatTests: XCTestCase {
     }
 
     /// bf16 keeps 8 bits of mantissa (relative rounding ≤ 2⁻⁹ per weight); int8 with a scale
-    /// per row, 7 bits of the row's largest magnitude. The prints are the accuracy cost that
+    /// per row, 7 bits of the row's largest magnitude; w8a8 rounds each decode step's
+    /// activations that way too. The prints are the accuracy cost that
     /// BENCHMARKS.md quotes.
     func testF32CheckpointNarrowedAtLoadStaysClose() throws {
-        for (format, bound, fraction) in [(WeightFormat.bf16, Float(0.03), 0.55), (.int8, 0.15, 0.35)] {
+        for (format, bound, fraction) in [(WeightFormat.bf16, Float(0.03), 0.55), (.int8, 0.15, 0.35), (.w8a8, 0.15, 0.35)] {
             for name in ["mamba-tiny-f32", "t5-gated-untied", "t5-relu-tied"] {
                 let dir = try Self.fixture(name)
                 let exact = try loadExpertModel(from: dir, weightFormat: .auto)

@@ -101,6 +101,62 @@ final class LinearWeightsTests: XCTestCase {
         }
     }
 
+    /// W8A8 decode rows: each row of A quantized to int8 (absmax / 127, ties to even), products
+    /// summed exactly in int32. The VNNI path and the C path give the same bits, and both equal
+    /// this test's own integer arithmetic; the result stays within the activation rounding's
+    /// bound of sgemm on the dequantized weights. Above 16 rows it is the f32 path of `.int8`.
+    func testW8A8IsExactIntegerArithmeticOnEveryPath() {
+        var rng = SystemRandomNumberGenerator()
+        defer { Blas.smallBatchISA = 2 }
+        print("w8a8 uses VNNI on this CPU: \(Blas.w8a8UsesVNNI)")
+        for m in [1, 3, 8, 9, 16, 17] {
+            for (n, k) in [(7, 5), (100, 64), (50, 130), (33, 300), (600, 37)] {
+                let lda = k + 3, ldc = n + 2
+                var a = (0..<(m * lda)).map { _ in Float.random(in: -1...1, using: &rng) }
+                a[0] = 0.5   // ties: 0.5 · (127 / max) is rarely a tie; exact zeros and halves below
+                for t in 0..<k where t % 11 == 0 { a[t] = 0 }
+                let w = (0..<(n * k)).map { _ in Float.random(in: -1...1, using: &rng) }
+                let q = Buffer<Int8>(n * k), scales = Buffer<Float>(n)
+                Int8Weights.quantize(w, rows: n, columns: k, into: q.pointer, scales: scales.pointer)
+                let c0 = (0..<(m * ldc)).map { _ in Float.random(in: -1...1, using: &rng) }
+                var results: [[Float]] = []
+                for isa in [2, 0] {
+                    Blas.smallBatchISA = isa
+                    var c = c0
+                    Blas.linear(m: m, n: n, k: k, a: a, lda: lda, w: .w8a8(q.pointer, scales: scales.pointer), c: &c,
+                                ldc: ldc, alpha: 0.5, beta: 2)
+                    results.append(c)
+                }
+                XCTAssertEqual(results[0], results[1], "m \(m) n \(n) k \(k): VNNI and C differ")
+                var wide = [Float](repeating: 0, count: n * k)
+                Int8Weights.dequantize(q.pointer, scales: scales.pointer, firstRow: 0, rows: n, columns: k, into: &wide)
+                var sgemm = c0
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 0.5, a, Int32(lda),
+                            wide, Int32(k), 2, &sgemm, Int32(ldc))
+                for i in 0..<m {
+                    let row = a[(i * lda)..<(i * lda + k)]
+                    let largest = row.map(abs).max()!
+                    let sx: Float = largest > 0 ? largest / 127 : 1, inverse = 1 / sx
+                    let xq = row.map { Int32(max(-127, min(127, ($0 * inverse).rounded(.toNearestOrEven)))) }
+                    for j in 0..<n {
+                        let got = results[0][i * ldc + j]
+                        if m > Blas.smallBatchRows {
+                            XCTAssertEqual(got, sgemm[i * ldc + j], accuracy: 1e-4, "m \(m): f32 prefill path")
+                            continue
+                        }
+                        var sum: Int32 = 0
+                        for t in 0..<k { sum += xq[t] * Int32(q.pointer[j * k + t]) }
+                        let y = 0.5 * (scales.pointer[j] * (sx * Float(sum)))
+                        XCTAssertEqual(got, y + 2 * c0[i * ldc + j], "m \(m) n \(n) k \(k) at (\(i), \(j))")
+                        // |Σ (x − sx·q)·w| ≤ sx/2 · Σ|w|, times alpha, plus float rounding.
+                        let bound = 0.5 * (sx / 2) * (0..<k).reduce(Float(0)) { $0 + abs(wide[j * k + $1]) } + 1e-4
+                        XCTAssertEqual(got, sgemm[i * ldc + j], accuracy: bound, "m \(m) n \(n) k \(k): beyond the rounding bound")
+                    }
+                }
+            }
+        }
+    }
+
     func testInt8QuantizationIsSymmetricPerRowAbsmax() {
         // Row 0: absmax 2 → scale 2/127; 1 → 63.5 (ties to even: 64); 0.5 → 31.75 → 32.
         // Row 1: all zeros → scale 1, zeros. Row 2: a NaN becomes 0 and does not poison the scale.

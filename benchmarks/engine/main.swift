@@ -4,7 +4,7 @@
 //   engine-bench write-t5small DIR              writes a random t5-small checkpoint (f32) + a
 //                                               word-level tokenizer (for peers' converters)
 //   engine-bench run DIR [--threads N] [--prompt 256] [--steps 32] [--batches 1,8] [--repeat 3]
-//                        [--weights auto|f32|bf16|int8]   matrices as stored, widened, rounded to bf16, or int8
+//                        [--weights auto|f32|bf16|int8|w8a8]   matrices as stored, widened, rounded to bf16, int8, or int8 × int8
 //                        [--isa 0|1|2]  cap the decode kernels' instruction set (generic, AVX2, AVX-512)
 //   engine-bench bounds [--threads N]           memory read bandwidth and sgemm peak (Bounds.swift)
 //
@@ -37,7 +37,7 @@ func option(_ name: String, _ args: [String]) -> String? {
 let args = Array(CommandLine.arguments.dropFirst())
 guard let command = args.first, args.count >= 2 || command == "bounds" else {
     print("usage: engine-bench write-mamba130m DIR | write-t5small DIR"
-        + " | run DIR [--threads N] [--prompt 256] [--steps 32] [--batches 1,8] [--repeat 3] [--weights auto|f32|bf16|int8]"
+        + " | run DIR [--threads N] [--prompt 256] [--steps 32] [--batches 1,8] [--repeat 3] [--weights auto|f32|bf16|int8|w8a8]"
         + " | bounds [--threads N]")
     exit(2)
 }
@@ -59,7 +59,7 @@ case "run":
     let batches = (option("--batches", args) ?? "1,8").split(separator: ",").compactMap { Int($0) }
     let repeats = max(1, Int(option("--repeat", args) ?? "3") ?? 3)
     guard let weights = WeightFormat(rawValue: option("--weights", args) ?? "auto") else {
-        print("--weights must be auto, f32, bf16 or int8"); exit(2)
+        print("--weights must be auto, f32, bf16, int8 or w8a8"); exit(2)
     }
     Blas.threads = threads
     if let isa = option("--isa", args).flatMap(Int.init) { Blas.smallBatchISA = isa }
@@ -70,7 +70,7 @@ case "run":
     var rng = SystemRandomNumberGenerator()
     let prompt = (0..<promptLength).map { _ in Int.random(in: 1..<vocab, using: &rng) }
     let coretype = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "default"
-    print("{\"model_type\":\"\(model.modelType)\",\"threads\":\(threads),\"weights\":\"\(weights)\",\"small_batch_isa\":\(Blas.smallBatchISA),\"openblas_coretype\":\"\(coretype)\",\"load_s\":\(String(format: "%.3f", loadSeconds)),\"weight_mib\":\(model.weightBytes / 1_048_576)}")
+    print("{\"model_type\":\"\(model.modelType)\",\"threads\":\(threads),\"weights\":\"\(weights)\",\"small_batch_isa\":\(Blas.smallBatchISA),\"w8a8_vnni\":\(Blas.w8a8UsesVNNI),\"openblas_coretype\":\"\(coretype)\",\"load_s\":\(String(format: "%.3f", loadSeconds)),\"weight_mib\":\(model.weightBytes / 1_048_576)}")
 
     // Prefill: one new session, `promptLength` tokens (T5: the encoder + the first decoder step).
     var prefillTimes: [Double] = []

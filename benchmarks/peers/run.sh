@@ -17,7 +17,7 @@
 #                              (OpenBLAS 0.3.21 takes Zen 5 for Haswell: see shared/FACTS.md)
 #
 # Bounded runtime: every benchmark process is killed after PEERS_TIMEOUT seconds, so the
-# whole run is at most 5 × |threads| × PEERS_TIMEOUT plus the one-off work (release build,
+# whole run is at most 9 × |threads| × PEERS_TIMEOUT plus the one-off work (release build,
 # writing and converting the checkpoints: about a minute). With the defaults the whole
 # run took about 4 minutes on the 2-core machine while two training jobs held both cores.
 set -euo pipefail
@@ -91,12 +91,14 @@ for t in $threads; do
   cell "t5-ours-t$t" "$t" "${ours[@]}" "$bench" run "$work/t5small" --threads "$t" "${common[@]}"
   cell "t5-ours_bf16-t$t" "$t" "${ours[@]}" "$bench" run "$work/t5small" --threads "$t" --weights bf16 "${common[@]}"
   cell "t5-ours_int8-t$t" "$t" "${ours[@]}" "$bench" run "$work/t5small" --threads "$t" --weights int8 "${common[@]}"
+  cell "t5-ours_w8a8-t$t" "$t" "${ours[@]}" "$bench" run "$work/t5small" --threads "$t" --weights w8a8 "${common[@]}"
   cell "t5-ct2_f32-t$t" "$t" "$py" "$here/bench_ct2.py" "$work/t5small-ct2-float32" --threads "$t" "${common[@]}"
   cell "t5-ct2_int8-t$t" "$t" "$py" "$here/bench_ct2.py" "$work/t5small-ct2-int8" --threads "$t" "${common[@]}"
   log "Mamba, $t thread(s)"
   cell "mamba-ours-t$t" "$t" "${ours[@]}" "$bench" run "$work/mamba130m" --threads "$t" "${common[@]}"
   cell "mamba-ours_bf16-t$t" "$t" "${ours[@]}" "$bench" run "$work/mamba130m" --threads "$t" --weights bf16 "${common[@]}"
   cell "mamba-ours_int8-t$t" "$t" "${ours[@]}" "$bench" run "$work/mamba130m" --threads "$t" --weights int8 "${common[@]}"
+  cell "mamba-ours_w8a8-t$t" "$t" "${ours[@]}" "$bench" run "$work/mamba130m" --threads "$t" --weights w8a8 "${common[@]}"
   cell "mamba-llamacpp-t$t" "$t" "$py" "$here/bench_llamacpp.py" "$gguf" --threads "$t" "${common[@]}"
 done
 

@@ -5,7 +5,8 @@
 
 RESULTS_DIR holds `<model>-<engine>-t<threads>.jsonl` files (engine-bench and the peers'
 scripts print the same keys). Figures are medians. "ratio" is the peer's figure ÷ ours
-(f32 weights, and bf16 / int8 weights when `ours_bf16` / `ours_int8` ran): above 1 means our engine is faster (or
+(f32 weights, and bf16 / int8 / w8a8 weights when `ours_bf16` / `ours_int8` /
+`ours_w8a8` ran): above 1 means our engine is faster (or
 smaller, for RSS). Standard library only.
 """
 import glob
@@ -62,7 +63,8 @@ for model in ("t5", "mamba"):
     if not any(k[0] == model for k in runs):
         continue
     peers = PEERS[model]
-    variants = [v for v in (("ours", "f32"), ("ours_bf16", "bf16"), ("ours_int8", "int8"))
+    variants = [v for v in (("ours", "f32"), ("ours_bf16", "bf16"), ("ours_int8", "int8"),
+                                 ("ours_w8a8", "w8a8"))
                 if any(k[:2] == (model, v[0]) for k in runs)]
     print(f"\n### {TITLES[model]}\n")
     head = "| threads | cell |" + "".join(f" ours {w} |" for _, w in variants)

@@ -42,6 +42,17 @@ int ck_small_gemm_isa(int limit);
 void ck_gemm_small_m_i8(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const int8_t *w,
                         const float *scale, float *c, ptrdiff_t ldc, float alpha, float beta);
 
+/// ck_gemm_small_m with int8 W (as ck_gemm_small_m_i8) and A quantized to int8 as well, one
+/// absmax scale per row of A, recomputed on every call (W8A8, dynamic). The products are
+/// summed in int32, exactly, with AVX-512 VNNI when the CPU has it (and the ISA cap allows),
+/// else in C: both give the same bits. Returns 0, computing nothing, when k > 65536 (the
+/// int32 sums could overflow) or scratch memory is short.
+int ck_gemm_small_m_i8a8(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const int8_t *w,
+                         const float *scale, float *c, ptrdiff_t ldc, float alpha, float beta);
+
+/// 1 when ck_gemm_small_m_i8a8 uses AVX-512 VNNI.
+int ck_i8a8_uses_vnni(void);
+
 /// dst[i] = src[i] widened from bfloat16 to f32 (exact).
 void ck_bf16_to_f32(const uint16_t *src, float *dst, ptrdiff_t count);
 

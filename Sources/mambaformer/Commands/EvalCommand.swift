@@ -28,7 +28,7 @@ struct EvalCommand: AsyncParsableCommand {
     @Option(help: "Write the JSON report here.") var json: String?
     @Option(help: "Write the HTML report (plot + table) here.") var report: String?
     @Option(help: "OpenBLAS threads.") var threads = 1
-    @Option(help: "Expert weight matrices: auto (as stored), f32, bf16 or int8 (measures what narrowing costs).")
+    @Option(help: "Expert weight matrices: auto (as stored), f32, bf16, int8 or w8a8 (measures what narrowing costs).")
     var weights: WeightFormat = .auto
 
     func parsedWeights() throws -> [Float] {

@@ -26,7 +26,7 @@ struct ExpertCommand: ParsableCommand {
     @Option(help: "The router's backend endpoint (default tcp://127.0.0.1:5556).") var router: String?
     @Option(help: "Replica name shown in traces and metrics (default: the instance name, else <kind>-<pid>).") var replicaId: String?
     @Option(help: "BLAS threads in this process (one per process is best on small hosts; default 1).") var threads: Int?
-    @Option(help: "Weight matrices in memory: auto (as stored: bf16 stays bf16), f32, bf16 (rounded at load) or int8 (quantized at load; default auto).")
+    @Option(help: "Weight matrices in memory: auto (as stored: bf16 stays bf16), f32, bf16 (rounded at load) int8 (quantized at load) or w8a8 (int8, and decode steps multiply in int8; default auto).")
     var weights: String?
     @Option(help: "Sequences decoded together in one batch (default 8).") var capacity: Int?
     @Option(help: "Sessions kept in the cache between spans (LRU; default 256).") var maxSessions: Int?

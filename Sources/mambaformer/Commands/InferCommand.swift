@@ -30,7 +30,7 @@ struct InferCommand: AsyncParsableCommand {
     var ignoreEOS = false
     @Option(help: "Logits to print: none, last (the last position) or all (one row per position).")
     var logits: LogitsMode = .none
-    @Option(help: "Weight matrices in memory: auto (as stored: bf16 stays bf16), f32, bf16 (rounded at load) or int8 (quantized at load, one scale per row).")
+    @Option(help: "Weight matrices in memory: auto (as stored: bf16 stays bf16), f32, bf16 (rounded at load) int8 (quantized at load, one scale per row) or w8a8 (int8, and decode steps multiply in int8 too).")
     var weights: WeightFormat = .auto
     @Option(help: "OpenBLAS threads.")
     var threads: Int?
