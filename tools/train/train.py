@@ -31,6 +31,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from augment import Augmenter  # noqa: E402
 from common import length_batches, load_rows, oversampled, prompt_text, write_json  # noqa: E402
 
 from tokenizers import Tokenizer  # noqa: E402
@@ -252,6 +253,9 @@ def main():
     parser.add_argument("--token-budget", type=int, default=4096, help="padded tokens per batch")
     parser.add_argument("--max-batch", type=int, default=48)
     parser.add_argument("--closed-book-repeat", type=int, default=2)
+    parser.add_argument("--augment", type=int, default=0, metavar="N",
+                        help="re-draw closed-book question templates every epoch and add N fresh "
+                             "reading passages built from training glosses (augment.py); 0: the fixed rows")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resume", default=None,
@@ -274,7 +278,15 @@ def main():
     else:
         model, examples = build_emamba(vocab), EmambaExamples(tokenizer)
     earlier = load_previous(model, args.expert, args.resume) if args.resume else None
-    rows = oversampled(load_rows(os.path.join(args.data, "train.jsonl")), args.closed_book_repeat)
+    train_rows = load_rows(os.path.join(args.data, "train.jsonl"))
+    augmenter = Augmenter(train_rows, args.augment, rng) if args.augment else None
+
+    def epoch_rows():
+        if augmenter:
+            return augmenter.epoch(args.closed_book_repeat)
+        return oversampled(train_rows, args.closed_book_repeat)
+
+    rows = epoch_rows()
     encoded = [examples.encode(row) for row in rows]
     lengths = [examples.length(pair) for pair in encoded]
     parameters = sum(p.numel() for p in model.parameters())
@@ -286,7 +298,7 @@ def main():
         "config": ET5_CONFIG if args.expert == "et5" else EMAMBA_CONFIG,
         "parameters": parameters,
         "training": {k: getattr(args, k) for k in ("minutes", "lr", "token_budget", "max_batch",
-                                                     "closed_book_repeat", "seed", "threads")},
+                                                     "closed_book_repeat", "augment", "seed", "threads")},
         "data": {"train_rows": len(rows), "train_tokens_per_epoch": sum(
             len(a) + len(b) for a, b in encoded)},
         "optimizer": "AdamW(betas=(0.9, 0.98), weight_decay=0.01), linear warm-up 3 % then "
@@ -307,6 +319,10 @@ def main():
     done = False
     while not done:
         epoch += 1
+        if augmenter and epoch > 1:  # a new draw of templates and passages
+            rows = epoch_rows()
+            encoded = [examples.encode(row) for row in rows]
+            lengths = [examples.length(pair) for pair in encoded]
         for batch_indices in length_batches(lengths, args.token_budget, args.max_batch, rng):
             elapsed = time.time() - start
             if elapsed >= budget:

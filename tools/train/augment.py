@@ -1,0 +1,93 @@
+"""Training-time augmentation: a new epoch of questions from the same training facts.
+
+Two things the fixed training file does not teach well enough:
+- Paraphrase robustness. Each closed-book fact appears under one training template,
+  so the model learns "What does the term gingivitis mean?" but not "What is
+  gingivitis?". Each epoch re-draws the question from the *training* templates of
+  its kind (validation and test templates stay held out).
+- Reading, i.e. copying from the passage. The fixed reading rows are few enough to be
+  memorised, and their targets are training synsets whose glosses the closed-book
+  rows also teach. Fresh passages every epoch, built from the training glosses, make
+  finding and copying the answer the only strategy that keeps working.
+
+Only training rows are used, so test passages still ask about unseen synsets.
+"""
+
+import os
+import random
+import re
+import sys
+from typing import Dict, List, Optional, Tuple
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dataset"))
+from generate import READING_QUESTIONS, TEMPLATES, fill, passage_sentence  # noqa: E402
+
+
+def _pattern(template: str) -> re.Pattern:
+    """A template ("What is {x}?") as a regex that captures the term."""
+    parts = re.split(r"(\{x\}|\{X\})", template)
+    return re.compile("^" + "".join("(?P<term>.+)" if p in ("{x}", "{X}") else re.escape(p)
+                                    for p in parts) + "$")
+
+
+_TRAIN_PATTERNS: Dict[str, List[re.Pattern]] = {
+    kind: [_pattern(t) for t in templates["train"]] for kind, templates in TEMPLATES.items()}
+
+
+def term_of(row: dict) -> Optional[str]:
+    """The term a closed-book training question asks about, in its lower-case form
+    (templates starting with {X} capitalise it), or None if no training template fits."""
+    for template, pattern in zip(TEMPLATES.get(row["kind"], {}).get("train", []),
+                                 _TRAIN_PATTERNS.get(row["kind"], [])):
+        match = pattern.match(row["question"])
+        if match:
+            term = match.group("term")
+            if template.startswith("{X}"):
+                term = term[:1].lower() + term[1:]
+            return term
+    return None
+
+
+class Augmenter:
+    def __init__(self, rows: List[dict], fresh_reading: int, rng: random.Random):
+        self.rng = rng
+        self.fresh_reading = fresh_reading
+        self.closed = [(row, term_of(row)) for row in rows if not row["kind"].startswith("reading")]
+        self.reading = [row for row in rows if row["kind"].startswith("reading")]
+        # (term, gloss) of every training synset with a definition row: the passage pool.
+        self.glosses: List[Tuple[str, str]] = sorted(
+            {(term, row["answer"]) for row, term in self.closed if term and row["kind"] == "definition"})
+
+    def redrawn(self, row: dict, term: Optional[str]) -> dict:
+        if term is None:
+            return row
+        template = self.rng.choice(TEMPLATES[row["kind"]]["train"])
+        return dict(row, question=fill(template, term))
+
+    def passage(self, size: int) -> dict:
+        """`size` distinct training glosses, shuffled, and a question about one of them."""
+        members, names = [], set()
+        while len(members) < size:
+            term, gloss = self.glosses[self.rng.randrange(len(self.glosses))]
+            if term.lower() not in names:
+                members.append((term, gloss))
+                names.add(term.lower())
+        term, gloss = members[0]
+        self.rng.shuffle(members)
+        context = " ".join(passage_sentence(t, g) for t, g in members)
+        if self.rng.random() < 0.5:
+            question, answer = fill(self.rng.choice(READING_QUESTIONS["define"]), term), gloss
+        else:
+            question, answer = fill(self.rng.choice(READING_QUESTIONS["name"]), term, gloss), term
+        kind = "reading" if size <= 10 else "reading_long"
+        return {"question": question, "context": context, "answer": answer, "kind": kind}
+
+    def epoch(self, closed_book_repeat: int) -> List[dict]:
+        """One epoch: closed-book rows (re-drawn templates) x repeat, the fixed reading
+        rows, and `fresh_reading` new passages (3-10 glosses; 3 % of them 20-40)."""
+        out = [self.redrawn(row, term) for _ in range(closed_book_repeat) for row, term in self.closed]
+        out += self.reading
+        for _ in range(self.fresh_reading):
+            size = self.rng.randint(20, 40) if self.rng.random() < 0.03 else self.rng.randint(3, 10)
+            out.append(self.passage(size))
+        return out
