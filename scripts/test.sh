@@ -8,12 +8,13 @@ cd "$(dirname "$0")/.."
 # Generated protobuf-c code must match its .proto.
 bash scripts/check-generated.sh
 
-# The dataset generator (standard-library Python; pytest from PyPI if the machine lacks it).
+# The dataset generator and the training augmentation (standard-library Python; pytest from
+# PyPI if the machine lacks it; the torch tests in tools/train/tests skip without torch).
 if ! python3 -c "import pytest" 2>/dev/null; then
   python3 -m pip install -q "pytest==9.0.3" 2>/dev/null \
     || python3 -m pip install -q --break-system-packages "pytest==9.0.3"
 fi
-python3 -m pytest -q tools/dataset/tests
+python3 -m pytest -q tools/dataset/tests tools/train/tests
 
 swift build -c release -Xswiftc -enable-testing --build-tests
 swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing "$@"

@@ -66,6 +66,7 @@ class Augmenter:
 
     def passage(self, size: int) -> dict:
         """`size` distinct training glosses, shuffled, and a question about one of them."""
+        size = min(size, len({term.lower() for term, _ in self.glosses}))
         members, names = [], set()
         while len(members) < size:
             term, gloss = self.glosses[self.rng.randrange(len(self.glosses))]

@@ -1,0 +1,61 @@
+"""Training-time augmentation (standard-library Python: runs in CI with the dataset tests)."""
+
+import os
+import random
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from augment import Augmenter, term_of  # noqa: E402
+from generate import READING_QUESTIONS, TEMPLATES, fill  # noqa: E402 (augment put tools/dataset on the path)
+
+ROWS = [
+    {"question": "What does the term gingivitis mean?", "answer": "inflammation of the gums", "kind": "definition"},
+    {"question": "Define caries.", "answer": "a decayed tooth", "kind": "definition"},
+    {"question": "What is pulpitis?", "answer": "inflammation of the dental pulp", "kind": "definition"},
+    {"question": "What is halitosis?", "answer": "offensive breath", "kind": "definition"},
+    {"question": "Gingivitis is a kind of what?", "answer": "periodontal disease", "kind": "category"},
+    {"question": "What is another name for molar?", "answer": "grinder", "kind": "synonym"},
+    {"question": "Based on the text, what is gingivitis?", "context": "Gingivitis: inflammation of the gums.",
+     "answer": "inflammation of the gums", "kind": "reading"},
+]
+
+
+def test_terms_are_recovered_from_every_training_template():
+    assert [term_of(r) for r in ROWS[:6]] == ["gingivitis", "caries", "pulpitis", "halitosis", "gingivitis", "molar"]
+    for kind, templates in TEMPLATES.items():
+        for template in templates["train"]:
+            assert term_of({"question": fill(template, "tooth socket"), "kind": kind}) == "tooth socket"
+    # A held-out template is not a training one: the row is kept as it is.
+    assert term_of({"question": "Explain what gingivitis is.", "kind": "definition"}) is None
+
+
+def test_an_epoch_redraws_only_training_templates_and_keeps_the_facts():
+    augmenter = Augmenter(ROWS, fresh_reading=40, rng=random.Random(5))
+    epoch = augmenter.epoch(closed_book_repeat=3)
+    closed = [r for r in epoch if not r["kind"].startswith("reading")]
+    assert len(closed) == 3 * 6
+    held_out = {t for templates in TEMPLATES.values() for split in ("validation", "test") for t in templates[split]}
+    for row in closed:
+        term = term_of(row)
+        assert term is not None, row
+        original = next(r for r in ROWS[:6] if term_of(r) == term and r["kind"] == row["kind"])
+        assert row["answer"] == original["answer"]
+        assert all(row["question"] != fill(t, term) for t in held_out)
+    # Re-drawing actually varies the question over the epochs.
+    questions = {r["question"] for _ in range(5) for r in augmenter.epoch(1) if r["kind"] == "definition"}
+    assert len(questions) > 4
+    # The fixed reading rows stay; the fresh passages hold their answer.
+    assert ROWS[6] in epoch
+    fresh = [r for r in epoch if r["kind"].startswith("reading") and r is not ROWS[6]]
+    assert len(fresh) == 40
+    glosses = {r["answer"]: term_of(r) for r in ROWS[:4]}
+    for row in fresh:
+        sentences = row["context"].split(". ")
+        assert 3 <= len(sentences) <= 4   # 3-10 glosses drawn, at most the 4 distinct terms known here
+        if row["answer"] in glosses:      # "what is X?": the answer is X's gloss, in the passage
+            term = glosses[row["answer"]]
+            assert row["question"] in {fill(t, term) for t in READING_QUESTIONS["define"]}
+            assert f"{term[:1].upper() + term[1:]}: {row['answer']}" in row["context"]
+        else:                             # "which term means …?": the answer is a term of the passage
+            assert row["answer"] in glosses.values()
+            assert row["answer"][:1].upper() + row["answer"][1:] + ":" in row["context"]
