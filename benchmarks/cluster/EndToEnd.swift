@@ -6,6 +6,9 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import LoadGen
 import Logging
 import Wire
@@ -60,31 +63,61 @@ final class LocalCluster {
         var spanMs: [Double]
     }
 
-    /// One blocking POST /v1/answer.
+    /// One blocking POST /v1/answer over a plain socket, as curl would send it. URLSession
+    /// (libcurl under a dispatch queue on Linux) added 5-6 ms per request of its own, which
+    /// is the client's cost, not the cluster's. The gateway closes the connection after the
+    /// answer, so the response is everything up to the close.
     func answer(_ json: String) throws -> Answer {
-        var request = URLRequest(url: base.appendingPathComponent("v1/answer"), timeoutInterval: 120)
-        request.httpMethod = "POST"
-        request.setValue("application/json", forHTTPHeaderField: "content-type")
-        request.httpBody = Data(json.utf8)
-        let done = DispatchSemaphore(value: 0)
-        final class Box: @unchecked Sendable { var result: Result<Answer, Error> = .failure(CocoaError(.fileReadUnknown)) }
-        let box = Box()
-        URLSession.shared.dataTask(with: request) { data, response, error in
-            defer { done.signal() }
-            if let error { box.result = .failure(error); return }
-            guard (response as? HTTPURLResponse)?.statusCode == 200, let data,
-                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let text = object["answer"] as? String else {
-                box.result = .failure(CocoaError(.fileReadCorruptFile, userInfo: [
-                    NSLocalizedDescriptionKey: String(decoding: data ?? Data(), as: UTF8.self)]))
-                return
-            }
-            let total = (object["timings"] as? [String: Any])?["total_ms"] as? Double ?? .nan
-            let spans = (object["trace"] as? [[String: Any]] ?? []).compactMap { $0["ms"] as? Double }
-            box.result = .success(Answer(text: text, gatewayMs: total, spanMs: spans))
-        }.resume()
-        done.wait()
-        return try box.result.get()
+        func fail(_ why: String) -> Error { CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: why]) }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw fail("socket: errno \(errno)") }
+        defer { close(fd) }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(base.port!).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw fail("connect: errno \(errno)") }
+        let body = Array(json.utf8)
+        let request = Array(("POST /v1/answer HTTP/1.1\r\nHost: 127.0.0.1:\(base.port!)\r\n"
+            + "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n").utf8) + body
+        var sent = 0
+        while sent < request.count {
+            let n = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { throw fail("send: errno \(errno)") }
+            sent += n
+        }
+        var response: [UInt8] = [], buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            response += buffer[0..<n]
+        }
+        let text = String(decoding: response, as: UTF8.self)
+        guard text.hasPrefix("HTTP/1.1 200"), let split = text.range(of: "\r\n\r\n") else { throw fail(text) }
+        var payload = Data(text[split.upperBound...].utf8)
+        if text[..<split.lowerBound].lowercased().contains("transfer-encoding: chunked") { payload = dechunked(payload) }
+        guard let object = try? JSONSerialization.jsonObject(with: payload) as? [String: Any],
+              let answer = object["answer"] as? String else { throw fail(text) }
+        let total = (object["timings"] as? [String: Any])?["total_ms"] as? Double ?? .nan
+        let spans = (object["trace"] as? [[String: Any]] ?? []).compactMap { $0["ms"] as? Double }
+        return Answer(text: answer, gatewayMs: total, spanMs: spans)
+    }
+
+    /// An HTTP/1.1 chunked body joined back together.
+    private func dechunked(_ data: Data) -> Data {
+        var out = Data(), rest = data[...]
+        while let lineEnd = rest.range(of: Data("\r\n".utf8)),
+              let size = Int(String(decoding: rest[..<lineEnd.lowerBound], as: UTF8.self), radix: 16), size > 0 {
+            let chunk = lineEnd.upperBound..<min(rest.endIndex, lineEnd.upperBound + size)
+            out += rest[chunk]
+            rest = rest[min(rest.endIndex, chunk.upperBound + 2)...]
+        }
+        return out
     }
 }
 
@@ -92,8 +125,8 @@ final class LocalCluster {
 /// in this process (`LocalExperts`: the same schedulers, spans and hand-overs, no sockets),
 /// interleaved request by request so both see the same machine load.
 ///
-/// The gap is split where it arises: client → gateway and back (HTTP and the client library:
-/// client time − the gateway's `total_ms`), gateway → router → experts and back outside the
+/// The gap is split where it arises: client → gateway and back (HTTP: client time − the
+/// gateway's `total_ms`), gateway → router → experts and back outside the
 /// spans (`total_ms` − the sum of the trace's span times), and the spans themselves (their
 /// sum in the cluster against the in-process answer, which is nearly all span work).
 func endToEndBenchmark(bin: String, model: String, tokens: Int, spanTokens: Int, requests: Int) throws {
