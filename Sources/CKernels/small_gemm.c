@@ -304,7 +304,7 @@ static void quantize_rows(int m, int k, const float *a, ptrdiff_t lda, uint8_t *
         float scale = largest > 0.0f ? largest / 127.0f : 1.0f, inverse = 1.0f / scale;
         for (int t = 0; t < k; t++) {
             float v = __builtin_nearbyintf(row[t] * inverse);   // to nearest, ties to even
-            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v == v ? v : 0.0f;   // NaN: 0, as Int8Weights
             xq[(size_t)i * k + t] = (uint8_t)((int)v + 128);
         }
         sx[i] = scale;
