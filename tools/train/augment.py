@@ -49,9 +49,10 @@ def term_of(row: dict) -> Optional[str]:
 
 
 class Augmenter:
-    def __init__(self, rows: List[dict], fresh_reading: int, rng: random.Random):
+    def __init__(self, rows: List[dict], fresh_reading: int, rng: random.Random, copies: int = 0):
         self.rng = rng
         self.fresh_reading = fresh_reading
+        self.copies = copies
         self.closed = [(row, term_of(row)) for row in rows if not row["kind"].startswith("reading")]
         self.reading = [row for row in rows if row["kind"].startswith("reading")]
         # (term, gloss) of every training synset with a definition row: the passage pool.
@@ -83,6 +84,14 @@ class Augmenter:
         kind = "reading" if size <= 10 else "reading_long"
         return {"question": question, "context": context, "answer": answer, "kind": kind}
 
+    def copy_row(self) -> dict:
+        """The gloss in, the same gloss out: the simplest task that needs the encoder, so the
+        decoder's cross-attention learns to follow its input position by position (an
+        encoder-decoder trained on facts alone can settle into ignoring its input)."""
+        glosses = [self.glosses[self.rng.randrange(len(self.glosses))][1] for _ in range(self.rng.randint(1, 2))]
+        return {"question": "Repeat the text.", "context": " ".join(g + "." for g in glosses),
+                "answer": " ".join(g + "." for g in glosses), "kind": "copy"}
+
     def epoch(self, closed_book_repeat: int) -> List[dict]:
         """One epoch: closed-book rows (re-drawn templates) x repeat, the fixed reading
         rows, and `fresh_reading` new passages (3-10 glosses; 3 % of them 20-40)."""
@@ -91,4 +100,5 @@ class Augmenter:
         for _ in range(self.fresh_reading):
             size = self.rng.randint(20, 40) if self.rng.random() < 0.03 else self.rng.randint(3, 10)
             out.append(self.passage(size))
+        out += [self.copy_row() for _ in range(self.copies)]
         return out

@@ -256,6 +256,8 @@ def main():
     parser.add_argument("--augment", type=int, default=0, metavar="N",
                         help="re-draw closed-book question templates every epoch and add N fresh "
                              "reading passages built from training glosses (augment.py); 0: the fixed rows")
+    parser.add_argument("--copies", type=int, default=0, metavar="N",
+                        help="with --augment: N rows per epoch that repeat a gloss (augment.copy_row)")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resume", default=None,
@@ -279,7 +281,7 @@ def main():
         model, examples = build_emamba(vocab), EmambaExamples(tokenizer)
     earlier = load_previous(model, args.expert, args.resume) if args.resume else None
     train_rows = load_rows(os.path.join(args.data, "train.jsonl"))
-    augmenter = Augmenter(train_rows, args.augment, rng) if args.augment else None
+    augmenter = Augmenter(train_rows, args.augment, rng, copies=args.copies) if args.augment else None
 
     def epoch_rows():
         if augmenter:
@@ -298,7 +300,7 @@ def main():
         "config": ET5_CONFIG if args.expert == "et5" else EMAMBA_CONFIG,
         "parameters": parameters,
         "training": {k: getattr(args, k) for k in ("minutes", "lr", "token_budget", "max_batch",
-                                                     "closed_book_repeat", "augment", "seed", "threads")},
+                                                     "closed_book_repeat", "augment", "copies", "seed", "threads")},
         "data": {"train_rows": len(rows), "train_tokens_per_epoch": sum(
             len(a) + len(b) for a, b in encoded)},
         "optimizer": "AdamW(betas=(0.9, 0.98), weight_decay=0.01), linear warm-up 3 % then "

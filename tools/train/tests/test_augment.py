@@ -59,3 +59,14 @@ def test_an_epoch_redraws_only_training_templates_and_keeps_the_facts():
         else:                             # "which term means …?": the answer is a term of the passage
             assert row["answer"] in glosses.values()
             assert row["answer"][:1].upper() + row["answer"][1:] + ":" in row["context"]
+
+
+def test_copy_rows_repeat_training_glosses():
+    augmenter = Augmenter(ROWS, fresh_reading=0, rng=random.Random(2), copies=20)
+    epoch = augmenter.epoch(closed_book_repeat=1)
+    copies = [r for r in epoch if r["kind"] == "copy"]
+    assert len(copies) == 20
+    known = {r["answer"] for r in ROWS[:4]}
+    for row in copies:
+        assert row["answer"] == row["context"]
+        assert all(part.rstrip(".") in known for part in row["answer"].split(". "))
