@@ -10,6 +10,9 @@ Two things the fixed training file does not teach well enough:
   rows also teach. Fresh passages every epoch, built from the training glosses, make
   finding and copying the answer the only strategy that keeps working.
 
+Optionally (`copies`), rows that repeat a gloss: the simplest task that needs the encoder,
+for an encoder-decoder that has learned to ignore its input.
+
 Only training rows are used, so test passages still ask about unseen synsets.
 """
 

@@ -257,7 +257,8 @@ def main():
                         help="re-draw closed-book question templates every epoch and add N fresh "
                              "reading passages built from training glosses (augment.py); 0: the fixed rows")
     parser.add_argument("--copies", type=int, default=0, metavar="N",
-                        help="with --augment: N rows per epoch that repeat a gloss (augment.copy_row)")
+                        help="N rows per epoch that repeat a training gloss (augment.copy_row); implies the "
+                             "re-drawn templates of --augment")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resume", default=None,
@@ -281,7 +282,7 @@ def main():
         model, examples = build_emamba(vocab), EmambaExamples(tokenizer)
     earlier = load_previous(model, args.expert, args.resume) if args.resume else None
     train_rows = load_rows(os.path.join(args.data, "train.jsonl"))
-    augmenter = Augmenter(train_rows, args.augment, rng, copies=args.copies) if args.augment else None
+    augmenter = Augmenter(train_rows, args.augment, rng, copies=args.copies) if args.augment or args.copies else None
 
     def epoch_rows():
         if augmenter:
