@@ -50,7 +50,8 @@ final class ReadTimeoutTests: XCTestCase {
             keepAlive.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             let first = keepAlive.readAll(timeout: 5)
             XCTAssertTrue(first.hasPrefix("HTTP/1.1 200 "), first)
-            XCTAssertFalse(first.contains("408"), "an idle keep-alive connection gets no 408: \(first)")
+            // Only a second status line counts: "408" can occur by chance in the random request id.
+            XCTAssertFalse(first.contains("HTTP/1.1 408"), "an idle keep-alive connection gets no 408: \(first)")
         }
     }
 
