@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Our engine against CTranslate2 (T5) and llama.cpp (Mamba) on the SAME random checkpoints,
+# Our engine against transformers (both models), CTranslate2 (T5) and llama.cpp (Mamba) on the
+# SAME random checkpoints,
 # back to back, at each thread count; prints one table (ours, each peer, ratio).
 #
 #   benchmarks/peers/setup.sh                 # once: the peers' venv (default /opt/benchenv)
@@ -17,7 +18,7 @@
 #                              (OpenBLAS 0.3.21 takes Zen 5 for Haswell: see shared/FACTS.md)
 #
 # Bounded runtime: every benchmark process is killed after PEERS_TIMEOUT seconds, so the
-# whole run is at most 9 × |threads| × PEERS_TIMEOUT plus the one-off work (release build,
+# whole run is at most 11 × |threads| × PEERS_TIMEOUT plus the one-off work (release build,
 # writing and converting the checkpoints: about a minute). With the defaults the whole
 # run took about 4 minutes on the 2-core machine while two training jobs held both cores.
 set -euo pipefail
@@ -94,12 +95,14 @@ for t in $threads; do
   cell "t5-ours_w8a8-t$t" "$t" "${ours[@]}" "$bench" run "$work/t5small" --threads "$t" --weights w8a8 "${common[@]}"
   cell "t5-ct2_f32-t$t" "$t" "$py" "$here/bench_ct2.py" "$work/t5small-ct2-float32" --threads "$t" "${common[@]}"
   cell "t5-ct2_int8-t$t" "$t" "$py" "$here/bench_ct2.py" "$work/t5small-ct2-int8" --threads "$t" "${common[@]}"
+  cell "t5-transformers-t$t" "$t" "$py" "$here/bench_transformers.py" "$work/t5small" --threads "$t" "${common[@]}"
   log "Mamba, $t thread(s)"
   cell "mamba-ours-t$t" "$t" "${ours[@]}" "$bench" run "$work/mamba130m" --threads "$t" "${common[@]}"
   cell "mamba-ours_bf16-t$t" "$t" "${ours[@]}" "$bench" run "$work/mamba130m" --threads "$t" --weights bf16 "${common[@]}"
   cell "mamba-ours_int8-t$t" "$t" "${ours[@]}" "$bench" run "$work/mamba130m" --threads "$t" --weights int8 "${common[@]}"
   cell "mamba-ours_w8a8-t$t" "$t" "${ours[@]}" "$bench" run "$work/mamba130m" --threads "$t" --weights w8a8 "${common[@]}"
   cell "mamba-llamacpp-t$t" "$t" "$py" "$here/bench_llamacpp.py" "$gguf" --threads "$t" "${common[@]}"
+  cell "mamba-transformers-t$t" "$t" "$py" "$here/bench_transformers.py" "$work/mamba130m" --threads "$t" "${common[@]}"
 done
 
 # 5. One table.

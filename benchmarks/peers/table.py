@@ -47,8 +47,9 @@ ROWS = {
               ("decode8", "decode batch 8, per step of 8 tokens (ms)"),
               ("rss", "peak RSS (MiB)")],
 }
-PEERS = {"t5": [("ct2_f32", "CTranslate2 fp32"), ("ct2_int8", "CTranslate2 int8")],
-         "mamba": [("llamacpp", "llama.cpp f32")]}
+PEERS = {"t5": [("ct2_f32", "CTranslate2 fp32"), ("ct2_int8", "CTranslate2 int8"),
+                ("transformers", "transformers f32")],
+         "mamba": [("llamacpp", "llama.cpp f32"), ("transformers", "transformers f32")]}
 TITLES = {"t5": "ET5, random t5-small (f32 safetensors)", "mamba": "EMamba, random mamba-130m (f32 safetensors)"}
 
 
