@@ -112,6 +112,10 @@ def apply_hygiene(synsets: Dict[str, Synset], chosen: List[str],
             log["dropped_synsets"].append({"offset": offset, "lemmas": synset.lemmas,
                                            "reason": hygiene.DENIED_SYNSETS[offset]})
             continue
+        vulgar = hygiene.vulgar_reason(synset.targets(";u"), synset.definition)
+        if vulgar:
+            log["dropped_synsets"].append({"offset": offset, "lemmas": synset.lemmas, "reason": vulgar})
+            continue
         lemmas = []
         for lemma in synset.lemmas:
             if lemma.lower() in hygiene.DENIED_LEMMAS:

@@ -6,6 +6,8 @@ tables before any question is written; data/README.md lists them for readers.
 Every entry is matched exactly, so the effect is auditable and stable.
 """
 
+import re
+
 # Lemmas removed from their synset (the synset stays if other names remain).
 DENIED_LEMMAS = {
     "mongolism": "outdated, offensive name for Down syndrome",
@@ -31,6 +33,18 @@ DENIED_SYNSETS = {
     "14391319": "'retarded depression': outdated label (psychomotor retardation)",
 }
 
+# Synsets dropped by WordNet's own usage label (a ";u" pointer to one of these synsets):
+# vulgar names and slurs are not answers a clinical assistant should learn or give.
+DENIED_USAGE_DOMAINS = {
+    "07124340": "WordNet usage label: obscenity",
+    "06718862": "WordNet usage label: ethnic slur",
+    "06717170": "WordNet usage label: disparagement",
+}
+
+# Glosses that say the synset is a vulgar name, for synsets WordNet did not label
+# ("minge: vulgar term for ...", "the shits: obscene terms for diarrhea").
+VULGAR_GLOSS = re.compile(r"^(obscene|vulgar) (terms?|slang) ")
+
 # Subtrees dropped (offset of the root): not human medicine.
 DENIED_SUBTREES = {
     "14276936": "plant disease and its hyponyms (crop diseases, not clinical)",
@@ -46,6 +60,16 @@ GLOSS_REWRITES = [
     ("due to crippling of the legs or feet", "due to impairment of the legs or feet"),
     ("an error is mucopolysaccharide", "an error in mucopolysaccharide"),
 ]
+
+
+def vulgar_reason(usage_domains, gloss: str):
+    """Why a synset is a vulgar name or a slur (None if it is not): its usage label, or its gloss."""
+    for domain in usage_domains:
+        if domain in DENIED_USAGE_DOMAINS:
+            return DENIED_USAGE_DOMAINS[domain]
+    if VULGAR_GLOSS.match(gloss):
+        return "gloss marks it as a vulgar name"
+    return None
 
 
 def clean_gloss(text: str) -> str:

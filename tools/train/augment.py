@@ -8,7 +8,10 @@ Two things the fixed training file does not teach well enough:
 - Reading, i.e. copying from the passage. The fixed reading rows are few enough to be
   memorised, and their targets are training synsets whose glosses the closed-book
   rows also teach. Fresh passages every epoch, built from the training glosses, make
-  finding and copying the answer the only strategy that keeps working.
+  finding and copying the answer the only strategy that keeps working. Half of them are
+  phrased as users write ("Halitosis is offensive breath.", "What is halitosis?") rather
+  than in the dataset's "Halitosis: offensive breath." / "According to the passage, …", so
+  that reading does not hinge on one layout.
 
 Optionally (`copies`), rows that repeat a gloss: the simplest task that needs the encoder,
 for an encoder-decoder that has learned to ignore its input.
@@ -51,6 +54,14 @@ def term_of(row: dict) -> Optional[str]:
     return None
 
 
+# Ways a passage states a gloss besides the dataset's own `passage_sentence` ("Term: gloss.").
+SENTENCE_FORMS = ["{X} is {d}.", "{X} means {d}.", "{X} refers to {d}."]
+
+
+def sentence(form: Optional[str], term: str, gloss: str) -> str:
+    return passage_sentence(term, gloss) if form is None else fill(form, term, gloss)
+
+
 class Augmenter:
     def __init__(self, rows: List[dict], fresh_reading: int, rng: random.Random, copies: int = 0):
         self.rng = rng
@@ -79,9 +90,14 @@ class Augmenter:
                 names.add(term.lower())
         term, gloss = members[0]
         self.rng.shuffle(members)
-        context = " ".join(passage_sentence(t, g) for t, g in members)
+        # Half the passages in the dataset's layout, half in one of the plain forms.
+        form = None if self.rng.random() < 0.5 else self.rng.choice(SENTENCE_FORMS)
+        context = " ".join(sentence(form, t, g) for t, g in members)
         if self.rng.random() < 0.5:
-            question, answer = fill(self.rng.choice(READING_QUESTIONS["define"]), term), gloss
+            # "What is X?" with a passage: the definition kind's training templates, as well
+            # as the dataset's reading questions.
+            templates = READING_QUESTIONS["define"] + TEMPLATES["definition"]["train"]
+            question, answer = fill(self.rng.choice(templates), term), gloss
         else:
             question, answer = fill(self.rng.choice(READING_QUESTIONS["name"]), term, gloss), term
         kind = "reading" if size <= 10 else "reading_long"

@@ -133,6 +133,24 @@ class SliceGeneration(unittest.TestCase):
         self.assertIn("mongolism", dropped)
         self.assertTrue(stats["hygiene"]["dropped_subtrees"])
 
+    def test_vulgar_names_and_slurs_are_dropped(self):
+        # WordNet's own usage label, or a gloss that says "obscene/vulgar term(s)/slang".
+        line = ("05526713 08 n 02 cock 0 prick 0 002 @ 05514905 n 0000 ;u 07124340 n 0000 "
+                "| obscene terms for penis  \n")
+        labelled = wordnet.parse_data_line(line)
+        unlabelled = wordnet.parse_data_line(line.replace(" ;u 07124340 n 0000", "").replace(" 002 @", " 001 @"))
+        medical = wordnet.parse_data_line(line.replace(" ;u 07124340 n 0000", "").replace(" 002 @", " 001 @")
+                                          .replace("obscene terms for penis", "the male organ of urination"))
+        synsets = {s.offset: s for s in (labelled,)}
+        log = {"dropped_synsets": [], "dropped_lemmas": [], "rewritten_glosses": []}
+        self.assertEqual(generate.apply_hygiene(synsets, [labelled.offset], log), [])
+        self.assertEqual(log["dropped_synsets"][0]["reason"], "WordNet usage label: obscenity")
+        for synset, kept in ((unlabelled, []), (medical, [medical.offset])):
+            log = {"dropped_synsets": [], "dropped_lemmas": [], "rewritten_glosses": []}
+            self.assertEqual(generate.apply_hygiene({synset.offset: synset}, [synset.offset], log), kept)
+        with open(os.path.join(REPO, "data", "train.jsonl"), encoding="utf-8") as handle:
+            self.assertNotIn("obscene terms for", handle.read())
+
     def test_ambiguous_terms_are_not_asked(self):
         # "dilator" names two selected synsets in the slice (a drug and a
         # surgical instrument): no closed-book question asks about it.

@@ -5,7 +5,7 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from augment import Augmenter, term_of  # noqa: E402
+from augment import SENTENCE_FORMS, Augmenter, term_of  # noqa: E402
 from generate import READING_QUESTIONS, TEMPLATES, fill  # noqa: E402 (augment put tools/dataset on the path)
 
 ROWS = [
@@ -49,16 +49,24 @@ def test_an_epoch_redraws_only_training_templates_and_keeps_the_facts():
     fresh = [r for r in epoch if r["kind"].startswith("reading") and r is not ROWS[6]]
     assert len(fresh) == 40
     glosses = {r["answer"]: term_of(r) for r in ROWS[:4]}
+    forms = ["{X}: {d}."] + SENTENCE_FORMS
+    seen_forms = set()
     for row in fresh:
         sentences = row["context"].split(". ")
         assert 3 <= len(sentences) <= 4   # 3-10 glosses drawn, at most the 4 distinct terms known here
+        # Every sentence of a passage is one gloss, all in one and the same form.
+        form = next(f for f in forms if any(fill(f, t, g) in row["context"] for g, t in glosses.items()))
+        assert sum(fill(form, t, g) in row["context"] for g, t in glosses.items()) == len(sentences)
+        seen_forms.add(form)
         if row["answer"] in glosses:      # "what is X?": the answer is X's gloss, in the passage
             term = glosses[row["answer"]]
-            assert row["question"] in {fill(t, term) for t in READING_QUESTIONS["define"]}
-            assert f"{term[:1].upper() + term[1:]}: {row['answer']}" in row["context"]
+            asked = READING_QUESTIONS["define"] + TEMPLATES["definition"]["train"]
+            assert row["question"] in {fill(t, term) for t in asked}
+            assert fill(form, term, row["answer"]) in row["context"]
         else:                             # "which term means …?": the answer is a term of the passage
             assert row["answer"] in glosses.values()
-            assert row["answer"][:1].upper() + row["answer"][1:] + ":" in row["context"]
+            assert fill(form, row["answer"], "").rstrip(" .") in row["context"]
+    assert seen_forms == set(forms)       # 40 passages draw every form
 
 
 def test_copy_rows_repeat_training_glosses():
