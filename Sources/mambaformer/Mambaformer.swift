@@ -1,5 +1,7 @@
 import ArgumentParser
+import Gateway
 import Wire
+import Foundation
 
 /// The one executable. Each subcommand lives in `Commands/<Name>Command.swift`.
 @main
@@ -14,6 +16,17 @@ struct Mambaformer: AsyncParsableCommand {
             EvalCommand.self, LoadgenCommand.self, KeygenCommand.self, ScaleCommand.self,
         ]
     )
+
+    static func main() async {
+        // The gateway's tasks run on its event loops (see `EventLoopExecutor`). That has to
+        // happen before any task starts, i.e. before parsing, hence the look at argv and an
+        // environment variable (the way back to Concurrency's own pool) instead of an option.
+        if CommandLine.arguments.dropFirst().first == GatewayCommand.configuration.commandName,
+           ProcessInfo.processInfo.environment[EventLoopExecutor.optOutVariable] != "concurrency-pool" {
+            EventLoopExecutor.adopt()
+        }
+        await main(nil)
+    }
 }
 
 enum MambaformerVersion {
