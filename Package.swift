@@ -129,23 +129,25 @@ let package = Package(
                           path: "benchmarks/cluster", swiftSettings: v5),
 
         // Unit tests next to each part; integration tests start real processes.
+        // Helpers several test targets share (paths, running a command).
+        .target(name: "TestCommon", path: "Tests/TestCommon", swiftSettings: v5),
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: v5),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: v5),
-        .testTarget(name: "GateTests", dependencies: ["Gate", "GateTraining", "Engine", "Tokenizers", "Wire", "RouterNode"], swiftSettings: v5),
+        .testTarget(name: "GateTests", dependencies: ["Gate", "GateTraining", "Engine", "Tokenizers", "Wire", "RouterNode", "TestCommon"], swiftSettings: v5),
         .testTarget(name: "RouterNodeTests", dependencies: ["RouterNode", "Gate"], swiftSettings: v5),
         .testTarget(name: "IntegrationTests", dependencies: [
-            "mambaformer", "Wire", "Engine", "ExpertNode", "Gateway", "LoadGen",
+            "mambaformer", "Wire", "Engine", "ExpertNode", "Gateway", "LoadGen", "TestCommon",
         ], swiftSettings: v5),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Kernels"],
                     resources: [.copy("Fixtures")], swiftSettings: v5),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")], swiftSettings: v5),
-        .testTarget(name: "DeployTests", dependencies: ["ClusterConfig"], swiftSettings: v5),
+        .testTarget(name: "DeployTests", dependencies: ["ClusterConfig", "TestCommon"], swiftSettings: v5),
         .testTarget(name: "GatewayTests", dependencies: [
-            "Gateway", "Wire",
+            "Gateway", "Wire", "TestCommon",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ], swiftSettings: v5),
         .testTarget(name: "LoadGenTests", dependencies: [
-            "LoadGen",
+            "LoadGen", "TestCommon",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,16 +1,12 @@
 import Foundation
+import TestCommon
 import XCTest
 
 /// scripts/install.sh into a temporary root (DESTDIR), the installed tree, idempotence,
 /// uninstall, and `systemd-analyze verify` on the installed units.
 final class InstallTests: XCTestCase {
-    static var repositoryRoot: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    }
-    /// The binary of this build, next to the test bundle.
-    static var binary: URL {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("mambaformer")
-    }
+    static var repositoryRoot: URL { TestPaths.repositoryRoot }
+    static var binary: URL { TestPaths.binary }
 
     var root: URL!
 
@@ -21,22 +17,11 @@ final class InstallTests: XCTestCase {
 
     override func tearDown() { try? FileManager.default.removeItem(at: root) }
 
-    struct Run { var status: Int32; var out: String; var err: String }
+    typealias Run = CommandRun
 
     @discardableResult
     static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Run {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = arguments
-        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Run(status: p.terminationStatus, out: String(decoding: o, as: UTF8.self), err: String(decoding: e, as: UTF8.self))
+        try runCommand(executable, arguments, environment: environment)
     }
 
     func install(_ arguments: [String] = []) throws -> Run {

@@ -1,6 +1,7 @@
 import Engine
 import Tokenizers
 import Foundation
+import TestCommon
 import XCTest
 @testable import Gate
 @testable import GateTraining
@@ -10,7 +11,7 @@ import Wire
 /// Save/load of gate/, a tiny end-to-end training run on the demo checkpoint, and the
 /// router picking the trained gate up.
 final class GateTrainingTests: XCTestCase {
-    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let repositoryRoot = TestPaths.repositoryRoot
     static let demo = repositoryRoot.appendingPathComponent("models/demo")
     static let trainData = repositoryRoot.appendingPathComponent("data/train.jsonl")
 

@@ -1,4 +1,5 @@
 import Foundation
+import TestCommon
 import Hummingbird
 import HummingbirdTesting
 import Wire
@@ -8,18 +9,8 @@ import XCTest
 /// Real command-line clients against a live gateway (fake router behind it):
 /// curl speaking OpenAI chat completions (plain and streaming), and `mambaformer ask`.
 final class CommandLineClientTests: XCTestCase {
-    private func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    private func run(_ executable: String, _ arguments: [String]) throws -> CommandRun {
+        try runCommand(executable, arguments)
     }
 
     private func which(_ name: String) -> String? {

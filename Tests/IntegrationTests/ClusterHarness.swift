@@ -1,4 +1,5 @@
 import Foundation
+import TestCommon
 import Gateway
 import Logging
 import Wire
@@ -7,14 +8,9 @@ import XCTest
 /// Starts real `mambaformer` processes (router, experts, gateway) on loopback/ipc endpoints
 /// in a private folder, and kills every one of them when the test ends.
 final class ClusterHarness {
-    static var productsDirectory: URL {
-        // The test bundle runs from the build products folder, next to the `mambaformer` binary.
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    }
-    static var binary: URL { productsDirectory.appendingPathComponent("mambaformer") }
-    static var repositoryRoot: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    }
+    static var productsDirectory: URL { TestPaths.productsDirectory }
+    static var binary: URL { TestPaths.binary }
+    static var repositoryRoot: URL { TestPaths.repositoryRoot }
     static var demoCheckpoint: URL { repositoryRoot.appendingPathComponent("models/demo") }
 
     /// A TCP port for a node to listen on: below Linux's ephemeral range (32768–60999), where

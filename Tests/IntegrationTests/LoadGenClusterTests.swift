@@ -1,4 +1,5 @@
 import Foundation
+import TestCommon
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -174,17 +175,7 @@ final class LoadGenClusterTests: XCTestCase {
         XCTAssertTrue(refused.err.contains("--allow-remote"), refused.err)
     }
 
-    static func cli(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = ClusterHarness.binary
-        p.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    static func cli(_ arguments: [String]) throws -> CommandRun {
+        try runCommand(ClusterHarness.binary.path, arguments)
     }
 }

@@ -1,3 +1,4 @@
+import TestCommon
 import XCTest
 @testable import LoadGen
 
@@ -186,8 +187,7 @@ final class ReportTests: XCTestCase {
     }
 
     func testTheDemoDatasetLoads() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let w = try Workload(jsonl: root.appendingPathComponent("data/test.jsonl"))
+        let w = try Workload(jsonl: TestPaths.repositoryRoot.appendingPathComponent("data/test.jsonl"))
         XCTAssertEqual(w.short.count + w.long.count, 859)
         XCTAssertGreaterThan(w.short.count, 0)
         XCTAssertGreaterThan(w.long.count, 0)
