@@ -16,22 +16,16 @@ Cells (greedy, beam 1, every run decodes exactly N tokens: min = max decoding le
 - peak RSS of this process (ru_maxrss).
 Median of --repeat runs (best too), after one warm-up run of each shape. Prints JSON lines.
 """
-import argparse
 import json
 import os
 import random
-import resource
-import statistics
 import time
 
-p = argparse.ArgumentParser()
-p.add_argument("dir")
-p.add_argument("--threads", type=int, default=1)
-p.add_argument("--prompt", type=int, default=256)
-p.add_argument("--steps", type=int, default=32)
-p.add_argument("--batches", default="1,8")
-p.add_argument("--repeat", type=int, default=3)
+import cells
+
+p = cells.arguments("a ct2-transformers-converter output folder")
 a = p.parse_args()
+a.dir = a.model
 os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
 import ctranslate2  # noqa: E402  (after OMP_NUM_THREADS)
 
@@ -43,8 +37,8 @@ with open(os.path.join(a.dir, "shared_vocabulary.json")) as f:
 words = vocab[3:]
 rng = random.Random(0)
 weights = os.path.getsize(os.path.join(a.dir, "model.bin"))
-print(json.dumps({"impl": "ctranslate2", "version": ctranslate2.__version__, "threads": a.threads,
-                  "compute_type": translator.compute_type, "model_bin_mib": round(weights / 2**20)}))
+cells.emit(impl="ctranslate2", version=ctranslate2.__version__, threads=a.threads,
+           compute_type=translator.compute_type, model_bin_mib=round(weights / 2**20))
 
 
 def run(batch, source_len, new_tokens):
@@ -71,23 +65,12 @@ def run(batch, source_len, new_tokens):
     return dt, per_step
 
 
-def timed(fn):
-    fn()  # warm-up
-    times = [fn() for _ in range(a.repeat)]
-    return statistics.median(times), min(times)
-
-
-med, best = timed(lambda: run(1, a.prompt, 1)[0])
-print(json.dumps({"bench": "prefill", "tokens": a.prompt, "ms": round(best * 1000, 1),
-                  "ms_median": round(med * 1000, 1)}))
-for batch in [int(b) for b in a.batches.split(",")]:
-    med, best = timed(lambda: run(batch, 16, 1 + a.steps)[1])
-    print(json.dumps({"bench": "decode", "batch": batch, "steps": a.steps,
-                      "ms_per_step": round(best * 1000, 2), "ms_per_step_median": round(med * 1000, 2),
-                      "ms_per_token": round(best * 1000 / batch, 2),
-                      "tokens_per_s": round(batch / best, 1), "tokens_per_s_median": round(batch / med, 1),
-                      "last_tokens": last_tokens}))
-print(json.dumps({"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+med, best = cells.timed(lambda: run(1, a.prompt, 1)[0], a.repeat)
+cells.prefill_line(a.prompt, med, best)
+for batch in cells.batches(a):
+    med, best = cells.timed(lambda: run(batch, 16, 1 + a.steps)[1], a.repeat)
+    cells.decode_line(batch, a.steps, med, best, last_tokens=last_tokens)
+cells.rss_line()
 # Release the translator's worker threads before the interpreter shuts down (otherwise its
 # thread pool can abort the process at exit after a run with a Python callback).
 del translator

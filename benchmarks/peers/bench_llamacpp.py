@@ -13,25 +13,19 @@ Cells, as engine-bench's Mamba run:
 - peak RSS of this process (ru_maxrss; the GGUF is memory-mapped, as our safetensors).
 Median of --repeat runs (best too), after one warm-up run. Prints JSON lines.
 """
-import argparse
 import ctypes
-import json
 import os
 import random
-import resource
 import statistics
 import sys
 import time
 
-p = argparse.ArgumentParser()
-p.add_argument("gguf")
-p.add_argument("--threads", type=int, default=1)
-p.add_argument("--prompt", type=int, default=256)
-p.add_argument("--steps", type=int, default=32)
-p.add_argument("--batches", default="1,8")
-p.add_argument("--repeat", type=int, default=3)
+import cells
+
+p = cells.arguments("the mamba-130m GGUF")
 p.add_argument("--verbose", action="store_true", help="keep llama.cpp's own log on stderr")
 a = p.parse_args()
+a.gguf = a.model
 os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
 import numpy as np  # noqa: E402
 import llama_cpp as L  # noqa: E402
@@ -61,9 +55,9 @@ n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(model))
 memory = L.llama_get_memory(ctx)
 batch = L.llama_batch_init(cp.n_batch, 0, 1)
 rng = random.Random(0)
-print(json.dumps({"impl": "llama.cpp", "llama_cpp_python": L.__version__, "threads": a.threads,
-                  "n_vocab": n_vocab, "gguf_mib": round(os.path.getsize(a.gguf) / 2**20),
-                  "system_info": L.llama_print_system_info().decode(errors="replace").strip()}))
+cells.emit(impl="llama.cpp", llama_cpp_python=L.__version__, threads=a.threads,
+           n_vocab=n_vocab, gguf_mib=round(os.path.getsize(a.gguf) / 2**20),
+           system_info=L.llama_print_system_info().decode(errors="replace").strip())
 
 
 def decode(entries):
@@ -122,25 +116,17 @@ def decode_steps(b, batched):
     return dt, tokens
 
 
-prefill()  # warm-up
-times = [prefill() for _ in range(a.repeat)]
-print(json.dumps({"bench": "prefill", "tokens": a.prompt, "ms": round(min(times) * 1000, 1),
-                  "ms_median": round(statistics.median(times) * 1000, 1)}))
-for b in [int(x) for x in a.batches.split(",")]:
+cells.prefill_line(a.prompt, *cells.timed(prefill, a.repeat))
+for b in cells.batches(a):
     mode = "batched"
     first, code = decode_steps(b, True)  # warm-up, and whether batched steps work
     if first is None:
-        print(json.dumps({"note": f"llama_decode refused a batch of {b} sequences (code {code}): stepping them one after another"}))
+        cells.emit(note=f"llama_decode refused a batch of {b} sequences (code {code}): stepping them one after another")
         mode = "sequential"
     runs = [decode_steps(b, mode == "batched") for _ in range(a.repeat)]
     times = [dt for dt, _ in runs]
-    best, med = min(times), statistics.median(times)
-    print(json.dumps({"bench": "decode", "batch": b, "mode": mode, "steps": a.steps,
-                      "ms_per_step": round(best * 1000, 2), "ms_per_step_median": round(med * 1000, 2),
-                      "ms_per_token": round(best * 1000 / b, 2),
-                      "tokens_per_s": round(b / best, 1), "tokens_per_s_median": round(b / med, 1),
-                      "last_tokens": runs[-1][1]}))
-print(json.dumps({"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+    cells.decode_line(b, a.steps, statistics.median(times), min(times), mode=mode, last_tokens=runs[-1][1])
+cells.rss_line()
 L.llama_batch_free(batch)
 L.llama_free(ctx)
 L.llama_model_free(model)

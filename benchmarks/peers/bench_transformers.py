@@ -14,21 +14,14 @@ conversion). Cells, as engine-bench measures them:
 Median of --repeat runs (best too), after one warm-up run of each shape. Prints JSON lines
 with the keys of engine-bench and the other peers' scripts.
 """
-import argparse
-import json
 import os
-import resource
-import statistics
 import time
 
-p = argparse.ArgumentParser()
-p.add_argument("dir")
-p.add_argument("--threads", type=int, default=1)
-p.add_argument("--prompt", type=int, default=256)
-p.add_argument("--steps", type=int, default=32)
-p.add_argument("--batches", default="1,8")
-p.add_argument("--repeat", type=int, default=3)
+import cells
+
+p = cells.arguments("a folder engine-bench wrote (write-t5small or write-mamba130m)")
 a = p.parse_args()
+a.dir = a.model
 os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402  (after OMP_NUM_THREADS)
@@ -42,8 +35,8 @@ loader = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
 model = loader.from_pretrained(a.dir, dtype=torch.float32).eval()
 vocab = config.vocab_size
 generator = torch.Generator().manual_seed(0)
-print(json.dumps({"impl": "transformers", "version": transformers.__version__, "torch": torch.__version__,
-                  "threads": a.threads, "model_type": config.model_type}))
+cells.emit(impl="transformers", version=transformers.__version__, torch=torch.__version__,
+           threads=a.threads, model_type=config.model_type)
 
 
 def tokens(batch, length):
@@ -91,20 +84,8 @@ def decode_step_seconds(batch):
     return (time.perf_counter() - t) / a.steps
 
 
-def timed(fn):
-    fn()  # warm-up
-    times = [fn() for _ in range(a.repeat)]
-    return statistics.median(times), min(times)
-
-
 with torch.no_grad():
-    med, best = timed(prefill)
-    print(json.dumps({"bench": "prefill", "tokens": a.prompt, "ms": round(best * 1000, 1),
-                      "ms_median": round(med * 1000, 1)}))
-    for batch in [int(b) for b in a.batches.split(",")]:
-        med, best = timed(lambda: decode_step_seconds(batch))
-        print(json.dumps({"bench": "decode", "batch": batch, "steps": a.steps,
-                          "ms_per_step": round(best * 1000, 2), "ms_per_step_median": round(med * 1000, 2),
-                          "ms_per_token": round(best * 1000 / batch, 2),
-                          "tokens_per_s": round(batch / best, 1), "tokens_per_s_median": round(batch / med, 1)}))
-print(json.dumps({"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+    cells.prefill_line(a.prompt, *cells.timed(prefill, a.repeat))
+    for batch in cells.batches(a):
+        cells.decode_line(batch, a.steps, *cells.timed(lambda: decode_step_seconds(batch), a.repeat))
+cells.rss_line()
