@@ -1,7 +1,7 @@
 import ArgumentParser
+import Foundation
 import Gateway
 import Wire
-import Foundation
 
 /// The one executable. Each subcommand lives in `Commands/<Name>Command.swift`.
 @main
