@@ -111,13 +111,23 @@ class Augmenter:
         return {"question": "Repeat the text.", "context": " ".join(g + "." for g in glosses),
                 "answer": " ".join(g + "." for g in glosses), "kind": "copy"}
 
-    def epoch(self, closed_book_repeat: int) -> List[dict]:
+    def epoch(self, closed_book_repeat: int, largest_passage: int = 10) -> List[dict]:
         """One epoch: closed-book rows (re-drawn templates) x repeat, the fixed reading
-        rows, and `fresh_reading` new passages (3-10 glosses; 3 % of them 20-40)."""
+        rows, and `fresh_reading` new passages (3-10 glosses; 3 % of them 20-40).
+
+        With `largest_passage` below 10 (a curriculum, `train.py --grow-passages`), the fresh
+        passages have 2 to `largest_passage` glosses and the fixed reading rows (6-40 glosses)
+        are left out: finding the term among two glosses is a choice the gradient can see,
+        among thirty it is not."""
         out = [self.redrawn(row, term) for _ in range(closed_book_repeat) for row, term in self.closed]
-        out += self.reading
+        curriculum = largest_passage < 10
+        if not curriculum:
+            out += self.reading
         for _ in range(self.fresh_reading):
-            size = self.rng.randint(20, 40) if self.rng.random() < 0.03 else self.rng.randint(3, 10)
+            if curriculum:
+                size = self.rng.randint(2, max(2, largest_passage))
+            else:
+                size = self.rng.randint(20, 40) if self.rng.random() < 0.03 else self.rng.randint(3, 10)
             out.append(self.passage(size))
         out += [self.copy_row() for _ in range(self.copies)]
         return out

@@ -259,6 +259,9 @@ def main():
     parser.add_argument("--copies", type=int, default=0, metavar="N",
                         help="N rows per epoch that repeat a training gloss (augment.copy_row); implies the "
                              "re-drawn templates of --augment")
+    parser.add_argument("--grow-passages", type=float, default=0.0, metavar="F",
+                        help="curriculum: the fresh passages' largest size grows from 2 to 10 glosses over "
+                             "the first fraction F of the budget (fixed reading rows join at 10); 0: off")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resume", default=None,
@@ -284,9 +287,14 @@ def main():
     train_rows = load_rows(os.path.join(args.data, "train.jsonl"))
     augmenter = Augmenter(train_rows, args.augment, rng, copies=args.copies) if args.augment or args.copies else None
 
-    def epoch_rows():
+    def largest_passage(elapsed: float) -> int:
+        if args.grow_passages <= 0:
+            return 10
+        return min(10, 2 + int(8 * elapsed / (args.minutes * 60 * args.grow_passages)))
+
+    def epoch_rows(elapsed: float = 0.0):
         if augmenter:
-            return augmenter.epoch(args.closed_book_repeat)
+            return augmenter.epoch(args.closed_book_repeat, largest_passage(elapsed))
         return oversampled(train_rows, args.closed_book_repeat)
 
     rows = epoch_rows()
@@ -301,7 +309,8 @@ def main():
         "config": ET5_CONFIG if args.expert == "et5" else EMAMBA_CONFIG,
         "parameters": parameters,
         "training": {k: getattr(args, k) for k in ("minutes", "lr", "token_budget", "max_batch",
-                                                     "closed_book_repeat", "augment", "copies", "seed", "threads")},
+                                                     "closed_book_repeat", "augment", "copies", "grow_passages", "seed",
+                                                     "threads")},
         "data": {"train_rows": len(rows), "train_tokens_per_epoch": sum(
             len(a) + len(b) for a, b in encoded)},
         "optimizer": "AdamW(betas=(0.9, 0.98), weight_decay=0.01), linear warm-up 3 % then "
@@ -323,9 +332,11 @@ def main():
     while not done:
         epoch += 1
         if augmenter and epoch > 1:  # a new draw of templates and passages
-            rows = epoch_rows()
+            rows = epoch_rows(time.time() - start)
             encoded = [examples.encode(row) for row in rows]
             lengths = [examples.length(pair) for pair in encoded]
+            log.write(f"epoch {epoch}: {len(rows)} rows, passages up to "
+                      f"{largest_passage(time.time() - start)} glosses\n")
         for batch_indices in length_batches(lengths, args.token_budget, args.max_batch, rng):
             elapsed = time.time() - start
             if elapsed >= budget:

@@ -78,3 +78,14 @@ def test_copy_rows_repeat_training_glosses():
     for row in copies:
         assert row["answer"] == row["context"]
         assert all(part.rstrip(".") in known for part in row["answer"].split(". "))
+
+
+def test_a_curriculum_epoch_has_small_passages_and_leaves_the_fixed_ones_out():
+    augmenter = Augmenter(ROWS, fresh_reading=30, rng=random.Random(3))
+    glosses = {r["answer"] for r in ROWS if r["kind"] == "definition"}
+    early = augmenter.epoch(closed_book_repeat=0, largest_passage=2)
+    assert ROWS[6] not in early
+    assert len(early) == 30
+    for row in early:  # two sentences: two of the training glosses, and nothing else
+        assert sum(g in row["context"] for g in glosses) == 2
+    assert ROWS[6] in augmenter.epoch(closed_book_repeat=0, largest_passage=10)
