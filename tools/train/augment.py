@@ -13,6 +13,11 @@ Two things the fixed training file does not teach well enough:
   than in the dataset's "Halitosis: offensive breath." / "According to the passage, …", so
   that reading does not hinge on one layout.
 
+Optionally (`counterfactual`), a share of the passages pairs each term with another member's
+gloss. The fresh passages reuse the training glosses, so a model can lower its loss by recalling
+the gloss it memorised for the term instead of reading; a passage that says otherwise takes
+that shortcut away.
+
 Optionally (`copies`), rows that repeat a gloss: the simplest task that needs the encoder,
 for an encoder-decoder that has learned to ignore its input.
 
@@ -63,8 +68,10 @@ def sentence(form: Optional[str], term: str, gloss: str) -> str:
 
 
 class Augmenter:
-    def __init__(self, rows: List[dict], fresh_reading: int, rng: random.Random, copies: int = 0):
+    def __init__(self, rows: List[dict], fresh_reading: int, rng: random.Random, copies: int = 0,
+                 counterfactual: float = 0.0):
         self.rng = rng
+        self.counterfactual = counterfactual
         self.fresh_reading = fresh_reading
         self.copies = copies
         self.closed = [(row, term_of(row)) for row in rows if not row["kind"].startswith("reading")]
@@ -88,6 +95,10 @@ class Augmenter:
             if term.lower() not in names:
                 members.append((term, gloss))
                 names.add(term.lower())
+        if self.rng.random() < self.counterfactual:
+            # Each term gets the next member's gloss: the passage contradicts what the model may
+            # have memorised about these terms, so only reading the passage answers it.
+            members = [(t, members[(i + 1) % size][1]) for i, (t, _) in enumerate(members)]
         term, gloss = members[0]
         self.rng.shuffle(members)
         # Half the passages in the dataset's layout, half in one of the plain forms.

@@ -259,6 +259,9 @@ def main():
     parser.add_argument("--copies", type=int, default=0, metavar="N",
                         help="N rows per epoch that repeat a training gloss (augment.copy_row); implies the "
                              "re-drawn templates of --augment")
+    parser.add_argument("--counterfactual", type=float, default=0.0, metavar="P",
+                        help="share of fresh passages whose terms swap glosses, so that recalling a "
+                             "memorised gloss is wrong and only reading is right (augment.py)")
     parser.add_argument("--grow-passages", type=float, default=0.0, metavar="F",
                         help="curriculum: the fresh passages' largest size grows from 2 to 10 glosses over "
                              "the first fraction F of the budget (fixed reading rows join at 10); 0: off")
@@ -285,7 +288,8 @@ def main():
         model, examples = build_emamba(vocab), EmambaExamples(tokenizer)
     earlier = load_previous(model, args.expert, args.resume) if args.resume else None
     train_rows = load_rows(os.path.join(args.data, "train.jsonl"))
-    augmenter = Augmenter(train_rows, args.augment, rng, copies=args.copies) if args.augment or args.copies else None
+    augmenter = Augmenter(train_rows, args.augment, rng, copies=args.copies,
+                          counterfactual=args.counterfactual) if args.augment or args.copies else None
 
     def largest_passage(elapsed: float) -> int:
         if args.grow_passages <= 0:
@@ -308,9 +312,9 @@ def main():
         "expert": args.expert,
         "config": ET5_CONFIG if args.expert == "et5" else EMAMBA_CONFIG,
         "parameters": parameters,
-        "training": {k: getattr(args, k) for k in ("minutes", "lr", "token_budget", "max_batch",
-                                                     "closed_book_repeat", "augment", "copies", "grow_passages", "seed",
-                                                     "threads")},
+        "training": {k: getattr(args, k) for k in (
+            "minutes", "lr", "token_budget", "max_batch", "closed_book_repeat", "augment", "copies",
+            "counterfactual", "grow_passages", "seed", "threads")},
         "data": {"train_rows": len(rows), "train_tokens_per_epoch": sum(
             len(a) + len(b) for a, b in encoded)},
         "optimizer": "AdamW(betas=(0.9, 0.98), weight_decay=0.01), linear warm-up 3 % then "

@@ -89,3 +89,15 @@ def test_a_curriculum_epoch_has_small_passages_and_leaves_the_fixed_ones_out():
     for row in early:  # two sentences: two of the training glosses, and nothing else
         assert sum(g in row["context"] for g in glosses) == 2
     assert ROWS[6] in augmenter.epoch(closed_book_repeat=0, largest_passage=10)
+
+
+def test_counterfactual_passages_pair_each_term_with_another_gloss():
+    augmenter = Augmenter(ROWS, fresh_reading=40, rng=random.Random(4), counterfactual=1.0)
+    truth = {term_of(r): r["answer"] for r in ROWS[:4]}
+    for row in augmenter.epoch(closed_book_repeat=0, largest_passage=3):
+        if row["answer"] in truth.values():         # "what is X?": X's gloss in this passage
+            term = next(t for t in truth if fill("{x}", t) in row["question"])
+            assert row["answer"] != truth[term]
+        else:                                       # "which term means …?"
+            assert row["answer"] in truth
+            assert truth[row["answer"]] not in row["question"]
