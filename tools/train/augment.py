@@ -18,6 +18,11 @@ gloss. The fresh passages reuse the training glosses, so a model can lower its l
 the gloss it memorised for the term instead of reading; a passage that says otherwise takes
 that shortcut away.
 
+Optionally (`novel`), a share of the passages and copy rows uses glosses with half their words
+swapped for random gloss words. Passages built from training glosses can be "copied" from memory
+once the first word is chosen, which does not carry over to a passage the model has never seen;
+text that exists nowhere else can only be copied from the input.
+
 Optionally (`copies`), rows that repeat a gloss: the simplest task that needs the encoder,
 for an encoder-decoder that has learned to ignore its input.
 
@@ -69,9 +74,10 @@ def sentence(form: Optional[str], term: str, gloss: str) -> str:
 
 class Augmenter:
     def __init__(self, rows: List[dict], fresh_reading: int, rng: random.Random, copies: int = 0,
-                 counterfactual: float = 0.0):
+                 counterfactual: float = 0.0, novel: float = 0.0):
         self.rng = rng
         self.counterfactual = counterfactual
+        self.novel = novel
         self.fresh_reading = fresh_reading
         self.copies = copies
         self.closed = [(row, term_of(row)) for row in rows if not row["kind"].startswith("reading")]
@@ -79,6 +85,12 @@ class Augmenter:
         # (term, gloss) of every training synset with a definition row: the passage pool.
         self.glosses: List[Tuple[str, str]] = sorted(
             {(term, row["answer"]) for row, term in self.closed if term and row["kind"] == "definition"})
+        self.words: List[str] = sorted({word for _, gloss in self.glosses for word in gloss.split()})
+
+    def scrambled(self, gloss: str) -> str:
+        """The gloss with each word, at even odds, replaced by a random word of any gloss."""
+        return " ".join(self.rng.choice(self.words) if self.rng.random() < 0.5 else word
+                        for word in gloss.split())
 
     def redrawn(self, row: dict, term: Optional[str]) -> dict:
         if term is None:
@@ -99,6 +111,8 @@ class Augmenter:
             # Each term gets the next member's gloss: the passage contradicts what the model may
             # have memorised about these terms, so only reading the passage answers it.
             members = [(t, members[(i + 1) % size][1]) for i, (t, _) in enumerate(members)]
+        if self.rng.random() < self.novel:
+            members = [(t, self.scrambled(g)) for t, g in members]
         term, gloss = members[0]
         self.rng.shuffle(members)
         # Half the passages in the dataset's layout, half in one of the plain forms.
@@ -119,6 +133,8 @@ class Augmenter:
         decoder's cross-attention learns to follow its input position by position (an
         encoder-decoder trained on facts alone can settle into ignoring its input)."""
         glosses = [self.glosses[self.rng.randrange(len(self.glosses))][1] for _ in range(self.rng.randint(1, 2))]
+        if self.rng.random() < self.novel:
+            glosses = [self.scrambled(g) for g in glosses]
         return {"question": "Repeat the text.", "context": " ".join(g + "." for g in glosses),
                 "answer": " ".join(g + "." for g in glosses), "kind": "copy"}
 

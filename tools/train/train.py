@@ -91,12 +91,19 @@ MAX_SEQUENCE = 1280  # EMamba prompt + answer
 
 # ------------------------------------------------------------------ models
 
-def build_et5(vocab_size: int):
+def build_et5(vocab_size: int, tied: bool = False):
     from transformers import T5Config, T5ForConditionalGeneration
     config = T5Config(**{k: v for k, v in ET5_CONFIG.items()
                          if k not in ("architectures", "model_type", "torch_dtype")}
                       | {"vocab_size": vocab_size})
     model = T5ForConditionalGeneration(config)
+    if tied:
+        # As the original T5 (t5-small): the LM head is the embedding, and the decoder output is
+        # scaled by d_model^-0.5 before it. Copying a token then needs no head of its own per
+        # token: the embedding the decoder attended to already scores that token.
+        model.lm_head.weight = model.shared.weight
+        model.config.scale_decoder_outputs = True
+        return model
     # transformers 5.23 ties lm_head to the embedding at init even with
     # tie_word_embeddings=False (FACTS.md): give lm_head its own weights.
     if model.lm_head.weight.data_ptr() == model.shared.weight.data_ptr():
@@ -105,7 +112,7 @@ def build_et5(vocab_size: int):
     # RMS-normalised inputs gives logits of std ~sqrt(d_model) and a first loss
     # above 100; std d_model^-0.5 starts near log(vocab) instead.
     torch.nn.init.normal_(model.lm_head.weight, std=config.d_model ** -0.5)
-    model.config.tie_word_embeddings = False
+    model.config.scale_decoder_outputs = False
     return model
 
 
@@ -178,6 +185,19 @@ class EmambaExamples:
         return {"input_ids": input_ids, "labels": labels}
 
 
+def answer_start_weighted_loss(logits, labels, start_weight: float, start_tokens: int = 3):
+    """Cross-entropy over an encoder-decoder's target tokens, with the first `start_tokens` of each
+    answer weighted `start_weight`. In a passage question those tokens are where the model
+    chooses which sentence to copy; once it has started, copying on is easy. Averaged loss gives
+    that choice only a few tokens' say in ten or twenty."""
+    per_token = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=-100,
+        reduction="none").view(labels.shape)
+    weights = (labels != -100).float()
+    weights[:, :start_tokens] *= start_weight
+    return (per_token * weights).sum() / weights.sum()
+
+
 # ------------------------------------------------------------------ export
 
 def export(model, kind: str, out_dir: str, tokenizer_path: str, record: dict) -> None:
@@ -192,10 +212,14 @@ def export(model, kind: str, out_dir: str, tokenizer_path: str, record: dict) ->
             continue  # tied to backbone.embeddings.weight (as in state-spaces/mamba-*-hf)
         if kind == "et5" and name in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"):
             continue  # share `shared.weight` (as in the published T5 checkpoints)
+        if kind == "et5" and name == "lm_head.weight" and model.config.scale_decoder_outputs:
+            continue  # tied: the head is `shared.weight` (as in t5-small)
         state[name] = tensor.detach().to(torch.bfloat16).contiguous()
     save_file(state, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
     if kind == "et5":
         config = dict(ET5_CONFIG, vocab_size=model.config.vocab_size)
+        if model.config.scale_decoder_outputs:
+            config["tie_word_embeddings"] = True
         generation = {"decoder_start_token_id": 0, "eos_token_id": 1, "pad_token_id": 0,
                       "max_new_tokens": 64}
     else:
@@ -223,6 +247,8 @@ def load_previous(model, kind: str, folder: str) -> dict:
     if kind == "et5":  # the exported file names only `shared` for the embeddings
         state["encoder.embed_tokens.weight"] = state["shared.weight"]
         state["decoder.embed_tokens.weight"] = state["shared.weight"]
+        if "lm_head.weight" not in state:  # a tied export
+            state["lm_head.weight"] = state["shared.weight"]
     else:              # lm_head is tied to the embeddings and not exported
         state["lm_head.weight"] = state["backbone.embeddings.weight"]
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -262,9 +288,18 @@ def main():
     parser.add_argument("--counterfactual", type=float, default=0.0, metavar="P",
                         help="share of fresh passages whose terms swap glosses, so that recalling a "
                              "memorised gloss is wrong and only reading is right (augment.py)")
+    parser.add_argument("--novel", type=float, default=0.0, metavar="P",
+                        help="share of fresh passages and copy rows whose glosses have half their words "
+                             "replaced at random, so they can be copied only from the input (augment.py)")
     parser.add_argument("--grow-passages", type=float, default=0.0, metavar="F",
                         help="curriculum: the fresh passages' largest size grows from 2 to 10 glosses over "
                              "the first fraction F of the budget (fixed reading rows join at 10); 0: off")
+    parser.add_argument("--answer-start-weight", type=float, default=1.0, metavar="W",
+                        help="ET5: weight of the first 3 answer tokens in the loss (where a passage answer "
+                             "picks its sentence); 1: plain cross-entropy")
+    parser.add_argument("--tie-embeddings", action="store_true",
+                        help="ET5: the LM head is the input embedding, as in the original T5 "
+                             "(default: untied, as T5 v1.1)")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resume", default=None,
@@ -272,6 +307,8 @@ def main():
                              "the training record keeps the earlier runs")
     parser.add_argument("--log", default=None, help="progress log file (default <out>/../<expert>-train.log)")
     args = parser.parse_args()
+    if (args.answer_start_weight != 1.0 or args.tie_embeddings) and args.expert != "et5":
+        parser.error("--answer-start-weight and --tie-embeddings are for et5")
 
     out_dir = args.out or os.path.join("models", "demo", args.expert)
     log_path = args.log or os.path.join(os.path.dirname(out_dir.rstrip("/")), f"{args.expert}-train.log")
@@ -283,13 +320,13 @@ def main():
     tokenizer = Tokenizer.from_file(tokenizer_path)
     vocab = tokenizer.get_vocab_size()
     if args.expert == "et5":
-        model, examples = build_et5(vocab), Et5Examples(tokenizer)
+        model, examples = build_et5(vocab, args.tie_embeddings), Et5Examples(tokenizer)
     else:
         model, examples = build_emamba(vocab), EmambaExamples(tokenizer)
     earlier = load_previous(model, args.expert, args.resume) if args.resume else None
     train_rows = load_rows(os.path.join(args.data, "train.jsonl"))
     augmenter = Augmenter(train_rows, args.augment, rng, copies=args.copies,
-                          counterfactual=args.counterfactual) if args.augment or args.copies else None
+                          counterfactual=args.counterfactual, novel=args.novel) if args.augment or args.copies else None
 
     def largest_passage(elapsed: float) -> int:
         if args.grow_passages <= 0:
@@ -314,7 +351,7 @@ def main():
         "parameters": parameters,
         "training": {k: getattr(args, k) for k in (
             "minutes", "lr", "token_budget", "max_batch", "closed_book_repeat", "augment", "copies",
-            "counterfactual", "grow_passages", "seed", "threads")},
+            "counterfactual", "novel", "grow_passages", "answer_start_weight", "tie_embeddings", "seed", "threads")},
         "data": {"train_rows": len(rows), "train_tokens_per_epoch": sum(
             len(a) + len(b) for a, b in encoded)},
         "optimizer": "AdamW(betas=(0.9, 0.98), weight_decay=0.01), linear warm-up 3 % then "
@@ -350,7 +387,11 @@ def main():
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = examples.collate([encoded[i] for i in batch_indices])
-            loss = model(**batch).loss
+            if args.answer_start_weight != 1.0:
+                loss = answer_start_weighted_loss(model(**batch).logits, batch["labels"],
+                                                  args.answer_start_weight)
+            else:
+                loss = model(**batch).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -4,7 +4,9 @@
     /opt/refenv/bin/python tools/train/train_tokenizers.py --data data --out models/demo
 
 - ET5: a T5-style Unigram model (Metaspace "▁", `<pad>`=0, `</s>`=1, `<unk>`=2,
-  `</s>` appended by the post-processor), cased, NFKC.
+  `</s>` appended by the post-processor), NFKC; cased, or lower-cased with
+  `--et5-lowercase` (then "Aspirin" at a passage's sentence start and "aspirin" in
+  the question are the same tokens, so finding the term is matching ids).
 - EMamba: a GPT-NeoX-style byte-level BPE (`<|endoftext|>`=0 as BOS/EOS,
   `<|padding|>`=1), NFKC.
 
@@ -35,9 +37,10 @@ def corpus(data_dir):
     yield "question: context: answer:"
 
 
-def train_unigram(data_dir, vocab_size):
+def train_unigram(data_dir, vocab_size, lowercase=False):
     tokenizer = Tokenizer(models.Unigram())
-    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Strip()])
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else []) + [normalizers.Strip()])
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     trainer = trainers.UnigramTrainer(
@@ -81,10 +84,16 @@ def main():
     parser.add_argument("--data", default="data")
     parser.add_argument("--out", default="models/demo")
     parser.add_argument("--et5-vocab", type=int, default=4000)
+    parser.add_argument("--et5-lowercase", action="store_true")
     parser.add_argument("--emamba-vocab", type=int, default=4096)
+    parser.add_argument("--only", choices=("et5", "emamba"), default=None)
     args = parser.parse_args()
-    for name, tokenizer in (("et5", train_unigram(args.data, args.et5_vocab)),
-                            ("emamba", train_bpe(args.data, args.emamba_vocab))):
+    trained = []
+    if args.only in (None, "et5"):
+        trained.append(("et5", train_unigram(args.data, args.et5_vocab, args.et5_lowercase)))
+    if args.only in (None, "emamba"):
+        trained.append(("emamba", train_bpe(args.data, args.emamba_vocab)))
+    for name, tokenizer in trained:
         folder = os.path.join(args.out, name)
         os.makedirs(folder, exist_ok=True)
         tokenizer.save(os.path.join(folder, "tokenizer.json"))

@@ -101,3 +101,23 @@ def test_counterfactual_passages_pair_each_term_with_another_gloss():
         else:                                       # "which term means …?"
             assert row["answer"] in truth
             assert truth[row["answer"]] not in row["question"]
+
+
+def test_novel_passages_and_copies_hold_text_that_is_in_no_gloss():
+    augmenter = Augmenter(ROWS, fresh_reading=30, rng=random.Random(5), copies=30, novel=1.0)
+    glosses = {r["answer"] for r in ROWS[:4]}
+    words = {w for g in glosses for w in g.split()}
+    rows = augmenter.epoch(closed_book_repeat=0, largest_passage=3)
+    changed = eligible = 0
+    for row in rows:
+        # Still answerable from the passage, and made of gloss words only.
+        assert row["answer"].lower() in row["context"].lower()
+        assert set(row["context"].replace(".", " ").replace(":", " ").lower().split()) <= \
+            {w.lower() for w in words} | {w.lower() for r in ROWS[:4] for w in term_of(r).split()} | \
+            {"is", "means", "refers", "to"}
+        if row["kind"] == "copy" or row["answer"] not in {term_of(r) for r in ROWS[:4]}:
+            eligible += 1
+            changed += row["answer"].rstrip(".") not in glosses
+    # Half the words are redrawn (from a small pool here, so sometimes to themselves): most of
+    # these two- to five-word glosses come out as new text.
+    assert eligible >= 30 and changed >= 0.7 * eligible
