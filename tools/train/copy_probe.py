@@ -20,7 +20,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train import build_et5, learning_rate  # noqa: E402
+from train import build_et5, learning_rate, optimizer_for  # noqa: E402
 
 
 def main():
@@ -35,7 +35,7 @@ def main():
     torch.manual_seed(0)
     rng = random.Random(0)
     model = build_et5(args.vocab, tied=args.tied)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    optimizer = optimizer_for(model, args.lr)
     budget = args.minutes * 60
     start, step = time.time(), 0
     while time.time() - start < budget:

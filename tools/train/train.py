@@ -112,8 +112,16 @@ def build_et5(vocab_size: int, tied: bool = False):
     # RMS-normalised inputs gives logits of std ~sqrt(d_model) and a first loss
     # above 100; std d_model^-0.5 starts near log(vocab) instead.
     torch.nn.init.normal_(model.lm_head.weight, std=config.d_model ** -0.5)
-    model.config.scale_decoder_outputs = False
+    model.config.tie_word_embeddings = False
     return model
+
+
+def et5_is_tied(model) -> bool:
+    return model.lm_head.weight is model.shared.weight
+
+
+def optimizer_for(model, lr: float):
+    return torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
 
 
 def build_emamba(vocab_size: int):
@@ -212,13 +220,13 @@ def export(model, kind: str, out_dir: str, tokenizer_path: str, record: dict) ->
             continue  # tied to backbone.embeddings.weight (as in state-spaces/mamba-*-hf)
         if kind == "et5" and name in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"):
             continue  # share `shared.weight` (as in the published T5 checkpoints)
-        if kind == "et5" and name == "lm_head.weight" and model.config.scale_decoder_outputs:
+        if kind == "et5" and name == "lm_head.weight" and et5_is_tied(model):
             continue  # tied: the head is `shared.weight` (as in t5-small)
         state[name] = tensor.detach().to(torch.bfloat16).contiguous()
     save_file(state, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
     if kind == "et5":
         config = dict(ET5_CONFIG, vocab_size=model.config.vocab_size)
-        if model.config.scale_decoder_outputs:
+        if et5_is_tied(model):
             config["tie_word_embeddings"] = True
         generation = {"decoder_start_token_id": 0, "eos_token_id": 1, "pad_token_id": 0,
                       "max_new_tokens": 64}
@@ -342,8 +350,7 @@ def main():
     encoded = [examples.encode(row) for row in rows]
     lengths = [examples.length(pair) for pair in encoded]
     parameters = sum(p.numel() for p in model.parameters())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98),
-                                  weight_decay=0.01)
+    optimizer = optimizer_for(model, args.lr)
     budget = args.minutes * 60
     record = {
         "expert": args.expert,
@@ -388,8 +395,11 @@ def main():
                 group["lr"] = lr
             batch = examples.collate([encoded[i] for i in batch_indices])
             if args.answer_start_weight != 1.0:
-                loss = answer_start_weighted_loss(model(**batch).logits, batch["labels"],
-                                                  args.answer_start_weight)
+                # Decoder inputs without labels, so the model does not also compute its own loss.
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                               decoder_input_ids=model.prepare_decoder_input_ids_from_labels(
+                                   labels=batch["labels"])).logits
+                loss = answer_start_weighted_loss(logits, batch["labels"], args.answer_start_weight)
             else:
                 loss = model(**batch).loss
             optimizer.zero_grad(set_to_none=True)
