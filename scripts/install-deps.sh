@@ -14,6 +14,7 @@ PACKAGES=(
   systemd                # systemd-analyze verify for Deploy/ units
   curl                   # used by tests and the demo
   iproute2               # ip netns for the multi-host test
+  wordnet-base           # WordNet 3.0: the test that regenerates data/ byte for byte
 )
 
 missing=()
