@@ -94,7 +94,11 @@ final class CurveTests: XCTestCase {
         let intruderMonitor = try ZmqMonitor(context: context, target: intruder)
         let plain = try ZmqSocket(context: context, type: .dealer)
         let plainMonitor = try ZmqMonitor(context: context, target: plain)
-        let friend = try curveClient(server: serverKeys, keys: listed, endpoint: endpoint)
+        // Every monitor is attached before its socket connects: a handshake that completes
+        // before the monitor exists is never reported (this raced under load).
+        let friend = try ZmqSocket(context: context, type: .dealer)
+        try friend.enableCurveClient(CurveClientConfig(publicKey: listed.publicKey, secretKey: listed.secretKey,
+                                                       serverKey: serverKeys.publicKey))
         let friendMonitor = try ZmqMonitor(context: context, target: friend)
         defer {
             for m in [serverMonitor, intruderMonitor, plainMonitor, friendMonitor] { m.close() }
@@ -102,6 +106,7 @@ final class CurveTests: XCTestCase {
         }
         try intruder.connect(endpoint)
         try plain.connect(endpoint)
+        try friend.connect(endpoint)
 
         func refusedAuth(_ e: [ZmqSocketEvent]) -> Bool {
             e.contains { if case .handshakeFailedAuth(_, 400) = $0 { return true } else { return false } }
