@@ -8,12 +8,13 @@ final class CurveTests: XCTestCase {
     override func setUpWithError() throws { context = try ZmqContext() }
     override func tearDown() { context.terminate() }
 
+    /// A CURVE dealer; connected to `endpoint` when one is given (pass nil to attach a monitor first).
     private func curveClient(server: (publicKey: String, secretKey: String),
-                             keys: (publicKey: String, secretKey: String), endpoint: String) throws -> ZmqSocket {
+                             keys: (publicKey: String, secretKey: String), endpoint: String?) throws -> ZmqSocket {
         let s = try ZmqSocket(context: context, type: .dealer)
         try s.enableCurveClient(CurveClientConfig(publicKey: keys.publicKey, secretKey: keys.secretKey,
                                                   serverKey: server.publicKey))
-        try s.connect(endpoint)
+        if let endpoint { try s.connect(endpoint) }
         return s
     }
 
@@ -88,17 +89,13 @@ final class CurveTests: XCTestCase {
                                                        allowedClientKeys: [listed.publicKey]))
         let serverMonitor = try ZmqMonitor(context: context, target: server)
         let endpoint = try server.bind("tcp://127.0.0.1:*")
-        let intruder = try ZmqSocket(context: context, type: .dealer)
-        try intruder.enableCurveClient(CurveClientConfig(publicKey: unlisted.publicKey, secretKey: unlisted.secretKey,
-                                                         serverKey: serverKeys.publicKey))
+        // Every monitor is attached before its socket connects: a handshake that completes
+        // before the monitor exists is never reported (this raced under load).
+        let intruder = try curveClient(server: serverKeys, keys: unlisted, endpoint: nil)
         let intruderMonitor = try ZmqMonitor(context: context, target: intruder)
         let plain = try ZmqSocket(context: context, type: .dealer)
         let plainMonitor = try ZmqMonitor(context: context, target: plain)
-        // Every monitor is attached before its socket connects: a handshake that completes
-        // before the monitor exists is never reported (this raced under load).
-        let friend = try ZmqSocket(context: context, type: .dealer)
-        try friend.enableCurveClient(CurveClientConfig(publicKey: listed.publicKey, secretKey: listed.secretKey,
-                                                       serverKey: serverKeys.publicKey))
+        let friend = try curveClient(server: serverKeys, keys: listed, endpoint: nil)
         let friendMonitor = try ZmqMonitor(context: context, target: friend)
         defer {
             for m in [serverMonitor, intruderMonitor, plainMonitor, friendMonitor] { m.close() }

@@ -36,9 +36,10 @@ import sys
 import time
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train import build_et5, export, learning_rate, load_previous, optimizer_for  # noqa: E402
+from train import build_et5, earlier_runs, export, learning_rate, load_previous, optimizer_for  # noqa: E402
 
 
 def copy_batch(args, rng):
@@ -65,15 +66,10 @@ def recall_batch(args, rng):
         passage = [t for k, v in pairs for t in k + [KEY_END] + v + [VALUE_END]]
         sources.append(key + [QUERY_END] + passage + [1])
         targets.append(value + [1])
-    width, target_width = max(map(len, sources)), max(map(len, targets))
-    source = torch.zeros(args.batch, width, dtype=torch.long)
-    mask = torch.zeros_like(source)
-    labels = torch.full((args.batch, target_width), -100, dtype=torch.long)
-    for i, (s, t) in enumerate(zip(sources, targets)):
-        source[i, :len(s)] = torch.tensor(s)
-        mask[i, :len(s)] = 1
-        labels[i, :len(t)] = torch.tensor(t)
-    return source, mask, labels
+    def pad(rows, value):
+        return pad_sequence([torch.tensor(r) for r in rows], batch_first=True, padding_value=value)
+    source = pad(sources, 0)
+    return source, (source != 0).long(), pad(targets, -100)
 
 
 def main():
@@ -96,8 +92,7 @@ def main():
     torch.manual_seed(0)
     rng = random.Random(0)
     model = build_et5(args.vocab, tied=args.tied)
-    if args.resume:
-        load_previous(model, "et5", args.resume)
+    earlier = load_previous(model, "et5", args.resume) if args.resume else None
     optimizer = optimizer_for(model, args.lr)
     budget = args.minutes * 60
     start, step = time.time(), 0
@@ -126,6 +121,8 @@ def main():
         record = {"expert": "et5", "training": {"synthetic_pretraining": args.task} | {k: getattr(args, k) for k in (
             "vocab", "minutes", "tied", "lr", "batch", "max_length", "pairs", "resume")},
                   "progress": {"steps": step, "minutes": args.minutes, "finished": True}}
+        if earlier:
+            record["earlier_runs"] = earlier_runs(earlier)
         model.eval()
         export(model, "et5", args.out, os.path.join(args.out, "tokenizer.json"), record)
 

@@ -266,6 +266,12 @@ def load_previous(model, kind: str, folder: str) -> dict:
         return json.load(f)
 
 
+def earlier_runs(earlier: dict) -> list:
+    """The runs behind a resumed folder's training.json, oldest first, so that a model card
+    can sum the wall time and tokens."""
+    return earlier.get("earlier_runs", []) + [{"training": earlier.get("training"), "progress": earlier.get("progress")}]
+
+
 # ------------------------------------------------------------------ training
 
 def learning_rate(peak: float, progress: float, warmup: float = 0.03) -> float:
@@ -367,9 +373,7 @@ def main():
         "progress": {},
     }
     if earlier:
-        # Runs so far, oldest first, so a model card can sum the wall time and tokens.
-        record["earlier_runs"] = earlier.get("earlier_runs", []) + [
-            {"training": earlier.get("training"), "progress": earlier.get("progress")}]
+        record["earlier_runs"] = earlier_runs(earlier)
     log = open(log_path, "a", buffering=1, encoding="utf-8")
     log.write(f"# {args.expert}: {parameters:,} parameters, {len(rows)} rows/epoch, "
               f"budget {args.minutes} min" + (f", resumed from {args.resume}" if args.resume else "") + "\n")
