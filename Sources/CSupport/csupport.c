@@ -35,6 +35,10 @@ static void *mf_parent_watch(void *arg) {
     for (;;) {
         if (getppid() != mf_watched_parent) {
             kill(getpid(), mf_watch_signal);
+            /* A node busy computing (a long prefill) looks at its stop flag only between
+               steps; nobody is left to answer, so after a grace period it goes for good. */
+            sleep(5);
+            kill(getpid(), SIGKILL);
             return NULL;
         }
         usleep(200 * 1000);

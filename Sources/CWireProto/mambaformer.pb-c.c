@@ -1137,7 +1137,7 @@ const ProtobufCMessageDescriptor mambaformer__wire__cancel__descriptor =
   (ProtobufCMessageInit) mambaformer__wire__cancel__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor mambaformer__wire__error__field_descriptors[3] =
+static const ProtobufCFieldDescriptor mambaformer__wire__error__field_descriptors[4] =
 {
   {
     "code",
@@ -1175,16 +1175,29 @@ static const ProtobufCFieldDescriptor mambaformer__wire__error__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "reason",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__Error, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mambaformer__wire__error__field_indices_by_name[] = {
   0,   /* field[0] = code */
   1,   /* field[1] = message */
+  3,   /* field[3] = reason */
   2,   /* field[2] = retryable */
 };
 static const ProtobufCIntRange mambaformer__wire__error__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor mambaformer__wire__error__descriptor =
 {
@@ -1194,7 +1207,7 @@ const ProtobufCMessageDescriptor mambaformer__wire__error__descriptor =
   "Mambaformer__Wire__Error",
   "mambaformer.wire",
   sizeof(Mambaformer__Wire__Error),
-  3,
+  4,
   mambaformer__wire__error__field_descriptors,
   mambaformer__wire__error__field_indices_by_name,
   1,  mambaformer__wire__error__number_ranges,

@@ -142,7 +142,7 @@ public struct ClusterConfig {
             gate: string("router.gate"), spanTokens: int("router.span_tokens"), heartbeatMs: int("router.heartbeat_ms"),
             drainTimeoutMs: int("router.drain_timeout_ms"), logLevel: string("router.log_level"),
             maxRequests: int("limits.max_requests"), maxQueuedSpans: int("limits.max_queued_spans"),
-            fallbackOnOverload: bool("limits.fallback_on_overload"))
+            fallbackOnOverload: bool("limits.fallback_on_overload"), maxPromptTokens: int("limits.max_prompt_tokens"))
     }
 
     public var gateway: GatewaySettings {
@@ -151,8 +151,10 @@ public struct ClusterConfig {
             host: host, port: port, router: string("gateway.router"), deadlineMs: int("gateway.deadline_ms"),
             spanTokens: int("gateway.span_tokens"), readTimeoutMs: int("gateway.read_timeout_ms"),
             logLevel: string("gateway.log_level"), maxConcurrent: int("limits.max_concurrent"), maxTokens: int("limits.max_tokens"),
-            maxBodyBytes: int("limits.max_body_bytes"), maxPromptChars: int("limits.max_prompt_chars"),
-            authTokensFile: optionalPath("security.auth_tokens_file"))
+            maxBodyBytes: int("limits.max_body_bytes"), maxPromptBytes: int("limits.max_prompt_bytes"),
+            authTokensFile: optionalPath("security.auth_tokens_file"), metricsAuth: bool("gateway.metrics_auth"),
+            allowUnauthenticated: bool("security.allow_unauthenticated"),
+            authFailuresPerMinute: int("security.auth_failures_per_minute"))
     }
 
     public func expert(pool: String) -> ExpertSettings {
@@ -160,7 +162,8 @@ public struct ClusterConfig {
             pool: pool, router: string("expert.router", pool: pool), model: string("expert.model", pool: pool),
             threads: int("expert.threads", pool: pool), weights: string("expert.weights", pool: pool), capacity: int("expert.capacity", pool: pool),
             maxSessions: int("expert.max_sessions", pool: pool), heartbeatMs: int("expert.heartbeat_ms", pool: pool),
-            ignoreEOS: bool("expert.ignore_eos", pool: pool), logLevel: string("expert.log_level", pool: pool))
+            ignoreEOS: bool("expert.ignore_eos", pool: pool), logLevel: string("expert.log_level", pool: pool),
+            maxPromptTokens: int("limits.max_prompt_tokens"))
     }
 
     /// An expert's Prometheus address, nil when off. From the file or the environment under
@@ -196,6 +199,7 @@ public struct RouterSettings: Equatable, Sendable {
     public var maxRequests: Int
     public var maxQueuedSpans: Int
     public var fallbackOnOverload: Bool
+    public var maxPromptTokens: Int
 }
 
 public struct GatewaySettings: Equatable, Sendable {
@@ -209,8 +213,11 @@ public struct GatewaySettings: Equatable, Sendable {
     public var maxConcurrent: Int
     public var maxTokens: Int
     public var maxBodyBytes: Int
-    public var maxPromptChars: Int
+    public var maxPromptBytes: Int
     public var authTokensFile: String?
+    public var metricsAuth: Bool
+    public var allowUnauthenticated: Bool
+    public var authFailuresPerMinute: Int
 }
 
 public struct ExpertSettings: Equatable, Sendable {
@@ -225,6 +232,7 @@ public struct ExpertSettings: Equatable, Sendable {
     public var heartbeatMs: Int
     public var ignoreEOS: Bool
     public var logLevel: String
+    public var maxPromptTokens: Int
 }
 
 public struct SecuritySettings: Equatable, Sendable {

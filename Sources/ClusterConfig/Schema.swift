@@ -171,6 +171,8 @@ public enum Schema {
         // keep-alive connections close after it too. Answering (streams) is not counted.
         add("gateway", "read_timeout_ms", .int(1...3_600_000), .int(30_000))
         add("gateway", "log_level", .choice(logLevels), .string("info"))
+        // GET /metrics needs a bearer token too (when tokens are configured).
+        add("gateway", "metrics_auth", .bool, .bool(false))
 
         for (key, type, value) in expertKeys {
             add("expert", key, type, value)
@@ -188,11 +190,21 @@ public enum Schema {
         add("security", "expert_secret_key", .path, .string("/etc/mambaformer/keys/expert.key"))
         // Bearer tokens the gateway accepts, one per line; "" = no authentication.
         add("security", "auth_tokens_file", .path, .string(""))
+        // A gateway listening beyond loopback with no token file refuses to start unless this
+        // is true (an authenticating proxy in front, say).
+        add("security", "allow_unauthenticated", .bool, .bool(false))
+        // Failed token checks one client address may make per minute; past them its requests
+        // get 429 with Retry-After (slows token guessing). 0 = no limit.
+        add("security", "auth_failures_per_minute", .int(0...1_000_000), .int(30))
 
         add("limits", "max_concurrent", .int(1...100_000), .int(64))
         add("limits", "max_tokens", .int(1...65_536), .int(512))
         add("limits", "max_body_bytes", .int(1024...(64 << 20)), .int(256 * 1024))
-        add("limits", "max_prompt_chars", .int(1...10_000_000), .int(32_000))
+        // Question + context in UTF-8 bytes, checked by the gateway before any work.
+        add("limits", "max_prompt_bytes", .int(64...(16 << 20)), .int(32 * 1024))
+        // Question + context in each pool's tokens after normalization, counted by the router
+        // with both tokenizers and again by each expert with its own.
+        add("limits", "max_prompt_tokens", .int(16...1_000_000), .int(2048))
         add("limits", "max_requests", .int(1...1_000_000), .int(1024))
         add("limits", "max_queued_spans", .int(1...1_000_000), .int(64))
         add("limits", "fallback_on_overload", .bool, .bool(true))

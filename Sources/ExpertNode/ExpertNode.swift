@@ -11,6 +11,13 @@ import Wire
 /// join the batch, cancellations leave it), run one batched decode step, send finished spans.
 /// Heartbeats go both ways; when the router falls silent for `liveness` intervals the
 /// replica reconnects with a fresh socket and announces itself again (Majordomo).
+///
+/// A prefill of a maximum-size prompt can take longer than the router's liveness window, and
+/// the loop does not touch the socket meanwhile. So a second thread (`BusyHeartbeat`) sends the
+/// heartbeats while the loop computes: the socket is shared under a lock (ZeroMQ allows a
+/// socket to change threads behind a full memory barrier; it is never used by two at once).
+/// That thread covers at most `maxBusyMs` of one computation, so a replica stuck in a loop
+/// still falls silent and is replaced.
 public final class ExpertNode {
     public struct Options: Sendable {
         public var router = "tcp://127.0.0.1:5556"
@@ -24,6 +31,13 @@ public final class ExpertNode {
         public var heartbeatIntervalMs: UInt64 = 1000
         public var liveness: UInt64 = 3
         public var drainTimeoutMs: UInt64 = 10_000
+        /// Longest single computation (a prefill, a decode step) during which heartbeats still go out.
+        public var maxBusyMs: UInt64 = 120_000
+        /// The expert's own check of what it is asked to read (`[limits]`): a misconfigured or
+        /// foreign router cannot make it encode or prefill more. A span over them fails with a
+        /// non-retryable `prompt_too_long`.
+        public var maxPromptBytes = 32 * 1024
+        public var maxPromptTokens = 2048
         public var curve: CurveClientConfig?
         /// Never end a span at EOS (its logit is masked): every answer runs to max tokens.
         /// For benchmarks and tests, as transformers' `min_new_tokens`.
@@ -35,11 +49,11 @@ public final class ExpertNode {
     public let stopRequested = StopFlag()
     private let logger: Logger
     private let context: ZmqContext
-    private var socket: ZmqSocket
+    private let link: SharedSocket
+    private let busy: BusyHeartbeat
     private let scheduler: SpanScheduler
     private var waiting: [SpanRequest] = []
     private var lastRouterMs: UInt64 = 0
-    private var lastHeartbeatMs: UInt64 = 0
     private var draining = false
 
     private let metrics: ExpertMetrics
@@ -49,10 +63,12 @@ public final class ExpertNode {
         self.logger = logger
         let cache = SessionCache(maxEntries: options.maxSessions, maxBytes: options.maxSessionBytes)
         scheduler = SpanScheduler(model: model, tokenizer: tokenizer, format: PromptFormat(), pool: options.pool,
-                                  replicaId: options.replicaId, cache: cache, ignoreEOS: options.ignoreEOS)
+                                  replicaId: options.replicaId, cache: cache, ignoreEOS: options.ignoreEOS,
+                                  limits: .init(maxPromptBytes: options.maxPromptBytes, maxPromptTokens: options.maxPromptTokens))
         context = try ZmqContext()
-        socket = try Self.connect(context: context, options: options)
+        link = SharedSocket(try Self.connect(context: context, options: options))
         metrics = ExpertMetrics(pool: options.pool, replicaId: options.replicaId)
+        busy = BusyHeartbeat(link: link, intervalMs: options.heartbeatIntervalMs, maxBusyMs: options.maxBusyMs)
     }
 
     private static func connect(context: ZmqContext, options: Options) throws -> ZmqSocket {
@@ -74,6 +90,8 @@ public final class ExpertNode {
         logger.info("expert starting", metadata: ["pool": "\(options.pool)", "replica": "\(options.replicaId)", "router": "\(options.router)"])
         send(ready)
         lastRouterMs = WallClock.nowMs()
+        busy.start()
+        defer { busy.stop() }
         var drainDeadline: UInt64 = .max
         while true {
             let now = WallClock.nowMs()
@@ -88,28 +106,29 @@ public final class ExpertNode {
 
             // Block on the socket only when there is nothing to compute.
             let timeout = scheduler.activeCount > 0 ? 0 : 50
-            if let readable = try? ZmqPoll.poll([socket], timeoutMs: timeout), readable[0] { readMessages() }
-            admitWaiting()
+            if link.poll(timeoutMs: timeout) { readMessages() }
+            busy.computing { admitWaiting() }
             let batch = scheduler.activeCount
             let stepStart = DispatchTime.now().uptimeNanoseconds
-            for outcome in scheduler.step(nowUnixMs: WallClock.nowMs()) { report(outcome) }
+            for outcome in busy.computing({ scheduler.step(nowUnixMs: WallClock.nowMs()) }) { report(outcome) }
             if batch > 0 { metrics.recordStep(batch: batch, nanoseconds: DispatchTime.now().uptimeNanoseconds - stepStart) }
             metrics.recordOccupancy(active: scheduler.activeCount, waiting: waiting.count)
             keepAlive(now: WallClock.nowMs())
             // While computing we were not listening: the router's silence during that time
             // says nothing about the router.
-            let busy = WallClock.nowMs() - now
-            if busy > options.heartbeatIntervalMs { lastRouterMs += busy }
+            let busyMs = WallClock.nowMs() - now
+            if busyMs > options.heartbeatIntervalMs { lastRouterMs += busyMs }
         }
         send(Envelope(.disconnect(Disconnect(reason: "shutting down"))))
         logger.info("expert stopped", metadata: ["replica": "\(options.replicaId)"])
-        socket.close()
+        busy.stop()
+        link.close()
         context.terminate()
     }
 
     private func readMessages() {
         for _ in 0..<256 {
-            guard let message = try? socket.receiveEnvelope() else { return }
+            guard let message = link.receive() else { return }
             lastRouterMs = WallClock.nowMs()
             let envelope: Envelope
             switch message.result {
@@ -170,17 +189,17 @@ public final class ExpertNode {
     }
 
     private func keepAlive(now: UInt64) {
-        if now >= lastHeartbeatMs + options.heartbeatIntervalMs {
-            lastHeartbeatMs = now
-            send(Envelope(.heartbeat(Heartbeat(load: UInt32(scheduler.activeCount + waiting.count)))))
+        let load = UInt32(scheduler.activeCount + waiting.count)
+        busy.load = load
+        if busy.heartbeatDue() {
+            send(Envelope(.heartbeat(Heartbeat(load: load))))
         }
         // The router fell silent: reconnect with a new socket and re-register.
         if now > lastRouterMs + options.heartbeatIntervalMs * options.liveness {
             logger.warning("router silent; reconnecting", metadata: ["router": "\(options.router)"])
             metrics.reconnects.increment()
-            socket.close()
             if let fresh = try? Self.connect(context: context, options: options) {
-                socket = fresh
+                link.replace(with: fresh)
                 send(ready)
             }
             lastRouterMs = now
@@ -189,9 +208,120 @@ public final class ExpertNode {
 
     private func send(_ envelope: Envelope) {
         do {
-            if try !socket.send(envelope, to: nil) { metrics.droppedFrames.increment() }
+            if try !link.send(envelope) { metrics.droppedFrames.increment() }
         } catch {
             logger.warning("send failed: \(error)")
+        }
+    }
+}
+
+/// The expert's DEALER socket, used by the loop and, while the loop computes, by
+/// `BusyHeartbeat`: every use holds the lock (a full memory barrier between threads).
+final class SharedSocket: @unchecked Sendable {
+    private let lock = NSLock()
+    private var socket: ZmqSocket?
+
+    init(_ socket: ZmqSocket) { self.socket = socket }
+
+    func send(_ envelope: Envelope) throws -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        guard let socket else { return false }
+        return try socket.send(envelope, to: nil)
+    }
+
+    /// Whether a message is waiting (waits up to `timeoutMs`).
+    func poll(timeoutMs: Int) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        guard let socket else { return false }
+        return (try? ZmqPoll.poll([socket], timeoutMs: timeoutMs))?.first ?? false
+    }
+
+    func receive() -> (identity: [UInt8]?, result: Result<Envelope, WireError>)? {
+        lock.lock(); defer { lock.unlock() }
+        return try? socket?.receiveEnvelope()
+    }
+
+    func replace(with fresh: ZmqSocket) {
+        lock.lock(); defer { lock.unlock() }
+        socket?.close()
+        socket = fresh
+    }
+
+    func close() {
+        lock.lock(); defer { lock.unlock() }
+        socket?.close()
+        socket = nil
+    }
+}
+
+/// Heartbeats while the loop is inside one computation. The loop brackets its work with
+/// `computing { }`; this thread wakes four times an interval and, when a heartbeat is due and
+/// the current computation is younger than `maxBusyMs`, sends it. Monotonic time throughout.
+final class BusyHeartbeat: @unchecked Sendable {
+    private let link: SharedSocket
+    private let intervalMs: UInt64
+    private let maxBusyMs: UInt64
+    private let lock = NSLock()
+    private var busySinceMs: UInt64?
+    private var lastSentMs: UInt64 = 0
+    private var running = false
+    private var thread: Thread?
+    private var _load: UInt32 = 0
+    /// Heartbeats this thread sent (tests read it).
+    private(set) var sentWhileBusy = 0
+
+    init(link: SharedSocket, intervalMs: UInt64, maxBusyMs: UInt64) {
+        self.link = link; self.intervalMs = intervalMs; self.maxBusyMs = maxBusyMs
+    }
+
+    static func nowMs() -> UInt64 { DispatchTime.now().uptimeNanoseconds / 1_000_000 }
+
+    /// Spans in flight, reported in heartbeats.
+    var load: UInt32 {
+        get { lock.lock(); defer { lock.unlock() }; return _load }
+        set { lock.lock(); _load = newValue; lock.unlock() }
+    }
+
+    func computing<T>(_ work: () throws -> T) rethrows -> T {
+        lock.lock(); busySinceMs = Self.nowMs(); lock.unlock()
+        defer { lock.lock(); busySinceMs = nil; lock.unlock() }
+        return try work()
+    }
+
+    /// For the loop's own heartbeats: true (and counted as sent) when one is due.
+    func heartbeatDue() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        let now = Self.nowMs()
+        guard now >= lastSentMs + intervalMs else { return false }
+        lastSentMs = now
+        return true
+    }
+
+    func start() {
+        lock.lock(); defer { lock.unlock() }
+        guard thread == nil else { return }
+        running = true
+        let t = Thread { [weak self] in self?.loop() }
+        t.name = "expert-heartbeat"
+        thread = t
+        t.start()
+    }
+
+    func stop() {
+        lock.lock(); running = false; lock.unlock()
+    }
+
+    private func loop() {
+        while true {
+            Thread.sleep(forTimeInterval: Double(max(intervalMs / 4, 10)) / 1000)
+            lock.lock()
+            guard running else { lock.unlock(); return }
+            let now = Self.nowMs()
+            let due = busySinceMs.map { now - $0 < maxBusyMs } == true && now >= lastSentMs + intervalMs
+            if due { lastSentMs = now; sentWhileBusy += 1 }
+            let load = _load
+            lock.unlock()
+            if due { _ = try? link.send(Envelope(.heartbeat(Heartbeat(load: load)))) }
         }
     }
 }

@@ -49,11 +49,50 @@ final class SpanScheduler {
     /// Tokens the sampler may not pick (EOS when `ignoreEOS`).
     let suppressed: Set<Int>
 
+    /// What one span may ask this expert to read (`[limits]`).
+    struct Limits {
+        var maxPromptBytes = 32 * 1024
+        var maxPromptTokens = 2048
+        /// Answer-so-far tokens a causal model reads after the prompt: the router's
+        /// `max_new_tokens` ceiling (1024) plus the answer marker.
+        var maxAnswerTokens = 1024 + 16
+    }
+    let limits: Limits
+
     init(model: ExpertModel, tokenizer: Tokenizer, format: PromptFormat, pool: PoolKind, replicaId: String,
-         cache: SessionCache, ignoreEOS: Bool = false) {
+         cache: SessionCache, ignoreEOS: Bool = false, limits: Limits = Limits()) {
         self.model = model; self.tokenizer = tokenizer; self.format = format
         self.pool = pool; self.replicaId = replicaId; self.cache = cache
+        self.limits = limits
         suppressed = ignoreEOS ? [model.eosTokenId] : []
+    }
+
+    /// Why `span` is more than this expert reads, nil when it fits. Bytes are checked before
+    /// tokenizing (they bound the tokenizer's work), tokens after.
+    func tooLong(_ span: SpanRequest, _ inputs: PromptFormat.Inputs? = nil) -> WireErrorBody? {
+        func refuse(_ what: String) -> WireErrorBody {
+            WireErrorBody(code: .badRequest, message: "\(what) (replica \(replicaId); limits.max_prompt_bytes / limits.max_prompt_tokens)",
+                          retryable: false, reason: WireErrorBody.Reason.promptTooLong)
+        }
+        guard let inputs else {
+            let bytes = span.prompt.utf8.count
+            if bytes > limits.maxPromptBytes { return refuse("the prompt is \(bytes) bytes; the limit is \(limits.maxPromptBytes)") }
+            let answerBytes = span.answerSoFar.utf8.count
+            if answerBytes > limits.maxPromptBytes { return refuse("the answer so far is \(answerBytes) bytes; the limit is \(limits.maxPromptBytes)") }
+            return nil
+        }
+        if let encoder = inputs.encoder {
+            if encoder.count > limits.maxPromptTokens {
+                return refuse("the prompt is \(encoder.count) \(pool) tokens; the limit is \(limits.maxPromptTokens)")
+            }
+            if inputs.decoder.count > limits.maxAnswerTokens {
+                return refuse("the answer so far is \(inputs.decoder.count) \(pool) tokens; the limit is \(limits.maxAnswerTokens)")
+            }
+        } else if inputs.decoder.count > limits.maxPromptTokens + limits.maxAnswerTokens {
+            return refuse("prompt and answer so far are \(inputs.decoder.count) \(pool) tokens; the limit is "
+                          + "\(limits.maxPromptTokens + limits.maxAnswerTokens) (\(limits.maxPromptTokens) + \(limits.maxAnswerTokens) for the answer)")
+        }
+        return nil
     }
 
     var activeCount: Int { active.count }
@@ -63,8 +102,10 @@ final class SpanScheduler {
     /// its first token. Returns an outcome when the span ends at once (EOS, error).
     func admit(_ span: SpanRequest, nowUnixMs: UInt64) -> SpanOutcome? {
         let start = DispatchTime.now().uptimeNanoseconds
+        if let refusal = tooLong(span) { return .failure(requestId: span.requestId, refusal) }
         do {
             let inputs = try format.inputs(for: span, model: model, tokenizer: tokenizer)
+            if let refusal = tooLong(span, inputs) { return .failure(requestId: span.requestId, refusal) }
             guard !inputs.decoder.isEmpty else {
                 return .failure(requestId: span.requestId, WireErrorBody(code: .badRequest, message: "empty input", retryable: false))
             }

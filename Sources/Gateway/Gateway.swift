@@ -57,7 +57,8 @@ public func makeGatewayRouter(config: GatewayConfig, backend: AnswerBackend,
     let router = Router(context: GatewayRequestContext.self)
     // Middleware first: Hummingbird wraps each route with the middleware present when it is added.
     router.add(middleware: FrontMiddleware(metrics: metrics))
-    router.add(middleware: AuthMiddleware(tokens: config.authTokens))
+    router.add(middleware: AuthMiddleware(tokens: config.authTokens, metricsAuth: config.metricsAuth,
+                                          failuresPerMinute: config.authFailuresPerMinute))
     Endpoints(config: config, backend: backend, metrics: metrics, limiter: limiter, drain: drain).register(on: router)
     return router
 }

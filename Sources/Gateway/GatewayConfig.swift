@@ -12,11 +12,11 @@ public struct GatewayConfig: Sendable {
 
     /// Largest request body accepted; larger → 413.
     public var maxBodyBytes: Int = 256 * 1024
-    /// Largest prompt (question + context), counted in Unicode scalars → 422 `prompt_too_long`.
-    /// The gateway has no tokenizer (experts own theirs, and they differ), so it bounds
-    /// characters: every tokenizer used here emits at most about one token per scalar, so this
-    /// also bounds prompt tokens. The router/experts still check their own token limits.
-    public var maxPromptChars: Int = 32_000
+    /// Largest prompt (question + context) in UTF-8 bytes → 422 `prompt_too_long`, before any
+    /// work. Characters are no bound on what the models see (NFKC turns one `ﬃ` into three
+    /// letters, one `㏂` into four), so the router and the experts count tokens after
+    /// normalization against `limits.max_prompt_tokens`; this is the cheap first fence.
+    public var maxPromptBytes: Int = 32 * 1024
     /// Largest `max_tokens` a client may ask for → 422 `max_tokens_too_large`.
     public var maxTokens: Int = 512
     /// `max_tokens` when the client does not say.
@@ -49,6 +49,13 @@ public struct GatewayConfig: Sendable {
 
     /// Accepted bearer tokens. Empty = no authentication (loopback / behind an authenticating proxy).
     public var authTokens: Set<String> = []
+    /// `GET /metrics` needs a token too (the probes `/healthz` and `/readyz` never do).
+    public var metricsAuth = false
+    /// Listening beyond loopback with no tokens is refused at start unless this is set
+    /// (`security.allow_unauthenticated`, `--allow-unauthenticated`).
+    public var allowUnauthenticated = false
+    /// Failed token checks per client address per minute before its requests get 429 (0: off).
+    public var authFailuresPerMinute = 30
 
     // MARK: Readiness
 
@@ -72,7 +79,11 @@ public struct GatewayConfig: Sendable {
         }
         try need((0...65535).contains(port), "port", "must be 0...65535, got \(port)")
         try need(maxBodyBytes >= 1024, "maxBodyBytes", "must be at least 1024, got \(maxBodyBytes)")
-        try need(maxPromptChars >= 1, "maxPromptChars", "must be positive, got \(maxPromptChars)")
+        try need(maxPromptBytes >= 1, "maxPromptBytes", "must be positive, got \(maxPromptBytes)")
+        try need(authFailuresPerMinute >= 0, "authFailuresPerMinute", "must not be negative")
+        if authTokens.isEmpty, !allowUnauthenticated, !Self.isLoopback(host) {
+            throw GatewayConfigError.unauthenticatedBeyondLoopback(host: host)
+        }
         try need(maxTokens >= 1, "maxTokens", "must be positive, got \(maxTokens)")
         try need((1...maxTokens).contains(defaultMaxTokens), "defaultMaxTokens",
                  "must be 1...maxTokens (\(maxTokens)), got \(defaultMaxTokens)")
@@ -84,6 +95,14 @@ public struct GatewayConfig: Sendable {
         try need(spanGapTimeoutMs >= 1, "spanGapTimeoutMs", "must be positive, got \(spanGapTimeoutMs)")
         try need(readTimeoutMs >= 1, "readTimeoutMs", "must be positive, got \(readTimeoutMs)")
         try need(keepAliveMs >= 100, "keepAliveMs", "must be at least 100, got \(keepAliveMs)")
+    }
+
+    /// Whether `host` only accepts connections from this machine.
+    public static func isLoopback(_ host: String) -> Bool {
+        let h = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        if h == "localhost" || h == "::1" || h == "0:0:0:0:0:0:0:1" { return true }
+        let octets = h.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 
     /// Reads bearer tokens from a file: one token per line, blank lines and `#` comments ignored.
@@ -120,6 +139,7 @@ public enum GatewayConfigError: Error, CustomStringConvertible, Equatable {
     case tokenFileUnreadable(path: String)
     case tokenFileInvalid(path: String, line: Int, reason: String)
     case tokenFileEmpty(path: String)
+    case unauthenticatedBeyondLoopback(host: String)
 
     public var description: String {
         switch self {
@@ -131,6 +151,10 @@ public enum GatewayConfigError: Error, CustomStringConvertible, Equatable {
             return "auth token file \(path), line \(line): \(reason)"
         case .tokenFileEmpty(let path):
             return "auth token file \(path) holds no tokens (one per line; # starts a comment)"
+        case .unauthenticatedBeyondLoopback(let host):
+            return "the gateway would listen on \(host) without authentication: set security.auth_tokens_file "
+                + "(--auth-tokens-file), listen on 127.0.0.1, or, behind an authenticating proxy, "
+                + "set security.allow_unauthenticated = true (--allow-unauthenticated)"
         }
     }
 }

@@ -60,9 +60,10 @@ public struct GatewayError: Error, CustomStringConvertible, Sendable {
         .init(.unprocessableContent, "unsupported", "field `\(field)`: \(why)")
     }
     static let emptyQuestion = GatewayError(.unprocessableContent, "empty_question", "the question is empty")
-    static func promptTooLong(_ chars: Int, limit: Int) -> GatewayError {
+    /// `unit`: "bytes" (the gateway's check) or "emamba tokens" / "et5 tokens" (the router's).
+    static func promptTooLong(_ count: Int, _ unit: String, limit: Int) -> GatewayError {
         .init(.unprocessableContent, "prompt_too_long",
-              "question + context is \(chars) characters; the limit is \(limit)")
+              "question + context is \(count) \(unit); the limit is \(limit)")
     }
     static func maxTokensTooLarge(_ asked: Int, limit: Int) -> GatewayError {
         .init(.unprocessableContent, "max_tokens_too_large", "max_tokens \(asked) exceeds the limit of \(limit)")
@@ -76,6 +77,11 @@ public struct GatewayError: Error, CustomStringConvertible, Sendable {
     }
     static let unauthorized = GatewayError(.unauthorized, "unauthorized",
                                            "missing or invalid bearer token (Authorization: Bearer <token>)")
+    static func authThrottled(retryAfter: Int) -> GatewayError {
+        .init(.tooManyRequests, "auth_throttled",
+              "too many failed token checks from this address; retry after \(retryAfter) s with a valid token",
+              retryAfter: retryAfter)
+    }
     static func overloaded(limit: Int, retryAfter: Int) -> GatewayError {
         .init(.tooManyRequests, "overloaded",
               "the gateway is serving its limit of \(limit) concurrent requests; retry later",
@@ -101,6 +107,8 @@ public struct GatewayError: Error, CustomStringConvertible, Sendable {
     static func fromWire(_ wire: WireErrorBody, retryAfter: Int, deadlineMs: Int,
                          partial: AnswerResponse?) -> GatewayError {
         switch wire.code {
+        case .badRequest where wire.reason == WireErrorBody.Reason.promptTooLong:
+            return .init(.unprocessableContent, "prompt_too_long", wire.message)
         case .badRequest:
             return .init(.unprocessableContent, "rejected_by_router", wire.message)
         case .overloaded:

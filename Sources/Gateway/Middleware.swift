@@ -9,9 +9,13 @@ public struct GatewayRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// From `X-Request-Id` (when well-formed) or generated; echoed, logged, sent to the router.
     public var requestId: String = ""
+    /// The peer's IP address ("" when unknown, e.g. in tests without a socket): logged with
+    /// every refused request, and the key of the failed-token throttle.
+    public var clientAddress: String
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
+        self.clientAddress = source.channel.remoteAddress?.ipAddress ?? ""
     }
 }
 
@@ -53,13 +57,17 @@ struct FrontMiddleware: RouterMiddleware {
         let status = response.status.code
         let logger = context.logger
         let method = request.method.rawValue
+        let client = context.clientAddress
         let body = response.body
         response.body = ResponseBody(contentLength: body.contentLength) { writer in
             defer {
                 let elapsed = ContinuousClock.now - started
                 metrics.request(endpoint: endpoint, status: status, duration: elapsed)
-                logger.info("\(method) \(endpoint) \(status)",
-                            metadata: ["ms": "\(Double(elapsed / .microseconds(1)) / 1000)"])
+                var metadata: Logger.Metadata = ["ms": "\(Double(elapsed / .microseconds(1)) / 1000)"]
+                // Who was refused (the door's 401s and 429s, any 4xx): an operator tracing a
+                // probe of the API needs the address; successful requests stay anonymous.
+                if (400..<500).contains(status) { metadata["client"] = .string(client) }
+                logger.info("\(method) \(endpoint) \(status)", metadata: metadata)
             }
             try await body.write(writer)
         }
@@ -82,7 +90,8 @@ struct FrontMiddleware: RouterMiddleware {
     /// Metrics label: the route, or "other" (unknown paths must not explode label cardinality).
     static func endpointLabel(_ path: String) -> String {
         let known = ["/v1/answer", "/v1/chat/completions", "/healthz", "/readyz", "/metrics"]
-        return known.contains(path) ? path : "other"
+        let canonical = AuthMiddleware.canonicalPath(path)
+        return known.contains(canonical) ? canonical : "other"
     }
 
     static func gatewayError(from error: Error, request: Request) -> GatewayError {
@@ -122,26 +131,64 @@ struct FrontMiddleware: RouterMiddleware {
     }
 }
 
-/// Bearer-token check for `/v1/*` (probes and metrics stay open: they carry no patient data and
-/// orchestrators call them without credentials). Tokens are compared in constant time, and every
-/// configured token is compared, so timing reveals neither a prefix nor which token matched.
+/// The door. Every request needs a valid bearer token (when tokens are configured) except the
+/// allow-listed probes: `GET /healthz`, `GET /readyz`, and `GET /metrics` unless
+/// `metricsAuth`. The decision is taken on the path as the router will resolve it
+/// (`canonicalPath`), and anything not on the list needs a token, so no spelling of a path
+/// (`//v1/answer`, `/v1/./answer`, `/V1/answer`, `%2F`) can reach a handler without one.
+///
+/// Tokens are compared in constant time, and every configured token is compared, so timing
+/// reveals neither a prefix nor which token matched. Failed checks are counted per client
+/// address (`AuthFailureThrottle`): past the limit that address gets 429 with `Retry-After`.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = GatewayRequestContext
     let tokens: [[UInt8]]
+    let metricsAuth: Bool
+    let throttle: AuthFailureThrottle
 
-    init(tokens: Set<String>) { self.tokens = tokens.map { Array($0.utf8) } }
+    init(tokens: Set<String>, metricsAuth: Bool = false, failuresPerMinute: Int = 0) {
+        self.tokens = tokens.map { Array($0.utf8) }
+        self.metricsAuth = metricsAuth
+        self.throttle = AuthFailureThrottle(perMinute: failuresPerMinute)
+    }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard !tokens.isEmpty, request.uri.path.hasPrefix("/v1/") else {
+        guard !tokens.isEmpty, !isOpenProbe(request) else {
             return try await next(request, context)
         }
+        let client = context.clientAddress
+        if let wait = throttle.blockedFor(client) {
+            throw GatewayError.authThrottled(retryAfter: wait)
+        }
         guard let presented = Self.bearerToken(request.headers[.authorization]) else {
+            throttle.failed(client)
             throw GatewayError.unauthorized
         }
         var matched = false
         for token in tokens where Self.constantTimeEquals(token, presented) { matched = true }
-        guard matched else { throw GatewayError.unauthorized }
+        guard matched else {
+            throttle.failed(client)
+            throw GatewayError.unauthorized
+        }
         return try await next(request, context)
+    }
+
+    /// The allow-list: probes carry no patient data, and orchestrators call them without credentials.
+    func isOpenProbe(_ request: Request) -> Bool {
+        guard request.method == .get else { return false }
+        switch Self.canonicalPath(request.uri.path) {
+        case "/healthz", "/readyz": return true
+        case "/metrics": return !metricsAuth
+        default: return false
+        }
+    }
+
+    /// The path as Hummingbird's router matches it: components split on `/` with empty ones
+    /// dropped (`//healthz/` resolves like `/healthz`). Nothing else is undone (dot segments,
+    /// percent-escapes and case reach the router as written and match no route), so a path
+    /// that differs here from an allow-listed probe needs a token, whatever it resolves to.
+    static func canonicalPath(_ path: String) -> String {
+        "/" + path.split(separator: "/", omittingEmptySubsequences: true).joined(separator: "/")
     }
 
     static func bearerToken(_ header: String?) -> [UInt8]? {
@@ -162,5 +209,51 @@ struct AuthMiddleware: RouterMiddleware {
             diff |= x ^ y
         }
         return diff == 0
+    }
+}
+
+/// Counts failed token checks per client address in one-minute windows. Past `perMinute`
+/// failures, the address is refused (429) until its window ends, valid token or not: a
+/// guesser learns nothing more. The table is bounded; when full, expired entries go first,
+/// then the oldest window (an attacker rotating addresses evicts only itself).
+final class AuthFailureThrottle: @unchecked Sendable {
+    struct Window { var startedNs: UInt64; var failures: Int }
+    let perMinute: Int
+    let maxAddresses: Int
+    private let windowNs: UInt64 = 60_000_000_000
+    private var windows: [String: Window] = [:]
+    private let lock = NSLock()
+    private let now: @Sendable () -> UInt64
+
+    init(perMinute: Int, maxAddresses: Int = 10_000,
+         now: @escaping @Sendable () -> UInt64 = { DispatchTime.now().uptimeNanoseconds }) {
+        self.perMinute = perMinute; self.maxAddresses = maxAddresses; self.now = now
+    }
+
+    /// Seconds until `address` may try again, nil when it may now.
+    func blockedFor(_ address: String) -> Int? {
+        guard perMinute > 0 else { return nil }
+        lock.lock(); defer { lock.unlock() }
+        let t = now()
+        guard let w = windows[address], t - w.startedNs < windowNs, w.failures >= perMinute else { return nil }
+        return Int((windowNs - (t - w.startedNs) + 999_999_999) / 1_000_000_000)
+    }
+
+    func failed(_ address: String) {
+        guard perMinute > 0 else { return }
+        lock.lock(); defer { lock.unlock() }
+        let t = now()
+        if var w = windows[address], t - w.startedNs < windowNs {
+            w.failures += 1
+            windows[address] = w
+            return
+        }
+        if windows[address] == nil, windows.count >= maxAddresses {
+            windows = windows.filter { t - $0.value.startedNs < windowNs }
+            if windows.count >= maxAddresses, let oldest = windows.min(by: { $0.value.startedNs < $1.value.startedNs }) {
+                windows[oldest.key] = nil
+            }
+        }
+        windows[address] = Window(startedNs: t, failures: 1)
     }
 }

@@ -130,8 +130,8 @@ enum RequestParsing {
         if params.question.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             throw GatewayError.emptyQuestion
         }
-        let chars = params.question.unicodeScalars.count + params.context.unicodeScalars.count
-        if chars > config.maxPromptChars { throw GatewayError.promptTooLong(chars, limit: config.maxPromptChars) }
+        let bytes = params.question.utf8.count + params.context.utf8.count
+        if bytes > config.maxPromptBytes { throw GatewayError.promptTooLong(bytes, "bytes", limit: config.maxPromptBytes) }
     }
 
     /// A parsed chat request: the answer parameters plus what the OpenAI response echoes.

@@ -21,11 +21,28 @@ public struct RouterConfig: Sendable {
     public var maxQueuedSpansPerPool = 64
     /// When the gate's pool is saturated, use the other pool instead of refusing.
     public var fallbackOnOverload = true
-    /// Attempts per span before the request fails (a retry happens when a replica dies).
+    /// Attempts per span before the request fails (a retryable failure, e.g. a draining replica
+    /// handing a span back, is retried on another replica).
     public var maxAttemptsPerSpan = 4
+    /// Replicas that may die (or fall silent) while running one span before its request fails
+    /// instead of being retried: a span that kills every replica it visits (a poison span)
+    /// must not take down the whole pool in turn.
+    public var maxReplicaDeathsPerSpan = 2
     public var defaultDeadlineMs: UInt64 = 120_000
     public var maxNewTokensLimit: UInt32 = 1024
+    /// Largest prompt (question + context) in UTF-8 bytes, checked before anything else.
+    public var maxPromptBytes = 32 * 1024
+    /// Largest prompt in each pool's tokens (see `PromptCounter`).
+    public var maxPromptTokens = 2048
     public init() {}
+}
+
+/// Counts a canonical prompt in one pool's tokens, as that pool's experts will see it (after
+/// normalization, with the encoder's special tokens). The router counts with both pools'
+/// tokenizers before the gate runs: characters say nothing about what a model sees (NFKC turns
+/// one `㏂` into four letters), and a span may move to either pool.
+public protocol PromptCounter {
+    func promptTokens(_ prompt: String, pool: PoolKind) throws -> Int
 }
 
 /// Counters the tests and the metrics read.
@@ -37,6 +54,10 @@ public struct RouterStats: Sendable, Equatable {
     public var spanRetries = 0
     public var deadlineMisses = 0
     public var malformedFrames = 0
+    /// Requests refused for a prompt over `maxPromptBytes` or `maxPromptTokens`.
+    public var promptsTooLong = 0
+    /// Requests failed by the poison-span rule (`maxReplicaDeathsPerSpan`).
+    public var poisonSpans = 0
     public var overloaded = 0
     public var fallbacks = 0
     public var lateResults = 0
@@ -85,6 +106,8 @@ public final class RouterCore {
         var spanScore: Float = 0
         var spanQueuedMs: UInt64 = 0
         var spanAttempts = 0
+        /// Replicas that died while running the current span (the poison-span rule).
+        var spanReplicaDeaths = 0
         var queueUs: UInt64 = 0
         var retries: UInt32 = 0
         var spans: UInt32 = 0
@@ -100,6 +123,8 @@ public final class RouterCore {
 
     public let config: RouterConfig
     public let gate: SpanGate
+    /// nil: prompts are bounded in bytes only (unit tests of other behaviour).
+    public let counter: PromptCounter?
     public private(set) var stats = RouterStats()
 
     var replicas: [PeerIdentity: Replica] = [:]
@@ -111,9 +136,10 @@ public final class RouterCore {
     /// Set by `drain()`: no new requests, finish the admitted ones.
     public private(set) var draining = false
 
-    public init(config: RouterConfig = RouterConfig(), gate: SpanGate) {
+    public init(config: RouterConfig = RouterConfig(), gate: SpanGate, counter: PromptCounter? = nil) {
         self.config = config
         self.gate = gate
+        self.counter = counter
     }
 
     // MARK: - Queries
@@ -175,7 +201,7 @@ public final class RouterCore {
                 return out
             }
             if let old = replicas[identity], old.ready.pool != ready.pool {
-                removeReplica(identity, now: now, &out)
+                removeReplica(identity, died: false, now: now, &out)
             }
             if replicas[identity] == nil {
                 replicas[identity] = Replica(identity: identity, ready: ready, now: now)
@@ -195,7 +221,7 @@ public final class RouterCore {
         case .heartbeat:
             break
         case .disconnect:
-            removeReplica(identity, now: now, &out)
+            removeReplica(identity, died: false, now: now, &out)
         case .spanResult(let result):
             spanResult(result, from: replica, now: now, &out)
         case .answerEvent(let event):
@@ -215,7 +241,7 @@ public final class RouterCore {
         var out: [RouterAction] = []
         let deadAfter = config.heartbeatIntervalMs * config.liveness
         for (identity, replica) in replicas where now > replica.lastSeenMs + deadAfter {
-            removeReplica(identity, now: now, &out)
+            removeReplica(identity, died: true, now: now, &out)
         }
         for (identity, seen) in gateways where now > seen + deadAfter { gateways[identity] = nil }
         for active in requests.values where now >= active.deadlineMs {
@@ -258,18 +284,48 @@ public final class RouterCore {
             stats.requestsFailed += 1
             return refuse(.unavailable, "router is shutting down", retryable: true)
         }
+        let prompt = request.canonicalPrompt
+        if let problem = promptProblem(prompt) {
+            stats.promptsTooLong += 1
+            stats.requestsFailed += 1
+            out.append(.toGateway(gateway, Envelope(.answerEvent(AnswerEvent(requestId: request.requestId, kind: .error(
+                WireErrorBody(code: .badRequest, message: problem, retryable: false,
+                              reason: WireErrorBody.Reason.promptTooLong)))))))
+            return
+        }
         guard requests.count < config.maxActiveRequests else {
             stats.overloaded += 1
             return refuse(.overloaded, "router has \(requests.count) requests in progress", retryable: true)
         }
         let deadline = request.deadlineUnixMs > 0 ? request.deadlineUnixMs : now + config.defaultDeadlineMs
-        let active = ActiveRequest(request: request, gateway: gateway, prompt: request.canonicalPrompt,
+        let active = ActiveRequest(request: request, gateway: gateway, prompt: prompt,
                                    deadlineMs: deadline, now: now)
         // Admission: the first span must find a pool with room, or the request is refused now.
         guard let pool = choosePool(for: active, admission: true, &out) else { return }
         requests[request.requestId] = active
         enqueueSpan(active, pool: pool, now: now)
         dispatch(pool, now: now, &out)
+    }
+
+    /// Why `prompt` is over a limit (naming the count and the limit), nil when it fits.
+    /// Bytes first: they bound the tokenizers' work on this thread.
+    private func promptProblem(_ prompt: String) -> String? {
+        let bytes = prompt.utf8.count
+        if bytes > config.maxPromptBytes {
+            return "the prompt (question + context) is \(bytes) bytes; the limit is \(config.maxPromptBytes)"
+        }
+        guard let counter else { return nil }
+        for pool in [PoolKind.emamba, .et5] {
+            do {
+                let tokens = try counter.promptTokens(prompt, pool: pool)
+                if tokens > config.maxPromptTokens {
+                    return "the prompt (question + context) is \(tokens) \(pool) tokens; the limit is \(config.maxPromptTokens)"
+                }
+            } catch {
+                return "the \(pool) tokenizer cannot encode the prompt: \(error)"
+            }
+        }
+        return nil
     }
 
     /// Runs the gate and applies policy, availability and backpressure. Returns nil after
@@ -319,6 +375,7 @@ public final class RouterCore {
         active.spanPool = pool
         active.spanQueuedMs = now
         active.spanAttempts = 0
+        active.spanReplicaDeaths = 0
         queues[pool, default: []].append(SpanKey(requestId: span.requestId, spanIndex: span.spanIndex))
     }
 
@@ -417,13 +474,22 @@ public final class RouterCore {
         dispatch(flight.pool, now: now, &out)
     }
 
-    /// A replica is gone (dead or disconnected): its spans go back to the front of a queue.
-    private func removeReplica(_ identity: PeerIdentity, now: UInt64, _ out: inout [RouterAction]) {
+    /// A replica is gone (`died`: silent past its liveness; else it disconnected or changed pool):
+    /// its spans go back to the front of a queue, unless the poison-span rule stops them.
+    private func removeReplica(_ identity: PeerIdentity, died: Bool, now: UInt64, _ out: inout [RouterAction]) {
         guard let replica = replicas.removeValue(forKey: identity) else { return }
         for key in replica.inflight {
             inflight[key] = nil
             guard let active = requests[key.requestId] else { continue }
-            if active.spanAttempts >= config.maxAttemptsPerSpan {
+            if died { active.spanReplicaDeaths += 1 }
+            if active.spanReplicaDeaths >= config.maxReplicaDeathsPerSpan {
+                stats.poisonSpans += 1
+                finish(active, now: now, &out, event: .error(WireErrorBody(
+                    code: .internalError,
+                    message: "span \(key.spanIndex) was running on \(active.spanReplicaDeaths) replicas that died or fell silent; "
+                        + "it is not retried again, so that one request cannot take down every replica in turn",
+                    retryable: false)))
+            } else if active.spanAttempts >= config.maxAttemptsPerSpan {
                 finish(active, now: now, &out, event: .error(WireErrorBody(
                     code: .unavailable, message: "span \(key.spanIndex) failed on \(active.spanAttempts) replicas", retryable: true)))
             } else {

@@ -30,9 +30,9 @@ public final class RouterNode {
 
     private let metrics = RouterMetrics()
 
-    public init(options: Options, gate: SpanGate, logger: Logger) throws {
+    public init(options: Options, gate: SpanGate, counter: PromptCounter? = nil, logger: Logger) throws {
         self.options = options
-        self.core = RouterCore(config: options.core, gate: gate)
+        self.core = RouterCore(config: options.core, gate: gate, counter: counter)
         self.logger = logger
         context = try ZmqContext()
         frontend = try ZmqSocket(context: context, type: .router)

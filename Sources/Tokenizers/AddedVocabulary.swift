@@ -61,7 +61,9 @@ struct AddedTokenMatcher {
             }
             if tok.lstrip {
                 var a = start
-                while a > 0 && CharClass.isWhitespace(s[a - 1]) { a -= 1 }
+                // Not past the previous match: scanning further back is wasted (and quadratic
+                // on a long whitespace run between many such tokens).
+                while a > startOffset && CharClass.isWhitespace(s[a - 1]) { a -= 1 }
                 start = max(a, startOffset)
             }
             if tok.rstrip {

@@ -25,17 +25,57 @@ func exactDouble(_ n: NSNumber) -> Double {
     return n.doubleValue
 }
 
-/// A bounded word -> tokens cache shared by all threads (the tokenizer is immutable otherwise).
+/// A word -> tokens cache shared by all threads (the tokenizer is immutable otherwise).
 /// Words repeat heavily in text, so most words skip the model entirely.
+///
+/// Bounded in bytes, whatever the input: words longer than `maxWordBytes` are not cached
+/// (Hugging Face skips words over 256 characters too), and when the current generation
+/// reaches `maxBytes / 2` the previous one is dropped and the current one becomes it; a
+/// lookup that hits the previous generation moves the word back. Words in use survive,
+/// memory stays under `maxBytes`, and each operation is O(word length).
 final class WordCache: @unchecked Sendable {
-    private var map: [[UInt8]: [ModelToken]] = [:]
+    private var current: [[UInt8]: [ModelToken]] = [:]
+    private var previous: [[UInt8]: [ModelToken]] = [:]
+    private var currentBytes = 0
     private let lock = NSLock()
-    private let capacity: Int
-    init(capacity: Int = 20_000) { self.capacity = capacity }
-    func get(_ k: [UInt8]) -> [ModelToken]? { lock.lock(); defer { lock.unlock() }; return map[k] }
-    func put(_ k: [UInt8], _ v: [ModelToken]) {
+    let maxBytes: Int
+    let maxWordBytes: Int
+
+    init(maxBytes: Int = 8 << 20, maxWordBytes: Int = 256) {
+        self.maxBytes = maxBytes; self.maxWordBytes = maxWordBytes
+    }
+
+    /// What one entry costs: the key, the tokens, and the dictionary's own overhead.
+    static func cost(_ k: [UInt8], _ v: [ModelToken]) -> Int {
+        64 + k.count + v.count * MemoryLayout<ModelToken>.stride
+    }
+
+    var bytes: Int { lock.lock(); defer { lock.unlock() }; return currentBytes }
+
+    func get(_ k: [UInt8]) -> [ModelToken]? {
+        guard k.count <= maxWordBytes else { return nil }
         lock.lock(); defer { lock.unlock() }
-        if map.count < capacity { map[k] = v }
+        if let v = current[k] { return v }
+        guard let v = previous[k] else { return nil }
+        insertLocked(k, v)
+        return v
+    }
+
+    func put(_ k: [UInt8], _ v: [ModelToken]) {
+        guard k.count <= maxWordBytes else { return }
+        lock.lock(); defer { lock.unlock() }
+        if current[k] == nil { insertLocked(k, v) }
+    }
+
+    private func insertLocked(_ k: [UInt8], _ v: [ModelToken]) {
+        let cost = Self.cost(k, v)
+        if currentBytes + cost > maxBytes / 2 {
+            previous = current
+            current = [:]
+            currentBytes = 0
+        }
+        current[k] = v
+        currentBytes += cost
     }
 }
 
@@ -316,19 +356,88 @@ final class BPEModel: TokenModel, @unchecked Sendable {
             i += len
         }
         if let u = pendingUnk { syms.append(u) }
-        // Merge loop: lowest rank first, leftmost among equal ranks.
-        while syms.count > 1 {
-            var bestRank = UInt64.max, bestPos = -1, bestNew: Int32 = 0
-            for k in 0..<(syms.count - 1) {
-                if let v = merges[UInt64(UInt32(bitPattern: syms[k].id)) << 32 | UInt64(UInt32(bitPattern: syms[k + 1].id))] {
-                    let rank = v >> 32
-                    if rank < bestRank { bestRank = rank; bestPos = k; bestNew = Int32(truncatingIfNeeded: v & 0xFFFF_FFFF) }
-                }
-            }
-            if bestPos < 0 { break }
-            syms[bestPos] = Symbol(id: bestNew, start: syms[bestPos].start, end: syms[bestPos + 1].end)
-            syms.remove(at: bestPos + 1)
+        return merge(syms)
+    }
+
+    /// The merge loop: lowest rank first, leftmost among equal ranks, until none applies.
+    /// As Hugging Face does it (word.rs), in O(n log n): the symbols form a linked list and the
+    /// candidate pairs wait in a min-heap keyed by (rank, position); an entry whose pair has
+    /// changed since it was pushed is skipped when popped. A merge's rank identifies its pair,
+    /// so "the pair at this position still has this rank" is the whole staleness check.
+    /// (Re-scanning the word for the best pair after each merge, as before, is O(n²): a word
+    /// of 93,000 letters took the router's thread for over a minute.)
+    private func merge(_ initial: [Symbol]) -> [ModelToken] {
+        var syms = initial
+        let n = syms.count
+        guard n > 1 else { return syms.map { ModelToken(id: $0.id, start: $0.start, end: $0.end, text: nil) } }
+        var next = [Int32](unsafeUninitializedCapacity: n) { b, c in for i in 0..<n { b[i] = Int32(i + 1) }; c = n }
+        var prev = [Int32](unsafeUninitializedCapacity: n) { b, c in for i in 0..<n { b[i] = Int32(i - 1) }; c = n }
+        next[n - 1] = -1
+        var alive = [Bool](repeating: true, count: n)
+        @inline(__always) func rankAndNew(_ a: Int32, _ b: Int32) -> UInt64? {
+            merges[UInt64(UInt32(bitPattern: a)) << 32 | UInt64(UInt32(bitPattern: b))]
         }
-        return syms.map { ModelToken(id: $0.id, start: $0.start, end: $0.end, text: nil) }
+        var heap = MinHeap(capacity: n)
+        for k in 0..<(n - 1) {
+            if let v = rankAndNew(syms[k].id, syms[k + 1].id) { heap.push(v & 0xFFFF_FFFF_0000_0000 | UInt64(k)) }
+        }
+        while let top = heap.pop() {
+            let pos = Int(top & 0xFFFF_FFFF), rank = top >> 32
+            guard alive[pos], next[pos] >= 0 else { continue }
+            let right = Int(next[pos])
+            guard let v = rankAndNew(syms[pos].id, syms[right].id), v >> 32 == rank else { continue }
+            syms[pos] = Symbol(id: Int32(truncatingIfNeeded: v & 0xFFFF_FFFF), start: syms[pos].start, end: syms[right].end)
+            alive[right] = false
+            next[pos] = next[right]
+            if next[right] >= 0 { prev[Int(next[right])] = Int32(pos) }
+            if prev[pos] >= 0, let w = rankAndNew(syms[Int(prev[pos])].id, syms[pos].id) {
+                heap.push(w & 0xFFFF_FFFF_0000_0000 | UInt64(prev[pos]))
+            }
+            if next[pos] >= 0, let w = rankAndNew(syms[pos].id, syms[Int(next[pos])].id) {
+                heap.push(w & 0xFFFF_FFFF_0000_0000 | UInt64(pos))
+            }
+        }
+        var out: [ModelToken] = []
+        var k = 0
+        while k >= 0 {
+            out.append(ModelToken(id: syms[k].id, start: syms[k].start, end: syms[k].end, text: nil))
+            k = Int(next[k])
+        }
+        return out
+    }
+}
+
+/// A binary min-heap of UInt64 keys (BPE's merge candidates: rank << 32 | position).
+struct MinHeap {
+    private var a: [UInt64] = []
+    init(capacity: Int) { a.reserveCapacity(capacity) }
+    var isEmpty: Bool { a.isEmpty }
+
+    mutating func push(_ x: UInt64) {
+        a.append(x)
+        var i = a.count - 1
+        while i > 0 {
+            let p = (i - 1) / 2
+            if a[p] <= x { break }
+            a[i] = a[p]; i = p
+        }
+        a[i] = x
+    }
+
+    mutating func pop() -> UInt64? {
+        guard let last = a.popLast() else { return nil }
+        guard !a.isEmpty else { return last }
+        let top = a[0]
+        var i = 0
+        let n = a.count
+        while true {
+            let l = 2 * i + 1
+            if l >= n { break }
+            let c = l + 1 < n && a[l + 1] < a[l] ? l + 1 : l
+            if a[c] >= last { break }
+            a[i] = a[c]; i = c
+        }
+        a[i] = last
+        return top
     }
 }

@@ -229,6 +229,7 @@ private final class CArena {
         c.pointee.code = Mambaformer__Wire__ErrorCode(rawValue: UInt32(e.code.rawValue))
         c.pointee.message = string(e.message)
         c.pointee.retryable = e.retryable ? 1 : 0
+        c.pointee.reason = string(e.reason)
         return c
     }
 
@@ -424,7 +425,7 @@ private enum CReader {
             throw WireError.unknownEnum(field: field + ".code", value: Int(c.code.rawValue))
         }
         return WireErrorBody(code: code, message: try text(c.message, field + ".message"),
-                             retryable: c.retryable != 0)
+                             retryable: c.retryable != 0, reason: try text(c.reason, field + ".reason"))
     }
 
     static func spanRequest(_ p: UnsafeMutablePointer<CSpanRequest>?) throws -> SpanRequest {

@@ -4,7 +4,8 @@
 /// Protocol version carried in every envelope: major * 1000 + minor.
 public enum WireProtocol {
     public static let major: UInt32 = 1
-    public static let minor: UInt32 = 0
+    /// 1: `Error.reason`.
+    public static let minor: UInt32 = 1
     public static var version: UInt32 { major * 1000 + minor }
     public static func major(of version: UInt32) -> UInt32 { version / 1000 }
 }
@@ -110,8 +111,16 @@ public struct WireErrorBody: Sendable, Equatable, Error {
     public var code: ErrorCode
     public var message: String
     public var retryable: Bool
-    public init(code: ErrorCode, message: String, retryable: Bool) {
-        self.code = code; self.message = message; self.retryable = retryable
+    /// A finer cause than `code` (protocol 1.1), one of `Reason`; "" when none.
+    public var reason: String
+    public init(code: ErrorCode, message: String, retryable: Bool, reason: String = "") {
+        self.code = code; self.message = message; self.retryable = retryable; self.reason = reason
+    }
+
+    /// The `reason` values this version sends.
+    public enum Reason {
+        /// The prompt is over `limits.max_prompt_bytes` or `limits.max_prompt_tokens` (code badRequest).
+        public static let promptTooLong = "prompt_too_long"
     }
 }
 

@@ -10,7 +10,7 @@ enum TestSupport {
     static func config(_ change: (inout GatewayConfig) -> Void = { _ in }) -> GatewayConfig {
         var c = GatewayConfig(host: "127.0.0.1", port: 0)
         c.maxBodyBytes = 4096
-        c.maxPromptChars = 1000
+        c.maxPromptBytes = 1000
         c.maxTokens = 256
         c.defaultMaxTokens = 64
         c.maxConcurrent = 8

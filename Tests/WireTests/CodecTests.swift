@@ -32,6 +32,9 @@ enum Samples {
             totalUs: 987_654, queueUs: 321, retries: 1, gateKind: "rule")))),
         .answerEvent(AnswerEvent(requestId: "req-43", kind: .error(WireErrorBody(
             code: .overloaded, message: "EMamba pool full", retryable: true)))),
+        .answerEvent(AnswerEvent(requestId: "req-44", kind: .error(WireErrorBody(
+            code: .badRequest, message: "question + context is 3000 et5 tokens; the limit is 2048", retryable: false,
+            reason: WireErrorBody.Reason.promptTooLong)))),
         .cancel(Cancel(requestId: "req-9")),
         .spanRequest(SpanRequest(requestId: "req-42", spanIndex: 2, prompt: "question: ...\ncontext: ...",
                                  answerSoFar: "Aspirin", maxNewTokens: 16, sampling: sampling,
@@ -103,6 +106,18 @@ final class CodecTests: XCTestCase {
 
     // MARK: Refusals
 
+    /// A 1.0 peer's error has no `reason` (field 4): it reads as "", and a 1.0 envelope is accepted.
+    func testErrorFromMinorVersionZeroHasNoReason() throws {
+        var error = PB()
+        error.uint(1, 1)
+        error.string(2, "bad")
+        error.uint(3, 0)
+        guard case .error(let body) = try Envelope.decode(PB.envelope(version: 1000, bodyField: 18, error)).body else {
+            return XCTFail("not an error body")
+        }
+        XCTAssertEqual(body, WireErrorBody(code: .badRequest, message: "bad", retryable: false, reason: ""))
+    }
+
     func testOtherMajorVersionIsRefused() throws {
         var hb = PB()
         hb.uint(1, 1)
@@ -112,7 +127,7 @@ final class CodecTests: XCTestCase {
             }
         }
         let message = WireError.versionMismatch(peer: 2003).description
-        XCTAssertTrue(message.contains("v2.3") && message.contains("v1.0"), message)
+        XCTAssertTrue(message.contains("v2.3") && message.contains("v1.\(WireProtocol.minor)"), message)
         // The refusal sent back is a non-retryable version error the peer can log.
         let refusal = Envelope.versionRefusal(peer: 2003)
         guard case .error(let body) = try Envelope.decode(refusal.encoded()).body else {

@@ -219,10 +219,15 @@ struct  Mambaformer__Wire__Error
   Mambaformer__Wire__ErrorCode code;
   char *message;
   protobuf_c_boolean retryable;
+  /*
+   * 1.1: a finer, stable cause a client can act on, e.g. "prompt_too_long" (with
+   * ERROR_BAD_REQUEST); "" when there is none. Readers of 1.0 ignore it.
+   */
+  char *reason;
 };
 #define MAMBAFORMER__WIRE__ERROR__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mambaformer__wire__error__descriptor) \
-    , MAMBAFORMER__WIRE__ERROR_CODE__ERROR_UNSPECIFIED, (char *)protobuf_c_empty_string, 0 }
+    , MAMBAFORMER__WIRE__ERROR_CODE__ERROR_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 /*

@@ -21,7 +21,9 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Answer requests in flight before 429 (default 64).") var maxConcurrent: Int?
     @Option(help: "Largest max_tokens a client may ask for (default 512).") var maxTokens: Int?
     @Option(help: "Largest request body in bytes (default 262144).") var maxBodyBytes: Int?
-    @Option(help: "Largest prompt (question + context) in characters (default 32000).") var maxPromptChars: Int?
+    @Option(help: "Largest prompt (question + context) in UTF-8 bytes (default 32768).") var maxPromptBytes: Int?
+    @Flag(help: "Listen beyond loopback without bearer tokens (only behind an authenticating proxy).")
+    var allowUnauthenticated = false
     @Option(help: "Deadline in ms when the client gives none (default 30000).") var deadlineMs: Int?
     @Option(help: "Tokens per span asked of the router (0: the router's default).") var spanTokens: UInt32?
     @Option(help: "A request (head and body) must arrive within this many ms of connecting or of the previous response, else 408 (default 30000).")
@@ -36,7 +38,8 @@ struct GatewayCommand: AsyncParsableCommand {
         o.set("limits.max_concurrent", maxConcurrent, flag: "--max-concurrent")
         o.set("limits.max_tokens", maxTokens, flag: "--max-tokens")
         o.set("limits.max_body_bytes", maxBodyBytes, flag: "--max-body-bytes")
-        o.set("limits.max_prompt_chars", maxPromptChars, flag: "--max-prompt-chars")
+        o.set("limits.max_prompt_bytes", maxPromptBytes, flag: "--max-prompt-bytes")
+        if allowUnauthenticated { o.set("security.allow_unauthenticated", true, flag: "--allow-unauthenticated") }
         o.set("gateway.deadline_ms", deadlineMs, flag: "--deadline-ms")
         o.set("gateway.span_tokens", spanTokens, flag: "--span-tokens")
         o.set("gateway.read_timeout_ms", readTimeoutMs, flag: "--read-timeout-ms")

@@ -56,13 +56,25 @@ struct RouterCommand: ParsableCommand {
         if let address = cluster.optionalString("router.metrics") { try MetricsEndpoint.start(address: address, logger: logger) }
         let options = try NodeConfiguration.routerOptions(cluster)
         let spanGate = try makeGate(settings.gate, model: settings.model, logger: logger)
-        let node = try RouterNode(options: options, gate: spanGate, logger: logger)
+        let counter = try promptCounter(model: settings.model)
+        let node = try RouterNode(options: options, gate: spanGate, counter: counter, logger: logger)
         installStopSignals(node.stopRequested)
         // Both sockets are bound: gateways and experts can connect.
         Readiness.ready("router listening on \(node.frontendEndpoint) and \(node.backendEndpoint)", logger: logger)
         let stopping = Readiness.notifyStopping(when: node.stopRequested, logger: logger)
         node.run(drainTimeoutMs: UInt64(settings.drainTimeoutMs))
         stopping.finish()
+    }
+
+    /// Both pools' tokenizers, to count prompts against limits.max_prompt_tokens before any work.
+    private func promptCounter(model: String) throws -> TokenizerPromptCounter {
+        do {
+            let checkpoint = try MambaformerCheckpoint(root: URL(fileURLWithPath: model))
+            return try TokenizerPromptCounter(emamba: checkpoint.emamba, et5: checkpoint.et5)
+        } catch {
+            throw ValidationError("router.model: the router counts prompts in each pool's tokens and needs the "
+                                  + "checkpoint's emamba/ and et5/ tokenizers: \(error)")
+        }
     }
 
     private func makeGate(_ gate: String, model: String, logger: Logger) throws -> SpanGate {

@@ -45,6 +45,8 @@ enum NodeConfiguration {
         options.core.maxQueuedSpansPerPool = s.maxQueuedSpans
         options.core.maxActiveRequests = s.maxRequests
         options.core.fallbackOnOverload = s.fallbackOnOverload
+        options.core.maxPromptBytes = config.int("limits.max_prompt_bytes")
+        options.core.maxPromptTokens = s.maxPromptTokens
         if config.security.curve { options.curve = try routerCurve(config) }
         return options
     }
@@ -58,6 +60,8 @@ enum NodeConfiguration {
         options.modelId = modelId
         options.capacity = s.capacity
         options.maxSessions = s.maxSessions
+        options.maxPromptTokens = s.maxPromptTokens
+        options.maxPromptBytes = config.int("limits.max_prompt_bytes")
         options.heartbeatIntervalMs = UInt64(s.heartbeatMs)
         options.ignoreEOS = s.ignoreEOS
         if config.security.curve {
@@ -75,7 +79,10 @@ enum NodeConfiguration {
         g.maxTokens = s.maxTokens
         g.defaultMaxTokens = min(g.defaultMaxTokens, s.maxTokens)
         g.maxBodyBytes = s.maxBodyBytes
-        g.maxPromptChars = s.maxPromptChars
+        g.maxPromptBytes = s.maxPromptBytes
+        g.metricsAuth = s.metricsAuth
+        g.allowUnauthenticated = s.allowUnauthenticated
+        g.authFailuresPerMinute = s.authFailuresPerMinute
         g.defaultDeadlineMs = s.deadlineMs
         g.maxDeadlineMs = max(g.maxDeadlineMs, s.deadlineMs)
         g.spanTokens = UInt32(s.spanTokens)
