@@ -69,7 +69,7 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
         ], swiftSettings: v5),
         .target(name: "ExpertNode", dependencies: [
-            "Wire", "Engine", "Tokenizers",
+            "Wire", "Engine", "Tokenizers", "CSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
         ], swiftSettings: v5),

@@ -61,3 +61,10 @@ int mf_cpu_has_avx512f(void) {
     return 0;
 #endif
 }
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+int mf_malloc_trim(void) { return malloc_trim(0); }
+#else
+int mf_malloc_trim(void) { return 0; }
+#endif

@@ -113,6 +113,7 @@ public final class ExpertNode {
             for outcome in busy.computing({ scheduler.step(nowUnixMs: WallClock.nowMs()) }) { report(outcome) }
             if batch > 0 { metrics.recordStep(batch: batch, nanoseconds: DispatchTime.now().uptimeNanoseconds - stepStart) }
             metrics.recordOccupancy(active: scheduler.activeCount, waiting: waiting.count)
+            if waiting.isEmpty { scheduler.trimIfIdle() }
             keepAlive(now: WallClock.nowMs())
             // While computing we were not listening: the router's silence during that time
             // says nothing about the router.

@@ -1,3 +1,4 @@
+import CSupport
 import Engine
 import Foundation
 import Tokenizers
@@ -88,14 +89,40 @@ final class SpanScheduler {
             if inputs.decoder.count > limits.maxAnswerTokens {
                 return refuse("the answer so far is \(inputs.decoder.count) \(pool) tokens; the limit is \(limits.maxAnswerTokens)")
             }
-        } else if inputs.decoder.count > limits.maxPromptTokens + limits.maxAnswerTokens {
-            return refuse("prompt and answer so far are \(inputs.decoder.count) \(pool) tokens; the limit is "
-                          + "\(limits.maxPromptTokens + limits.maxAnswerTokens) (\(limits.maxPromptTokens) + \(limits.maxAnswerTokens) for the answer)")
+        } else if inputs.decoder.count > limits.maxPromptTokens {
+            // A causal model reads prompt and answer as one sequence: count the prompt on its
+            // own only when the whole could be over (short inputs pay nothing extra).
+            let prompt = (try? tokenizer.encode(span.prompt, addSpecialTokens: true).ids.count) ?? inputs.decoder.count
+            if prompt > limits.maxPromptTokens {
+                return refuse("the prompt is \(prompt) \(pool) tokens; the limit is \(limits.maxPromptTokens)")
+            }
+            if inputs.decoder.count > limits.maxPromptTokens + limits.maxAnswerTokens {
+                return refuse("prompt and answer so far are \(inputs.decoder.count) \(pool) tokens; the limit is "
+                              + "\(limits.maxPromptTokens + limits.maxAnswerTokens)")
+            }
         }
         return nil
     }
 
     var activeCount: Int { active.count }
+
+    /// When memory should be given back (monotonic ms), after a long prompt.
+    private var trimDueMs: UInt64?
+    /// Prompts longer than this leave the allocator holding freed memory (tokenizer arrays,
+    /// encoder outputs, attention caches): give it back once the replica is idle.
+    static let trimAfterPromptTokens = 256
+    /// Wait this long after a long prompt: the router's cancel, which releases the finished
+    /// answer's cached session, arrives just after the last span.
+    static let trimDelayMs: UInt64 = 500
+
+    /// When idle after a long prompt, returns freed heap memory to the system (glibc keeps
+    /// freed chunks below its adaptive mmap threshold, up to 32 MiB, otherwise), so that a
+    /// replica's RSS comes back to its steady state after a maximum-size prompt.
+    func trimIfIdle() {
+        guard active.isEmpty, let due = trimDueMs, DispatchTime.now().uptimeNanoseconds / 1_000_000 >= due else { return }
+        trimDueMs = nil
+        _ = mf_malloc_trim()
+    }
     func isActive(_ requestId: String) -> Bool { active.contains { $0.span.requestId == requestId } }
 
     /// Prefills a new span (reusing the cached session's longest common prefix) and samples
@@ -105,6 +132,9 @@ final class SpanScheduler {
         if let refusal = tooLong(span) { return .failure(requestId: span.requestId, refusal) }
         do {
             let inputs = try format.inputs(for: span, model: model, tokenizer: tokenizer)
+            if (inputs.encoder?.count ?? inputs.decoder.count) > Self.trimAfterPromptTokens {
+                trimDueMs = DispatchTime.now().uptimeNanoseconds / 1_000_000 + Self.trimDelayMs
+            }
             if let refusal = tooLong(span, inputs) { return .failure(requestId: span.requestId, refusal) }
             guard !inputs.decoder.isEmpty else {
                 return .failure(requestId: span.requestId, WireErrorBody(code: .badRequest, message: "empty input", retryable: false))

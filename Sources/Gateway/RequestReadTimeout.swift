@@ -15,6 +15,12 @@ import NIOHTTPTypes
 /// Without it, a client that sends one header byte every few seconds holds a connection (and,
 /// once the head is in, a request handler waiting on the body) forever.
 ///
+/// A response that says `Connection: close` (every answer's, and errors that close) closes the
+/// connection once its last byte is written. Hummingbird closes only when the *request* said
+/// so; without this, a client that pipelines a second request behind an answer holds the
+/// connection open forever (the answer's hang-up watcher swallowed that request's head), and
+/// a gateway with such connections never finishes shutting down.
+///
 /// The clock stops once a request has been read completely: generating and streaming an answer
 /// (SSE, minutes long) is the server's time, not the client's. Sits after the HTTP decoder
 /// (Hummingbird's `additionalChannelHandlers`); it adds a tiny byte observer at the head of
@@ -45,6 +51,8 @@ final class RequestReadTimeout: ChannelDuplexHandler, RemovableChannelHandler {
     private var clientRequestId: String?
     /// Set once the timeout fired: from then on nothing is read or written but our own reply.
     private var expired = false
+    /// The response being written said `Connection: close`.
+    private var closeAfterResponse = false
 
     init(timeout: TimeAmount, metrics: GatewayMetrics) {
         self.timeout = timeout
@@ -99,13 +107,20 @@ final class RequestReadTimeout: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         switch unwrapOutboundIn(data) {
-        case .head:
+        case .head(let head):
             responseOpen = true
+            closeAfterResponse = head.headerFields[.connection]?.lowercased().contains("close") ?? false
         case .body:
             break
         case .end:
             responseOpen = false
             responsesEnded += 1
+            if closeAfterResponse {
+                let written = promise ?? context.eventLoop.makePromise()
+                written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                context.write(data, promise: written)
+                return
+            }
             // Every request read is answered: the clock for the next one starts now. (Fewer
             // requests read than answered: the current one is still arriving, its clock runs on.)
             if requestsRead == responsesEnded { startWaiting(context) }

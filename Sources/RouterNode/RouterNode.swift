@@ -84,9 +84,18 @@ public final class RouterNode {
         context.terminate()
     }
 
-    /// Reads what is waiting on one socket (bounded, so one busy peer cannot starve the other socket).
+    /// Time one socket's turn may take before the loop moves on: admitting a request counts
+    /// its prompt in both pools' tokens (milliseconds for a long prompt), and a burst of such
+    /// requests must not keep the loop from the experts' frames and the clock (heartbeats,
+    /// liveness). Frames left over wait in ZeroMQ for the next turn.
+    static let turnBudgetNs: UInt64 = 10_000_000
+
+    /// Reads what is waiting on one socket (bounded in count and time, so one busy peer cannot
+    /// starve the other socket or the clock).
     private func drain(_ socket: ZmqSocket, isFrontend: Bool) {
+        let turnStart = DispatchTime.now().uptimeNanoseconds
         for _ in 0..<256 {
+            if DispatchTime.now().uptimeNanoseconds - turnStart > Self.turnBudgetNs { return }
             let message: (identity: [UInt8]?, result: Result<Envelope, WireError>)?
             do { message = try socket.receiveEnvelope() } catch {
                 logger.error("receive failed: \(error)")

@@ -80,17 +80,14 @@ enum Normalizer {
             }
             var j = i + 1
             while j < s.count && !isSegmentStart(s[j], previous: s[j - 1]) { j += 1 }
-            let seg = stringFromScalars(s[i..<j])
-            let out: String
-            switch form {
-            case .nfc: out = seg.precomposedStringWithCanonicalMapping
-            case .nfd: out = seg.decomposedStringWithCanonicalMapping
-            // Foundation's own NFKC leaves some compositions undone on Linux (halfwidth
-            // ｶﾞ -> U+30AB U+3099 instead of U+30AC); NFKD then NFC is the definition and is right.
-            case .nfkc: out = seg.decomposedStringWithCompatibilityMapping.precomposedStringWithCanonicalMapping
-            case .nfkd: out = seg.decomposedStringWithCompatibilityMapping
+            let o: [Unicode.Scalar]
+            if j == i + 1 {
+                // A lone scalar normalizes the same way every time: one Foundation call per
+                // distinct scalar, not per occurrence (31,000 × `ﬃ` is one lookup, 31,000 hits).
+                o = SingleScalarForms.shared.normalize(s[i], form: form)
+            } else {
+                o = Array(Self.foundationNormalize(stringFromScalars(s[i..<j]), form: form).unicodeScalars)
             }
-            let o = Array(out.unicodeScalars)
             if o.elementsEqual(s[i..<j]) {
                 for k in i..<j { dest.append((s[k], 0)) }
             } else {
@@ -106,6 +103,17 @@ enum Normalizer {
             i = j
         }
         if changed { t.transform(dest) }
+    }
+
+    static func foundationNormalize(_ seg: String, form: Form) -> String {
+        switch form {
+        case .nfc: return seg.precomposedStringWithCanonicalMapping
+        case .nfd: return seg.decomposedStringWithCanonicalMapping
+        // Foundation's own NFKC leaves some compositions undone on Linux (halfwidth
+        // ｶﾞ -> U+30AB U+3099 instead of U+30AC); NFKD then NFC is the definition and is right.
+        case .nfkc: return seg.decomposedStringWithCompatibilityMapping.precomposedStringWithCanonicalMapping
+        case .nfkd: return seg.decomposedStringWithCompatibilityMapping
+        }
     }
 
     /// A scalar that starts a new normalization segment: ASCII, or a starter (ccc 0) that
@@ -159,5 +167,28 @@ enum Normalizer {
             }
         }
         t.transform(dest)
+    }
+}
+
+/// The four normalization forms of single scalars, remembered (bounded: at most `capacity`
+/// scalars per form, then the table starts again; each entry is a few bytes).
+final class SingleScalarForms: @unchecked Sendable {
+    static let shared = SingleScalarForms()
+    private var tables: [[UInt32: [Unicode.Scalar]]] = Array(repeating: [:], count: 4)
+    private let lock = NSLock()
+    let capacity = 16_384
+
+    func normalize(_ c: Unicode.Scalar, form: Normalizer.Form) -> [Unicode.Scalar] {
+        let t: Int
+        switch form { case .nfc: t = 0; case .nfd: t = 1; case .nfkc: t = 2; case .nfkd: t = 3 }
+        lock.lock()
+        if let hit = tables[t][c.value] { lock.unlock(); return hit }
+        lock.unlock()
+        let out = Array(Normalizer.foundationNormalize(String(Character(c)), form: form).unicodeScalars)
+        lock.lock()
+        if tables[t].count >= capacity { tables[t].removeAll(keepingCapacity: true) }
+        tables[t][c.value] = out
+        lock.unlock()
+        return out
     }
 }

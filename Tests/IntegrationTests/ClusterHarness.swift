@@ -53,7 +53,7 @@ final class ClusterHarness {
     deinit { stopAll() }
 
     @discardableResult
-    func start(_ name: String, _ arguments: [String]) throws -> Process {
+    func start(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Process {
         let process = Process()
         process.executableURL = Self.binary
         process.arguments = arguments
@@ -65,6 +65,7 @@ final class ClusterHarness {
         var env = ProcessInfo.processInfo.environment
         env["MAMBAFORMER_PARENT_PID"] = "\(getpid())"   // die with the test runner
         env["OPENBLAS_NUM_THREADS"] = "1"
+        env.merge(environment) { _, new in new }
         process.environment = env
         try process.run()
         processes[name] = process
@@ -72,16 +73,18 @@ final class ClusterHarness {
         return process
     }
 
-    func startRouter(gate: String = "alternate", spanTokens: Int = 4, extra: [String] = [], name: String = "router") throws {
+    func startRouter(gate: String = "alternate", spanTokens: Int = 4, extra: [String] = [], name: String = "router",
+                     environment: [String: String] = [:]) throws {
         try start(name, ["router", "--frontend", frontend, "--backend", backend, "--model", model.path,
-                             "--gate", gate, "--span-tokens", "\(spanTokens)", "--heartbeat-ms", "500"] + extra)
+                             "--gate", gate, "--span-tokens", "\(spanTokens)", "--heartbeat-ms", "500"] + extra,
+                  environment: environment)
     }
 
-    func startExpert(_ kind: String, id: String, extra: [String] = []) throws {
+    func startExpert(_ kind: String, id: String, extra: [String] = [], environment: [String: String] = [:]) throws {
         // --ignore-eos: answers run to max tokens, so every request spans several spans
         // whatever the (small, demo) model would say.
         try start(id, ["expert", "--kind", kind, "--model", model.path, "--router", backend, "--replica-id", id,
-                       "--heartbeat-ms", "500", "--ignore-eos"] + extra)
+                       "--heartbeat-ms", "500", "--ignore-eos"] + extra, environment: environment)
     }
 
     func signal(_ name: String, _ sig: Int32) {

@@ -6,6 +6,9 @@
    thread polls getppid() every 200 ms). Returns 0 on success. */
 int mf_watch_parent(int parent, int sig);
 
+/* glibc's malloc_trim(0): gives freed heap memory back to the system. 1 if some was. */
+int mf_malloc_trim(void);
+
 /* 1 when the CPU supports AVX-512F (OpenBLAS's SkylakeX kernels need it), else 0. */
 int mf_cpu_has_avx512f(void);
 

@@ -13,6 +13,13 @@ final class T5Workspace {
     var bytes: Int {
         [hidden, normed, q, k, v, attention, ffA, ffB, scores, bias, lmRows].reduce(0) { $0 + $1.bytes }
     }
+
+    /// Scratch a decode step of a full batch needs stays; areas grown past `floats` by a long
+    /// prompt's encoder pass or prefill are given back (the replica's memory returns to its
+    /// steady state after a maximum-size prompt).
+    func shrink(keepingFloats floats: Int) {
+        for s in [hidden, normed, q, k, v, attention, ffA, ffB, scores, bias, lmRows] { s.release(above: floats) }
+    }
 }
 
 /// One encoder block: bidirectional self-attention, then the FFN, each pre-normed with a residual.

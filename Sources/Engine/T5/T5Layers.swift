@@ -239,9 +239,15 @@ struct T5FeedForward {
 
 /// A growable f32 scratch area. The pointer stays valid until the next larger request;
 /// reused across calls so steady-state decoding does not allocate.
+///
+/// Areas of 1 MiB and more are mapped pages of their own (mmap), so that `release` gives them
+/// back to the system at once: glibc keeps freed heap chunks below its (adaptive, up to 32 MiB)
+/// mmap threshold, and one long prompt's n × n attention scores would otherwise stay resident.
 final class T5Scratch {
     private(set) var pointer: UnsafeMutablePointer<Float>
     private var capacity: Int
+    private var mapped = false
+    static let mapThresholdBytes = 1 << 20
 
     init() {
         capacity = 0
@@ -250,14 +256,35 @@ final class T5Scratch {
 
     func get(_ count: Int) -> UnsafeMutablePointer<Float> {
         if count > capacity {
-            pointer.deallocate()
+            free()
             capacity = max(count, capacity * 3 / 2)
-            pointer = .allocate(capacity: capacity)
+            let bytes = capacity * MemoryLayout<Float>.stride
+            if bytes >= Self.mapThresholdBytes,
+               let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), raw != MAP_FAILED {
+                pointer = raw.bindMemory(to: Float.self, capacity: capacity)
+                mapped = true
+            } else {
+                pointer = .allocate(capacity: capacity)
+                mapped = false
+            }
         }
         return pointer
     }
 
+    /// Gives the area back when it holds more than `floats` (after an oversized prompt).
+    func release(above floats: Int) {
+        guard capacity > floats else { return }
+        free()
+        capacity = 0
+        pointer = .allocate(capacity: 1)
+        mapped = false
+    }
+
+    private func free() {
+        if mapped { munmap(pointer, capacity * MemoryLayout<Float>.stride) } else { pointer.deallocate() }
+    }
+
     var bytes: Int { capacity * MemoryLayout<Float>.stride }
 
-    deinit { pointer.deallocate() }
+    deinit { free() }
 }

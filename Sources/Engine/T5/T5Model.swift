@@ -82,12 +82,18 @@ public final class T5Model: ExpertModel {
         }
         let output = try encode(encoderInput)
         let cache = decoder.makeCache(encoderOutput: output, encoderLength: encoderInput.count)
+        workspace.shrink(keepingFloats: steadyScratchFloats)
         return T5Session(owner: self, encoderInput: encoderInput, cache: cache)
     }
 
     public func feed(_ session: ModelSession, tokens: [Int]) throws -> [Float] {
-        try run([session], [tokens], allRows: false)
+        defer { if tokens.count > 1 { workspace.shrink(keepingFloats: steadyScratchFloats) } }
+        return try run([session], [tokens], allRows: false)
     }
+
+    /// Scratch kept between calls: what decode steps of a batch of 64 need (the largest area
+    /// is d_ff or the vocabulary per row), so steady decoding never maps or frees pages.
+    var steadyScratchFloats: Int { 64 * max(config.dFF, config.dModel * 4, vocabSize) }
 
     public func feedAll(_ session: ModelSession, tokens: [Int]) throws -> [Float] {
         try run([session], [tokens], allRows: true)
