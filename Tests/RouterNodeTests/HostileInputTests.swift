@@ -1,0 +1,139 @@
+import Gate
+import Wire
+import XCTest
+@testable import RouterNode
+
+/// The router's part in issue 14: prompts counted in each pool's tokens before the gate runs,
+/// errors caused by the input never retried, and a span that kills replicas contained.
+final class HostileInputTests: XCTestCase {
+    let gateway: PeerIdentity = [0xAA]
+    let mambaA: PeerIdentity = [1]
+    let mambaB: PeerIdentity = [2]
+    let mambaC: PeerIdentity = [3]
+
+    /// Counts one token per scalar in EMamba and four in ET5 (NFKC-like expansion), and
+    /// remembers what it was asked.
+    final class FakeCounter: PromptCounter {
+        var calls: [PoolKind] = []
+        func promptTokens(_ prompt: String, pool: PoolKind) throws -> Int {
+            calls.append(pool)
+            return prompt.unicodeScalars.count * (pool == .et5 ? 4 : 1)
+        }
+    }
+
+    func makeCore(counter: PromptCounter? = nil, _ configure: (inout RouterConfig) -> Void = { _ in }) -> RouterCore {
+        var config = RouterConfig()
+        config.spanTokens = 4
+        configure(&config)
+        return RouterCore(config: config, gate: AlternatingGate(), counter: counter)
+    }
+
+    func ready(_ core: RouterCore, _ id: PeerIdentity, name: String, now: UInt64 = 0) {
+        _ = core.expertFrame(id, .success(Envelope(.ready(Ready(pool: .emamba, modelId: "m", replicaId: name, capacity: 4,
+                                                                 softwareVersion: "t")))), now: now)
+    }
+
+    func ask(_ core: RouterCore, _ id: String, context: String = "", now: UInt64 = 0) -> [RouterAction] {
+        core.gatewayFrame(gateway, .success(Envelope(.answerRequest(AnswerRequest(
+            requestId: id, question: "What is gingivitis?", context: context, maxNewTokens: 8,
+            policy: Policy(costWeight: 0.5, forced: .emamba))))), now: now)
+    }
+
+    func spans(_ actions: [RouterAction]) -> [(PeerIdentity, SpanRequest)] {
+        actions.compactMap { if case .toExpert(let id, let e) = $0, case .spanRequest(let s) = e.body { return (id, s) }; return nil }
+    }
+
+    func errors(_ actions: [RouterAction]) -> [WireErrorBody] {
+        actions.compactMap {
+            if case .toGateway(_, let e) = $0, case .answerEvent(let ev) = e.body, case .error(let err) = ev.kind { return err }
+            return nil
+        }
+    }
+
+    func testAPromptOverTheTokenLimitOfEitherPoolIsRefusedBeforeAnyWork() {
+        let counter = FakeCounter()
+        let core = makeCore(counter: counter) { $0.maxPromptTokens = 150 }
+        ready(core, mambaA, name: "m1")
+        // 69 scalars: 69 EMamba tokens (fits) but 276 ET5 tokens (does not). Forced to
+        // EMamba or not, a span may move to either pool, so both must fit.
+        let refused = ask(core, "r1", context: String(repeating: "x", count: 30))
+        XCTAssertTrue(spans(refused).isEmpty)
+        let error = errors(refused).first
+        XCTAssertEqual(error?.code, .badRequest)
+        XCTAssertEqual(error?.retryable, false)
+        XCTAssertEqual(error?.reason, WireErrorBody.Reason.promptTooLong)
+        XCTAssertTrue(error?.message.contains("et5 tokens; the limit is 150") ?? false, error?.message ?? "")
+        XCTAssertEqual(core.stats.promptsTooLong, 1)
+        XCTAssertEqual(core.activeRequests, 0)
+
+        XCTAssertEqual(spans(ask(core, "r2")).count, 1, "a short prompt is admitted")
+    }
+
+    func testBytesAreCheckedBeforeTheTokenizersRun() {
+        let counter = FakeCounter()
+        let core = makeCore(counter: counter) { $0.maxPromptBytes = 1000 }
+        ready(core, mambaA, name: "m1")
+        let refused = ask(core, "r1", context: String(repeating: "\u{FB03}", count: 400))   // 1,200 bytes
+        XCTAssertEqual(errors(refused).first?.reason, WireErrorBody.Reason.promptTooLong)
+        XCTAssertTrue(errors(refused).first?.message.contains("bytes; the limit is 1000") ?? false)
+        XCTAssertTrue(counter.calls.isEmpty, "the tokenizers ran on a prompt over the byte limit")
+    }
+
+    func testAnErrorCausedByTheInputIsNotRetried() {
+        let core = makeCore()
+        ready(core, mambaA, name: "m1")
+        ready(core, mambaB, name: "m2")
+        let (replica, span) = spans(ask(core, "r1"))[0]
+        let failed = core.expertFrame(replica, .success(Envelope(.answerEvent(AnswerEvent(requestId: "r1", kind: .error(
+            WireErrorBody(code: .badRequest, message: "the prompt is 3000 emamba tokens; the limit is 2048", retryable: false,
+                          reason: WireErrorBody.Reason.promptTooLong)))))), now: 1)
+        XCTAssertTrue(spans(failed).isEmpty, "a span refused for its input went to another replica")
+        XCTAssertEqual(errors(failed).first?.reason, WireErrorBody.Reason.promptTooLong)
+        XCTAssertEqual(core.stats.spanRetries, 0)
+        _ = span
+    }
+
+    /// A span whose replica dies while running it is retried once more; if that replica dies
+    /// too, the request fails instead of visiting (and killing) every replica in turn.
+    func testAPoisonSpanFailsItsRequestAfterTwoReplicaDeaths() {
+        let core = makeCore { $0.heartbeatIntervalMs = 100; $0.liveness = 3 }
+        for (id, name) in [(mambaA, "m1"), (mambaB, "m2"), (mambaC, "m3")] { ready(core, id, name: name) }
+        let first = spans(ask(core, "poison"))[0]
+        // Everyone but the replica running the span keeps sending heartbeats.
+        func tick(_ now: UInt64, alive: [PeerIdentity]) -> [RouterAction] {
+            for id in alive { _ = core.expertFrame(id, .success(Envelope(.heartbeat(Heartbeat()))), now: now) }
+            return core.tick(now: now)
+        }
+        let others = [mambaA, mambaB, mambaC].filter { $0 != first.0 }
+        let retried = spans(tick(301, alive: others))
+        XCTAssertEqual(retried.count, 1, "the first death gets a retry")
+        XCTAssertNotEqual(retried[0].0, first.0)
+        XCTAssertEqual(retried[0].1.spanIndex, first.1.spanIndex)
+
+        let survivors = others.filter { $0 != retried[0].0 }
+        let second = tick(700, alive: survivors)
+        XCTAssertTrue(spans(second).isEmpty, "the span went to a third replica")
+        let error = errors(second).first
+        XCTAssertEqual(error?.code, .internalError)
+        XCTAssertEqual(error?.retryable, false)
+        XCTAssertEqual(core.stats.poisonSpans, 1)
+        XCTAssertEqual(core.activeRequests, 0)
+        XCTAssertEqual(core.liveReplicas(.emamba), 1, "one replica is left to serve everyone else")
+    }
+
+    /// A replica that leaves cleanly (drain, Disconnect) is no evidence against the span.
+    func testADisconnectIsNotADeath() {
+        let core = makeCore()
+        ready(core, mambaA, name: "m1")
+        ready(core, mambaB, name: "m2")
+        ready(core, mambaC, name: "m3")
+        var (replica, _) = spans(ask(core, "r1"))[0]
+        for _ in 0..<2 {
+            let moved = spans(core.expertFrame(replica, .success(Envelope(.disconnect(Disconnect(reason: "draining")))), now: 1))
+            XCTAssertEqual(moved.count, 1)
+            replica = moved[0].0
+        }
+        XCTAssertEqual(core.stats.poisonSpans, 0)
+        XCTAssertEqual(core.activeRequests, 1)
+    }
+}
