@@ -89,12 +89,12 @@ public final class ExpertNode {
     public func run() {
         logger.info("expert starting", metadata: ["pool": "\(options.pool)", "replica": "\(options.replicaId)", "router": "\(options.router)"])
         send(ready)
-        lastRouterMs = WallClock.nowMs()
+        lastRouterMs = BusyHeartbeat.nowMs()
         busy.start()
         defer { busy.stop() }
         var drainDeadline: UInt64 = .max
         while true {
-            let now = WallClock.nowMs()
+            let now = BusyHeartbeat.nowMs()
             if stopRequested.isSet, !draining {
                 draining = true
                 drainDeadline = now + options.drainTimeoutMs
@@ -107,6 +107,9 @@ public final class ExpertNode {
             // Block on the socket only when there is nothing to compute.
             let timeout = scheduler.activeCount > 0 ? 0 : 50
             if link.poll(timeoutMs: timeout) { readMessages() }
+            // Judged only here, right after reading all that waited: frames the router sent
+            // while we computed (a long prefill) were waiting in the socket, not missing.
+            checkRouterSilence(now: BusyHeartbeat.nowMs())
             busy.computing { admitWaiting() }
             let batch = scheduler.activeCount
             let stepStart = DispatchTime.now().uptimeNanoseconds
@@ -114,11 +117,7 @@ public final class ExpertNode {
             if batch > 0 { metrics.recordStep(batch: batch, nanoseconds: DispatchTime.now().uptimeNanoseconds - stepStart) }
             metrics.recordOccupancy(active: scheduler.activeCount, waiting: waiting.count)
             if waiting.isEmpty { scheduler.trimIfIdle() }
-            keepAlive(now: WallClock.nowMs())
-            // While computing we were not listening: the router's silence during that time
-            // says nothing about the router.
-            let busyMs = WallClock.nowMs() - now
-            if busyMs > options.heartbeatIntervalMs { lastRouterMs += busyMs }
+            keepAlive()
         }
         send(Envelope(.disconnect(Disconnect(reason: "shutting down"))))
         logger.info("expert stopped", metadata: ["replica": "\(options.replicaId)"])
@@ -130,7 +129,7 @@ public final class ExpertNode {
     private func readMessages() {
         for _ in 0..<256 {
             guard let message = link.receive() else { return }
-            lastRouterMs = WallClock.nowMs()
+            lastRouterMs = BusyHeartbeat.nowMs()
             let envelope: Envelope
             switch message.result {
             case .success(let e): envelope = e
@@ -168,7 +167,7 @@ public final class ExpertNode {
             let span = waiting.removeFirst()
             if let outcome = scheduler.admit(span, nowUnixMs: WallClock.nowMs()) { report(outcome) }
             // Prefills of long prompts add up: keep the router informed between them.
-            keepAlive(now: WallClock.nowMs())
+            keepAlive()
         }
     }
 
@@ -189,13 +188,17 @@ public final class ExpertNode {
             WireErrorBody(code: .unavailable, message: "replica \(options.replicaId) is draining", retryable: true))))))
     }
 
-    private func keepAlive(now: UInt64) {
+    private func keepAlive() {
         let load = UInt32(scheduler.activeCount + waiting.count)
         busy.load = load
         if busy.heartbeatDue() {
             send(Envelope(.heartbeat(Heartbeat(load: load))))
         }
-        // The router fell silent: reconnect with a new socket and re-register.
+    }
+
+    /// The router fell silent (monotonic time, so a wall-clock step cannot fake it): reconnect
+    /// with a new socket and re-register.
+    private func checkRouterSilence(now: UInt64) {
         if now > lastRouterMs + options.heartbeatIntervalMs * options.liveness {
             logger.warning("router silent; reconnecting", metadata: ["router": "\(options.router)"])
             metrics.reconnects.increment()

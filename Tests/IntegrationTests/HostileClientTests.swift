@@ -345,6 +345,37 @@ final class HostileClientTests: XCTestCase {
         print("| hostile request | body bytes | status | time |\n|---|---|---|---|\n" + table.joined(separator: "\n"))
     }
 
+    /// A prefill longer than the router's liveness window (ET5's encoder on a maximum-size
+    /// prompt, ~0.6 s here, against 3 × 100 ms heartbeats) does not get the replica declared
+    /// dead: its heartbeat thread speaks for it while it computes.
+    func testAReplicaPrefillingAMaximumSizePromptStaysAlive() throws {
+        let harness = try ClusterHarness()
+        defer { harness.stopAll() }
+        try harness.start("router", ["router", "--frontend", harness.frontend, "--backend", harness.backend,
+                                     "--model", harness.model.path, "--gate", "alternate", "--heartbeat-ms", "100"])
+        for (kind, id) in [("emamba", "emamba-1"), ("et5", "et5-1")] {
+            try harness.start(id, ["expert", "--kind", kind, "--model", harness.model.path, "--router", harness.backend,
+                                   "--replica-id", id, "--heartbeat-ms", "100"])
+        }
+        let port = ClusterHarness.freePort()
+        try harness.start("gateway", ["gateway", "--listen", "127.0.0.1:\(port)", "--router", harness.frontend])
+        XCTAssertTrue(RawHTTP.waitReady(port: port, emamba: 1, et5: 1), harness.allLogs())
+        var times: [String] = []
+        for expert in ["et5", "emamba", "et5"] {
+            let started = Date()
+            let reply = try RawHTTP.exchange(port: port, post("/v1/answer", Self.answer(context: Self.ordinaryText(bytes: 4_000),
+                                                                                        expert: expert, maxTokens: 4)))
+            XCTAssertEqual(reply.status, 200, "\(expert): \(reply.summary)\n\(harness.allLogs())")
+            times.append("\(expert) \(String(format: "%.0f ms", Date().timeIntervalSince(started) * 1000))")
+        }
+        for id in ["emamba-1", "et5-1"] {
+            XCTAssertEqual(harness.log("router").components(separatedBy: "replica=\(id)").count - 1, 1,
+                           "\(id) was declared dead while it computed\n\(harness.log("router").suffix(3000))")
+            XCTAssertFalse(harness.log(id).contains("reconnecting"), harness.log(id))
+        }
+        print("HostileClientTests: maximum-size prompts beside 100 ms heartbeats (300 ms liveness): " + times.joined(separator: ", "))
+    }
+
     /// A router that lets a long prompt through (misconfigured: a higher limit) still cannot
     /// make an expert read it: the expert refuses the span itself, and the client gets 422.
     func testAnExpertEnforcesItsOwnPromptLimit() throws {

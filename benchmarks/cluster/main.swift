@@ -18,6 +18,10 @@
 //   cluster-bench replicas --bin PATH --model DIR [--tokens 32] [--requests 200] [--concurrency 8]
 //       Answers per second with 1 and 2 EMamba replicas under the traffic generator.
 //
+//   cluster-bench admission [--model DIR] [--repeats 20]
+//       What admitting one request costs the router's thread (Admission.swift): counting the
+//       prompt in both pools' tokens and the gate's first decision, ordinary and hostile prompts.
+//
 // Prints one JSON line per measurement.
 import Foundation
 import Gate
@@ -250,11 +254,21 @@ func batchingBenchmark(bin: String, model: String, kind: String, tokens: UInt32,
 }
 
 let args = Array(CommandLine.arguments.dropFirst())
+if args.first == "admission" {
+    do {
+        try admissionBenchmark(model: option("--model", args) ?? "models/demo", repeats: Int(option("--repeats", args) ?? "20") ?? 20)
+        exit(0)
+    } catch {
+        FileHandle.standardError.write(Data("cluster-bench: \(error)\n".utf8))
+        exit(1)
+    }
+}
 guard let command = args.first, let bin = option("--bin", args) else {
     print("usage: cluster-bench dispatch --bin PATH [--spans 3000] [--transport ipc|tcp]\n"
         + "       cluster-bench batching --bin PATH --model DIR [--kind emamba|et5] [--tokens 64] [--concurrency 1,8]\n"
         + "       cluster-bench e2e --bin PATH --model DIR [--tokens 64] [--span-tokens 16] [--requests 20]\n"
-        + "       cluster-bench replicas --bin PATH --model DIR [--tokens 32] [--requests 200] [--concurrency 8]")
+        + "       cluster-bench replicas --bin PATH --model DIR [--tokens 32] [--requests 200] [--concurrency 8]\n"
+        + "       cluster-bench admission [--model DIR] [--repeats 20]")
     exit(2)
 }
 do {
