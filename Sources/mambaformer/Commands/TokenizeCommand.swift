@@ -131,27 +131,36 @@ enum TokenizeJSON {
             // Reject invalid UTF-8 before JSON parsing (Foundation would reject it with a vaguer message).
             let line = try utf8Line(bytes)
             if line.allSatisfy({ $0 == " " || $0 == "\t" }) { return error("empty line") }
-            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8), options: []) as? [String: Any] else {
-                return error("line is not a JSON object")
-            }
-            if let text = obj["text"] {
-                guard let t = text as? String else { return error("\"text\" must be a string") }
-                let add = (obj["add_special_tokens"] as? Bool) ?? true
-                return encoding(try tok.encode(t, addSpecialTokens: add))
-            }
-            if let ids = obj["ids"] {
-                guard let arr = ids as? [Any] else { return error("\"ids\" must be an array of integers") }
-                var v: [Int] = []
-                for x in arr {
-                    guard type(of: x) != Bool.self, let n = x as? Int else { return error("\"ids\" must be an array of integers") }
-                    v.append(n)
+            // JSONDecoder, not JSONSerialization: the latter drops a U+FEFF that opens a string
+            // value (Hugging Face keeps it as a character), and no JSON path may alter text.
+            let request: LineRequest
+            do { request = try JSONDecoder().decode(LineRequest.self, from: Data(line.utf8)) } catch let e as DecodingError {
+                switch e {
+                case .typeMismatch(_, let context), .valueNotFound(_, let context):
+                    switch context.codingPath.first?.stringValue {
+                    case "text": return error("\"text\" must be a string")
+                    case "ids": return error("\"ids\" must be an array of integers")
+                    case .some(let key): return error("\"\(key)\" must be a boolean")
+                    case nil: return error("line is not a JSON object")
+                    }
+                default: return error("line is not a JSON object")
                 }
-                let skip = (obj["skip_special_tokens"] as? Bool) ?? true
-                return text(try tok.decode(v, skipSpecialTokens: skip))
             }
+            if let t = request.text { return encoding(try tok.encode(t, addSpecialTokens: request.addSpecialTokens ?? true)) }
+            if let ids = request.ids { return text(try tok.decode(ids, skipSpecialTokens: request.skipSpecialTokens ?? true)) }
             return error("expected {\"text\": ...} or {\"ids\": [...]}")
         } catch {
             return self.error("\(error)")
+        }
+    }
+
+    struct LineRequest: Decodable {
+        var text: String?
+        var ids: [Int]?
+        var addSpecialTokens: Bool?
+        var skipSpecialTokens: Bool?
+        enum CodingKeys: String, CodingKey {
+            case text, ids, addSpecialTokens = "add_special_tokens", skipSpecialTokens = "skip_special_tokens"
         }
     }
 
