@@ -36,8 +36,8 @@ static void *mf_parent_watch(void *arg) {
         if (getppid() != mf_watched_parent) {
             kill(getpid(), mf_watch_signal);
             /* A node busy computing (a long prefill) looks at its stop flag only between
-               steps; nobody is left to answer, so after a grace period it goes for good. */
-            sleep(5);
+               steps: after a grace period longer than the nodes' drains (10 s) it goes for good. */
+            sleep(15);
             kill(getpid(), SIGKILL);
             return NULL;
         }

@@ -89,12 +89,12 @@ public final class ExpertNode {
     public func run() {
         logger.info("expert starting", metadata: ["pool": "\(options.pool)", "replica": "\(options.replicaId)", "router": "\(options.router)"])
         send(ready)
-        lastRouterMs = BusyHeartbeat.nowMs()
+        lastRouterMs = MonotonicClock.nowMs()
         busy.start()
         defer { busy.stop() }
         var drainDeadline: UInt64 = .max
         while true {
-            let now = BusyHeartbeat.nowMs()
+            let now = MonotonicClock.nowMs()
             if stopRequested.isSet, !draining {
                 draining = true
                 drainDeadline = now + options.drainTimeoutMs
@@ -109,7 +109,7 @@ public final class ExpertNode {
             if link.poll(timeoutMs: timeout) { readMessages() }
             // Judged only here, right after reading all that waited: frames the router sent
             // while we computed (a long prefill) were waiting in the socket, not missing.
-            checkRouterSilence(now: BusyHeartbeat.nowMs())
+            checkRouterSilence(now: MonotonicClock.nowMs())
             busy.computing { admitWaiting() }
             let batch = scheduler.activeCount
             let stepStart = DispatchTime.now().uptimeNanoseconds
@@ -129,7 +129,7 @@ public final class ExpertNode {
     private func readMessages() {
         for _ in 0..<256 {
             guard let message = link.receive() else { return }
-            lastRouterMs = BusyHeartbeat.nowMs()
+            lastRouterMs = MonotonicClock.nowMs()
             let envelope: Envelope
             switch message.result {
             case .success(let e): envelope = e
@@ -278,8 +278,6 @@ final class BusyHeartbeat: @unchecked Sendable {
         self.link = link; self.intervalMs = intervalMs; self.maxBusyMs = maxBusyMs
     }
 
-    static func nowMs() -> UInt64 { DispatchTime.now().uptimeNanoseconds / 1_000_000 }
-
     /// Spans in flight, reported in heartbeats.
     var load: UInt32 {
         get { lock.lock(); defer { lock.unlock() }; return _load }
@@ -287,7 +285,7 @@ final class BusyHeartbeat: @unchecked Sendable {
     }
 
     func computing<T>(_ work: () throws -> T) rethrows -> T {
-        lock.lock(); busySinceMs = Self.nowMs(); lock.unlock()
+        lock.lock(); busySinceMs = MonotonicClock.nowMs(); lock.unlock()
         defer { lock.lock(); busySinceMs = nil; lock.unlock() }
         return try work()
     }
@@ -295,7 +293,7 @@ final class BusyHeartbeat: @unchecked Sendable {
     /// For the loop's own heartbeats: true (and counted as sent) when one is due.
     func heartbeatDue() -> Bool {
         lock.lock(); defer { lock.unlock() }
-        let now = Self.nowMs()
+        let now = MonotonicClock.nowMs()
         guard now >= lastSentMs + intervalMs else { return false }
         lastSentMs = now
         return true
@@ -320,7 +318,7 @@ final class BusyHeartbeat: @unchecked Sendable {
             Thread.sleep(forTimeInterval: Double(max(intervalMs / 4, 10)) / 1000)
             lock.lock()
             guard running else { lock.unlock(); return }
-            let now = Self.nowMs()
+            let now = MonotonicClock.nowMs()
             let due = busySinceMs.map { now - $0 < maxBusyMs } == true && now >= lastSentMs + intervalMs
             if due { lastSentMs = now; sentWhileBusy += 1 }
             let load = _load

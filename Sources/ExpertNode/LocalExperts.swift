@@ -18,7 +18,7 @@ public final class LocalExperts {
             let tokenizer = try Tokenizer.load(from: folder)
             schedulers[pool] = SpanScheduler(model: model, tokenizer: tokenizer, format: PromptFormat(), pool: pool,
                                              replicaId: "local-\(pool)", cache: SessionCache(maxEntries: 4, maxBytes: 1 << 30),
-                                             ignoreEOS: ignoreEOS)
+                                             ignoreEOS: ignoreEOS, limits: .unbounded)
         }
     }
 

@@ -54,9 +54,13 @@ final class SpanScheduler {
     struct Limits {
         var maxPromptBytes = 32 * 1024
         var maxPromptTokens = 2048
-        /// Answer-so-far tokens a causal model reads after the prompt: the router's
-        /// `max_new_tokens` ceiling (1024) plus the answer marker.
-        var maxAnswerTokens = 1024 + 16
+        /// The answer so far, in this expert's tokens: twice the router's `max_new_tokens`
+        /// ceiling, because an answer another expert wrote may re-tokenize longer here.
+        var maxAnswerTokens = 2 * Int(ProtocolLimits.maxNewTokens) + 16
+        /// Its bytes, checked before tokenizing (generated text: 64 bytes a token is generous).
+        var maxAnswerBytes: Int { 64 * maxAnswerTokens }
+        /// No limits (in-process evaluation and gate training read whatever the data holds).
+        static let unbounded = Limits(maxPromptBytes: .max / 2, maxPromptTokens: .max / 4, maxAnswerTokens: .max / 4)
     }
     let limits: Limits
 
@@ -69,17 +73,22 @@ final class SpanScheduler {
     }
 
     /// Why `span` is more than this expert reads, nil when it fits. Bytes are checked before
-    /// tokenizing (they bound the tokenizer's work), tokens after.
+    /// tokenizing (they bound the tokenizer's work), tokens after. The prompt is the client's:
+    /// over its limit, `prompt_too_long`. The answer so far is the cluster's own text: over
+    /// its (generous) bound something upstream is wrong, a non-retryable internal error.
     func tooLong(_ span: SpanRequest, _ inputs: PromptFormat.Inputs? = nil) -> WireErrorBody? {
         func refuse(_ what: String) -> WireErrorBody {
             WireErrorBody(code: .badRequest, message: "\(what) (replica \(replicaId); limits.max_prompt_bytes / limits.max_prompt_tokens)",
                           retryable: false, reason: WireErrorBody.Reason.promptTooLong)
         }
+        func answerTooLong(_ what: String) -> WireErrorBody {
+            WireErrorBody(code: .internalError, message: "\(what): more than replica \(replicaId) reads", retryable: false)
+        }
         guard let inputs else {
             let bytes = span.prompt.utf8.count
             if bytes > limits.maxPromptBytes { return refuse("the prompt is \(bytes) bytes; the limit is \(limits.maxPromptBytes)") }
             let answerBytes = span.answerSoFar.utf8.count
-            if answerBytes > limits.maxPromptBytes { return refuse("the answer so far is \(answerBytes) bytes; the limit is \(limits.maxPromptBytes)") }
+            if answerBytes > limits.maxAnswerBytes { return answerTooLong("the answer so far is \(answerBytes) bytes") }
             return nil
         }
         if let encoder = inputs.encoder {
@@ -87,7 +96,7 @@ final class SpanScheduler {
                 return refuse("the prompt is \(encoder.count) \(pool) tokens; the limit is \(limits.maxPromptTokens)")
             }
             if inputs.decoder.count > limits.maxAnswerTokens {
-                return refuse("the answer so far is \(inputs.decoder.count) \(pool) tokens; the limit is \(limits.maxAnswerTokens)")
+                return answerTooLong("the answer so far is \(inputs.decoder.count) \(pool) tokens")
             }
         } else if inputs.decoder.count > limits.maxPromptTokens {
             // A causal model reads prompt and answer as one sequence: count the prompt on its
@@ -97,8 +106,7 @@ final class SpanScheduler {
                 return refuse("the prompt is \(prompt) \(pool) tokens; the limit is \(limits.maxPromptTokens)")
             }
             if inputs.decoder.count > limits.maxPromptTokens + limits.maxAnswerTokens {
-                return refuse("prompt and answer so far are \(inputs.decoder.count) \(pool) tokens; the limit is "
-                              + "\(limits.maxPromptTokens + limits.maxAnswerTokens)")
+                return answerTooLong("prompt and answer so far are \(inputs.decoder.count) \(pool) tokens")
             }
         }
         return nil
@@ -119,7 +127,7 @@ final class SpanScheduler {
     /// freed chunks below its adaptive mmap threshold, up to 32 MiB, otherwise), so that a
     /// replica's RSS comes back to its steady state after a maximum-size prompt.
     func trimIfIdle() {
-        guard active.isEmpty, let due = trimDueMs, DispatchTime.now().uptimeNanoseconds / 1_000_000 >= due else { return }
+        guard active.isEmpty, let due = trimDueMs, MonotonicClock.nowMs() >= due else { return }
         trimDueMs = nil
         _ = mf_malloc_trim()
     }
@@ -133,7 +141,7 @@ final class SpanScheduler {
         do {
             let inputs = try format.inputs(for: span, model: model, tokenizer: tokenizer)
             if (inputs.encoder?.count ?? inputs.decoder.count) > Self.trimAfterPromptTokens {
-                trimDueMs = DispatchTime.now().uptimeNanoseconds / 1_000_000 + Self.trimDelayMs
+                trimDueMs = MonotonicClock.nowMs() + Self.trimDelayMs
             }
             if let refusal = tooLong(span, inputs) { return .failure(requestId: span.requestId, refusal) }
             guard !inputs.decoder.isEmpty else {

@@ -81,7 +81,7 @@ public struct GatewayConfig: Sendable {
         try need(maxBodyBytes >= 1024, "maxBodyBytes", "must be at least 1024, got \(maxBodyBytes)")
         try need(maxPromptBytes >= 1, "maxPromptBytes", "must be positive, got \(maxPromptBytes)")
         try need(authFailuresPerMinute >= 0, "authFailuresPerMinute", "must not be negative")
-        if authTokens.isEmpty, !allowUnauthenticated, !Self.isLoopback(host) {
+        if isUnauthenticatedBeyondLoopback, !allowUnauthenticated {
             throw GatewayConfigError.unauthenticatedBeyondLoopback(host: host)
         }
         try need(maxTokens >= 1, "maxTokens", "must be positive, got \(maxTokens)")
@@ -96,6 +96,9 @@ public struct GatewayConfig: Sendable {
         try need(readTimeoutMs >= 1, "readTimeoutMs", "must be positive, got \(readTimeoutMs)")
         try need(keepAliveMs >= 100, "keepAliveMs", "must be at least 100, got \(keepAliveMs)")
     }
+
+    /// Listening where other machines reach it, with no tokens.
+    public var isUnauthenticatedBeyondLoopback: Bool { authTokens.isEmpty && !Self.isLoopback(host) }
 
     /// Whether `host` only accepts connections from this machine.
     public static func isLoopback(_ host: String) -> Bool {

@@ -63,7 +63,7 @@ public struct GatewayError: Error, CustomStringConvertible, Sendable {
     /// `unit`: "bytes" (the gateway's check) or "emamba tokens" / "et5 tokens" (the router's).
     static func promptTooLong(_ count: Int, _ unit: String, limit: Int) -> GatewayError {
         .init(.unprocessableContent, "prompt_too_long",
-              "question + context is \(count) \(unit); the limit is \(limit)")
+              "the prompt (question + context) is \(count) \(unit); the limit is \(limit)")
     }
     static func maxTokensTooLarge(_ asked: Int, limit: Int) -> GatewayError {
         .init(.unprocessableContent, "max_tokens_too_large", "max_tokens \(asked) exceeds the limit of \(limit)")

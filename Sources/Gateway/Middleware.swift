@@ -214,14 +214,16 @@ struct AuthMiddleware: RouterMiddleware {
 
 /// Counts failed token checks per client address in one-minute windows. Past `perMinute`
 /// failures, the address is refused (429) until its window ends, valid token or not: a
-/// guesser learns nothing more. The table is bounded; when full, expired entries go first,
-/// then the oldest window (an attacker rotating addresses evicts only itself).
+/// guesser learns nothing more. The table is bounded: when full, expired entries are swept
+/// (at most once a second, so a flood of new addresses costs O(1) each), then an arbitrary
+/// entry goes. Behind a reverse proxy every client has the proxy's address: throttle there.
 final class AuthFailureThrottle: @unchecked Sendable {
     struct Window { var startedNs: UInt64; var failures: Int }
     let perMinute: Int
     let maxAddresses: Int
     private let windowNs: UInt64 = 60_000_000_000
     private var windows: [String: Window] = [:]
+    private var lastSweepNs: UInt64 = 0
     private let lock = NSLock()
     private let now: @Sendable () -> UInt64
 
@@ -249,10 +251,11 @@ final class AuthFailureThrottle: @unchecked Sendable {
             return
         }
         if windows[address] == nil, windows.count >= maxAddresses {
-            windows = windows.filter { t - $0.value.startedNs < windowNs }
-            if windows.count >= maxAddresses, let oldest = windows.min(by: { $0.value.startedNs < $1.value.startedNs }) {
-                windows[oldest.key] = nil
+            if t - lastSweepNs >= 1_000_000_000 {
+                lastSweepNs = t
+                windows = windows.filter { t - $0.value.startedNs < windowNs }
             }
+            if windows.count >= maxAddresses { windows.remove(at: windows.startIndex) }
         }
         windows[address] = Window(startedNs: t, failures: 1)
     }

@@ -130,7 +130,8 @@ enum RequestParsing {
         if params.question.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             throw GatewayError.emptyQuestion
         }
-        let bytes = params.question.utf8.count + params.context.utf8.count
+        // The canonical prompt, as the router and the experts count it: one limit, one count.
+        let bytes = AnswerRequest(requestId: "", question: params.question, context: params.context).canonicalPrompt.utf8.count
         if bytes > config.maxPromptBytes { throw GatewayError.promptTooLong(bytes, "bytes", limit: config.maxPromptBytes) }
     }
 

@@ -29,7 +29,7 @@ public struct RouterConfig: Sendable {
     /// must not take down the whole pool in turn.
     public var maxReplicaDeathsPerSpan = 2
     public var defaultDeadlineMs: UInt64 = 120_000
-    public var maxNewTokensLimit: UInt32 = 1024
+    public var maxNewTokensLimit: UInt32 = ProtocolLimits.maxNewTokens
     /// Largest prompt (question + context) in UTF-8 bytes, checked before anything else.
     public var maxPromptBytes = 32 * 1024
     /// Largest prompt in each pool's tokens (see `PromptCounter`).
@@ -284,18 +284,18 @@ public final class RouterCore {
             stats.requestsFailed += 1
             return refuse(.unavailable, "router is shutting down", retryable: true)
         }
-        let prompt = request.canonicalPrompt
-        if let problem = promptProblem(prompt) {
-            stats.promptsTooLong += 1
-            stats.requestsFailed += 1
-            out.append(.toGateway(gateway, Envelope(.answerEvent(AnswerEvent(requestId: request.requestId, kind: .error(
-                WireErrorBody(code: .badRequest, message: problem, retryable: false,
-                              reason: WireErrorBody.Reason.promptTooLong)))))))
-            return
-        }
+        // The cheap refusal before the dear one: under a flood, tokenizing requests that
+        // would be refused anyway is wasted time on this thread.
         guard requests.count < config.maxActiveRequests else {
             stats.overloaded += 1
             return refuse(.overloaded, "router has \(requests.count) requests in progress", retryable: true)
+        }
+        let prompt = request.canonicalPrompt
+        if let problem = promptProblem(prompt) {
+            stats.promptsTooLong += problem.reason == WireErrorBody.Reason.promptTooLong ? 1 : 0
+            stats.requestsFailed += 1
+            out.append(.toGateway(gateway, Envelope(.answerEvent(AnswerEvent(requestId: request.requestId, kind: .error(problem))))))
+            return
         }
         let deadline = request.deadlineUnixMs > 0 ? request.deadlineUnixMs : now + config.defaultDeadlineMs
         let active = ActiveRequest(request: request, gateway: gateway, prompt: prompt,
@@ -307,22 +307,23 @@ public final class RouterCore {
         dispatch(pool, now: now, &out)
     }
 
-    /// Why `prompt` is over a limit (naming the count and the limit), nil when it fits.
-    /// Bytes first: they bound the tokenizers' work on this thread.
-    private func promptProblem(_ prompt: String) -> String? {
-        let bytes = prompt.utf8.count
-        if bytes > config.maxPromptBytes {
-            return "the prompt (question + context) is \(bytes) bytes; the limit is \(config.maxPromptBytes)"
+    /// Why `prompt` cannot be admitted (over a limit, naming the count and the limit, or not
+    /// encodable), nil when it fits. Bytes first: they bound the tokenizers' work on this thread.
+    private func promptProblem(_ prompt: String) -> WireErrorBody? {
+        func tooLong(_ what: String) -> WireErrorBody {
+            WireErrorBody(code: .badRequest, message: "the prompt (question + context) is \(what)", retryable: false,
+                          reason: WireErrorBody.Reason.promptTooLong)
         }
+        let bytes = prompt.utf8.count
+        if bytes > config.maxPromptBytes { return tooLong("\(bytes) bytes; the limit is \(config.maxPromptBytes)") }
         guard let counter else { return nil }
         for pool in [PoolKind.emamba, .et5] {
             do {
                 let tokens = try counter.promptTokens(prompt, pool: pool)
-                if tokens > config.maxPromptTokens {
-                    return "the prompt (question + context) is \(tokens) \(pool) tokens; the limit is \(config.maxPromptTokens)"
-                }
+                if tokens > config.maxPromptTokens { return tooLong("\(tokens) \(pool) tokens; the limit is \(config.maxPromptTokens)") }
             } catch {
-                return "the \(pool) tokenizer cannot encode the prompt: \(error)"
+                return WireErrorBody(code: .badRequest, message: "the \(pool) tokenizer cannot encode the prompt: \(error)",
+                                     retryable: false)
             }
         }
         return nil

@@ -16,8 +16,14 @@ public struct TokenizerPromptCounter: PromptCounter {
         self.init(tokenizers: [.emamba: try Tokenizer.load(from: emamba), .et5: try Tokenizer.load(from: et5)])
     }
 
+    /// A pool without a tokenizer cannot be counted: refuse rather than count 0.
+    public struct MissingTokenizer: Error, CustomStringConvertible {
+        public let pool: PoolKind
+        public var description: String { "no \(pool) tokenizer was loaded" }
+    }
+
     public func promptTokens(_ prompt: String, pool: PoolKind) throws -> Int {
-        guard let tokenizer = tokenizers[pool] else { return 0 }
+        guard let tokenizer = tokenizers[pool] else { throw MissingTokenizer(pool: pool) }
         return try tokenizer.encode(prompt, addSpecialTokens: true).ids.count
     }
 }

@@ -10,6 +10,13 @@ public enum WireProtocol {
     public static func major(of version: UInt32) -> UInt32 { version / 1000 }
 }
 
+/// Ceilings every node shares.
+public enum ProtocolLimits {
+    /// The largest `max_new_tokens` a router accepts (the gateway's `limits.max_tokens` stays
+    /// under it); experts size the answer they read after it.
+    public static let maxNewTokens: UInt32 = 1024
+}
+
 public enum PoolKind: Int, Sendable, CaseIterable, CustomStringConvertible {
     case unspecified = 0, emamba = 1, et5 = 2
     public var description: String {

@@ -81,7 +81,7 @@ final class DoorTests: XCTestCase {
             XCTAssertEqual(response.status, .unprocessableContent)
             let error = try TestSupport.error(response)
             XCTAssertEqual(error.code, "prompt_too_long")
-            XCTAssertTrue(error.message.contains("1205 bytes; the limit is 1000"), error.message)
+            XCTAssertTrue(error.message.contains("1225 bytes; the limit is 1000"), error.message)
         }
     }
 }

@@ -52,7 +52,7 @@ struct GatewayCommand: AsyncParsableCommand {
         let cluster = try NodeConfiguration.load(config, overrides)
         let logger = Runtime.bootstrapLogging(NodeConfiguration.logLevel(cluster, "gateway.log_level"), label: "mambaformer.gateway")
         let gatewayConfig = try NodeConfiguration.gatewayConfig(cluster)
-        if gatewayConfig.authTokens.isEmpty, !GatewayConfig.isLoopback(gatewayConfig.host) {
+        if gatewayConfig.isUnauthenticatedBeyondLoopback {
             logger.warning("""
                 listening on \(gatewayConfig.host) without authentication (security.allow_unauthenticated = true): \
                 only behind a proxy that authenticates every request

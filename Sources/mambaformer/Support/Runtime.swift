@@ -19,7 +19,7 @@ enum Runtime {
 
     /// Under `mambaformer up` (and the tests) a child must not outlive its launcher: it
     /// gets SIGTERM, and drains, within 200 ms of the parent's death (and exits at once
-    /// when the parent is already gone); one still busy 5 s later (a long prefill) is killed.
+    /// when the parent is already gone); one still busy 15 s later (a long prefill) is killed.
     static func dieWithParentIfSupervised() {
         guard let text = ProcessInfo.processInfo.environment["MAMBAFORMER_PARENT_PID"], let parent = Int32(text) else { return }
         if getppid() != parent { exit(0) }
