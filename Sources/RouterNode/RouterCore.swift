@@ -16,6 +16,9 @@ public struct RouterConfig: Sendable {
     public var heartbeatIntervalMs: UInt64 = 1000
     /// A peer silent for this many heartbeat intervals is dead (DESIGN.md: 3).
     public var liveness: UInt64 = 3
+    /// A gateway silent this long is gone, and its answers with it (gateways heartbeat every
+    /// second whatever the router's interval, hence a floor of three of theirs).
+    public var gatewayLivenessMs: UInt64 { max(heartbeatIntervalMs * liveness, 3_000) }
     /// Admission control: new requests are refused (`overloaded`, retryable) beyond these.
     public var maxActiveRequests = 1024
     public var maxQueuedSpansPerPool = 64
@@ -58,12 +61,16 @@ public struct RouterStats: Sendable, Equatable {
     public var promptsTooLong = 0
     /// Requests failed by the poison-span rule (`maxReplicaDeathsPerSpan`).
     public var poisonSpans = 0
+    /// Requests cancelled because their gateway went silent.
+    public var orphansCancelled = 0
     public var overloaded = 0
     public var fallbacks = 0
     public var lateResults = 0
     public var tokens: [PoolKind: Int] = [:]
     public var spans: [PoolKind: Int] = [:]
+    /// Spans per replica id, at most `maxReplicaKeys` ids (then "other").
     public var spansByReplica: [String: Int] = [:]
+    public static let maxReplicaKeys = 256
 }
 
 /// The router's whole state machine, free of sockets and clocks so that it can be tested
@@ -243,7 +250,15 @@ public final class RouterCore {
         for (identity, replica) in replicas where now > replica.lastSeenMs + deadAfter {
             removeReplica(identity, died: true, now: now, &out)
         }
-        for (identity, seen) in gateways where now > seen + deadAfter { gateways[identity] = nil }
+        // A gateway that is gone cannot receive its answers: stop generating them, free their
+        // admission slots and the experts' sessions (the gateway has failed them already).
+        for (identity, seen) in gateways where now > seen + config.gatewayLivenessMs {
+            gateways[identity] = nil
+            for active in requests.values where active.gateway == identity {
+                stats.orphansCancelled += 1
+                finish(active, now: now, &out, event: nil)
+            }
+        }
         for active in requests.values where now >= active.deadlineMs {
             stats.deadlineMisses += 1
             finish(active, now: now, &out, event: .error(WireErrorBody(
@@ -442,7 +457,11 @@ public final class RouterCore {
         active.span = nil
         stats.tokens[flight.pool, default: 0] += Int(tokens)
         stats.spans[flight.pool, default: 0] += 1
-        stats.spansByReplica[replica.ready.replicaId, default: 0] += 1
+        // Keyed by a name the peer chose: bounded, so replicas that come and go (pid-based
+        // names) cannot grow it forever.
+        let statsKey = stats.spansByReplica[replica.ready.replicaId] != nil || stats.spansByReplica.count < RouterStats.maxReplicaKeys
+            ? replica.ready.replicaId : "other"
+        stats.spansByReplica[statsKey, default: 0] += 1
         out.append(.toGateway(active.gateway, Envelope(.answerEvent(AnswerEvent(requestId: active.request.requestId, kind: .span(forwarded))))))
 
         switch result.finish {

@@ -15,6 +15,9 @@ final class RouterMetrics {
     private let deadlineMisses = Counter(label: "mambaformer_router_deadline_misses_total")
     private let lateResults = Counter(label: "mambaformer_router_late_results_total")
     let framesDropped = Counter(label: "mambaformer_router_frames_dropped_total")
+    private let promptsTooLong = Counter(label: "mambaformer_router_prompts_too_long_total")
+    private let poisonSpans = Counter(label: "mambaformer_router_poison_spans_total")
+    private let orphansCancelled = Counter(label: "mambaformer_router_orphans_cancelled_total")
     private var spans: [PoolKind: Counter] = [:]
     private var tokens: [PoolKind: Counter] = [:]
     private var replicas: [PoolKind: Gauge] = [:]
@@ -63,6 +66,9 @@ final class RouterMetrics {
         retries.increment(by: stats.spanRetries - last.spanRetries)
         deadlineMisses.increment(by: stats.deadlineMisses - last.deadlineMisses)
         lateResults.increment(by: stats.lateResults - last.lateResults)
+        promptsTooLong.increment(by: stats.promptsTooLong - last.promptsTooLong)
+        poisonSpans.increment(by: stats.poisonSpans - last.poisonSpans)
+        orphansCancelled.increment(by: stats.orphansCancelled - last.orphansCancelled)
         for pool in [PoolKind.emamba, .et5] {
             spans[pool]?.increment(by: stats.spans[pool, default: 0] - last.spans[pool, default: 0])
             tokens[pool]?.increment(by: stats.tokens[pool, default: 0] - last.tokens[pool, default: 0])

@@ -376,6 +376,58 @@ final class HostileClientTests: XCTestCase {
         print("HostileClientTests: maximum-size prompts beside 100 ms heartbeats (300 ms liveness): " + times.joined(separator: ", "))
     }
 
+    /// A gateway killed with long answers in flight leaves no work behind: the router stops
+    /// generating them within a few heartbeats and the experts drop their sequences.
+    func testAGatewayKilledMidAnswerLeavesNoWorkBehind() throws {
+        let harness = try ClusterHarness()
+        defer { harness.stopAll() }
+        try harness.startRouter(gate: "alternate", spanTokens: 4, extra: ["--metrics", "127.0.0.1:0"])
+        // One sequence at a time per replica: three long answers take longer than the router's
+        // three seconds of patience with a silent gateway.
+        try harness.startExpert("emamba", id: "emamba-1", extra: ["--metrics", "127.0.0.1:0", "--capacity", "1"])
+        try harness.startExpert("et5", id: "et5-1", extra: ["--metrics", "127.0.0.1:0", "--capacity", "1"])
+        let port = ClusterHarness.freePort()
+        try harness.start("gateway", ["gateway", "--listen", "127.0.0.1:\(port)", "--router", harness.frontend,
+                                      "--max-tokens", "1024", "--deadline-ms", "120000"])
+        XCTAssertTrue(RawHTTP.waitReady(port: port, emamba: 1, et5: 1), harness.allLogs())
+        var connections: [RawConnection] = []
+        // ET5 over a long passage decodes slowest (cross-attention over ~1,700 tokens per step).
+        var body = Self.answer(context: Self.ordinaryText(bytes: 4_000), expert: "et5", maxTokens: 1024)
+        body.removeLast()
+        body += #","stream":true}"#
+        for _ in 0..<3 {
+            let c = try RawConnection(port: port)
+            c.send(post("/v1/answer", body))
+            connections.append(c)
+        }
+        func active() throws -> Double {
+            ClusterHarness.sample(try harness.scrapeMetrics("router"), "mambaformer_router_active_requests") ?? -1
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while try active() < 3, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        XCTAssertEqual(try active(), 3, "the answers never started")
+        harness.signal("gateway", SIGKILL)
+        let killed = Date()
+        while try active() > 0, Date().timeIntervalSince(killed) < 10 { Thread.sleep(forTimeInterval: 0.1) }
+        let seconds = Date().timeIntervalSince(killed)
+        XCTAssertEqual(try active(), 0, "the router kept generating for a gone gateway")
+        XCTAssertLessThan(seconds, 6)
+        let routerText = try harness.scrapeMetrics("router")
+        // Each answer was either finished before the router gave up on the gateway, or cancelled.
+        let orphans = ClusterHarness.sample(routerText, "mambaformer_router_orphans_cancelled_total") ?? 0
+        let done = ClusterHarness.sample(routerText, "mambaformer_router_requests_done_total") ?? 0
+        XCTAssertGreaterThanOrEqual(orphans, 1, routerText)
+        XCTAssertEqual(orphans + done, 3, routerText)
+        Thread.sleep(forTimeInterval: 0.5)
+        for id in ["emamba-1", "et5-1"] {
+            let text = try harness.scrapeMetrics(id)
+            let sequences = text.split(separator: "\n").filter { $0.hasPrefix("mambaformer_expert_active_sequences") }
+            XCTAssertTrue(sequences.allSatisfy { $0.hasSuffix(" 0") || $0.hasSuffix(" 0.0") }, "\(id): \(sequences)")
+        }
+        connections.forEach { $0.close() }
+        print("HostileClientTests: a gateway killed with 3 answers in flight; the router dropped them \(String(format: "%.1f s", seconds)) later")
+    }
+
     /// A router that lets a long prompt through (misconfigured: a higher limit) still cannot
     /// make an expert read it: the expert refuses the span itself, and the client gets 422.
     func testAnExpertEnforcesItsOwnPromptLimit() throws {

@@ -136,4 +136,41 @@ final class HostileInputTests: XCTestCase {
         XCTAssertEqual(core.stats.poisonSpans, 0)
         XCTAssertEqual(core.activeRequests, 1)
     }
+
+    /// A gateway that falls silent (killed, cut off) leaves no work behind: its answers stop,
+    /// their slots and the experts' sessions are freed.
+    func testAnswersOfASilentGatewayAreCancelled() {
+        let core = makeCore { $0.heartbeatIntervalMs = 100 }
+        ready(core, mambaA, name: "m1")
+        let (replica, _) = spans(ask(core, "orphan", now: 0))[0]
+        XCTAssertEqual(core.activeRequests, 1)
+        // The replica stays alive; the gateway says nothing more.
+        for now in stride(from: UInt64(200), through: 2_800, by: 200) {
+            _ = core.expertFrame(mambaA, .success(Envelope(.heartbeat(Heartbeat()))), now: now)
+            _ = core.tick(now: now)
+        }
+        XCTAssertEqual(core.activeRequests, 1, "cancelled before three seconds of gateway silence")
+        _ = core.expertFrame(mambaA, .success(Envelope(.heartbeat(Heartbeat()))), now: 3_100)
+        let out = core.tick(now: 3_100)
+        XCTAssertEqual(core.activeRequests, 0)
+        XCTAssertEqual(core.stats.orphansCancelled, 1)
+        XCTAssertTrue(out.contains { if case .toExpert(let id, let e) = $0, id == replica, case .cancel(let c) = e.body { return c.requestId == "orphan" }; return false },
+                      "the expert was not told to stop")
+        XCTAssertFalse(out.contains { if case .toGateway = $0 { return true }; return false }, "nothing is sent to a gone gateway")
+    }
+
+    /// Per-replica statistics are keyed by a name the peer chooses: bounded.
+    func testPerReplicaStatisticsAreBounded() {
+        let core = makeCore()
+        for i in 0..<(RouterStats.maxReplicaKeys + 20) {
+            let id: PeerIdentity = [9, UInt8(i & 0xFF), UInt8(i >> 8)]
+            ready(core, id, name: "restarted-\(i)")
+            let span = spans(ask(core, "r\(i)"))[0]
+            _ = core.expertFrame(span.0, .success(Envelope(.spanResult(SpanResult(
+                requestId: span.1.requestId, spanIndex: 0, pieces: [Piece(text: "x", tokenId: 1)], text: "x", finish: .eos)))), now: 1)
+            _ = core.expertFrame(id, .success(Envelope(.disconnect(Disconnect(reason: "restart")))), now: 1)
+        }
+        XCTAssertLessThanOrEqual(core.stats.spansByReplica.count, RouterStats.maxReplicaKeys + 1)
+        XCTAssertEqual(core.stats.spansByReplica["other"], 20)
+    }
 }
