@@ -11,7 +11,10 @@
 #   DESTDIR  install into this root instead of / (packaging, tests): no useradd, no chown,
 #            no systemctl; the tree is otherwise identical.
 #   PREFIX   where the binary and docs go (default /usr/local).
-#   BINARY   the mambaformer executable to install (default: the release build, built if missing).
+#   BINARY   the mambaformer executable to install (default: the release build in .build/release,
+#            which must exist: build it first as yourself, `swift build -c release --product
+#            mambaformer`. As root this script never compiles: building runs every package's
+#            manifest and build code, which must not run as root).
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -71,8 +74,16 @@ fi
 
 # 1. The binary.
 if [ -z "${BINARY:-}" ]; then
-  BINARY="$(cd "$repo" && swift build -c release --show-bin-path)/mambaformer"
-  [ -x "$BINARY" ] || (cd "$repo" && swift build -c release --product mambaformer)
+  BINARY="$repo/.build/release/mambaformer"
+  if [ ! -x "$BINARY" ]; then
+    if [ "$(id -u)" = 0 ]; then
+      echo "install.sh: no release build at $BINARY. Build it first as an unprivileged user" >&2
+      echo "  (swift build -c release --product mambaformer), then run this script again," >&2
+      echo "  or point BINARY at a binary built elsewhere. It does not compile as root." >&2
+      exit 1
+    fi
+    (cd "$repo" && swift build -c release --product mambaformer)
+  fi
 fi
 [ -x "$BINARY" ] || { echo "install.sh: $BINARY is not an executable" >&2; exit 1; }
 install -d -m 0755 "$bindir" "$docdir" "$unitdir"

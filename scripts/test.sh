@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 # Generated protobuf-c code must match its .proto.
 bash scripts/check-generated.sh
+# The resolved package graph must be the locked one (no dependency drifts unnoticed).
+bash scripts/check-dependencies.sh
 
 # The dataset generator and the training augmentation (standard-library Python; pytest from
 # PyPI if the machine lacks it; the torch tests in tools/train/tests skip without torch).

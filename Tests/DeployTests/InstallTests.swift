@@ -48,6 +48,22 @@ final class InstallTests: XCTestCase {
     static let units = ["mambaformer-router.service", "mambaformer-gateway.service",
                         "mambaformer-expert@.service", "mambaformer.target"]
 
+    /// As root, with no binary built, install.sh refuses instead of compiling: a build runs
+    /// every package's manifest and plug-in code, which must not run as root.
+    func testNeverCompilesAsRoot() throws {
+        guard getuid() == 0 else { throw XCTSkip("needs root (CI runs as root)") }
+        // A checkout without a .build folder: the script alone, in its usual place.
+        let checkout = root.appendingPathComponent("checkout")
+        try FileManager.default.createDirectory(at: checkout.appendingPathComponent("scripts"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: Self.repositoryRoot.appendingPathComponent("scripts/install.sh"),
+                                        to: checkout.appendingPathComponent("scripts/install.sh"))
+        let r = try Self.run("/bin/bash", [checkout.appendingPathComponent("scripts/install.sh").path],
+                             environment: ["DESTDIR": root.appendingPathComponent("dest").path, "PATH": "/usr/bin:/bin"])
+        XCTAssertEqual(r.status, 1, r.out + r.err)
+        XCTAssertTrue(r.err.contains("does not compile as root"), r.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root.appendingPathComponent("dest/usr/local/bin/mambaformer").path))
+    }
+
     func testInstallIntoDestdirGivesTheWholeTree() throws {
         let r = try install()
         XCTAssertEqual(r.status, 0, r.err)
