@@ -113,7 +113,7 @@ install -m 0644 "$repo/README.md" "$docdir/README.md"
 
 # 3. Configuration: the skeleton only when there is none (never overwrite the operator's).
 install -d -m 0755 "$confdir"
-install -d -m 0750 "$confdir/keys" "$confdir/keys/allowed"
+install -d -m 0750 "$confdir/keys" "$confdir/keys/gateways" "$confdir/keys/experts"
 if [ ! -e "$confdir/cluster.toml" ]; then
   install -m 0640 "$repo/Deploy/cluster.toml" "$confdir/cluster.toml"
   say "wrote $confdir/cluster.toml (edit it: endpoints, model, CURVE keys, limits)"
@@ -144,7 +144,7 @@ if [ -z "$root" ]; then
             --shell /usr/sbin/nologin --comment "MambaFormer cluster" "$USER_NAME"
     say "created system user $USER_NAME"
   fi
-  chown root:"$USER_NAME" "$confdir/cluster.toml" "$confdir/keys" "$confdir/keys/allowed"
+  chown root:"$USER_NAME" "$confdir/cluster.toml" "$confdir/keys" "$confdir/keys/gateways" "$confdir/keys/experts"
   chown -R root:root "$model_dir"
 fi
 if live_systemd; then

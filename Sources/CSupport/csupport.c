@@ -20,6 +20,27 @@ int mf_install_stop_handler(int sig) {
 int mf_stop_requested(void) {
     return mf_stop ? 1 : 0;
 }
+
+static volatile sig_atomic_t mf_reload = 0;
+
+static void mf_on_reload(int sig) {
+    (void)sig;
+    mf_reload = 1;
+}
+
+int mf_install_reload_handler(int sig) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = mf_on_reload;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(sig, &sa, NULL);
+}
+
+int mf_take_reload_request(void) {
+    if (!mf_reload) return 0;
+    mf_reload = 0;
+    return 1;
+}
 #include <pthread.h>
 #include <unistd.h>
 

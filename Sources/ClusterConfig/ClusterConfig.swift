@@ -181,7 +181,8 @@ public struct ClusterConfig {
     public var security: SecuritySettings {
         SecuritySettings(
             curve: bool("security.curve"), routerPublicKey: string("security.router_public_key"),
-            routerSecretKey: string("security.router_secret_key"), allowedKeysDir: string("security.allowed_keys_dir"),
+            routerSecretKey: string("security.router_secret_key"), allowedKeysDir: optionalPath("security.allowed_keys_dir"),
+            gatewayKeysDir: string("security.gateway_keys_dir"), expertKeysDir: string("security.expert_keys_dir"),
             gatewaySecretKey: string("security.gateway_secret_key"), expertSecretKey: string("security.expert_secret_key"),
             authTokensFile: optionalPath("security.auth_tokens_file"))
     }
@@ -239,7 +240,10 @@ public struct SecuritySettings: Equatable, Sendable {
     public var curve: Bool
     public var routerPublicKey: String
     public var routerSecretKey: String
-    public var allowedKeysDir: String
+    /// Deprecated single allow-list for both roles; nil when unset.
+    public var allowedKeysDir: String?
+    public var gatewayKeysDir: String
+    public var expertKeysDir: String
     public var gatewaySecretKey: String
     public var expertSecretKey: String
     public var authTokensFile: String?

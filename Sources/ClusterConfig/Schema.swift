@@ -181,11 +181,17 @@ public enum Schema {
         }
 
         // CURVE: with `curve = true` every ZeroMQ link is encrypted and the router accepts
-        // only the public keys found in `allowed_keys_dir`. Each node reads only its own files.
+        // only the public keys found in `gateway_keys_dir` (frontend) and `expert_keys_dir`
+        // (backend). Each node reads only its own files.
         add("security", "curve", .bool, .bool(false))
         add("security", "router_public_key", .path, .string("/etc/mambaformer/keys/router.pub"))
         add("security", "router_secret_key", .path, .string("/etc/mambaformer/keys/router.key"))
-        add("security", "allowed_keys_dir", .path, .string("/etc/mambaformer/keys/allowed"))
+        // Roles: the router's frontend accepts only gateway keys, its backend only expert keys
+        // (a host running both puts its key in both folders). Read again on SIGHUP.
+        add("security", "gateway_keys_dir", .path, .string("/etc/mambaformer/keys/gateways"))
+        add("security", "expert_keys_dir", .path, .string("/etc/mambaformer/keys/experts"))
+        // Deprecated: one folder whose keys may take either role (the 1.0 layout). "" = none.
+        add("security", "allowed_keys_dir", .path, .string(""))
         add("security", "gateway_secret_key", .path, .string("/etc/mambaformer/keys/gateway.key"))
         add("security", "expert_secret_key", .path, .string("/etc/mambaformer/keys/expert.key"))
         // Bearer tokens the gateway accepts, one per line; "" = no authentication.

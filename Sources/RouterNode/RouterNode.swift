@@ -12,8 +12,22 @@ public final class RouterNode {
         public var frontend = "tcp://127.0.0.1:5555"
         public var backend = "tcp://127.0.0.1:5556"
         public var core = RouterConfig()
-        public var curve: CurveServerConfig?
+        /// CURVE on both sockets, each with the allow-list of its role.
+        public var curve: Curve?
+        /// Called on SIGHUP to read the allow-lists again (gateways, experts).
+        public var reloadAllowLists: (@Sendable () throws -> (gateways: Set<String>, experts: Set<String>))?
         public init() {}
+    }
+
+    /// Roles on the wire: gateways' keys on the frontend, experts' keys on the backend, so a
+    /// gateway host's key cannot register as an expert (and hear patient text) and an expert
+    /// host's key cannot submit requests past the gateway's door.
+    public struct Curve: Sendable {
+        public var frontend: CurveServerConfig
+        public var backend: CurveServerConfig
+        public init(frontend: CurveServerConfig, backend: CurveServerConfig) {
+            self.frontend = frontend; self.backend = backend
+        }
     }
 
     public let options: Options
@@ -38,8 +52,8 @@ public final class RouterNode {
         frontend = try ZmqSocket(context: context, type: .router)
         backend = try ZmqSocket(context: context, type: .router)
         if let curve = options.curve {
-            try frontend.enableCurveServer(curve)
-            try backend.enableCurveServer(curve)
+            try frontend.enableCurveServer(curve.frontend)
+            try backend.enableCurveServer(curve.backend)
         }
         frontendEndpoint = try frontend.bind(options.frontend)
         backendEndpoint = try backend.bind(options.backend)
@@ -63,6 +77,7 @@ public final class RouterNode {
                 drainDeadline = now + drainTimeoutMs
             }
             if let d = drainDeadline, core.activeRequests == 0 || now >= d { break }
+            if ReloadSignal.take() { reloadAllowLists() }
 
             let readable: [Bool]
             do { readable = try ZmqPoll.poll([frontend, backend], timeoutMs: 50) } catch {
@@ -82,6 +97,24 @@ public final class RouterNode {
         frontend.close()
         backend.close()
         context.terminate()
+    }
+
+    /// SIGHUP: the allow-lists from disk again. A key taken out stops new handshakes at once;
+    /// a connection it already made stays until it drops (restart the router to cut it).
+    private func reloadAllowLists() {
+        guard options.curve != nil, let reload = options.reloadAllowLists else {
+            logger.info("SIGHUP: nothing to reload (CURVE is off)")
+            return
+        }
+        do {
+            let lists = try reload()
+            try frontend.updateAllowList(lists.gateways)
+            try backend.updateAllowList(lists.experts)
+            logger.notice("SIGHUP: allow-lists reloaded", metadata: ["gateway_keys": "\(lists.gateways.count)",
+                                                                  "expert_keys": "\(lists.experts.count)"])
+        } catch {
+            logger.error("SIGHUP: allow-lists not reloaded, the previous ones stay: \(error)")
+        }
     }
 
     /// Time one socket's turn may take before the loop moves on: admitting a request counts

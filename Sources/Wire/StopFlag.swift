@@ -24,3 +24,10 @@ public func installStopSignals(_ flag: StopFlag, signals: [Int32] = [SIGTERM, SI
     for sig in signals { _ = mf_install_stop_handler(sig) }
     flag.watchSignals()
 }
+
+/// SIGHUP, as daemons use it: "read your configuration again". The loop asks `take()` between
+/// turns; several signals before it asks count as one.
+public enum ReloadSignal {
+    public static func install(_ sig: Int32 = SIGHUP) { _ = mf_install_reload_handler(sig) }
+    public static func take() -> Bool { mf_take_reload_request() != 0 }
+}

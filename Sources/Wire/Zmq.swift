@@ -76,6 +76,12 @@ public final class ZmqContext {
         return domain
     }
 
+    func updateAllowList(_ keys: Set<String>, domain: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        zap?.allow(keys, domain: domain)
+    }
+
     func unregister(domain: String) {
         lock.lock()
         defer { lock.unlock() }
@@ -213,6 +219,17 @@ public final class ZmqSocket {
         try setString(ZMQ_ZAP_DOMAIN, domain, "ZMQ_ZAP_DOMAIN")
         try setInt(ZMQ_CURVE_SERVER, 1, "ZMQ_CURVE_SERVER")
         try setString(ZMQ_CURVE_SECRETKEY, c.secretKey, "ZMQ_CURVE_SECRETKEY")
+    }
+
+    /// Replaces the client keys this CURVE server socket accepts (a SIGHUP reload). Handshakes
+    /// from now on are judged by the new list; connections already made stay until they drop.
+    public func updateAllowList(_ keys: Set<String>) throws {
+        guard let domain = zapDomain, let context else { throw ZmqError.invalidConfig("not a CURVE server socket") }
+        guard !keys.isEmpty else { throw ZmqError.invalidConfig("an empty client allow-list would refuse every client") }
+        for key in keys where !Keys.isValid(key) {
+            throw ZmqError.invalidConfig("allowed client key \"\(key)\" is not a 40-character Z85 CURVE key")
+        }
+        context.updateAllowList(keys, domain: domain)
     }
 
     /// Talks CURVE to a server whose public key is `serverKey`. Call before `connect`.

@@ -76,7 +76,8 @@ final class InstallTests: XCTestCase {
                        try String(contentsOf: Self.repositoryRoot.appendingPathComponent("Deploy/cluster.toml"), encoding: .utf8))
         XCTAssertEqual(mode("/etc/mambaformer/cluster.toml"), 0o640)
         XCTAssertEqual(mode("/etc/mambaformer/keys"), 0o750)
-        XCTAssertTrue(exists("/etc/mambaformer/keys/allowed"))
+        XCTAssertTrue(exists("/etc/mambaformer/keys/gateways"))
+        XCTAssertTrue(exists("/etc/mambaformer/keys/experts"))
         XCTAssertTrue(exists("/var/lib/mambaformer/model/mambaformer.json"))
         for part in ["emamba", "et5"] {
             XCTAssertTrue(exists("/var/lib/mambaformer/model/\(part)/config.json"), part)

@@ -6,22 +6,22 @@ import Wire
 import XCTest
 
 /// CURVE on between real processes on loopback (issue #12, "Security"; the multi-host
-/// test does the same across network namespaces but needs root). The router allows the
-/// gateway's and one expert's public keys: an expert and a gateway with unknown keys,
-/// and plain-text peers, get nothing through.
+/// test does the same across network namespaces but needs root). The router accepts the
+/// gateway's key on its frontend only and one expert's key on its backend only: keys in the
+/// wrong role, unknown keys and plain-text peers get nothing through; a key added to the
+/// experts' folder is accepted after a SIGHUP, without a restart.
 final class CurveClusterTests: XCTestCase {
-    func testUnknownKeysAndPlainTextPeersAreShutOut() async throws {
+    func testUnknownKeysWrongRolesAndPlainTextPeersAreShutOut() async throws {
         let harness = try ClusterHarness()
         defer { harness.stopAll() }
         let keys = harness.dir.appendingPathComponent("keys").path
-        let allowed = keys + "/allowed"
-        try FileManager.default.createDirectory(atPath: allowed, withIntermediateDirectories: true)
-        for name in ["router", "gateway", "expert", "intruder-expert", "intruder-gateway"] {
+        let gateways = keys + "/gateways", experts = keys + "/experts"
+        for dir in [gateways, experts] { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        for name in ["router", "gateway", "expert", "intruder-gateway", "late-expert"] {
             try Keys.writeKeyPair(name: name, directory: keys)
         }
-        for name in ["gateway", "expert"] {
-            try FileManager.default.copyItem(atPath: "\(keys)/\(name).pub", toPath: "\(allowed)/\(name).pub")
-        }
+        try FileManager.default.copyItem(atPath: "\(keys)/gateway.pub", toPath: "\(gateways)/gateway.pub")
+        try FileManager.default.copyItem(atPath: "\(keys)/expert.pub", toPath: "\(experts)/expert.pub")
         let base = ClusterHarness.freePort(count: 4)
         let frontend = "tcp://127.0.0.1:\(base)", backend = "tcp://127.0.0.1:\(base + 1)"
 
@@ -50,18 +50,21 @@ final class CurveClusterTests: XCTestCase {
         }
         try harness.start("router", ["router", "--config", try config("router", """
             router_secret_key = "\(keys)/router.key"
-            allowed_keys_dir = "\(allowed)"
+            gateway_keys_dir = "\(gateways)"
+            expert_keys_dir = "\(experts)"
             """)])
         try harness.start("emamba-1", ["expert", "--kind", "emamba", "--replica-id", "emamba-1", "--config",
                                        try config("expert", #"expert_secret_key = "\#(keys)/expert.key""#)])
-        // An ET5 replica with a key the router does not know: it must never serve.
+        // An ET5 replica holding the *gateway's* key (a compromised gateway host, say): a valid
+        // key in the wrong role. It must never register nor hear a prompt.
         try harness.start("et5-intruder", ["expert", "--kind", "et5", "--replica-id", "et5-intruder", "--config",
-                                           try config("intruder-expert", #"expert_secret_key = "\#(keys)/intruder-expert.key""#)])
+                                           try config("intruder-expert", #"expert_secret_key = "\#(keys)/gateway.key""#)])
         let goodPort = base + 2, badPort = base + 3
         try harness.start("gateway", ["gateway", "--listen", "127.0.0.1:\(goodPort)", "--router", frontend, "--config",
                                       try config("gateway", #"gateway_secret_key = "\#(keys)/gateway.key""#)])
+        // A gateway holding the *expert's* key: it must not submit past the real gateway's door.
         try harness.start("intruder-gateway", ["gateway", "--listen", "127.0.0.1:\(badPort)", "--router", frontend, "--config",
-                                               try config("intruder-gateway", #"gateway_secret_key = "\#(keys)/intruder-gateway.key""#)])
+                                               try config("intruder-gateway", #"gateway_secret_key = "\#(keys)/expert.key""#)])
 
         // The allowed expert registers; give the intruder as long again to (fail to) join.
         let good = URL(string: "http://127.0.0.1:\(goodPort)")!, bad = URL(string: "http://127.0.0.1:\(badPort)")!
@@ -105,8 +108,27 @@ final class CurveClusterTests: XCTestCase {
         XCTAssertEqual(refused.status, 503, refused.body)
         let probe = try await URLSession.shared.data(from: bad.appendingPathComponent("readyz"))
         XCTAssertEqual((probe.1 as? HTTPURLResponse)?.statusCode, 503)
-        print("RELIABILITY curve: allowed expert and gateway served (200); unknown-key expert never registered, "
-              + "unknown-key gateway got \(refused.status), plain-text request and Ready got no reply")
+
+        // A new ET5 host: refused until its key is in the experts' folder and the router has
+        // read the folder again (SIGHUP), then it serves. No restart.
+        try harness.start("et5-late", ["expert", "--kind", "et5", "--replica-id", "et5-late", "--config",
+                                       try config("late-expert", #"expert_secret_key = "\#(keys)/late-expert.key""#)])
+        try await Task.sleep(nanoseconds: 2_000_000_000)
+        ready = (try? String(contentsOf: good.appendingPathComponent("readyz"), encoding: .utf8)) ?? ""
+        XCTAssertTrue(ready.contains(#""et5":0"#), "a key not yet allowed joined: \(ready)")
+        try FileManager.default.copyItem(atPath: "\(keys)/late-expert.pub", toPath: "\(experts)/late-expert.pub")
+        harness.signal("router", SIGHUP)
+        let reloaded = Date()
+        while Date().timeIntervalSince(reloaded) < 20, !ready.contains(#""et5":1"#) {
+            ready = (try? String(contentsOf: good.appendingPathComponent("readyz"), encoding: .utf8)) ?? ""
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        XCTAssertTrue(ready.contains(#""et5":1"#), "the new key was not accepted after SIGHUP: \(ready)\n\(harness.log("router"))")
+        XCTAssertTrue(harness.log("router").contains("allow-lists reloaded"), harness.log("router"))
+        XCTAssertFalse(harness.log("router").contains("replica=et5-intruder"), "the wrong-role expert registered")
+        print("RELIABILITY curve: allowed expert and gateway served (200); an expert with the gateway's key never registered, "
+              + "a gateway with the expert's key got \(refused.status), plain-text request and Ready got no reply; "
+              + "a new expert key accepted \(String(format: "%.1f s", Date().timeIntervalSince(reloaded))) after SIGHUP")
     }
 
     private func post(_ base: URL) async throws -> (status: Int, body: String) {

@@ -6,6 +6,10 @@
    thread polls getppid() every 200 ms). Returns 0 on success. */
 int mf_watch_parent(int parent, int sig);
 
+/* SIGHUP-style reload: the handler sets a flag; take returns 1 once per signal burst. */
+int mf_install_reload_handler(int sig);
+int mf_take_reload_request(void);
+
 /* glibc's malloc_trim(0): gives freed heap memory back to the system. 1 if some was. */
 int mf_malloc_trim(void);
 

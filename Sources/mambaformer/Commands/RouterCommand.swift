@@ -54,11 +54,17 @@ struct RouterCommand: ParsableCommand {
         let settings = cluster.router
         let logger = Runtime.bootstrapLogging(NodeConfiguration.logLevel(cluster, "router.log_level"), label: "mambaformer.router")
         if let address = cluster.optionalString("router.metrics") { try MetricsEndpoint.start(address: address, logger: logger) }
-        let options = try NodeConfiguration.routerOptions(cluster)
+        var options = try NodeConfiguration.routerOptions(cluster)
+        let configOption = config, configOverrides = overrides
+        options.reloadAllowLists = {
+            // The file again too: its key folders may have moved.
+            try NodeConfiguration.routerAllowLists(try NodeConfiguration.load(configOption, configOverrides))
+        }
         let spanGate = try makeGate(settings.gate, model: settings.model, logger: logger)
         let counter = try promptCounter(model: settings.model)
         let node = try RouterNode(options: options, gate: spanGate, counter: counter, logger: logger)
         installStopSignals(node.stopRequested)
+        ReloadSignal.install()
         // Both sockets are bound: gateways and experts can connect.
         Readiness.ready("router listening on \(node.frontendEndpoint) and \(node.backendEndpoint)", logger: logger)
         let stopping = Readiness.notifyStopping(when: node.stopRequested, logger: logger)

@@ -99,24 +99,41 @@ enum NodeConfiguration {
 
     // MARK: CURVE keys
 
-    /// The router's key pair and the allow-list: every `*.pub` in `allowed_keys_dir`.
-    private static func routerCurve(_ config: ClusterConfig) throws -> CurveServerConfig {
+    /// The router's key pair and its two allow-lists (see `routerAllowLists`).
+    private static func routerCurve(_ config: ClusterConfig) throws -> RouterNode.Curve {
         let s = config.security
         let secret = try readKey(config, "security.router_secret_key", s.routerSecretKey, secret: true)
         let publicKey = try Keys.publicKey(fromSecret: secret)
-        let dir = s.allowedKeysDir
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else {
-            throw NodeConfigError("\(config.describe("security.allowed_keys_dir")): cannot list \(dir)")
+        let lists = try routerAllowLists(config)
+        return RouterNode.Curve(
+            frontend: CurveServerConfig(publicKey: publicKey, secretKey: secret, allowedClientKeys: lists.gateways),
+            backend: CurveServerConfig(publicKey: publicKey, secretKey: secret, allowedClientKeys: lists.experts))
+    }
+
+    /// Roles: every `*.pub` in `gateway_keys_dir` may submit requests on the frontend, every
+    /// `*.pub` in `expert_keys_dir` may register on the backend; the deprecated
+    /// `allowed_keys_dir` adds its keys to both. Read at start and on SIGHUP; a role with no
+    /// key at all is refused (nobody could connect).
+    static func routerAllowLists(_ config: ClusterConfig) throws -> (gateways: Set<String>, experts: Set<String>) {
+        let s = config.security
+        func keys(_ setting: String, _ dir: String?) throws -> Set<String> {
+            guard let dir, let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
+            var found = Set<String>()
+            for name in names.sorted() where name.hasSuffix(".pub") {
+                found.insert(try readKey(config, setting, dir + "/" + name))
+            }
+            return found
         }
-        var allowed = Set<String>()
-        for name in names.sorted() where name.hasSuffix(".pub") {
-            allowed.insert(try readKey(config, "security.allowed_keys_dir", dir + "/" + name))
+        let shared = try keys("security.allowed_keys_dir", s.allowedKeysDir)
+        let gateways = try keys("security.gateway_keys_dir", s.gatewayKeysDir).union(shared)
+        let experts = try keys("security.expert_keys_dir", s.expertKeysDir).union(shared)
+        for (role, setting, found) in [("gateway", "security.gateway_keys_dir", gateways), ("expert", "security.expert_keys_dir", experts)]
+        where found.isEmpty {
+            throw NodeConfigError("\(config.describe(setting)): no *.pub key for the \(role) role in \(config.string(setting)): "
+                                  + "with CURVE on, no \(role) could connect (copy each \(role) host's .pub there; "
+                                  + "keys from a 1.0 install's keys/allowed go in both folders)")
         }
-        guard !allowed.isEmpty else {
-            throw NodeConfigError("\(config.describe("security.allowed_keys_dir")): no *.pub key in \(dir): " +
-                                  "with CURVE on, no gateway or expert could connect")
-        }
-        return CurveServerConfig(publicKey: publicKey, secretKey: secret, allowedClientKeys: allowed)
+        return (gateways, experts)
     }
 
     private static func clientCurve(_ config: ClusterConfig, secretKeySetting: String) throws -> CurveClientConfig {
