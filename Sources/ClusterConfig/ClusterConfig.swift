@@ -184,7 +184,8 @@ public struct ClusterConfig {
             routerSecretKey: string("security.router_secret_key"), allowedKeysDir: optionalPath("security.allowed_keys_dir"),
             gatewayKeysDir: string("security.gateway_keys_dir"), expertKeysDir: string("security.expert_keys_dir"),
             gatewaySecretKey: string("security.gateway_secret_key"), expertSecretKey: string("security.expert_secret_key"),
-            authTokensFile: optionalPath("security.auth_tokens_file"))
+            authTokensFile: optionalPath("security.auth_tokens_file"),
+            allowPlaintextWire: bool("security.allow_plaintext_wire"))
     }
 }
 
@@ -247,6 +248,7 @@ public struct SecuritySettings: Equatable, Sendable {
     public var gatewaySecretKey: String
     public var expertSecretKey: String
     public var authTokensFile: String?
+    public var allowPlaintextWire: Bool
 }
 
 /// A systemd instance name of the expert template: `emamba-3` → pool `emamba`, replica `emamba-3`.

@@ -122,11 +122,15 @@ public struct Setting: Sendable {
 
 public enum Schema {
     public static let pools = ["emamba", "et5"]
+    /// Where a single-host install's nodes meet (systemd's RuntimeDirectory, mode 0750).
+    public static let runtimeDirectory = "/run/mambaformer"
+    public static let defaultFrontend = "ipc://\(runtimeDirectory)/frontend"
+    public static let defaultBackend = "ipc://\(runtimeDirectory)/backend"
     public static let sections = ["router", "gateway", "expert", "security", "limits"] + pools.map { "expert.\($0)" }
 
     /// Settings of [expert] that [expert.emamba] / [expert.et5] may override for one pool.
     static let expertKeys: [(String, SettingType, ConfigValue)] = [
-        ("router", .endpoint, .string("tcp://127.0.0.1:5556")),
+        ("router", .endpoint, .string(Schema.defaultBackend)),
         ("model", .path, .string("models/demo")),
         ("threads", .int(1...64), .int(1)),
         // How weight matrices are held: auto = as the checkpoint stores them (bf16 stays bf16),
@@ -152,8 +156,11 @@ public enum Schema {
             all.append(Setting(section: section, key: key, type: type, defaultValue: value))
         }
         // The router binds both endpoints; experts and gateways connect to them.
-        add("router", "frontend", .endpoint, .string("tcp://127.0.0.1:5555"))
-        add("router", "backend", .endpoint, .string("tcp://127.0.0.1:5556"))
+        // One host by default: ipc:// in a folder only the service's group may enter, so no
+        // other local user (and nobody on the network) can submit or register. Several hosts:
+        // tcp:// with CURVE (plain-text TCP needs security.allow_plaintext_wire).
+        add("router", "frontend", .endpoint, .string(Schema.defaultFrontend))
+        add("router", "backend", .endpoint, .string(Schema.defaultBackend))
         add("router", "model", .path, .string("models/demo"))
         add("router", "gate", .choice(["auto", "trained", "rule", "alternate"]), .string("auto"))
         add("router", "span_tokens", .int(1...256), .int(16))
@@ -163,7 +170,7 @@ public enum Schema {
         add("router", "log_level", .choice(logLevels), .string("info"))
 
         add("gateway", "listen", .hostPort, .string("127.0.0.1:8080"))
-        add("gateway", "router", .endpoint, .string("tcp://127.0.0.1:5555"))
+        add("gateway", "router", .endpoint, .string(Schema.defaultFrontend))
         add("gateway", "deadline_ms", .int(1...3_600_000), .int(30_000))
         add("gateway", "span_tokens", .int(0...256), .int(0))
         // A connection must deliver a whole request (head and body) within this many ms of
@@ -199,6 +206,9 @@ public enum Schema {
         // A gateway listening beyond loopback with no token file refuses to start unless this
         // is true (an authenticating proxy in front, say).
         add("security", "allow_unauthenticated", .bool, .bool(false))
+        // A node that would speak plain text over TCP (CURVE off) refuses to start unless this
+        // is true: prompts and answers are patient data, and a plain-text TCP port admits anyone.
+        add("security", "allow_plaintext_wire", .bool, .bool(false))
         // Failed token checks one client address may make per minute; past them its requests
         // get 429 with Retry-After (slows token guessing). 0 = no limit.
         add("security", "auth_failures_per_minute", .int(0...1_000_000), .int(30))

@@ -20,7 +20,7 @@ import Wire
 /// still falls silent and is replaced.
 public final class ExpertNode {
     public struct Options: Sendable {
-        public var router = "tcp://127.0.0.1:5556"
+        public var router = "ipc:///run/mambaformer/backend"
         public var pool: PoolKind = .emamba
         public var replicaId = "emamba-1"
         public var modelId = ""

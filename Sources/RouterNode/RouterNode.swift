@@ -9,8 +9,8 @@ import Wire
 /// socket is owned by the loop's thread.
 public final class RouterNode {
     public struct Options: Sendable {
-        public var frontend = "tcp://127.0.0.1:5555"
-        public var backend = "tcp://127.0.0.1:5556"
+        public var frontend = "ipc:///run/mambaformer/frontend"
+        public var backend = "ipc:///run/mambaformer/backend"
         public var core = RouterConfig()
         /// CURVE on both sockets, each with the allow-list of its role.
         public var curve: Curve?

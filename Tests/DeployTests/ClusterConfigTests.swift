@@ -44,7 +44,10 @@ final class ClusterConfigTests: XCTestCase {
     func testDefaultsWithoutAnyFile() throws {
         let config = try load(nil)
         XCTAssertNil(config.file)
-        XCTAssertEqual(config.router.frontend, "tcp://127.0.0.1:5555")
+        XCTAssertEqual(config.router.frontend, "ipc:///run/mambaformer/frontend")
+        XCTAssertEqual(config.gateway.router, "ipc:///run/mambaformer/frontend")
+        XCTAssertEqual(config.expert(pool: "emamba").router, "ipc:///run/mambaformer/backend")
+        XCTAssertFalse(config.security.allowPlaintextWire)
         XCTAssertEqual(config.router.spanTokens, 16)
         XCTAssertEqual(config.gateway.port, 8080)
         XCTAssertEqual(config.expert(pool: "et5").threads, 1)
@@ -69,7 +72,7 @@ final class ClusterConfigTests: XCTestCase {
         XCTAssertEqual(config.resolve("router.heartbeat_ms").origin, .environment("MAMBAFORMER_ROUTER_HEARTBEAT_MS"))
         XCTAssertEqual(config.router.gate, "rule")
         XCTAssertEqual(config.resolve("router.gate").origin, .file(path: path, line: 4))
-        XCTAssertEqual(config.router.backend, "tcp://127.0.0.1:5556")
+        XCTAssertEqual(config.router.backend, "ipc:///run/mambaformer/backend")
         XCTAssertEqual(config.resolve("router.backend").origin, .builtInDefault)
     }
 

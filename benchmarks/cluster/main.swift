@@ -58,6 +58,8 @@ final class Child {
         process.standardError = handle
         var env = ProcessInfo.processInfo.environment
         env["MAMBAFORMER_PARENT_PID"] = "\(getpid())"
+        // `dispatch --transport tcp` measures plain-text TCP on loopback on purpose.
+        env["MAMBAFORMER_SECURITY_ALLOW_PLAINTEXT_WIRE"] = "true"
         process.environment = env
         try process.run()
     }

@@ -23,7 +23,7 @@ struct ExpertCommand: ParsableCommand {
     @Option(help: "Which pool this replica serves: emamba or et5.") var kind: String?
     @Option(help: "Pool and replica in one name, POOL-N (a systemd instance name, e.g. emamba-3).") var instance: String?
     @Option(help: "MambaFormer checkpoint folder, or one Hugging Face checkpoint folder (default models/demo).") var model: String?
-    @Option(help: "The router's backend endpoint (default tcp://127.0.0.1:5556).") var router: String?
+    @Option(help: "The router's backend endpoint (default ipc:///run/mambaformer/backend).") var router: String?
     @Option(help: "Replica name shown in traces and metrics (default: the instance name, else <kind>-<pid>).") var replicaId: String?
     @Option(help: "BLAS threads in this process (one per process is best on small hosts; default 1).") var threads: Int?
     @Option(help: "Weight matrices in memory: auto (as stored: bf16 stays bf16), f32, bf16 (rounded at load) int8 (quantized at load) or w8a8 (int8, and decode steps multiply in int8; default auto).")

@@ -16,7 +16,7 @@ struct GatewayCommand: AsyncParsableCommand {
 
     @OptionGroup var config: ConfigFileOption
     @Option(help: "HTTP address to listen on (HOST:PORT; default 127.0.0.1:8080).") var listen: String?
-    @Option(help: "The router's frontend endpoint (default tcp://127.0.0.1:5555).") var router: String?
+    @Option(help: "The router's frontend endpoint (default ipc:///run/mambaformer/frontend).") var router: String?
     @Option(help: "File of accepted bearer tokens, one per line (no file: no authentication).") var authTokensFile: String?
     @Option(help: "Answer requests in flight before 429 (default 64).") var maxConcurrent: Int?
     @Option(help: "Largest max_tokens a client may ask for (default 512).") var maxTokens: Int?

@@ -16,8 +16,8 @@ struct RouterCommand: ParsableCommand {
     )
 
     @OptionGroup var config: ConfigFileOption
-    @Option(help: "ZeroMQ endpoint gateways connect to (default tcp://127.0.0.1:5555).") var frontend: String?
-    @Option(help: "ZeroMQ endpoint experts connect to (default tcp://127.0.0.1:5556).") var backend: String?
+    @Option(help: "ZeroMQ endpoint gateways connect to (default ipc:///run/mambaformer/frontend).") var frontend: String?
+    @Option(help: "ZeroMQ endpoint experts connect to (default ipc:///run/mambaformer/backend).") var backend: String?
     @Option(help: "MambaFormer checkpoint folder; its gate is used when it has one (default models/demo).") var model: String?
     @Option(help: "Gate: auto (trained if the checkpoint has one, else rule), trained, rule, or alternate (test/demo only).")
     var gate: String?

@@ -53,8 +53,11 @@ struct UpCommand: ParsableCommand {
         guard FileManager.default.fileExists(atPath: model) else {
             throw ValidationError("checkpoint folder \(model) does not exist")
         }
-        let stateDir = FileManager.default.temporaryDirectory.appendingPathComponent("mambaformer-up-\(getpid())")
-        try FileManager.default.createDirectory(at: stateDir, withIntermediateDirectories: true)
+        // mkdtemp: an unpredictable name, mode 0700: no other local user can reach the sockets
+        // (nor plant a folder of that name first).
+        var template = Array(FileManager.default.temporaryDirectory.appendingPathComponent("mambaformer-up-XXXXXX").path.utf8CString)
+        guard mkdtemp(&template) != nil else { throw ValidationError("up: cannot create a private folder in \(NSTemporaryDirectory())") }
+        let stateDir = URL(fileURLWithPath: String(cString: template))
         defer { try? FileManager.default.removeItem(at: stateDir) }
         let frontend = "ipc://\(stateDir.path)/frontend"
         let backend = "ipc://\(stateDir.path)/backend"

@@ -35,8 +35,42 @@ enum NodeConfiguration {
         return level
     }
 
+    /// Secure by default: plain text over TCP (CURVE off) lets anyone who reaches the port
+    /// submit requests or register as an expert and read prompts. Refused unless the operator
+    /// opts out with `security.allow_plaintext_wire`.
+    static func checkWire(_ config: ClusterConfig, _ setting: String, pool: String? = nil) throws {
+        let endpoint = config.string(setting, pool: pool)
+        guard endpoint.hasPrefix("tcp://"), !config.security.curve, !config.security.allowPlaintextWire else { return }
+        throw NodeConfigError("""
+            \(config.describe(setting, pool: pool)) is \(endpoint) with CURVE off: anyone who reaches that port could \
+            submit requests or register as an expert and read patient text. Set security.curve = true with keys \
+            (README, "Configuration"), use ipc:// endpoints on one host (the default, \(Schema.defaultFrontend)), \
+            or set security.allow_plaintext_wire = true on a network you trust
+            """)
+    }
+
+    /// The folder of an ipc:// endpoint the router binds: created (mode 0750, like systemd's
+    /// RuntimeDirectory) when missing, so only the service's user and group can reach it.
+    static func prepareIPC(_ config: ClusterConfig, _ setting: String) throws {
+        let endpoint = config.string(setting)
+        guard endpoint.hasPrefix("ipc://") else { return }
+        let folder = URL(fileURLWithPath: String(endpoint.dropFirst("ipc://".count))).deletingLastPathComponent().path
+        guard !FileManager.default.fileExists(atPath: folder) else { return }
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o750])
+        } catch {
+            throw NodeConfigError("\(config.describe(setting)): cannot create \(folder) for \(endpoint) (\(error)): "
+                                  + "run under systemd (RuntimeDirectory=mambaformer), create it, or use an ipc:// path you own")
+        }
+    }
+
     static func routerOptions(_ config: ClusterConfig) throws -> RouterNode.Options {
         let s = config.router
+        for setting in ["router.frontend", "router.backend"] {
+            try checkWire(config, setting)
+            try prepareIPC(config, setting)
+        }
         var options = RouterNode.Options()
         options.frontend = s.frontend
         options.backend = s.backend
@@ -53,6 +87,7 @@ enum NodeConfiguration {
 
     static func expertOptions(_ config: ClusterConfig, pool: PoolKind, replicaId: String, modelId: String) throws -> ExpertNode.Options {
         let s = config.expert(pool: "\(pool)")
+        try checkWire(config, "expert.router", pool: "\(pool)")
         var options = ExpertNode.Options()
         options.router = s.router
         options.pool = pool
@@ -72,6 +107,7 @@ enum NodeConfiguration {
 
     static func gatewayConfig(_ config: ClusterConfig) throws -> GatewayConfig {
         let s = config.gateway
+        try checkWire(config, "gateway.router")
         var g = GatewayConfig()
         g.host = s.host
         g.port = s.port
