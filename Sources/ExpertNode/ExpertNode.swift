@@ -152,10 +152,10 @@ public final class ExpertNode {
                 break
             case .disconnect(let d):
                 // The router does not know us (it restarted): announce ourselves again.
-                logger.info("router asked to re-register", metadata: ["reason": "\(d.reason)"])
+                logger.info("router asked to re-register", metadata: ["reason": "\(loggable(d.reason, limit: 200))"])
                 send(ready)
             case .error(let e):
-                logger.error("router refused this replica: \(e.message)")
+                logger.error("router refused this replica: \(loggable(e.message, limit: 200))")
             default:
                 metrics.droppedFrames.increment()
             }

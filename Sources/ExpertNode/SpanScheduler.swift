@@ -60,7 +60,9 @@ final class SpanScheduler {
         /// Its bytes, checked before tokenizing (generated text: 64 bytes a token is generous).
         var maxAnswerBytes: Int { 64 * maxAnswerTokens }
         /// No limits (in-process evaluation and gate training read whatever the data holds).
-        static let unbounded = Limits(maxPromptBytes: .max / 2, maxPromptTokens: .max / 4, maxAnswerTokens: .max / 4)
+        /// (2³¹ each: sums and the byte bound stay far from overflowing.)
+        static let unbounded = Limits(maxPromptBytes: Int(Int32.max), maxPromptTokens: Int(Int32.max),
+                                      maxAnswerTokens: Int(Int32.max))
     }
     let limits: Limits
 

@@ -156,7 +156,8 @@ public final class RouterNode {
     private func logReplicaEvent(_ result: Result<Envelope, WireError>) {
         if case .success(let envelope) = result, case .ready(let ready) = envelope.body {
             logger.info("replica ready", metadata: [
-                "pool": "\(ready.pool)", "replica": "\(ready.replicaId)", "model": "\(ready.modelId)", "capacity": "\(ready.capacity)"])
+                "pool": "\(ready.pool)", "replica": "\(loggable(ready.replicaId))", "model": "\(loggable(ready.modelId))",
+                "capacity": "\(ready.capacity)"])
         }
     }
 

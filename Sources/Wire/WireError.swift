@@ -85,3 +85,18 @@ extension WireProtocol {
         "v\(version / 1000).\(version % 1000)"
     }
 }
+
+/// Strings a peer controls (replica ids, model ids, reasons) as they may appear in a log line:
+/// at most `limit` characters, control and non-ASCII characters escaped, so a peer can neither
+/// forge log lines (newlines, ANSI escapes) nor flood them.
+public func loggable(_ s: String, limit: Int = 64) -> String {
+    var out = ""
+    var count = 0
+    for u in s.unicodeScalars {
+        if count == limit { out += "…"; break }
+        if u.value >= 0x20 && u.value < 0x7F && u != "\\" { out.unicodeScalars.append(u) }
+        else { out += String(format: "\\u{%X}", u.value) }
+        count += 1
+    }
+    return out
+}

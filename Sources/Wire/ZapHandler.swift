@@ -17,6 +17,11 @@ final class ZapHandler {
     private let finished = DispatchSemaphore(value: 0)
     private let logger: Logger
     private var startError: Error?  // written by the thread before `bound` is signalled
+    /// Refusals are logged at most once per `refusalLogIntervalMs` per reason (a peer knocking
+    /// every 100 ms must not flood the journal); the line says how many were not logged.
+    static let refusalLogIntervalMs: UInt64 = 10_000
+    private var lastRefusalLogMs: [String: UInt64] = [:]
+    private var refusalsNotLogged: [String: Int] = [:]
 
     /// Starts the handler thread; returns once its REP socket is bound, so no handshake
     /// can happen before the allow-list is enforced (without a bound handler libzmq would
@@ -98,8 +103,7 @@ final class ZapHandler {
         let address = String(decoding: frames[3], as: UTF8.self)
         let mechanism = String(decoding: frames[5], as: UTF8.self)
         guard mechanism == "CURVE", frames.count >= 7, frames[6].count == 32 else {
-            logger.warning("ZeroMQ peer refused: CURVE required", metadata: [
-                "peer": "\(address)", "mechanism": "\(mechanism)"])
+            logRefusal("CURVE required", ["peer": "\(loggable(address))", "mechanism": "\(loggable(mechanism))"])
             return reply("400", "CURVE required")
         }
         let clientKey = Keys.z85(frames[6])
@@ -107,11 +111,28 @@ final class ZapHandler {
         let allowed = allowLists[domain]?.contains(clientKey) ?? false
         lock.unlock()
         guard allowed else {
-            logger.warning("ZeroMQ peer refused: CURVE key not in the allow-list", metadata: [
-                "peer": "\(address)", "client_key": "\(clientKey)"])
+            logRefusal("CURVE key not in the allow-list of this socket's role", [
+                "peer": "\(loggable(address))", "client_key": "\(clientKey)", "domain": "\(loggable(domain))"])
             return reply("400", "client key not allowed")
         }
         return reply("200", "OK", user: clientKey)
+    }
+
+    private func logRefusal(_ reason: String, _ metadata: Logger.Metadata) {
+        let now = MonotonicClock.nowMs()
+        lock.lock()
+        let last = lastRefusalLogMs[reason]
+        guard last == nil || now - last! >= Self.refusalLogIntervalMs else {
+            refusalsNotLogged[reason, default: 0] += 1
+            lock.unlock()
+            return
+        }
+        lastRefusalLogMs[reason] = now
+        let skipped = refusalsNotLogged.removeValue(forKey: reason) ?? 0
+        lock.unlock()
+        var metadata = metadata
+        if skipped > 0 { metadata["refusals_not_logged"] = "\(skipped)" }
+        logger.warning("ZeroMQ peer refused: \(reason)", metadata: metadata)
     }
 }
 
