@@ -2,39 +2,24 @@
 #include <signal.h>
 #include <string.h>
 
-static volatile sig_atomic_t mf_stop = 0;
+/* Flags set by async-signal-safe handlers; the nodes' loops read them between turns. */
+static volatile sig_atomic_t mf_stop = 0, mf_reload = 0;
 
-static void mf_on_stop(int sig) {
-    (void)sig;
-    mf_stop = 1;
-}
+static void mf_on_stop(int sig) { (void)sig; mf_stop = 1; }
+static void mf_on_reload(int sig) { (void)sig; mf_reload = 1; }
 
-int mf_install_stop_handler(int sig) {
+static int mf_install(int sig, void (*handler)(int)) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = mf_on_stop;
+    sa.sa_handler = handler;
     sigemptyset(&sa.sa_mask);
     return sigaction(sig, &sa, NULL);
 }
 
-int mf_stop_requested(void) {
-    return mf_stop ? 1 : 0;
-}
+int mf_install_stop_handler(int sig) { return mf_install(sig, mf_on_stop); }
+int mf_install_reload_handler(int sig) { return mf_install(sig, mf_on_reload); }
 
-static volatile sig_atomic_t mf_reload = 0;
-
-static void mf_on_reload(int sig) {
-    (void)sig;
-    mf_reload = 1;
-}
-
-int mf_install_reload_handler(int sig) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = mf_on_reload;
-    sigemptyset(&sa.sa_mask);
-    return sigaction(sig, &sa, NULL);
-}
+int mf_stop_requested(void) { return mf_stop ? 1 : 0; }
 
 int mf_take_reload_request(void) {
     if (!mf_reload) return 0;

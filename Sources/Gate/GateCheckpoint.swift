@@ -1,6 +1,7 @@
 import Engine
 import Foundation
 import Tokenizers
+import Wire
 
 /// A trained gate on disk, the `gate/` folder of a MambaFormer checkpoint:
 ///
@@ -150,12 +151,4 @@ public struct GateBundle: @unchecked Sendable {
                                         lexicon: Lexicon(words: file.lexicon))
         return GateBundle(file: file, network: GateNetwork(shape: shape, parameters: parameters), featurizer: featurizer)
     }
-}
-
-/// FNV-1a 64-bit of `data`, 16 hex digits.
-public func fnv1a64Hex(_ data: Data) -> String {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for b in data { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
-    let s = String(h, radix: 16)
-    return String(repeating: "0", count: 16 - s.count) + s
 }

@@ -26,9 +26,10 @@ public func makeGatewayApplication(
     logger: Logger,
     metrics: GatewayMetrics = GatewayMetrics(),
     drain: GatewayDrain = GatewayDrain(),
+    tokens: GatewayTokens? = nil,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) -> Application<RouterResponder<GatewayRequestContext>> {
-    let router = makeGatewayRouter(config: config, backend: backend, metrics: metrics, drain: drain)
+    let router = makeGatewayRouter(config: config, backend: backend, metrics: metrics, drain: drain, tokens: tokens)
     let readTimeout = TimeAmount.milliseconds(Int64(config.readTimeoutMs))
     let headerLimits = HTTP1Channel.Configuration.DecoderConfiguration(
         maxHeaderFieldSize: 80 * 1024, maxHeaderListSize: 80 * 1024, maxHeaderFieldCount: 1000)
@@ -49,15 +50,17 @@ public func makeGatewayApplication(
 }
 
 /// The router alone (middleware + endpoints), for embedding or testing.
+/// - tokens: the accepted tokens, shared with whoever reloads them (SIGHUP); by default the config's.
 public func makeGatewayRouter(config: GatewayConfig, backend: AnswerBackend,
                               metrics: GatewayMetrics = GatewayMetrics(),
-                              drain: GatewayDrain = GatewayDrain()) -> Router<GatewayRequestContext> {
+                              drain: GatewayDrain = GatewayDrain(),
+                              tokens: GatewayTokens? = nil) -> Router<GatewayRequestContext> {
     let limiter = ConcurrencyLimiter(limit: config.maxConcurrent) { metrics.inFlight($0) }
     drain.attach(limiter)
     let router = Router(context: GatewayRequestContext.self)
     // Middleware first: Hummingbird wraps each route with the middleware present when it is added.
     router.add(middleware: FrontMiddleware(metrics: metrics))
-    router.add(middleware: AuthMiddleware(tokens: config.authTokens, metricsAuth: config.metricsAuth,
+    router.add(middleware: AuthMiddleware(tokens: tokens ?? GatewayTokens(config), metricsAuth: config.metricsAuth,
                                           failuresPerMinute: config.authFailuresPerMinute))
     Endpoints(config: config, backend: backend, metrics: metrics, limiter: limiter, drain: drain).register(on: router)
     return router

@@ -49,6 +49,11 @@ public struct GatewayConfig: Sendable {
 
     /// Accepted bearer tokens. Empty = no authentication (loopback / behind an authenticating proxy).
     public var authTokens: Set<String> = []
+    /// Each token's client name (logs and the `client` metrics label; never the secret). A
+    /// token without one is named `token-` + the first 8 hex digits of its FNV-1a fingerprint.
+    public var clientNames: [String: String] = [:]
+    /// The file the tokens came from, read again on SIGHUP (nil: tokens set in code).
+    public var authTokensFile: String?
     /// `GET /metrics` needs a token too (the probes `/healthz` and `/readyz` never do).
     public var metricsAuth = false
     /// Listening beyond loopback with no tokens is refused at start unless this is set
@@ -108,20 +113,36 @@ public struct GatewayConfig: Sendable {
         return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 
-    /// Reads bearer tokens from a file: one token per line, blank lines and `#` comments ignored.
-    /// Fails (rather than silently disabling auth) on a missing/unreadable file, a file with no
-    /// tokens, or a line that is not a valid token (whitespace inside, too short).
-    public static func loadAuthTokens(path: String) throws -> Set<String> {
+    /// The name a token goes by when its line gives none.
+    public static func defaultClientName(_ token: String) -> String { "token-" + fnv1a64Hex(Array(token.utf8)).prefix(8) }
+
+    /// Reads bearer tokens from a file: one per line, `name:token` or a bare token (named by
+    /// `defaultClientName`); blank lines and `#` comments ignored. A name is 1-64 of
+    /// `[A-Za-z0-9._-]` before the first `:`. Returns token → name. Fails (rather than silently
+    /// disabling auth) on a missing or unreadable file, one that group or others may read
+    /// (`chmod 600`, as ssh insists for keys), a file with no tokens, a repeated name, or a line
+    /// that is not a valid token (whitespace inside, shorter than 16 characters).
+    public static func loadAuthTokens(path: String) throws -> [String: String] {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw GatewayConfigError.tokenFileUnreadable(path: path)
+        }
+        if let mode = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int, mode & 0o077 != 0 {
+            throw GatewayConfigError.tokenFileTooOpen(path: path, mode: mode)
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw GatewayConfigError.tokenFileInvalid(path: path, line: 0, reason: "not UTF-8 text")
         }
-        var tokens = Set<String>()
+        var tokens: [String: String] = [:]
+        var names = Set<String>()
         for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+            var line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
             if line.isEmpty || line.hasPrefix("#") { continue }
+            var name: String?
+            if let colon = line.firstIndex(of: ":"), (1...64).contains(line.distance(from: line.startIndex, to: colon)),
+               line[..<colon].unicodeScalars.allSatisfy({ isNameScalar($0) }) {
+                name = String(line[..<colon])
+                line = String(line[line.index(after: colon)...])
+            }
             if line.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value >= 0x7F }) {
                 throw GatewayConfigError.tokenFileInvalid(
                     path: path, line: number + 1, reason: "a token must be printable ASCII without spaces")
@@ -130,10 +151,18 @@ public struct GatewayConfig: Sendable {
                 throw GatewayConfigError.tokenFileInvalid(
                     path: path, line: number + 1, reason: "token shorter than 16 characters (too easy to guess)")
             }
-            tokens.insert(line)
+            let client = name ?? defaultClientName(line)
+            guard names.insert(client).inserted else {
+                throw GatewayConfigError.tokenFileInvalid(path: path, line: number + 1, reason: "the name \(client) is used twice")
+            }
+            tokens[line] = client
         }
         if tokens.isEmpty { throw GatewayConfigError.tokenFileEmpty(path: path) }
         return tokens
+    }
+
+    private static func isNameScalar(_ u: Unicode.Scalar) -> Bool {
+        (u >= "A" && u <= "Z") || (u >= "a" && u <= "z") || (u >= "0" && u <= "9") || u == "." || u == "_" || u == "-"
     }
 }
 
@@ -142,6 +171,7 @@ public enum GatewayConfigError: Error, CustomStringConvertible, Equatable {
     case tokenFileUnreadable(path: String)
     case tokenFileInvalid(path: String, line: Int, reason: String)
     case tokenFileEmpty(path: String)
+    case tokenFileTooOpen(path: String, mode: Int)
     case unauthenticatedBeyondLoopback(host: String)
 
     public var description: String {
@@ -154,6 +184,9 @@ public enum GatewayConfigError: Error, CustomStringConvertible, Equatable {
             return "auth token file \(path), line \(line): \(reason)"
         case .tokenFileEmpty(let path):
             return "auth token file \(path) holds no tokens (one per line; # starts a comment)"
+        case .tokenFileTooOpen(let path, let mode):
+            return "auth token file \(path) may be read by others (mode \(String(mode, radix: 8))): "
+                + "chmod 600 it, owned by the gateway's user"
         case .unauthenticatedBeyondLoopback(let host):
             return "the gateway would listen on \(host) without authentication: set security.auth_tokens_file "
                 + "(--auth-tokens-file), listen on 127.0.0.1, or, behind an authenticating proxy, "

@@ -46,9 +46,12 @@ public final class GatewayMetrics: Sendable {
         inFlightGauge.set(0)
     }
 
-    func request(endpoint: String, status: Int, duration: Duration) {
-        Counter(label: "mambaformer_gateway_requests_total",
-                dimensions: [("endpoint", endpoint), ("status", String(status))], factory: factory).increment()
+    /// `client`: the authenticated client's name (a `client` label; none when auth is off or
+    /// the request was refused before it named itself).
+    func request(endpoint: String, status: Int, duration: Duration, client: String? = nil) {
+        var dimensions = [("endpoint", endpoint), ("status", String(status))]
+        if let client { dimensions.append(("client", client)) }
+        Counter(label: "mambaformer_gateway_requests_total", dimensions: dimensions, factory: factory).increment()
         Metrics.Timer(label: "mambaformer_gateway_request_duration_seconds",
                       dimensions: [("endpoint", endpoint)], factory: factory).record(duration: duration)
     }

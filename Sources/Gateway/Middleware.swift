@@ -12,10 +12,23 @@ public struct GatewayRequestContext: RequestContext {
     /// The peer's IP address ("" when unknown, e.g. in tests without a socket): logged with
     /// every refused request, and the key of the failed-token throttle.
     public var clientAddress: String
+    /// The authenticated client's name, set by the door for the access log and the metrics
+    /// that the outer middleware writes (shared: the context is copied on the way in).
+    let client = ClientName()
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.clientAddress = source.channel.remoteAddress?.ipAddress ?? ""
+    }
+}
+
+/// The name a request authenticated as (nil: none, or authentication is off).
+final class ClientName: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _value: String?
+    var value: String? {
+        get { lock.lock(); defer { lock.unlock() }; return _value }
+        set { lock.lock(); _value = newValue; lock.unlock() }
     }
 }
 
@@ -58,12 +71,15 @@ struct FrontMiddleware: RouterMiddleware {
         let logger = context.logger
         let method = request.method.rawValue
         let client = context.clientAddress
+        let clientName = context.client
         let body = response.body
         response.body = ResponseBody(contentLength: body.contentLength) { writer in
             defer {
                 let elapsed = ContinuousClock.now - started
-                metrics.request(endpoint: endpoint, status: status, duration: elapsed)
+                let name = clientName.value
+                metrics.request(endpoint: endpoint, status: status, duration: elapsed, client: name)
                 var metadata: Logger.Metadata = ["ms": "\(Double(elapsed / .microseconds(1)) / 1000)"]
+                if let name { metadata["client_name"] = .string(name) }
                 // Who was refused (the door's 401s and 429s, any 4xx): an operator tracing a
                 // probe of the API needs the address; successful requests stay anonymous.
                 if (400..<500).contains(status) { metadata["client"] = .string(client) }
@@ -142,18 +158,19 @@ struct FrontMiddleware: RouterMiddleware {
 /// address (`AuthFailureThrottle`): past the limit that address gets 429 with `Retry-After`.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = GatewayRequestContext
-    let tokens: [[UInt8]]
+    let tokens: GatewayTokens
     let metricsAuth: Bool
     let throttle: AuthFailureThrottle
 
-    init(tokens: Set<String>, metricsAuth: Bool = false, failuresPerMinute: Int = 0) {
-        self.tokens = tokens.map { Array($0.utf8) }
+    init(tokens: GatewayTokens, metricsAuth: Bool = false, failuresPerMinute: Int = 0) {
+        self.tokens = tokens
         self.metricsAuth = metricsAuth
         self.throttle = AuthFailureThrottle(perMinute: failuresPerMinute)
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard !tokens.isEmpty, !isOpenProbe(request) else {
+        let current = tokens.current
+        guard !current.isEmpty, !isOpenProbe(request) else {
             return try await next(request, context)
         }
         let client = context.clientAddress
@@ -164,12 +181,13 @@ struct AuthMiddleware: RouterMiddleware {
             throttle.failed(client)
             throw GatewayError.unauthorized
         }
-        var matched = false
-        for token in tokens where Self.constantTimeEquals(token, presented) { matched = true }
-        guard matched else {
+        var matched: String?
+        for token in current where Self.constantTimeEquals(token.secret, presented) { matched = token.name }
+        guard let name = matched else {
             throttle.failed(client)
             throw GatewayError.unauthorized
         }
+        context.client.value = name
         return try await next(request, context)
     }
 
@@ -258,5 +276,23 @@ final class AuthFailureThrottle: @unchecked Sendable {
             if windows.count >= maxAddresses { windows.remove(at: windows.startIndex) }
         }
         windows[address] = Window(startedNs: t, failures: 1)
+    }
+}
+
+/// The accepted tokens and their clients' names, replaced whole on a reload (SIGHUP): a
+/// request sees either the old set or the new one.
+public final class GatewayTokens: @unchecked Sendable {
+    struct Token { let name: String; let secret: [UInt8] }
+    private let lock = NSLock()
+    private var tokens: [Token] = []
+
+    public init(_ config: GatewayConfig) { replace(config.authTokens, names: config.clientNames) }
+
+    var current: [Token] { lock.lock(); defer { lock.unlock() }; return tokens }
+    public var count: Int { current.count }
+
+    public func replace(_ secrets: Set<String>, names: [String: String]) {
+        let fresh = secrets.sorted().map { Token(name: names[$0] ?? GatewayConfig.defaultClientName($0), secret: Array($0.utf8)) }
+        lock.lock(); tokens = fresh; lock.unlock()
     }
 }

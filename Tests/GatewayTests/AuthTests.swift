@@ -53,18 +53,42 @@ final class AuthTests: XCTestCase {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gw-auth-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
+        /// Token files are secrets: written 0600, as the gateway insists.
+        func write(_ text: String, _ url: URL, mode: Int = 0o600) throws {
+            try text.write(to: url, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: url.path)
+        }
         let good = dir.appendingPathComponent("tokens")
-        try "# clinic apps\n\nward-7-app-0123456789abcdef\n  lab-app-0123456789abcdef  \n".write(to: good, atomically: true, encoding: .utf8)
-        XCTAssertEqual(try GatewayConfig.loadAuthTokens(path: good.path),
-                       ["ward-7-app-0123456789abcdef", "lab-app-0123456789abcdef"])
+        try write("# clinic apps\n\nward-7-app-0123456789abcdef\n  lab-app-0123456789abcdef  \nehr-assistant:ehr-0123456789abcdef:x\n", good)
+        XCTAssertEqual(try GatewayConfig.loadAuthTokens(path: good.path), [
+            "ward-7-app-0123456789abcdef": GatewayConfig.defaultClientName("ward-7-app-0123456789abcdef"),
+            "lab-app-0123456789abcdef": GatewayConfig.defaultClientName("lab-app-0123456789abcdef"),
+            // name:token, split at the first colon; the token may hold colons.
+            "ehr-0123456789abcdef:x": "ehr-assistant",
+        ])
+        XCTAssertTrue(GatewayConfig.defaultClientName("ward-7-app-0123456789abcdef").hasPrefix("token-"))
+        XCTAssertEqual(GatewayConfig.defaultClientName("ward-7-app-0123456789abcdef").count, "token-".count + 8)
+
+        // Readable by others: refused, with the fix.
+        let open = dir.appendingPathComponent("open")
+        try write("lab-app-0123456789abcdef\n", open, mode: 0o644)
+        XCTAssertThrowsError(try GatewayConfig.loadAuthTokens(path: open.path)) {
+            XCTAssertEqual($0 as? GatewayConfigError, .tokenFileTooOpen(path: open.path, mode: 0o644))
+            XCTAssertTrue("\($0)".contains("chmod 600"))
+        }
+        let twice = dir.appendingPathComponent("twice")
+        try write("lab:lab-app-0123456789abcdef\nlab:lab-app-fedcba9876543210\n", twice)
+        XCTAssertThrowsError(try GatewayConfig.loadAuthTokens(path: twice.path)) {
+            XCTAssertEqual($0 as? GatewayConfigError, .tokenFileInvalid(path: twice.path, line: 2, reason: "the name lab is used twice"))
+        }
 
         let empty = dir.appendingPathComponent("empty")
-        try "# nothing\n".write(to: empty, atomically: true, encoding: .utf8)
+        try write("# nothing\n", empty)
         XCTAssertThrowsError(try GatewayConfig.loadAuthTokens(path: empty.path)) {
             XCTAssertEqual($0 as? GatewayConfigError, .tokenFileEmpty(path: empty.path))
         }
         let short = dir.appendingPathComponent("short")
-        try "abc\n".write(to: short, atomically: true, encoding: .utf8)
+        try write("abc\n", short)
         XCTAssertThrowsError(try GatewayConfig.loadAuthTokens(path: short.path)) {
             XCTAssertEqual($0 as? GatewayConfigError,
                            .tokenFileInvalid(path: short.path, line: 1, reason: "token shorter than 16 characters (too easy to guess)"))

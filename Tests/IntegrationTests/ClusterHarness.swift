@@ -87,6 +87,23 @@ final class ClusterHarness {
                        "--heartbeat-ms", "500", "--ignore-eos"] + extra, environment: environment)
     }
 
+    /// The smallest whole cluster: router (alternating gate, 4-token spans), one EMamba and one
+    /// ET5 replica, and a gateway on a free port with `gatewayArguments`. Returns the port once
+    /// `/readyz` says both pools are there.
+    func startSmallCluster(gatewayArguments: [String] = [], gatewayEnvironment: [String: String] = [:]) throws -> Int {
+        try startRouter(gate: "alternate", spanTokens: 4)
+        try startExpert("emamba", id: "emamba-1")
+        try startExpert("et5", id: "et5-1")
+        let port = Self.freePort()
+        try start("gateway", ["gateway", "--listen", "127.0.0.1:\(port)", "--router", frontend] + gatewayArguments,
+                  environment: gatewayEnvironment)
+        guard RawHTTP.waitReady(port: port, emamba: 1, et5: 1) else {
+            XCTFail("cluster not ready\n\(allLogs())")
+            throw CancellationError()
+        }
+        return port
+    }
+
     func signal(_ name: String, _ sig: Int32) {
         guard let p = processes[name], p.isRunning else { return }
         kill(p.processIdentifier, sig)

@@ -24,13 +24,7 @@ final class HTTPBadInputTests: XCTestCase {
         let started = Date()
         let harness = try ClusterHarness()
         defer { harness.stopAll() }
-        try harness.startRouter(gate: "alternate", spanTokens: 4)
-        try harness.startExpert("emamba", id: "emamba-1")
-        try harness.startExpert("et5", id: "et5-1")
-        let port = ClusterHarness.freePort()
-        try harness.start("gateway", ["gateway", "--listen", "127.0.0.1:\(port)", "--router", harness.frontend,
-                                      "--read-timeout-ms", "\(Self.readTimeoutMs)"])
-        try waitReady(port: port, harness)
+        let port = try harness.startSmallCluster(gatewayArguments: ["--read-timeout-ms", "\(Self.readTimeoutMs)"])
         let ready = Date()
 
         var table: [(String, Int?, Double)] = []
@@ -202,12 +196,6 @@ final class HTTPBadInputTests: XCTestCase {
         let reply = try answer(port: port)
         XCTAssertEqual(reply.status, 200, "after \(name): \(reply.summary)\n\(harness.log("gateway").suffix(2000))")
         XCTAssertTrue(reply.body.contains("\"answer\""), "after \(name): \(reply.summary)")
-    }
-
-    private func waitReady(port: Int, _ harness: ClusterHarness) throws {
-        if RawHTTP.waitReady(port: port, emamba: 1, et5: 1) { return }
-        XCTFail("cluster not ready\n\(harness.allLogs())")
-        throw CancellationError()
     }
 }
 

@@ -15,7 +15,8 @@ final class HostileClientTests: XCTestCase {
 
     private func tokenFile(_ harness: ClusterHarness) throws -> String {
         let path = harness.dir.appendingPathComponent("tokens").path
-        try "# test client\n\(Self.token)\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try "# test client\ntest-client:\(Self.token)\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
         return path
     }
 
@@ -73,15 +74,9 @@ final class HostileClientTests: XCTestCase {
     func testNoPathSpellingReachesAHandlerWithoutAToken() throws {
         let harness = try ClusterHarness()
         defer { harness.stopAll() }
-        try harness.startRouter(gate: "alternate", spanTokens: 4)
-        try harness.startExpert("emamba", id: "emamba-1")
-        try harness.startExpert("et5", id: "et5-1")
-        let port = ClusterHarness.freePort()
         // No throttle here: every spelling must be judged by the door itself.
-        try harness.start("gateway", ["gateway", "--listen", "127.0.0.1:\(port)", "--router", harness.frontend,
-                                      "--auth-tokens-file", try tokenFile(harness)],
-                          environment: ["MAMBAFORMER_SECURITY_AUTH_FAILURES_PER_MINUTE": "0"])
-        XCTAssertTrue(RawHTTP.waitReady(port: port, emamba: 1, et5: 1), harness.allLogs())
+        let port = try harness.startSmallCluster(gatewayArguments: ["--auth-tokens-file", try tokenFile(harness)],
+                                                 gatewayEnvironment: ["MAMBAFORMER_SECURITY_AUTH_FAILURES_PER_MINUTE": "0"])
 
         var table: [String] = []
         for (method, target) in Self.spellings {
@@ -137,14 +132,8 @@ final class HostileClientTests: XCTestCase {
     func testRepeatedFailedTokensAreSlowedDown() throws {
         let harness = try ClusterHarness()
         defer { harness.stopAll() }
-        try harness.startRouter(gate: "alternate", spanTokens: 4)
-        try harness.startExpert("emamba", id: "emamba-1")
-        try harness.startExpert("et5", id: "et5-1")
-        let port = ClusterHarness.freePort()
-        try harness.start("gateway", ["gateway", "--listen", "127.0.0.1:\(port)", "--router", harness.frontend,
-                                      "--auth-tokens-file", try tokenFile(harness)],
-                          environment: ["MAMBAFORMER_SECURITY_AUTH_FAILURES_PER_MINUTE": "5"])
-        XCTAssertTrue(RawHTTP.waitReady(port: port, emamba: 1, et5: 1), harness.allLogs())
+        let port = try harness.startSmallCluster(gatewayArguments: ["--auth-tokens-file", try tokenFile(harness)],
+                                                 gatewayEnvironment: ["MAMBAFORMER_SECURITY_AUTH_FAILURES_PER_MINUTE": "5"])
         for i in 0..<5 {
             let reply = try RawHTTP.exchange(port: port, post("/v1/answer", Self.question, token: "guess-\(i)-0123456789abcdef"))
             XCTAssertEqual(reply.status, 401, reply.summary)
@@ -161,6 +150,46 @@ final class HostileClientTests: XCTestCase {
         }
         // Probes stay open for orchestrators on the same address.
         XCTAssertEqual(try RawHTTP.exchange(port: port, RawHTTP.request("GET", "/healthz"), timeout: 5).status, 200)
+    }
+
+    /// Tokens carry names (in the access log and the `client` label, never the secret) and
+    /// are read again on SIGHUP: a client is added or revoked without a restart; a broken
+    /// file keeps the tokens in force.
+    func testNamedTokensReloadOnSIGHUP() throws {
+        let harness = try ClusterHarness()
+        defer { harness.stopAll() }
+        let file = try tokenFile(harness)
+        let port = try harness.startSmallCluster(gatewayArguments: ["--auth-tokens-file", file],
+                                                 gatewayEnvironment: ["MAMBAFORMER_SECURITY_AUTH_FAILURES_PER_MINUTE": "0"])
+        let newcomer = "triage-tool-0123456789abcdef"
+        XCTAssertEqual(try RawHTTP.exchange(port: port, post("/v1/answer", Self.question, token: Self.token)).status, 200)
+        XCTAssertEqual(try RawHTTP.exchange(port: port, post("/v1/answer", Self.question, token: newcomer)).status, 401)
+
+        func reload(_ text: String) throws {
+            try text.write(toFile: file, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file)
+            let before = harness.log("gateway").components(separatedBy: "SIGHUP").count
+            harness.signal("gateway", SIGHUP)
+            let deadline = Date().addingTimeInterval(10)
+            while harness.log("gateway").components(separatedBy: "SIGHUP").count == before, Date() < deadline {
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+        }
+        // Add the triage tool, revoke the test client.
+        try reload("triage:\(newcomer)\n")
+        XCTAssertEqual(try RawHTTP.exchange(port: port, post("/v1/answer", Self.question, token: newcomer)).status, 200)
+        XCTAssertEqual(try RawHTTP.exchange(port: port, post("/v1/answer", Self.question, token: Self.token)).status, 401)
+        // A broken file (no token) changes nothing and says why.
+        try reload("# emptied by mistake\n")
+        XCTAssertEqual(try RawHTTP.exchange(port: port, post("/v1/answer", Self.question, token: newcomer)).status, 200)
+        XCTAssertTrue(harness.log("gateway").contains("tokens not reloaded"), harness.log("gateway"))
+
+        let log = harness.log("gateway")
+        XCTAssertTrue(log.contains("client_name=test-client") && log.contains("client_name=triage"), log)
+        XCTAssertFalse(log.contains(Self.token) || log.contains(newcomer), "a secret reached the log")
+        let metrics = try RawHTTP.exchange(port: port, RawHTTP.request("GET", "/metrics"), timeout: 5).body
+        XCTAssertTrue(metrics.contains(#"mambaformer_gateway_requests_total{endpoint="/v1/answer",status="200",client="triage"} 2"#), metrics)
+        XCTAssertFalse(metrics.contains(newcomer))
     }
 
     func testAGatewayBeyondLoopbackNeedsTokensOrAnExplicitOptOut() throws {
@@ -185,24 +214,11 @@ final class HostileClientTests: XCTestCase {
 
     // MARK: Hostile prompts
 
-    /// JSON string content, escaped.
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out + "\""
-    }
-
     static func answer(context: String, question: String = "What is this?", expert: String? = nil, maxTokens: Int = 4) -> String {
-        var fields = [#""question":"# + jsonString(question), #""context":"# + jsonString(context), #""max_tokens":\#(maxTokens)"#]
-        if let expert { fields.append(#""expert":"\#(expert)""#) }
-        return "{" + fields.joined(separator: ",") + "}"
+        var fields: [String: Any] = ["question": question, "context": context, "max_tokens": maxTokens]
+        if let expert { fields["expert"] = expert }
+        let data = (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])) ?? Data()
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// About `n` bytes of ordinary clinical text (the fixture corpus's words).

@@ -64,18 +64,46 @@ struct GatewayCommand: AsyncParsableCommand {
         let backend = try RouterClient(endpoint: cluster.gateway.router, curve: try NodeConfiguration.gatewayCurve(cluster),
                                        logger: logger)
         let drain = GatewayDrain()
+        let tokens = GatewayTokens(gatewayConfig)
+        ReloadSignal.install()
         let app = makeGatewayApplication(config: gatewayConfig, backend: backend, logger: logger, metrics: metrics,
-                                         drain: drain, onServerRunning: { port in
+                                         drain: drain, tokens: tokens, onServerRunning: { port in
             Readiness.ready("gateway listening on \(gatewayConfig.host):\(port)", logger: logger)
         })
         // SIGTERM/SIGINT: services stop in reverse order. systemd hears STOPPING=1; new
         // answers get 503 while those in flight finish; then the server stops; exit 0.
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: app), .init(service: Drainer(drain: drain, logger: logger)),
-                       .init(service: StoppingNotifier(logger: logger))],
+                       .init(service: StoppingNotifier(logger: logger)),
+                       .init(service: TokenReloader(path: gatewayConfig.authTokensFile, tokens: tokens, logger: logger))],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         backend.shutdown()
+    }
+}
+
+/// SIGHUP: the token file again (revoke or add a client without a restart). An invalid file
+/// keeps the tokens in force and says why; a file that now holds no tokens is invalid too.
+struct TokenReloader: Service {
+    let path: String?
+    let tokens: GatewayTokens
+    let logger: Logger
+    func run() async throws {
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            try? await Task.sleep(for: .milliseconds(250))
+            guard ReloadSignal.take() else { continue }
+            guard let path else {
+                logger.info("SIGHUP: no token file to reload (authentication is off)")
+                continue
+            }
+            do {
+                let named = try GatewayConfig.loadAuthTokens(path: path)
+                tokens.replace(Set(named.keys), names: named)
+                logger.notice("SIGHUP: tokens reloaded", metadata: ["clients": "\(named.count)"])
+            } catch {
+                logger.error("SIGHUP: tokens not reloaded, the previous \(tokens.count) stay: \(error)")
+            }
+        }
     }
 }
 

@@ -123,7 +123,12 @@ enum NodeConfiguration {
         g.maxDeadlineMs = max(g.maxDeadlineMs, s.deadlineMs)
         g.spanTokens = UInt32(s.spanTokens)
         g.readTimeoutMs = s.readTimeoutMs
-        if let path = s.authTokensFile { g.authTokens = try GatewayConfig.loadAuthTokens(path: path) }
+        if let path = s.authTokensFile {
+            let named = try GatewayConfig.loadAuthTokens(path: path)
+            g.authTokens = Set(named.keys)
+            g.clientNames = named
+            g.authTokensFile = path
+        }
         try g.validate()
         return g
     }
