@@ -95,6 +95,41 @@ final class FaultTests: XCTestCase {
         }
     }
 
+    /// A rolling restart as systemd does it (SIGTERM one replica, wait for it to exit, start it
+    /// again, wait until it is back, next), through every replica under load: the drains hand
+    /// their spans back, nothing fails, every greedy answer is unchanged.
+    func testRollingRestartUnderLoadLosesNothing() async throws {
+        let cluster = try startCluster()
+        defer { cluster.harness.stopAll() }
+        let harness = cluster.harness
+        let (cleanReport, clean) = try await load(cluster, requests: 240)
+        XCTAssertEqual(cleanReport.ok, 240, "fault-free run: \(cleanReport.errorSamples)")
+
+        let progress = Counter()
+        let restarted = Counter()
+        let replicas = [("emamba", "emamba-1"), ("emamba", "emamba-2"), ("et5", "et5-1"), ("et5", "et5-2")]
+        let restarter = Thread {
+            for (i, (kind, id)) in replicas.enumerated() {
+                while progress.value < 20 + 50 * i { Thread.sleep(forTimeInterval: 0.01) }
+                harness.signal(id, SIGTERM)
+                guard harness.waitForExit(id, timeout: 20) == 0 else { return }
+                guard (try? harness.startExpert(kind, id: id)) != nil else { return }
+                // Back when the router counts it again (its pool is full once more).
+                guard RawHTTP.waitReady(port: cluster.base.port ?? 0, emamba: 2, et5: 2, timeout: 30) else { return }
+                restarted.add()
+            }
+        }
+        restarter.start()
+        let (report, faulted) = try await load(cluster, requests: 240) { done in progress.set(done) }
+        let deadline = Date().addingTimeInterval(60)
+        while restarted.value < replicas.count, Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
+        XCTAssertEqual(restarted.value, replicas.count, "the rolling restart did not complete\n\(harness.allLogs())")
+        XCTAssertEqual(report.errors, 0, "\(report.errorsByClass) \(report.errorSamples)\n\(harness.allLogs())")
+        for (index, answer) in clean { XCTAssertEqual(faulted[index], answer, "answer \(index) changed during the rolling restart") }
+        print("RELIABILITY rolling-restart: 4 replicas restarted one by one under load: sent \(report.sent), failed \(report.errors), "
+              + "p99 \(Int(report.latencyMs.p99)) ms (fault-free p99 \(Int(cleanReport.latencyMs.p99)) ms)")
+    }
+
     /// SIGSTOP of a replica (hung, not dead) for longer than the heartbeat liveness: its
     /// spans move to the other replica, nothing fails, no text is duplicated (the late
     /// results it sends after SIGCONT are dropped), and it rejoins and serves again.
@@ -236,4 +271,13 @@ private final class Answers: @unchecked Sendable {
     }
 
     var all: [Int: String] { lock.lock(); defer { lock.unlock() }; return byIndex }
+}
+
+/// A number several threads read and one writes.
+private final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    var value: Int { lock.lock(); defer { lock.unlock() }; return n }
+    func set(_ v: Int) { lock.lock(); n = max(n, v); lock.unlock() }
+    func add() { lock.lock(); n += 1; lock.unlock() }
 }
