@@ -90,7 +90,11 @@ public final class RouterCore {
         init(identity: PeerIdentity, ready: Ready, now: UInt64) {
             self.identity = identity; self.ready = ready; self.lastSeenMs = now
         }
-        var hasRoom: Bool { inflight.count < max(1, Int(ready.capacity)) }
+        /// It handed a span back as unavailable (it is draining for a shutdown or restart): it
+        /// finishes what it runs but gets nothing new, or a span would bounce back to it until
+        /// its attempts ran out.
+        var draining = false
+        var hasRoom: Bool { !draining && inflight.count < max(1, Int(ready.capacity)) }
     }
 
     final class ActiveRequest {
@@ -151,8 +155,9 @@ public final class RouterCore {
 
     // MARK: - Queries
 
+    /// Replicas of `pool` that take new spans (a draining one does not).
     public func liveReplicas(_ pool: PoolKind) -> Int {
-        replicas.values.filter { $0.ready.pool == pool }.count
+        replicas.values.filter { $0.ready.pool == pool && !$0.draining }.count
     }
     public var activeRequests: Int { requests.count }
     /// The pool a registered replica serves (`.unspecified` for an unknown peer).
@@ -486,6 +491,7 @@ public final class RouterCore {
         guard let flight = inflight[key], flight.replica == replica.identity else { return }
         inflight[key] = nil
         replica.inflight.remove(key)
+        if error.code == .unavailable { replica.draining = true }
         if error.retryable, active.spanAttempts < config.maxAttemptsPerSpan {
             requeue(active, key: key, now: now, &out)
         } else {

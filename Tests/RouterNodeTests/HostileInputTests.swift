@@ -173,4 +173,21 @@ final class HostileInputTests: XCTestCase {
         XCTAssertLessThanOrEqual(core.stats.spansByReplica.count, RouterStats.maxReplicaKeys + 1)
         XCTAssertEqual(core.stats.spansByReplica["other"], 20)
     }
+
+    /// A replica that hands a span back as unavailable (it is draining) gets no more spans:
+    /// the span goes to another replica at once instead of bouncing back until it fails.
+    func testADrainingReplicaGetsNoMoreSpans() {
+        let core = makeCore()
+        ready(core, mambaA, name: "m1")
+        ready(core, mambaB, name: "m2")
+        let (first, _) = spans(ask(core, "r1"))[0]
+        let other = first == mambaA ? mambaB : mambaA
+        let handedBack = core.expertFrame(first, .success(Envelope(.answerEvent(AnswerEvent(requestId: "r1", kind: .error(
+            WireErrorBody(code: .unavailable, message: "replica is draining", retryable: true)))))), now: 1)
+        XCTAssertEqual(spans(handedBack).map(\.0), [other], "the span went back to the draining replica")
+        XCTAssertEqual(core.liveReplicas(.emamba), 1)
+        // New requests avoid it too, even though it has room.
+        for i in 0..<3 { XCTAssertEqual(spans(ask(core, "n\(i)", now: 2)).first?.0, other) }
+        XCTAssertTrue(errors(handedBack).isEmpty)
+    }
 }
