@@ -88,7 +88,7 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
 
     public func status() async -> BackendStatus {
         lock.withLock {
-            let reachable = WallClock.nowMs() <= lastHeartbeatMs + heartbeatIntervalMs * liveness
+            let reachable = lastHeartbeatMs > 0 && MonotonicClock.nowMs() <= lastHeartbeatMs + heartbeatIntervalMs * liveness
             return BackendStatus(routerReachable: reachable,
                                  emambaReplicas: reachable ? replicas.emamba : 0,
                                  et5Replicas: reachable ? replicas.et5 : 0)
@@ -117,7 +117,7 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
                     }
                 }
             }
-            let now = WallClock.nowMs()
+            let now = MonotonicClock.nowMs()
             if now >= lastSentHeartbeat + heartbeatIntervalMs {
                 lastSentHeartbeat = now
                 _ = try? router.send(Envelope(.heartbeat(Heartbeat())), to: nil)
@@ -141,7 +141,7 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
 
     private func handle(_ envelope: Envelope) {
         lock.lock()
-        lastHeartbeatMs = WallClock.nowMs()  // any message proves the router alive
+        lastHeartbeatMs = MonotonicClock.nowMs()  // any message proves the router alive
         switch envelope.body {
         case .heartbeat(let hb):
             replicas = (Int(hb.emambaReplicas), Int(hb.et5Replicas))

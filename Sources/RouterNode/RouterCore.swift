@@ -75,7 +75,8 @@ public struct RouterStats: Sendable, Equatable {
 
 /// The router's whole state machine, free of sockets and clocks so that it can be tested
 /// directly: each input (a frame from a gateway or an expert, or a clock tick) returns
-/// the messages to send. Follows the Majordomo pattern: experts announce a pool with
+/// the messages to send. `now` and every deadline in here (`deadlineUnixMs` fields included)
+/// are monotonic milliseconds; `RouterNode` converts the wire's wall-clock deadlines at the edge. Follows the Majordomo pattern: experts announce a pool with
 /// `Ready`, heartbeats run both ways, a silent expert is dead after `liveness`
 /// intervals and its in-flight spans are re-dispatched (span requests are self-contained,
 /// so a retry is always safe).

@@ -7,6 +7,11 @@ import Wire
 /// The router process: binds a frontend ROUTER (gateways connect) and a backend ROUTER
 /// (experts connect) and runs `RouterCore` over a single-threaded zmq_poll loop. Every
 /// socket is owned by the loop's thread.
+///
+/// The core runs on the monotonic clock only (liveness, heartbeats, queues, deadlines), so
+/// an NTP step of the wall clock can neither drop every replica nor stretch a deadline. The
+/// wire still carries deadlines as wall-clock instants (1.x): this loop converts them at the
+/// edge, in on `AnswerRequest`, out on `SpanRequest` (`DeadlineClock`).
 public final class RouterNode {
     public struct Options: Sendable {
         public var frontend = "ipc:///run/mambaformer/frontend"
@@ -70,7 +75,7 @@ public final class RouterNode {
             "frontend": "\(frontendEndpoint)", "backend": "\(backendEndpoint)", "gate": "\(core.gate.kind)"])
         var drainDeadline: UInt64?
         while true {
-            let now = WallClock.nowMs()
+            let now = MonotonicClock.nowMs()
             if stopRequested.isSet, drainDeadline == nil {
                 logger.info("router draining", metadata: ["requests": "\(core.activeRequests)"])
                 core.drain()
@@ -86,7 +91,7 @@ public final class RouterNode {
             }
             if readable[0] { drain(frontend, isFrontend: true) }
             if readable[1] { drain(backend, isFrontend: false) }
-            perform(core.tick(now: WallClock.nowMs()))
+            perform(core.tick(now: MonotonicClock.nowMs()))
             metrics.update(stats: core.stats, liveReplicas: core.liveReplicas, queueDepth: core.queueDepth,
                            active: core.activeRequests)
         }
@@ -140,9 +145,9 @@ public final class RouterNode {
                 metrics.framesDropped.increment()
                 logger.debug("dropped a malformed frame", metadata: ["error": "\(error)", "socket": "\(isFrontend ? "frontend" : "backend")"])
             }
-            let now = WallClock.nowMs()
+            let now = MonotonicClock.nowMs()
             if isFrontend {
-                perform(core.gatewayFrame(identity, message.result, now: now))
+                perform(core.gatewayFrame(identity, DeadlineClock.inbound(message.result, clock: .now()), now: now))
             } else {
                 logReplicaEvent(message.result)
                 if case .success(let envelope) = message.result, case .spanResult(let result) = envelope.body {
@@ -164,6 +169,8 @@ public final class RouterNode {
     private func perform(_ actions: [RouterAction]) {
         for action in actions {
             let sent: Bool
+            // Deadlines leave in wall-clock time, as 1.x experts read them.
+            let action = DeadlineClock.outbound(action, clock: .now())
             do {
                 switch action {
                 case .toGateway(let identity, let envelope): sent = try frontend.send(envelope, to: identity)
@@ -178,5 +185,46 @@ public final class RouterNode {
             // A peer that vanished: the core learns of it through liveness; nothing else to do.
             if !sent { metrics.framesDropped.increment() }
         }
+    }
+}
+
+/// Converts deadlines between the wire (wall-clock Unix ms, what 1.x peers send and read) and
+/// the core (monotonic ms), with saturating arithmetic: a deadline already past stays past, a
+/// wall clock stepped back or forward moves no deadline already inside the core.
+public enum DeadlineClock {
+    /// Both clocks, read once.
+    public struct Now: Equatable {
+        public var wallMs: UInt64
+        public var monotonicMs: UInt64
+        public init(wallMs: UInt64, monotonicMs: UInt64) { self.wallMs = wallMs; self.monotonicMs = monotonicMs }
+        public static func now() -> Now { Now(wallMs: WallClock.nowMs(), monotonicMs: MonotonicClock.nowMs()) }
+    }
+
+    /// A wall-clock deadline (0: none) as a monotonic one.
+    public static func toMonotonic(_ wallDeadline: UInt64, _ clock: Now) -> UInt64 {
+        guard wallDeadline > 0 else { return 0 }
+        let remaining = wallDeadline > clock.wallMs ? wallDeadline - clock.wallMs : 0
+        return max(1, clock.monotonicMs.addingReportingOverflow(remaining).overflow ? .max : clock.monotonicMs + remaining)
+    }
+
+    /// A monotonic deadline (0: none) as a wall-clock one.
+    public static func toWall(_ monotonicDeadline: UInt64, _ clock: Now) -> UInt64 {
+        guard monotonicDeadline > 0 else { return 0 }
+        let remaining = monotonicDeadline > clock.monotonicMs ? monotonicDeadline - clock.monotonicMs : 0
+        return clock.wallMs.addingReportingOverflow(remaining).overflow ? .max : clock.wallMs + remaining
+    }
+
+    static func inbound(_ decoded: Result<Envelope, WireError>, clock: Now) -> Result<Envelope, WireError> {
+        guard case .success(var envelope) = decoded, case .answerRequest(var request) = envelope.body else { return decoded }
+        request.deadlineUnixMs = toMonotonic(request.deadlineUnixMs, clock)
+        envelope.body = .answerRequest(request)
+        return .success(envelope)
+    }
+
+    static func outbound(_ action: RouterAction, clock: Now) -> RouterAction {
+        guard case .toExpert(let identity, var envelope) = action, case .spanRequest(var span) = envelope.body else { return action }
+        span.deadlineUnixMs = toWall(span.deadlineUnixMs, clock)
+        envelope.body = .spanRequest(span)
+        return .toExpert(identity, envelope)
     }
 }

@@ -190,4 +190,39 @@ final class HostileInputTests: XCTestCase {
         for i in 0..<3 { XCTAssertEqual(spans(ask(core, "n\(i)", now: 2)).first?.0, other) }
         XCTAssertTrue(errors(handedBack).isEmpty)
     }
+
+    /// The core's clock is whatever it is given: a clock stepping back by minutes (as a wall
+    /// clock can) neither traps nor drops a replica nor ends an answer.
+    func testAClockSteppingBackwardsBreaksNothing() {
+        let core = makeCore { $0.heartbeatIntervalMs = 100 }
+        let t0: UInt64 = 10_000_000
+        ready(core, mambaA, name: "m1", now: t0)
+        XCTAssertEqual(spans(ask(core, "r1", now: t0)).count, 1)
+        for step in [t0 - 600_000, t0 - 599_900, t0 + 100, t0 + 200] {
+            _ = core.gatewayFrame(gateway, .success(Envelope(.heartbeat(Heartbeat()))), now: step)
+            _ = core.expertFrame(mambaA, .success(Envelope(.heartbeat(Heartbeat()))), now: step)
+            _ = core.tick(now: step)
+        }
+        XCTAssertEqual(core.liveReplicas(.emamba), 1)
+        XCTAssertEqual(core.activeRequests, 1)
+        XCTAssertEqual(core.stats.deadlineMisses, 0)
+    }
+
+    /// Deadlines cross from the wire's wall clock into the core's monotonic one once; a wall
+    /// clock step afterwards moves nothing, and past deadlines stay past.
+    func testDeadlinesConvertAtTheEdgeAndIgnoreWallClockSteps() {
+        let clock = DeadlineClock.Now(wallMs: 1_800_000_000_000, monotonicMs: 5_000)
+        let inCore = DeadlineClock.toMonotonic(clock.wallMs + 30_000, clock)
+        XCTAssertEqual(inCore, 35_000)
+        XCTAssertEqual(DeadlineClock.toMonotonic(0, clock), 0, "no deadline stays none")
+        XCTAssertEqual(DeadlineClock.toMonotonic(clock.wallMs - 1, clock), 5_000, "a past deadline is due now")
+        // Ten seconds later the wall clock has been stepped back an hour: the deadline still
+        // leaves with 20 s to go, on the new wall clock.
+        let later = DeadlineClock.Now(wallMs: clock.wallMs + 10_000 - 3_600_000, monotonicMs: 15_000)
+        XCTAssertEqual(DeadlineClock.toWall(inCore, later), later.wallMs + 20_000)
+        XCTAssertEqual(DeadlineClock.toWall(inCore, DeadlineClock.Now(wallMs: 7, monotonicMs: 40_000)), 7, "overdue leaves as now")
+        // The far future neither traps nor wraps around into the past.
+        XCTAssertGreaterThan(DeadlineClock.toMonotonic(.max, clock), clock.monotonicMs)
+        XCTAssertEqual(DeadlineClock.toWall(.max, clock), .max)
+    }
 }
