@@ -286,8 +286,9 @@ final class BPEModel: TokenModel, @unchecked Sendable {
             guard let ia = map[a], let ib = map[b] else { throw j.fail("merges[\(rank)] uses \(a.debugDescription) or \(b.debugDescription), not in the vocabulary") }
             let merged = contPrefix.map { b.hasPrefix($0) ? a + b.dropFirst($0.count) : a + b } ?? (a + b)
             guard let inew = map[merged] else { throw j.fail("merges[\(rank)] produces \(merged.debugDescription), not in the vocabulary") }
-            let key = UInt64(ia) << 32 | UInt64(ib)
-            if m[key] == nil { m[key] = UInt64(rank) << 32 | UInt64(inew) }
+            // A pair listed twice takes its last rank, as Hugging Face's map does (later
+            // entries overwrite earlier ones).
+            m[UInt64(ia) << 32 | UInt64(ib)] = UInt64(rank) << 32 | UInt64(inew)
         }
         merges = m
         if let u = try j.optString("unk_token") {
