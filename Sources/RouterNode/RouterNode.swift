@@ -170,7 +170,7 @@ public final class RouterNode {
         for action in actions {
             let sent: Bool
             // Deadlines leave in wall-clock time, as 1.x experts read them.
-            let action = DeadlineClock.outbound(action, clock: .now())
+            let action = DeadlineClock.outbound(action, clock: DeadlineClock.Now.now())
             do {
                 switch action {
                 case .toGateway(let identity, let envelope): sent = try frontend.send(envelope, to: identity)
@@ -221,9 +221,10 @@ public enum DeadlineClock {
         return .success(envelope)
     }
 
-    static func outbound(_ action: RouterAction, clock: Now) -> RouterAction {
+    /// `clock` is read only for a span request (most actions carry no deadline).
+    static func outbound(_ action: RouterAction, clock: @autoclosure () -> Now) -> RouterAction {
         guard case .toExpert(let identity, var envelope) = action, case .spanRequest(var span) = envelope.body else { return action }
-        span.deadlineUnixMs = toWall(span.deadlineUnixMs, clock)
+        span.deadlineUnixMs = toWall(span.deadlineUnixMs, clock())
         envelope.body = .spanRequest(span)
         return .toExpert(identity, envelope)
     }
