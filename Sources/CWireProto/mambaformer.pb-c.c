@@ -970,7 +970,7 @@ const ProtobufCMessageDescriptor mambaformer__wire__disconnect__descriptor =
   (ProtobufCMessageInit) mambaformer__wire__disconnect__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor mambaformer__wire__answer_request__field_descriptors[8] =
+static const ProtobufCFieldDescriptor mambaformer__wire__answer_request__field_descriptors[9] =
 {
   {
     "request_id",
@@ -1068,9 +1068,22 @@ static const ProtobufCFieldDescriptor mambaformer__wire__answer_request__field_d
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "deadline_ms",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__AnswerRequest, deadline_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mambaformer__wire__answer_request__field_indices_by_name[] = {
   2,   /* field[2] = context */
+  8,   /* field[8] = deadline_ms */
   6,   /* field[6] = deadline_unix_ms */
   3,   /* field[3] = max_new_tokens */
   4,   /* field[4] = policy */
@@ -1082,7 +1095,7 @@ static const unsigned mambaformer__wire__answer_request__field_indices_by_name[]
 static const ProtobufCIntRange mambaformer__wire__answer_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor mambaformer__wire__answer_request__descriptor =
 {
@@ -1092,7 +1105,7 @@ const ProtobufCMessageDescriptor mambaformer__wire__answer_request__descriptor =
   "Mambaformer__Wire__AnswerRequest",
   "mambaformer.wire",
   sizeof(Mambaformer__Wire__AnswerRequest),
-  8,
+  9,
   mambaformer__wire__answer_request__field_descriptors,
   mambaformer__wire__answer_request__field_indices_by_name,
   1,  mambaformer__wire__answer_request__number_ranges,
@@ -1291,7 +1304,7 @@ const ProtobufCMessageDescriptor mambaformer__wire__piece__descriptor =
   (ProtobufCMessageInit) mambaformer__wire__piece__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor mambaformer__wire__span_request__field_descriptors[9] =
+static const ProtobufCFieldDescriptor mambaformer__wire__span_request__field_descriptors[10] =
 {
   {
     "request_id",
@@ -1401,10 +1414,23 @@ static const ProtobufCFieldDescriptor mambaformer__wire__span_request__field_des
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "deadline_ms",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__SpanRequest, deadline_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mambaformer__wire__span_request__field_indices_by_name[] = {
   3,   /* field[3] = answer_so_far */
   8,   /* field[8] = answer_tokens_before */
+  9,   /* field[9] = deadline_ms */
   6,   /* field[6] = deadline_unix_ms */
   4,   /* field[4] = max_new_tokens */
   2,   /* field[2] = prompt */
@@ -1416,7 +1442,7 @@ static const unsigned mambaformer__wire__span_request__field_indices_by_name[] =
 static const ProtobufCIntRange mambaformer__wire__span_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor mambaformer__wire__span_request__descriptor =
 {
@@ -1426,7 +1452,7 @@ const ProtobufCMessageDescriptor mambaformer__wire__span_request__descriptor =
   "Mambaformer__Wire__SpanRequest",
   "mambaformer.wire",
   sizeof(Mambaformer__Wire__SpanRequest),
-  9,
+  10,
   mambaformer__wire__span_request__field_descriptors,
   mambaformer__wire__span_request__field_indices_by_name,
   1,  mambaformer__wire__span_request__number_ranges,

@@ -52,7 +52,8 @@ public final class ExpertNode {
     private let link: SharedSocket
     private let busy: BusyHeartbeat
     private let scheduler: SpanScheduler
-    private var waiting: [SpanRequest] = []
+    /// Spans received but not admitted yet, with their monotonic deadlines (fixed on arrival).
+    private var waiting: [(span: SpanRequest, deadline: UInt64)] = []
     private var lastRouterMs: UInt64 = 0
     private var draining = false
 
@@ -99,7 +100,7 @@ public final class ExpertNode {
                 draining = true
                 drainDeadline = now + options.drainTimeoutMs
                 logger.info("expert draining", metadata: ["active": "\(scheduler.activeCount)"])
-                for span in waiting { handBack(span) }
+                for entry in waiting { handBack(entry.span) }
                 waiting.removeAll()
             }
             if draining, scheduler.activeCount == 0 || now >= drainDeadline { break }
@@ -113,7 +114,7 @@ public final class ExpertNode {
             busy.computing { admitWaiting() }
             let batch = scheduler.activeCount
             let stepStart = DispatchTime.now().uptimeNanoseconds
-            for outcome in busy.computing({ scheduler.step(nowUnixMs: WallClock.nowMs()) }) { report(outcome) }
+            for outcome in busy.computing({ scheduler.step(now: MonotonicClock.nowMs()) }) { report(outcome) }
             if batch > 0 { metrics.recordStep(batch: batch, nanoseconds: DispatchTime.now().uptimeNanoseconds - stepStart) }
             metrics.recordOccupancy(active: scheduler.activeCount, waiting: waiting.count)
             if waiting.isEmpty { scheduler.trimIfIdle() }
@@ -140,11 +141,13 @@ public final class ExpertNode {
             }
             switch envelope.body {
             case .spanRequest(let span):
-                if draining { handBack(span) } else { waiting.append(span) }
+                if draining { handBack(span); continue }
+                let now = MonotonicClock.nowMs()
+                waiting.append((span, Deadline.instant(timeLeft: span.timeLeftMs(wallNowMs: WallClock.nowMs()), nowMs: now)))
             case .cancel(let cancel):
                 // Also sent when an answer is complete, to release its cached session.
                 let queued = waiting.count
-                waiting.removeAll { $0.requestId == cancel.requestId }
+                waiting.removeAll { $0.span.requestId == cancel.requestId }
                 let stopped = scheduler.cancel(requestId: cancel.requestId) || waiting.count < queued
                 logger.log(level: stopped ? .info : .debug, stopped ? "span cancelled" : "session released",
                            metadata: ["request_id": "\(cancel.requestId)"])
@@ -164,8 +167,8 @@ public final class ExpertNode {
 
     private func admitWaiting() {
         while !waiting.isEmpty, scheduler.activeCount < options.capacity {
-            let span = waiting.removeFirst()
-            if let outcome = scheduler.admit(span, nowUnixMs: WallClock.nowMs()) { report(outcome) }
+            let (span, deadline) = waiting.removeFirst()
+            if let outcome = scheduler.admit(span, deadline: deadline, now: MonotonicClock.nowMs()) { report(outcome) }
             // Prefills of long prompts add up: keep the router informed between them.
             keepAlive()
         }

@@ -52,9 +52,9 @@ public final class LocalExperts {
             let span = SpanRequest(requestId: request.requestId, spanIndex: UInt32(spans.count), prompt: request.canonicalPrompt,
                                    answerSoFar: answer, maxNewTokens: min(spanTokens, request.maxNewTokens - generated),
                                    sampling: request.sampling, sessionHint: request.requestId, answerTokensBefore: generated)
-            var outcome = scheduler.admit(span, nowUnixMs: 0)
+            var outcome = scheduler.admit(span, deadline: 0, now: 0)
             while outcome == nil {
-                outcome = scheduler.step(nowUnixMs: 0).first
+                outcome = scheduler.step(now: 0).first
             }
             switch outcome! {
             case .failure(_, let error): throw error

@@ -26,14 +26,16 @@ final class SpanScheduler {
         let cachedPrefix: Int
         let promptTokens: Int
         let startNs: UInt64
+        /// Monotonic instant the span must end by (0: none).
+        let deadline: UInt64
         var stripLeadingSpace: Bool
 
         init(span: SpanRequest, session: ModelSession, sampler: Sampler, logits: [Float],
              detokenizer: IncrementalDetokenizer, cachedPrefix: Int, promptTokens: Int, startNs: UInt64,
-             stripLeadingSpace: Bool) {
+             deadline: UInt64, stripLeadingSpace: Bool) {
             self.span = span; self.session = session; self.sampler = sampler; self.logits = logits
             self.detokenizer = detokenizer; self.cachedPrefix = cachedPrefix; self.promptTokens = promptTokens
-            self.startNs = startNs; self.stripLeadingSpace = stripLeadingSpace
+            self.startNs = startNs; self.deadline = deadline; self.stripLeadingSpace = stripLeadingSpace
         }
     }
 
@@ -136,8 +138,10 @@ final class SpanScheduler {
     func isActive(_ requestId: String) -> Bool { active.contains { $0.span.requestId == requestId } }
 
     /// Prefills a new span (reusing the cached session's longest common prefix) and samples
-    /// its first token. Returns an outcome when the span ends at once (EOS, error).
-    func admit(_ span: SpanRequest, nowUnixMs: UInt64) -> SpanOutcome? {
+    /// its first token. Returns an outcome when the span ends at once (EOS, error). `deadline`
+    /// and `now` are monotonic milliseconds (0: no deadline), converted from the span's time
+    /// left when it arrived.
+    func admit(_ span: SpanRequest, deadline: UInt64, now: UInt64) -> SpanOutcome? {
         let start = DispatchTime.now().uptimeNanoseconds
         if let refusal = tooLong(span) { return .failure(requestId: span.requestId, refusal) }
         do {
@@ -167,16 +171,16 @@ final class SpanScheduler {
                 span: span, session: session, sampler: sampler, logits: logits,
                 detokenizer: IncrementalDetokenizer(tokenizer: tokenizer, context: inputs.decoder),
                 cachedPrefix: kept, promptTokens: inputs.decoder.count + (inputs.encoder?.count ?? 0), startNs: start,
-                stripLeadingSpace: span.answerSoFar.isEmpty)
+                deadline: deadline, stripLeadingSpace: span.answerSoFar.isEmpty)
             active.append(sequence)
-            return advance(sequence, nowUnixMs: nowUnixMs)
+            return advance(sequence, now: now)
         } catch {
             return .failure(requestId: span.requestId, WireErrorBody(code: .internalError, message: "\(error)", retryable: false))
         }
     }
 
     /// One batched decode step over every sequence with a token to consume.
-    func step(nowUnixMs: UInt64) -> [SpanOutcome] {
+    func step(now: UInt64) -> [SpanOutcome] {
         let ready = active.filter { $0.pendingToken != nil }
         guard !ready.isEmpty else { return [] }
         let rows: [Float]
@@ -194,7 +198,7 @@ final class SpanScheduler {
         for (i, seq) in ready.enumerated() {
             seq.pendingToken = nil
             seq.logits = Array(rows[(i * v)..<((i + 1) * v)])
-            if let outcome = advance(seq, nowUnixMs: nowUnixMs) { outcomes.append(outcome) }
+            if let outcome = advance(seq, now: now) { outcomes.append(outcome) }
         }
         return outcomes
     }
@@ -210,8 +214,8 @@ final class SpanScheduler {
     }
 
     /// Samples the next token of `seq` from its logits; ends the span when due.
-    private func advance(_ seq: Sequence, nowUnixMs: UInt64) -> SpanOutcome? {
-        if seq.span.deadlineUnixMs > 0, nowUnixMs >= seq.span.deadlineUnixMs {
+    private func advance(_ seq: Sequence, now: UInt64) -> SpanOutcome? {
+        if seq.deadline > 0, now >= seq.deadline {
             return finish(seq, .deadline)
         }
         let history = seq.session.consumed

@@ -11,12 +11,14 @@ struct AnswerParams: Equatable {
     var stream = false
     var deadlineMs: Int
 
-    /// The wire request, with the gateway's id and absolute deadline.
+    /// The wire request, with the gateway's id and its deadline (time left, and the wall-clock
+    /// instant 1.1 routers read).
     func wireRequest(requestId: String, now: Date, spanTokens: UInt32) -> AnswerRequest {
-        let deadline = UInt64(max(0, now.timeIntervalSince1970 * 1000)) + UInt64(deadlineMs)
-        return AnswerRequest(requestId: requestId, question: question, context: context,
-                             maxNewTokens: UInt32(maxTokens), policy: policy, sampling: sampling,
-                             deadlineUnixMs: deadline, spanTokens: spanTokens)
+        var request = AnswerRequest(requestId: requestId, question: question, context: context,
+                                    maxNewTokens: UInt32(maxTokens), policy: policy, sampling: sampling,
+                                    spanTokens: spanTokens)
+        request.setDeadline(timeLeft: UInt64(max(1, deadlineMs)), wallNowMs: UInt64(max(0, now.timeIntervalSince1970 * 1000)))
+        return request
     }
 }
 

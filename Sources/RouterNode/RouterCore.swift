@@ -75,8 +75,9 @@ public struct RouterStats: Sendable, Equatable {
 
 /// The router's whole state machine, free of sockets and clocks so that it can be tested
 /// directly: each input (a frame from a gateway or an expert, or a clock tick) returns
-/// the messages to send. `now` and every deadline in here (`deadlineUnixMs` fields included)
-/// are monotonic milliseconds; `RouterNode` converts the wire's wall-clock deadlines at the edge. Follows the Majordomo pattern: experts announce a pool with
+/// the messages to send. `now` and every instant in here are monotonic milliseconds; messages
+/// carry deadlines as time left (`deadlineMs`), which `RouterNode` reconciles with 1.1 peers'
+/// wall-clock instants at its edge. Follows the Majordomo pattern: experts announce a pool with
 /// `Ready`, heartbeats run both ways, a silent expert is dead after `liveness`
 /// intervals and its in-flight spans are re-dispatched (span requests are self-contained,
 /// so a retry is always safe).
@@ -318,7 +319,8 @@ public final class RouterCore {
             out.append(.toGateway(gateway, Envelope(.answerEvent(AnswerEvent(requestId: request.requestId, kind: .error(problem))))))
             return
         }
-        let deadline = request.deadlineUnixMs > 0 ? request.deadlineUnixMs : now + config.defaultDeadlineMs
+        let deadline = Deadline.instant(timeLeft: request.deadlineMs > 0 ? UInt64(request.deadlineMs) : config.defaultDeadlineMs,
+                                        nowMs: now)
         let active = ActiveRequest(request: request, gateway: gateway, prompt: prompt,
                                    deadlineMs: deadline, now: now)
         // Admission: the first span must find a pool with room, or the request is refused now.
@@ -391,7 +393,7 @@ public final class RouterCore {
         let span = SpanRequest(
             requestId: active.request.requestId, spanIndex: active.nextSpan, prompt: active.prompt,
             answerSoFar: active.answer, maxNewTokens: min(spanTokens, remaining),
-            sampling: active.request.sampling, deadlineUnixMs: active.deadlineMs,
+            sampling: active.request.sampling,
             sessionHint: active.request.requestId, answerTokensBefore: active.completionTokens)
         active.span = span
         active.spanPool = pool
@@ -427,7 +429,10 @@ public final class RouterCore {
             active.spanAttempts += 1
             active.queueUs += (now - min(now, active.spanQueuedMs)) * 1000
             stats.spansDispatched += 1
-            out.append(.toExpert(replica.identity, Envelope(.spanRequest(span))))
+            // The time left is stamped as the span leaves: it may have waited in the queue.
+            var sent = span
+            sent.deadlineMs = UInt32(clamping: Deadline.timeLeft(until: active.deadlineMs, nowMs: now))
+            out.append(.toExpert(replica.identity, Envelope(.spanRequest(sent))))
         }
     }
 

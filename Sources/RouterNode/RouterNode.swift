@@ -9,9 +9,9 @@ import Wire
 /// socket is owned by the loop's thread.
 ///
 /// The core runs on the monotonic clock only (liveness, heartbeats, queues, deadlines), so
-/// an NTP step of the wall clock can neither drop every replica nor stretch a deadline. The
-/// wire still carries deadlines as wall-clock instants (1.x): this loop converts them at the
-/// edge, in on `AnswerRequest`, out on `SpanRequest` (`DeadlineClock`).
+/// an NTP step of the wall clock can neither drop every replica nor stretch a deadline.
+/// Deadlines cross the wire as time left (1.2); this loop fills in the wall-clock instant of
+/// 1.1 peers at its edge (`DeadlineEdge`).
 public final class RouterNode {
     public struct Options: Sendable {
         public var frontend = "ipc:///run/mambaformer/frontend"
@@ -147,7 +147,7 @@ public final class RouterNode {
             }
             let now = MonotonicClock.nowMs()
             if isFrontend {
-                perform(core.gatewayFrame(identity, DeadlineClock.inbound(message.result, clock: .now()), now: now))
+                perform(core.gatewayFrame(identity, DeadlineEdge.inbound(message.result, wallNowMs: WallClock.nowMs()), now: now))
             } else {
                 logReplicaEvent(message.result)
                 if case .success(let envelope) = message.result, case .spanResult(let result) = envelope.body {
@@ -169,8 +169,7 @@ public final class RouterNode {
     private func perform(_ actions: [RouterAction]) {
         for action in actions {
             let sent: Bool
-            // Deadlines leave in wall-clock time, as 1.x experts read them.
-            let action = DeadlineClock.outbound(action, clock: DeadlineClock.Now.now())
+            let action = DeadlineEdge.outbound(action, wallNowMs: WallClock.nowMs())
             do {
                 switch action {
                 case .toGateway(let identity, let envelope): sent = try frontend.send(envelope, to: identity)
@@ -188,43 +187,22 @@ public final class RouterNode {
     }
 }
 
-/// Converts deadlines between the wire (wall-clock Unix ms, what 1.x peers send and read) and
-/// the core (monotonic ms), with saturating arithmetic: a deadline already past stays past, a
-/// wall clock stepped back or forward moves no deadline already inside the core.
-public enum DeadlineClock {
-    /// Both clocks, read once.
-    public struct Now: Equatable {
-        public var wallMs: UInt64
-        public var monotonicMs: UInt64
-        public init(wallMs: UInt64, monotonicMs: UInt64) { self.wallMs = wallMs; self.monotonicMs = monotonicMs }
-        public static func now() -> Now { Now(wallMs: WallClock.nowMs(), monotonicMs: MonotonicClock.nowMs()) }
-    }
-
-    /// A wall-clock deadline (0: none) as a monotonic one.
-    public static func toMonotonic(_ wallDeadline: UInt64, _ clock: Now) -> UInt64 {
-        guard wallDeadline > 0 else { return 0 }
-        let remaining = wallDeadline > clock.wallMs ? wallDeadline - clock.wallMs : 0
-        return max(1, clock.monotonicMs.addingReportingOverflow(remaining).overflow ? .max : clock.monotonicMs + remaining)
-    }
-
-    /// A monotonic deadline (0: none) as a wall-clock one.
-    public static func toWall(_ monotonicDeadline: UInt64, _ clock: Now) -> UInt64 {
-        guard monotonicDeadline > 0 else { return 0 }
-        let remaining = monotonicDeadline > clock.monotonicMs ? monotonicDeadline - clock.monotonicMs : 0
-        return clock.wallMs.addingReportingOverflow(remaining).overflow ? .max : clock.wallMs + remaining
-    }
-
-    static func inbound(_ decoded: Result<Envelope, WireError>, clock: Now) -> Result<Envelope, WireError> {
-        guard case .success(var envelope) = decoded, case .answerRequest(var request) = envelope.body else { return decoded }
-        request.deadlineUnixMs = toMonotonic(request.deadlineUnixMs, clock)
+/// Reconciles deadlines with 1.1 peers at the router's edge (see `Deadline`): the core reads
+/// and writes only the time left (`deadlineMs`).
+enum DeadlineEdge {
+    /// An answer request from a 1.1 gateway carries only a wall-clock instant: as time left.
+    static func inbound(_ decoded: Result<Envelope, WireError>, wallNowMs: @autoclosure () -> UInt64) -> Result<Envelope, WireError> {
+        guard case .success(var envelope) = decoded, case .answerRequest(var request) = envelope.body,
+              request.deadlineMs == 0, request.deadlineUnixMs > 0 else { return decoded }
+        request.deadlineMs = UInt32(clamping: request.timeLeftMs(wallNowMs: wallNowMs()))
         envelope.body = .answerRequest(request)
         return .success(envelope)
     }
 
-    /// `clock` is read only for a span request (most actions carry no deadline).
-    static func outbound(_ action: RouterAction, clock: @autoclosure () -> Now) -> RouterAction {
+    /// A span request leaves with both fields, so a 1.1 expert reads its deadline too.
+    static func outbound(_ action: RouterAction, wallNowMs: @autoclosure () -> UInt64) -> RouterAction {
         guard case .toExpert(let identity, var envelope) = action, case .spanRequest(var span) = envelope.body else { return action }
-        span.deadlineUnixMs = toWall(span.deadlineUnixMs, clock())
+        span.setDeadline(timeLeft: UInt64(span.deadlineMs), wallNowMs: wallNowMs())
         envelope.body = .spanRequest(span)
         return .toExpert(identity, envelope)
     }

@@ -221,6 +221,7 @@ private final class CArena {
         c.pointee.sampling = sampling(r.sampling)
         c.pointee.deadline_unix_ms = r.deadlineUnixMs
         c.pointee.span_tokens = r.spanTokens
+        c.pointee.deadline_ms = r.deadlineMs
         return c
     }
 
@@ -244,6 +245,7 @@ private final class CArena {
         c.pointee.deadline_unix_ms = r.deadlineUnixMs
         c.pointee.session_hint = string(r.sessionHint)
         c.pointee.answer_tokens_before = r.answerTokensBefore
+        c.pointee.deadline_ms = r.deadlineMs
         return c
     }
 
@@ -416,7 +418,8 @@ private enum CReader {
                              policy: try policy(c.policy, "AnswerRequest.policy"),
                              sampling: try sampling(c.sampling, "AnswerRequest.sampling"),
                              deadlineUnixMs: c.deadline_unix_ms,
-                             spanTokens: c.span_tokens)
+                             spanTokens: c.span_tokens,
+                             deadlineMs: c.deadline_ms)
     }
 
     static func error(_ p: UnsafeMutablePointer<CError>?, _ field: String) throws -> WireErrorBody {
@@ -438,7 +441,8 @@ private enum CReader {
                            sampling: try sampling(c.sampling, "SpanRequest.sampling"),
                            deadlineUnixMs: c.deadline_unix_ms,
                            sessionHint: try text(c.session_hint, "SpanRequest.session_hint"),
-                           answerTokensBefore: c.answer_tokens_before)
+                           answerTokensBefore: c.answer_tokens_before,
+                           deadlineMs: c.deadline_ms)
     }
 
     static func spanResult(_ p: UnsafeMutablePointer<CSpanResult>?, _ field: String) throws -> SpanResult {

@@ -4,8 +4,9 @@
 /// Protocol version carried in every envelope: major * 1000 + minor.
 public enum WireProtocol {
     public static let major: UInt32 = 1
-    /// 1: `Error.reason`.
-    public static let minor: UInt32 = 1
+    /// 1: `Error.reason`. 2: deadlines as time left (`deadline_ms`), beside the wall-clock
+    /// instant that 1.1 readers use.
+    public static let minor: UInt32 = 2
     public static var version: UInt32 { major * 1000 + minor }
     public static func major(of version: UInt32) -> UInt32 { version / 1000 }
 }
@@ -98,14 +99,17 @@ public struct AnswerRequest: Sendable, Equatable {
     public var maxNewTokens: UInt32 = 64
     public var policy = Policy()
     public var sampling = Sampling()
+    /// The deadline as a wall-clock instant, for 1.1 readers (0: none). See `Deadline`.
     public var deadlineUnixMs: UInt64 = 0
     public var spanTokens: UInt32 = 0
+    /// 1.2: the time left when sent (0: none given). See `Deadline`.
+    public var deadlineMs: UInt32 = 0
     public init(requestId: String, question: String, context: String = "", maxNewTokens: UInt32 = 64,
                 policy: Policy = Policy(), sampling: Sampling = Sampling(), deadlineUnixMs: UInt64 = 0,
-                spanTokens: UInt32 = 0) {
+                spanTokens: UInt32 = 0, deadlineMs: UInt32 = 0) {
         self.requestId = requestId; self.question = question; self.context = context
         self.maxNewTokens = maxNewTokens; self.policy = policy; self.sampling = sampling
-        self.deadlineUnixMs = deadlineUnixMs; self.spanTokens = spanTokens
+        self.deadlineUnixMs = deadlineUnixMs; self.spanTokens = spanTokens; self.deadlineMs = deadlineMs
     }
 }
 
@@ -148,16 +152,19 @@ public struct SpanRequest: Sendable, Equatable {
     public var answerSoFar: String
     public var maxNewTokens: UInt32
     public var sampling = Sampling()
+    /// The deadline as a wall-clock instant, for 1.1 readers (0: none). See `Deadline`.
     public var deadlineUnixMs: UInt64 = 0
     public var sessionHint: String = ""
     public var answerTokensBefore: UInt32 = 0
+    /// 1.2: the time left when sent (0: none given). See `Deadline`.
+    public var deadlineMs: UInt32 = 0
     public init(requestId: String, spanIndex: UInt32, prompt: String, answerSoFar: String, maxNewTokens: UInt32,
                 sampling: Sampling = Sampling(), deadlineUnixMs: UInt64 = 0, sessionHint: String = "",
-                answerTokensBefore: UInt32 = 0) {
+                answerTokensBefore: UInt32 = 0, deadlineMs: UInt32 = 0) {
         self.requestId = requestId; self.spanIndex = spanIndex; self.prompt = prompt
         self.answerSoFar = answerSoFar; self.maxNewTokens = maxNewTokens; self.sampling = sampling
         self.deadlineUnixMs = deadlineUnixMs; self.sessionHint = sessionHint
-        self.answerTokensBefore = answerTokensBefore
+        self.answerTokensBefore = answerTokensBefore; self.deadlineMs = deadlineMs
     }
 }
 

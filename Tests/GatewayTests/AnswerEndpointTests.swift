@@ -44,6 +44,8 @@ final class AnswerEndpointTests: XCTestCase {
         let now = UInt64(Date().timeIntervalSince1970 * 1000)
         XCTAssertGreaterThan(sent.deadlineUnixMs, now)
         XCTAssertLessThanOrEqual(sent.deadlineUnixMs, now + 30_000)
+        XCTAssertGreaterThan(sent.deadlineMs, 0, "1.2: the time left travels too")
+        XCTAssertLessThanOrEqual(sent.deadlineMs, 30_000)
     }
 
     func testRequestIdIsGeneratedWhenAbsentOrUnsafe() async throws {

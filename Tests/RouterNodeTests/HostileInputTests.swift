@@ -208,21 +208,62 @@ final class HostileInputTests: XCTestCase {
         XCTAssertEqual(core.stats.deadlineMisses, 0)
     }
 
-    /// Deadlines cross from the wire's wall clock into the core's monotonic one once; a wall
-    /// clock step afterwards moves nothing, and past deadlines stay past.
-    func testDeadlinesConvertAtTheEdgeAndIgnoreWallClockSteps() {
-        let clock = DeadlineClock.Now(wallMs: 1_800_000_000_000, monotonicMs: 5_000)
-        let inCore = DeadlineClock.toMonotonic(clock.wallMs + 30_000, clock)
-        XCTAssertEqual(inCore, 35_000)
-        XCTAssertEqual(DeadlineClock.toMonotonic(0, clock), 0, "no deadline stays none")
-        XCTAssertEqual(DeadlineClock.toMonotonic(clock.wallMs - 1, clock), 5_000, "a past deadline is due now")
-        // Ten seconds later the wall clock has been stepped back an hour: the deadline still
-        // leaves with 20 s to go, on the new wall clock.
-        let later = DeadlineClock.Now(wallMs: clock.wallMs + 10_000 - 3_600_000, monotonicMs: 15_000)
-        XCTAssertEqual(DeadlineClock.toWall(inCore, later), later.wallMs + 20_000)
-        XCTAssertEqual(DeadlineClock.toWall(inCore, DeadlineClock.Now(wallMs: 7, monotonicMs: 40_000)), 7, "overdue leaves as now")
-        // The far future neither traps nor wraps around into the past.
-        XCTAssertGreaterThan(DeadlineClock.toMonotonic(.max, clock), clock.monotonicMs)
-        XCTAssertEqual(DeadlineClock.toWall(.max, clock), .max)
+    /// Deadlines cross the wire as time left (1.2): each hop adds it to its own monotonic
+    /// clock, so neither a wall-clock step nor skew between hosts moves one; a span carries
+    /// what is left when it leaves, not when it was queued.
+    func testDeadlinesTravelAsTimeLeft() {
+        let core = makeCore()
+        let t0: UInt64 = 1_000_000
+        _ = core.expertFrame(mambaA, .success(Envelope(.ready(Ready(
+            pool: .emamba, modelId: "m", replicaId: "m1", capacity: 1, softwareVersion: "t")))), now: t0)
+        let busy = spans(ask(core, "r0", now: t0))
+        XCTAssertEqual(busy.count, 1)
+        _ = core.gatewayFrame(gateway, .success(Envelope(.answerRequest(AnswerRequest(
+            requestId: "r1", question: "q", maxNewTokens: 8, policy: Policy(costWeight: 0.5, forced: .emamba),
+            deadlineMs: 5_000)))), now: t0)
+        // The replica is busy: r1's span waits two seconds in the queue.
+        let out = core.expertFrame(mambaA, .success(Envelope(.spanResult(SpanResult(
+            requestId: "r0", spanIndex: 0, pieces: [Piece(text: "x", tokenId: 1)], text: "x", finish: .eos)))), now: t0 + 2_000)
+        XCTAssertEqual(spans(out).first?.1.requestId, "r1")
+        XCTAssertEqual(spans(out).first?.1.deadlineMs, 3_000)
+        XCTAssertEqual(spans(out).first?.1.deadlineUnixMs, 0, "the core never reads or writes the wall clock")
+    }
+
+    /// The router's edge reconciles 1.1 peers, which send and read wall-clock instants.
+    func testTheEdgeReadsAndWritesTheWallClockInstantOf11Peers() {
+        let wall: UInt64 = 1_800_000_000_000
+        var old = AnswerRequest(requestId: "r", question: "q", deadlineUnixMs: wall + 30_000)
+        guard case .success(let e) = DeadlineEdge.inbound(.success(Envelope(.answerRequest(old))), wallNowMs: wall),
+              case .answerRequest(let converted) = e.body else { return XCTFail() }
+        XCTAssertEqual(converted.deadlineMs, 30_000)
+        old.deadlineUnixMs = wall - 5
+        guard case .success(let past) = DeadlineEdge.inbound(.success(Envelope(.answerRequest(old))), wallNowMs: wall),
+              case .answerRequest(let overdue) = past.body else { return XCTFail() }
+        XCTAssertEqual(overdue.deadlineMs, 1, "a past deadline stays past, never 'none'")
+        // A 1.2 sender's time left wins over its wall-clock instant (a skewed host's clock).
+        let skewed = AnswerRequest(requestId: "r", question: "q", deadlineUnixMs: wall - 3_600_000, deadlineMs: 20_000)
+        guard case .success(let s) = DeadlineEdge.inbound(.success(Envelope(.answerRequest(skewed))), wallNowMs: wall),
+              case .answerRequest(let kept) = s.body else { return XCTFail() }
+        XCTAssertEqual(kept.deadlineMs, 20_000)
+        // Out: both fields, the instant on this host's wall clock, stepped back an hour or not.
+        let span = SpanRequest(requestId: "r", spanIndex: 0, prompt: "p", answerSoFar: "", maxNewTokens: 4, deadlineMs: 20_000)
+        for wallNow in [wall, wall - 3_600_000] {
+            guard case .toExpert(_, let sent) = DeadlineEdge.outbound(.toExpert([1], Envelope(.spanRequest(span))), wallNowMs: wallNow),
+                  case .spanRequest(let out) = sent.body else { return XCTFail() }
+            XCTAssertEqual(out.deadlineMs, 20_000)
+            XCTAssertEqual(out.deadlineUnixMs, wallNow + 20_000)
+        }
+    }
+
+    /// The shared arithmetic saturates: nothing a peer sends can trap or wrap into the past.
+    func testDeadlineArithmeticSaturates() {
+        XCTAssertEqual(Deadline.instant(timeLeft: 0, nowMs: 5), 0, "no deadline stays none")
+        XCTAssertEqual(Deadline.instant(timeLeft: .max, nowMs: 5), .max)
+        XCTAssertEqual(Deadline.timeLeft(until: 10, nowMs: 50), 1, "overdue is 1 ms left, not none")
+        XCTAssertEqual(Deadline.timeLeft(until: 0, nowMs: 50), 0)
+        XCTAssertEqual(Deadline.timeLeft(deadlineMs: 0, deadlineUnixMs: .max, wallNowMs: 0), .max)
+        let fields = Deadline.wireFields(timeLeft: .max, wallNowMs: 7)
+        XCTAssertEqual(fields.deadlineMs, .max)
+        XCTAssertEqual(fields.deadlineUnixMs, .max)
     }
 }

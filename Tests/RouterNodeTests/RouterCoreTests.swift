@@ -100,7 +100,9 @@ final class RouterCoreTests: XCTestCase {
         let retried = spans(after)
         XCTAssertEqual(retried.count, 1)
         XCTAssertEqual(retried[0].0, survivor)
-        XCTAssertEqual(retried[0].1, s[0].1, "the retry is the same self-contained span")
+        var expected = s[0].1
+        expected.deadlineMs -= 3500  // the time left as it leaves again
+        XCTAssertEqual(retried[0].1, expected, "the retry is the same self-contained span")
         XCTAssertEqual(core.stats.spanRetries, 1)
         XCTAssertEqual(core.liveReplicas(.emamba), 1)
         // A late result from the dead replica is ignored.
@@ -147,7 +149,7 @@ final class RouterCoreTests: XCTestCase {
         let core = makeCore()
         ready(core, mambaA, .emamba, name: "m1")
         _ = core.gatewayFrame(gateway, .success(Envelope(.answerRequest(AnswerRequest(
-            requestId: "r1", question: "q", maxNewTokens: 8, deadlineUnixMs: 500)))), now: 0)
+            requestId: "r1", question: "q", maxNewTokens: 8, deadlineMs: 500)))), now: 0)
         _ = core.expertFrame(mambaA, .success(Envelope(.heartbeat(Heartbeat()))), now: 400)
         let evs = events(core.tick(now: 600))
         guard case .error(let e)? = evs.first?.kind else { return XCTFail("expected a deadline error") }

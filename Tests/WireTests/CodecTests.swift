@@ -24,7 +24,7 @@ enum Samples {
         .answerRequest(AnswerRequest(requestId: "req-1", question: "Does aspirin reduce fever?",
                                      context: String(repeating: "Long clinical context. ", count: 500),
                                      maxNewTokens: 256, policy: Policy(costWeight: 0.3, forced: .et5),
-                                     sampling: sampling, deadlineUnixMs: 1_800_000_000_000, spanTokens: 16)),
+                                     sampling: sampling, deadlineUnixMs: 1_800_000_000_000, spanTokens: 16, deadlineMs: 30_000)),
         .answerRequest(AnswerRequest(requestId: "r", question: "q", policy: Policy(costWeight: 0, forced: .unspecified))),
         .answerEvent(AnswerEvent(requestId: "req-42", kind: .span(spanResult))),
         .answerEvent(AnswerEvent(requestId: "req-42", kind: .done(DoneStats(
@@ -38,7 +38,7 @@ enum Samples {
         .cancel(Cancel(requestId: "req-9")),
         .spanRequest(SpanRequest(requestId: "req-42", spanIndex: 2, prompt: "question: ...\ncontext: ...",
                                  answerSoFar: "Aspirin", maxNewTokens: 16, sampling: sampling,
-                                 deadlineUnixMs: 1_800_000_000_123, sessionHint: "req-42", answerTokensBefore: 32)),
+                                 deadlineUnixMs: 1_800_000_000_123, sessionHint: "req-42", answerTokensBefore: 32, deadlineMs: 4_321)),
         .spanResult(spanResult),
         .spanResult(SpanResult(requestId: "x", spanIndex: 0)),
         .error(WireErrorBody(code: .unauthorized, message: "unknown replica", retryable: false)),

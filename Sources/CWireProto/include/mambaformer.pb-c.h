@@ -192,15 +192,24 @@ struct  Mambaformer__Wire__AnswerRequest
   uint32_t max_new_tokens;
   Mambaformer__Wire__Policy *policy;
   Mambaformer__Wire__Sampling *sampling;
+  /*
+   * 1.0, 1.1: the deadline as a wall-clock instant (0 = none)
+   */
   uint64_t deadline_unix_ms;
   /*
    * 0 = router default
    */
   uint32_t span_tokens;
+  /*
+   * 1.2: the time left when sent, in ms (0 = none given: read deadline_unix_ms). A reader
+   * adds it to its own monotonic clock, so host clock skew and NTP steps move no deadline.
+   * Senders of 1.2 fill both fields, for readers of 1.1.
+   */
+  uint32_t deadline_ms;
 };
 #define MAMBAFORMER__WIRE__ANSWER_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mambaformer__wire__answer_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL, NULL, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL, NULL, 0, 0, 0 }
 
 
 struct  Mambaformer__Wire__Cancel
@@ -267,6 +276,9 @@ struct  Mambaformer__Wire__SpanRequest
    */
   uint32_t max_new_tokens;
   Mambaformer__Wire__Sampling *sampling;
+  /*
+   * 1.0, 1.1: the deadline as a wall-clock instant (0 = none)
+   */
   uint64_t deadline_unix_ms;
   /*
    * sequence id for the session cache
@@ -276,10 +288,14 @@ struct  Mambaformer__Wire__SpanRequest
    * answer tokens generated before this span (for sampling seeds)
    */
   uint32_t answer_tokens_before;
+  /*
+   * 1.2: the time left when sent, in ms (as AnswerRequest.deadline_ms)
+   */
+  uint32_t deadline_ms;
 };
 #define MAMBAFORMER__WIRE__SPAN_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mambaformer__wire__span_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL, 0, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL, 0, (char *)protobuf_c_empty_string, 0, 0 }
 
 
 /*
