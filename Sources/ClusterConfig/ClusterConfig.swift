@@ -269,4 +269,14 @@ public struct ExpertInstance: Equatable, Sendable {
         self.replicaId = name
         self.number = Int(suffix)
     }
+
+    /// The replica id an expert announces when `--replica-id` does not name one: stable
+    /// across restarts (the router binds an id to the key that first registered it, and keys
+    /// per-replica statistics by it) and distinct across hosts, whose systemd instances are
+    /// all numbered from 1: `emamba-3@host` for an instance, `emamba@host` otherwise.
+    public static func defaultReplicaId(pool: String, instance: ExpertInstance?, host: String) -> String {
+        let shortHost = host.split(separator: ".").first.map(String.init) ?? ""
+        let base = instance?.replicaId ?? pool
+        return shortHost.isEmpty ? base : "\(base)@\(shortHost)"
+    }
 }

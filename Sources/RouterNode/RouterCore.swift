@@ -63,6 +63,10 @@ public struct RouterStats: Sendable, Equatable {
     public var poisonSpans = 0
     /// Requests cancelled because their gateway went silent.
     public var orphansCancelled = 0
+    /// `Ready`s refused because their replica id is bound to another key.
+    public var replicaIdsRefused = 0
+    /// Replicas and gateways cut off because SIGHUP took their key off an allow-list.
+    public var peersRevoked = 0
     public var overloaded = 0
     public var fallbacks = 0
     public var lateResults = 0
@@ -71,6 +75,8 @@ public struct RouterStats: Sendable, Equatable {
     /// Spans per replica id, at most `maxReplicaKeys` ids (then "other").
     public var spansByReplica: [String: Int] = [:]
     public static let maxReplicaKeys = 256
+    /// Replica ids bound to keys at most (ids not registered now are forgotten first).
+    public static let maxReplicaBindings = 4096
 }
 
 /// The router's whole state machine, free of sockets and clocks so that it can be tested
@@ -87,10 +93,12 @@ public final class RouterCore {
     final class Replica {
         let identity: PeerIdentity
         let ready: Ready
+        /// The CURVE key its connection authenticated with ("" without CURVE).
+        let key: String
         var inflight: Set<SpanKey> = []
         var lastSeenMs: UInt64
-        init(identity: PeerIdentity, ready: Ready, now: UInt64) {
-            self.identity = identity; self.ready = ready; self.lastSeenMs = now
+        init(identity: PeerIdentity, ready: Ready, key: String, now: UInt64) {
+            self.identity = identity; self.ready = ready; self.key = key; self.lastSeenMs = now
         }
         /// It handed a span back as unavailable (it is draining for a shutdown or restart): it
         /// finishes what it runs but gets nothing new, or a span would bounce back to it until
@@ -145,6 +153,11 @@ public final class RouterCore {
     var queues: [PoolKind: [SpanKey]] = [.emamba: [], .et5: []]
     var inflight: [SpanKey: Inflight] = [:]
     var gateways: [PeerIdentity: UInt64] = [:]
+    /// The key each gateway connection authenticated with ("" without CURVE).
+    var gatewayKeys: [PeerIdentity: String] = [:]
+    /// Replica id → the key that registered it first: one key may hold several ids, another
+    /// key cannot take one over (and with it the id's statistics and the operator's trust).
+    var replicaOwners: [String: String] = [:]
     var lastHeartbeatMs: UInt64 = 0
     /// Set by `drain()`: no new requests, finish the admitted ones.
     public private(set) var draining = false
@@ -181,11 +194,14 @@ public final class RouterCore {
         }
     }
 
-    /// A frame from a gateway on the frontend socket.
-    public func gatewayFrame(_ identity: PeerIdentity, _ decoded: Result<Envelope, WireError>, now: UInt64) -> [RouterAction] {
+    /// A frame from a gateway on the frontend socket; `peerKey` is the CURVE key its
+    /// connection authenticated with ("" without CURVE).
+    public func gatewayFrame(_ identity: PeerIdentity, _ decoded: Result<Envelope, WireError>, now: UInt64,
+                             peerKey: String = "") -> [RouterAction] {
         var out: [RouterAction] = []
         guard let envelope = accept(decoded, refuse: { out.append(.toGateway(identity, $0)) }) else { return out }
         gateways[identity] = now
+        gatewayKeys[identity] = peerKey
         switch envelope.body {
         case .answerRequest(let request):
             admit(request, from: identity, now: now, &out)
@@ -196,7 +212,7 @@ public final class RouterCore {
         case .heartbeat:
             break
         case .disconnect:
-            gateways[identity] = nil
+            forgetGateway(identity)
             for active in requests.values where active.gateway == identity { finish(active, now: now, &out, event: nil) }
         default:
             stats.malformedFrames += 1
@@ -204,8 +220,10 @@ public final class RouterCore {
         return out
     }
 
-    /// A frame from an expert on the backend socket.
-    public func expertFrame(_ identity: PeerIdentity, _ decoded: Result<Envelope, WireError>, now: UInt64) -> [RouterAction] {
+    /// A frame from an expert on the backend socket; `peerKey` is the CURVE key its
+    /// connection authenticated with ("" without CURVE).
+    public func expertFrame(_ identity: PeerIdentity, _ decoded: Result<Envelope, WireError>, now: UInt64,
+                            peerKey: String = "") -> [RouterAction] {
         var out: [RouterAction] = []
         guard let envelope = accept(decoded, refuse: { out.append(.toExpert(identity, $0)) }) else { return out }
         if case .ready(let ready) = envelope.body {
@@ -214,11 +232,23 @@ public final class RouterCore {
                 out.append(.toExpert(identity, Envelope(.disconnect(Disconnect(reason: "Ready names no pool")))))
                 return out
             }
+            if let owner = replicaOwners[ready.replicaId], owner != peerKey {
+                stats.replicaIdsRefused += 1
+                out.append(.toExpert(identity, Envelope(.error(WireErrorBody(
+                    code: .unauthorized, message: "replica id \(ready.replicaId) is registered by another key; "
+                        + "give this replica its own id (--replica-id or the unit's instance name)", retryable: false)))))
+                return out
+            }
             if let old = replicas[identity], old.ready.pool != ready.pool {
                 removeReplica(identity, died: false, now: now, &out)
             }
             if replicas[identity] == nil {
-                replicas[identity] = Replica(identity: identity, ready: ready, now: now)
+                guard bind(ready.replicaId, to: peerKey) else {
+                    out.append(.toExpert(identity, Envelope(.error(WireErrorBody(
+                        code: .overloaded, message: "the router holds \(RouterStats.maxReplicaBindings) replica ids", retryable: true)))))
+                    return out
+                }
+                replicas[identity] = Replica(identity: identity, ready: ready, key: peerKey, now: now)
             }
             replicas[identity]?.lastSeenMs = now
             dispatch(ready.pool, now: now, &out)
@@ -260,7 +290,7 @@ public final class RouterCore {
         // A gateway that is gone cannot receive its answers: stop generating them, free their
         // admission slots and the experts' sessions (the gateway has failed them already).
         for (identity, seen) in gateways where now > seen + config.gatewayLivenessMs {
-            gateways[identity] = nil
+            forgetGateway(identity)
             for active in requests.values where active.gateway == identity {
                 stats.orphansCancelled += 1
                 finish(active, now: now, &out, event: nil)
@@ -283,6 +313,46 @@ public final class RouterCore {
 
     /// Stop admitting requests; admitted ones run to completion.
     public func drain() { draining = true }
+
+    /// SIGHUP took keys off the allow-lists. Handshakes with them already fail; this cuts
+    /// off what they hold: their replicas leave (spans go elsewhere) and are told why, their
+    /// gateways' answers end, and the replica ids they held are free again.
+    public func revoke(keepingGatewayKeys gatewayKeys: Set<String>, expertKeys: Set<String>, now: UInt64) -> [RouterAction] {
+        var out: [RouterAction] = []
+        for (identity, replica) in replicas where !expertKeys.contains(replica.key) {
+            stats.peersRevoked += 1
+            removeReplica(identity, died: false, now: now, &out)
+            out.append(.toExpert(identity, Envelope(.error(WireErrorBody(
+                code: .unauthorized, message: "this replica's key was removed from the router's allow-list", retryable: false)))))
+        }
+        replicaOwners = replicaOwners.filter { expertKeys.contains($0.value) }
+        for (identity, key) in self.gatewayKeys where !gatewayKeys.contains(key) {
+            stats.peersRevoked += 1
+            forgetGateway(identity)
+            for active in requests.values where active.gateway == identity {
+                finish(active, now: now, &out, event: nil)
+            }
+        }
+        return out
+    }
+
+    private func forgetGateway(_ identity: PeerIdentity) {
+        gateways[identity] = nil
+        gatewayKeys[identity] = nil
+    }
+
+    /// Binds a replica id to the key registering it; false when the table is full of ids
+    /// registered now.
+    private func bind(_ replicaId: String, to key: String) -> Bool {
+        if replicaOwners[replicaId] != nil { return true }
+        if replicaOwners.count >= RouterStats.maxReplicaBindings {
+            let registered = Set(replicas.values.map(\.ready.replicaId))
+            replicaOwners = replicaOwners.filter { registered.contains($0.key) }
+            guard replicaOwners.count < RouterStats.maxReplicaBindings else { return false }
+        }
+        replicaOwners[replicaId] = key
+        return true
+    }
 
     // MARK: - Requests
 

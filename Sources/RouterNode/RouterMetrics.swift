@@ -18,6 +18,8 @@ final class RouterMetrics {
     private let promptsTooLong = Counter(label: "mambaformer_router_prompts_too_long_total")
     private let poisonSpans = Counter(label: "mambaformer_router_poison_spans_total")
     private let orphansCancelled = Counter(label: "mambaformer_router_orphans_cancelled_total")
+    private let replicaIdsRefused = Counter(label: "mambaformer_router_replica_ids_refused_total")
+    private let peersRevoked = Counter(label: "mambaformer_router_peers_revoked_total")
     private var spans: [PoolKind: Counter] = [:]
     private var tokens: [PoolKind: Counter] = [:]
     private var replicas: [PoolKind: Gauge] = [:]
@@ -69,6 +71,8 @@ final class RouterMetrics {
         promptsTooLong.increment(by: stats.promptsTooLong - last.promptsTooLong)
         poisonSpans.increment(by: stats.poisonSpans - last.poisonSpans)
         orphansCancelled.increment(by: stats.orphansCancelled - last.orphansCancelled)
+        replicaIdsRefused.increment(by: stats.replicaIdsRefused - last.replicaIdsRefused)
+        peersRevoked.increment(by: stats.peersRevoked - last.peersRevoked)
         for pool in [PoolKind.emamba, .et5] {
             spans[pool]?.increment(by: stats.spans[pool, default: 0] - last.spans[pool, default: 0])
             tokens[pool]?.increment(by: stats.tokens[pool, default: 0] - last.tokens[pool, default: 0])

@@ -48,6 +48,10 @@ public final class RouterNode {
     public let stopRequested = StopFlag()
 
     private let metrics = RouterMetrics()
+    /// The keys each role may use now (nil without CURVE). A connection made before SIGHUP
+    /// took its key away is still open: its frames are dropped here.
+    private var allowed: (gateways: Set<String>, experts: Set<String>)?
+    private var revokedLog = LogRateLimiter(intervalMs: 10_000)
 
     public init(options: Options, gate: SpanGate, counter: PromptCounter? = nil, logger: Logger) throws {
         self.options = options
@@ -59,6 +63,7 @@ public final class RouterNode {
         if let curve = options.curve {
             try frontend.enableCurveServer(curve.frontend)
             try backend.enableCurveServer(curve.backend)
+            allowed = (curve.frontend.allowedClientKeys, curve.backend.allowedClientKeys)
         }
         frontendEndpoint = try frontend.bind(options.frontend)
         backendEndpoint = try backend.bind(options.backend)
@@ -104,8 +109,9 @@ public final class RouterNode {
         context.terminate()
     }
 
-    /// SIGHUP: the allow-lists from disk again. A key taken out stops new handshakes at once;
-    /// a connection it already made stays until it drops (restart the router to cut it).
+    /// SIGHUP: the allow-lists from disk again. A key taken out stops new handshakes at once,
+    /// and the connections it already made are cut off: their frames are dropped, its
+    /// replicas and gateways leave the core.
     private func reloadAllowLists() {
         guard options.curve != nil, let reload = options.reloadAllowLists else {
             logger.info("SIGHUP: nothing to reload (CURVE is off)")
@@ -115,6 +121,8 @@ public final class RouterNode {
             let lists = try reload()
             try frontend.updateAllowList(lists.gateways)
             try backend.updateAllowList(lists.experts)
+            allowed = lists
+            perform(core.revoke(keepingGatewayKeys: lists.gateways, expertKeys: lists.experts, now: MonotonicClock.nowMs()))
             logger.notice("SIGHUP: allow-lists reloaded", metadata: ["gateway_keys": "\(lists.gateways.count)",
                                                                   "expert_keys": "\(lists.experts.count)"])
         } catch {
@@ -134,35 +142,51 @@ public final class RouterNode {
         let turnStart = DispatchTime.now().uptimeNanoseconds
         for _ in 0..<256 {
             if DispatchTime.now().uptimeNanoseconds - turnStart > Self.turnBudgetNs { return }
-            let message: (identity: [UInt8]?, result: Result<Envelope, WireError>)?
-            do { message = try socket.receiveEnvelope() } catch {
+            let message: (identity: [UInt8]?, result: Result<Envelope, WireError>, peerKey: String?)?
+            do { message = try socket.receiveEnvelopeAndPeer() } catch {
                 logger.error("receive failed: \(error)")
                 return
             }
             guard let message else { return }
             guard let identity = message.identity else { continue }
+            let peerKey = message.peerKey ?? ""
+            if let allowed, !(isFrontend ? allowed.gateways : allowed.experts).contains(peerKey) {
+                metrics.framesDropped.increment()
+                if let skipped = revokedLog.admit(isFrontend ? "gateway" : "expert", now: MonotonicClock.nowMs()) {
+                    logger.warning("dropped a frame from a revoked key", metadata: [
+                        "socket": "\(isFrontend ? "frontend" : "backend")", "key": "\(loggable(peerKey))",
+                        "frames_not_logged": "\(skipped)"])
+                }
+                continue
+            }
             if case .failure(let error) = message.result {
                 metrics.framesDropped.increment()
                 logger.debug("dropped a malformed frame", metadata: ["error": "\(error)", "socket": "\(isFrontend ? "frontend" : "backend")"])
             }
             let now = MonotonicClock.nowMs()
             if isFrontend {
-                perform(core.gatewayFrame(identity, DeadlineEdge.inbound(message.result, wallNowMs: WallClock.nowMs()), now: now))
+                perform(core.gatewayFrame(identity, DeadlineEdge.inbound(message.result, wallNowMs: WallClock.nowMs()), now: now,
+                                          peerKey: peerKey))
             } else {
-                logReplicaEvent(message.result)
                 if case .success(let envelope) = message.result, case .spanResult(let result) = envelope.body {
                     metrics.spanReturned(result)
                 }
-                perform(core.expertFrame(identity, message.result, now: now))
+                let refusedBefore = core.stats.replicaIdsRefused
+                perform(core.expertFrame(identity, message.result, now: now, peerKey: peerKey))
+                logReplicaEvent(message.result, refused: core.stats.replicaIdsRefused > refusedBefore, peerKey: peerKey)
             }
         }
     }
 
-    private func logReplicaEvent(_ result: Result<Envelope, WireError>) {
-        if case .success(let envelope) = result, case .ready(let ready) = envelope.body {
+    private func logReplicaEvent(_ result: Result<Envelope, WireError>, refused: Bool, peerKey: String) {
+        guard case .success(let envelope) = result, case .ready(let ready) = envelope.body else { return }
+        if !refused {
             logger.info("replica ready", metadata: [
                 "pool": "\(ready.pool)", "replica": "\(loggable(ready.replicaId))", "model": "\(loggable(ready.modelId))",
                 "capacity": "\(ready.capacity)"])
+        } else if let skipped = revokedLog.admit("replica id", now: MonotonicClock.nowMs()) {
+            logger.warning("refused a Ready: the replica id is registered by another key", metadata: [
+                "replica": "\(loggable(ready.replicaId))", "key": "\(loggable(peerKey))", "refusals_not_logged": "\(skipped)"])
         }
     }
 

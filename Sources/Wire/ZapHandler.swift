@@ -20,8 +20,7 @@ final class ZapHandler {
     /// Refusals are logged at most once per `refusalLogIntervalMs` per reason (a peer knocking
     /// every 100 ms must not flood the journal); the line says how many were not logged.
     static let refusalLogIntervalMs: UInt64 = 10_000
-    private var lastRefusalLogMs: [String: UInt64] = [:]
-    private var refusalsNotLogged: [String: Int] = [:]
+    private var refusalLog = LogRateLimiter(intervalMs: refusalLogIntervalMs)
 
     /// Starts the handler thread; returns once its REP socket is bound, so no handshake
     /// can happen before the allow-list is enforced (without a bound handler libzmq would
@@ -119,20 +118,33 @@ final class ZapHandler {
     }
 
     private func logRefusal(_ reason: String, _ metadata: Logger.Metadata) {
-        let now = MonotonicClock.nowMs()
         lock.lock()
-        let last = lastRefusalLogMs[reason]
-        guard last == nil || now - last! >= Self.refusalLogIntervalMs else {
-            refusalsNotLogged[reason, default: 0] += 1
-            lock.unlock()
-            return
-        }
-        lastRefusalLogMs[reason] = now
-        let skipped = refusalsNotLogged.removeValue(forKey: reason) ?? 0
+        let skipped = refusalLog.admit(reason, now: MonotonicClock.nowMs())
         lock.unlock()
+        guard let skipped else { return }
         var metadata = metadata
         if skipped > 0 { metadata["refusals_not_logged"] = "\(skipped)" }
         logger.warning("ZeroMQ peer refused: \(reason)", metadata: metadata)
+    }
+}
+
+/// Lets a log line about something a peer can repeat at will (a refused handshake, a frame
+/// from a revoked key) through at most once per interval per reason, counting the rest, so
+/// a peer cannot flood the journal. Reasons are fixed strings (a bounded table).
+public struct LogRateLimiter: Sendable {
+    public let intervalMs: UInt64
+    private var lastMs: [String: UInt64] = [:]
+    private var skipped: [String: Int] = [:]
+    public init(intervalMs: UInt64) { self.intervalMs = intervalMs }
+
+    /// nil: do not log now. Otherwise log, with the count of occurrences not logged since.
+    public mutating func admit(_ reason: String, now: UInt64) -> Int? {
+        if let last = lastMs[reason], now < last &+ intervalMs, now >= last {
+            skipped[reason, default: 0] += 1
+            return nil
+        }
+        lastMs[reason] = now
+        return skipped.removeValue(forKey: reason) ?? 0
     }
 }
 

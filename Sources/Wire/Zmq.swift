@@ -434,7 +434,16 @@ extension ZmqSocket {
     public func receiveEnvelope(dontWait: Bool = true) throws
         -> (identity: [UInt8]?, result: Result<Envelope, WireError>)?
     {
+        try receiveEnvelopeAndPeer(dontWait: dontWait).map { ($0.identity, $0.result) }
+    }
+
+    /// As `receiveEnvelope`, with the sender's CURVE public key (Z85) as the ZAP handler
+    /// accepted it for this connection (libzmq's `User-Id` property): nil without CURVE.
+    public func receiveEnvelopeAndPeer(dontWait: Bool = true) throws
+        -> (identity: [UInt8]?, result: Result<Envelope, WireError>, peerKey: String?)?
+    {
         let h = try live()
+        var peerKey: String?
         let expected = type == .router ? 2 : 1
         var identity: [UInt8]?
         var result: Result<Envelope, WireError> = .failure(.unexpectedFrames(count: 0, expected: expected))
@@ -455,6 +464,7 @@ extension ZmqSocket {
             if count == 1 && type == .router {
                 identity = [UInt8](bytes)
             } else if count == expected {
+                if let user = zmq_msg_gets(&msg, "User-Id") { peerKey = String(cString: user) }
                 do {
                     result = .success(try Envelope.decode(bytes))
                 } catch let error as WireError {
@@ -466,8 +476,8 @@ extension ZmqSocket {
             if zmq_msg_more(&msg) == 0 { break }
         }
         guard count == expected else {
-            return (identity, .failure(.unexpectedFrames(count: count, expected: expected)))
+            return (identity, .failure(.unexpectedFrames(count: count, expected: expected)), peerKey)
         }
-        return (identity, result)
+        return (identity, result, peerKey)
     }
 }

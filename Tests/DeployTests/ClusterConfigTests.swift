@@ -257,4 +257,12 @@ final class ClusterConfigTests: XCTestCase {
         XCTAssertNil(ExpertInstance("emamba"))
         XCTAssertNil(ExpertInstance("et5-1/../x"))
     }
+
+    /// Replica ids survive restarts (no pid in them) and differ between hosts.
+    func testDefaultReplicaIdsAreStableAndNameTheHost() {
+        XCTAssertEqual(ExpertInstance.defaultReplicaId(pool: "emamba", instance: ExpertInstance("emamba-3"), host: "ward-a.example.org"),
+                       "emamba-3@ward-a")
+        XCTAssertEqual(ExpertInstance.defaultReplicaId(pool: "et5", instance: nil, host: "ward-b"), "et5@ward-b")
+        XCTAssertEqual(ExpertInstance.defaultReplicaId(pool: "et5", instance: nil, host: ""), "et5")
+    }
 }

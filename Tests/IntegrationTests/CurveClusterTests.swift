@@ -17,7 +17,7 @@ final class CurveClusterTests: XCTestCase {
         let keys = harness.dir.appendingPathComponent("keys").path
         let gateways = keys + "/gateways", experts = keys + "/experts"
         for dir in [gateways, experts] { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-        for name in ["router", "gateway", "expert", "intruder-gateway", "late-expert"] {
+        for name in ["router", "gateway", "expert", "intruder-gateway", "late-expert", "thief-expert"] {
             try Keys.writeKeyPair(name: name, directory: keys)
         }
         try FileManager.default.copyItem(atPath: "\(keys)/gateway.pub", toPath: "\(gateways)/gateway.pub")
@@ -117,6 +117,7 @@ final class CurveClusterTests: XCTestCase {
         ready = (try? String(contentsOf: good.appendingPathComponent("readyz"), encoding: .utf8)) ?? ""
         XCTAssertTrue(ready.contains(#""et5":0"#), "a key not yet allowed joined: \(ready)")
         try FileManager.default.copyItem(atPath: "\(keys)/late-expert.pub", toPath: "\(experts)/late-expert.pub")
+        try FileManager.default.copyItem(atPath: "\(keys)/thief-expert.pub", toPath: "\(experts)/thief-expert.pub")
         harness.signal("router", SIGHUP)
         let reloaded = Date()
         while Date().timeIntervalSince(reloaded) < 20, !ready.contains(#""et5":1"#) {
@@ -126,9 +127,41 @@ final class CurveClusterTests: XCTestCase {
         XCTAssertTrue(ready.contains(#""et5":1"#), "the new key was not accepted after SIGHUP: \(ready)\n\(harness.log("router"))")
         XCTAssertTrue(harness.log("router").contains("allow-lists reloaded"), harness.log("router"))
         XCTAssertFalse(harness.log("router").contains("replica=et5-intruder"), "the wrong-role expert registered")
+
+        // An allowed expert key claiming a replica id that another key registered: refused, so
+        // it can take over neither the id's statistics nor the operator's trust in that name.
+        try harness.start("thief", ["expert", "--kind", "emamba", "--replica-id", "emamba-1", "--config",
+                                    try config("thief-expert", #"expert_secret_key = "\#(keys)/thief-expert.key""#)])
+        let refusalSeen = Date()
+        while Date().timeIntervalSince(refusalSeen) < 20, !harness.log("thief").contains("router refused this replica") {
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        XCTAssertTrue(harness.log("thief").contains("registered by another key"), harness.log("thief"))
+        XCTAssertTrue(harness.log("router").contains("replica id is registered by another key"), harness.log("router"))
+        ready = (try? String(contentsOf: good.appendingPathComponent("readyz"), encoding: .utf8)) ?? ""
+        XCTAssertTrue(ready.contains(#""emamba":1"#), "the thief registered: \(ready)")
+
+        // Revoking a key cuts off the connection it already has: out of the folder, SIGHUP,
+        // and the replica leaves the pool (it is told why) without a router restart.
+        try FileManager.default.removeItem(atPath: "\(experts)/late-expert.pub")
+        harness.signal("router", SIGHUP)
+        let revoked = Date()
+        while Date().timeIntervalSince(revoked) < 20, !ready.contains(#""et5":0"#) {
+            ready = (try? String(contentsOf: good.appendingPathComponent("readyz"), encoding: .utf8)) ?? ""
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        let revokedAfter = Date().timeIntervalSince(revoked)
+        XCTAssertTrue(ready.contains(#""et5":0"#), "the revoked expert still serves: \(ready)\n\(harness.log("router"))")
+        for _ in 0..<3 {
+            let after = try await post(good)
+            XCTAssertEqual(after.status, 200, after.body)
+            XCTAssertFalse(after.body.contains("et5-late"), "a revoked replica served a span: \(after.body)")
+        }
+        XCTAssertTrue(harness.log("et5-late").contains("removed from the router's allow-list"), harness.log("et5-late"))
         print("RELIABILITY curve: allowed expert and gateway served (200); an expert with the gateway's key never registered, "
               + "a gateway with the expert's key got \(refused.status), plain-text request and Ready got no reply; "
-              + "a new expert key accepted \(String(format: "%.1f s", Date().timeIntervalSince(reloaded))) after SIGHUP")
+              + "a new expert key accepted after SIGHUP; an allowed key claiming another key's replica id refused; "
+              + "a revoked expert left its pool \(String(format: "%.1f s", revokedAfter)) after SIGHUP")
     }
 
     private func post(_ base: URL) async throws -> (status: Int, body: String) {

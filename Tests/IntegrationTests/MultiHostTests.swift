@@ -173,9 +173,13 @@ final class MultiHostTests: XCTestCase {
         return (Int(lines.last ?? "") ?? 0, json ?? [:])
     }
 
+    /// The instances that served an answer: a replica id is `INSTANCE@HOST`, and the
+    /// namespaces here share one host name.
     func replicas(_ json: [String: Any]) -> Set<String> {
-        Set(((json["trace"] as? [[String: Any]]) ?? []).compactMap { $0["replica"] as? String })
+        Set(((json["trace"] as? [[String: Any]]) ?? []).compactMap { ($0["replica"] as? String).map(instance) })
     }
+
+    func instance(_ replicaId: String) -> String { String(replicaId.prefix { $0 != "@" }) }
 
     /// systemd's notify socket, played by the test: READY=1 / STOPPING=1 from the nodes.
     func notifySocket() throws -> (fd: Int32, path: String) {
@@ -300,7 +304,7 @@ final class MultiHostTests: XCTestCase {
             // Spans came from host B before the cut, and once B was gone ET5's turns (every
             // second span) went to EMamba on host A: more EMamba spans than alternation gives.
             let trace = (json["trace"] as? [[String: Any]]) ?? []
-            let byReplica = Dictionary(grouping: trace.compactMap { $0["replica"] as? String }, by: { $0 }).mapValues(\.count)
+            let byReplica = Dictionary(grouping: trace.compactMap { ($0["replica"] as? String).map(instance) }, by: { $0 }).mapValues(\.count)
             XCTAssertGreaterThan(byReplica["et5-b1"] ?? 0, 0, "spans from host B before the cut: \(byReplica)")
             XCTAssertGreaterThan(byReplica["emamba-a1"] ?? 0, trace.count / 2 + 1, "ET5 turns taken over by host A: \(byReplica)")
         }

@@ -267,3 +267,61 @@ final class HostileInputTests: XCTestCase {
         XCTAssertEqual(fields.deadlineUnixMs, .max)
     }
 }
+
+/// Identity on the wire (issue 15): a replica id belongs to the key that registered it, and
+/// revoking a key cuts off what it holds.
+final class PeerIdentityTests: XCTestCase {
+    let gateway: PeerIdentity = [0xAA]
+
+    func ready(_ core: RouterCore, _ id: PeerIdentity, name: String, key: String, now: UInt64 = 0) -> [RouterAction] {
+        core.expertFrame(id, .success(Envelope(.ready(Ready(pool: .emamba, modelId: "m", replicaId: name, capacity: 4,
+                                                            softwareVersion: "t")))), now: now, peerKey: key)
+    }
+
+    func refusals(_ actions: [RouterAction]) -> [WireErrorBody] {
+        actions.compactMap { if case .toExpert(_, let e) = $0, case .error(let err) = e.body { return err }; return nil }
+    }
+
+    func testAReplicaIdBelongsToTheKeyThatRegisteredIt() {
+        let core = RouterCore(gate: AlternatingGate())
+        XCTAssertTrue(refusals(ready(core, [1], name: "emamba-1", key: "KEY-A")).isEmpty)
+        // Another key claiming the same id is refused and not registered.
+        let stolen = refusals(ready(core, [2], name: "emamba-1", key: "KEY-B"))
+        XCTAssertEqual(stolen.map(\.code), [.unauthorized])
+        XCTAssertEqual(core.liveReplicas(.emamba), 1)
+        XCTAssertEqual(core.stats.replicaIdsRefused, 1)
+        // The owner reconnecting (a restart: a new connection) keeps its id; one key may hold several.
+        XCTAssertTrue(refusals(ready(core, [3], name: "emamba-1", key: "KEY-A", now: 1)).isEmpty)
+        XCTAssertTrue(refusals(ready(core, [4], name: "emamba-2", key: "KEY-A", now: 1)).isEmpty)
+        XCTAssertEqual(core.liveReplicas(.emamba), 3)
+        // Gone or not, the id stays bound: a thief cannot wait for the owner to go quiet.
+        _ = core.tick(now: 10_000)
+        XCTAssertEqual(core.liveReplicas(.emamba), 0)
+        XCTAssertEqual(refusals(ready(core, [5], name: "emamba-1", key: "KEY-B", now: 10_001)).map(\.code), [.unauthorized])
+    }
+
+    func testRevokingAKeyCutsOffItsReplicasAndGatewaysAndFreesItsIds() {
+        let core = RouterCore(gate: AlternatingGate())
+        _ = ready(core, [1], name: "emamba-1", key: "OLD")
+        _ = ready(core, [2], name: "emamba-2", key: "KEEP")
+        let asked = core.gatewayFrame(gateway, .success(Envelope(.answerRequest(AnswerRequest(
+            requestId: "r1", question: "q", maxNewTokens: 8, policy: Policy(forced: .emamba))))), now: 0, peerKey: "GW")
+        let first = asked.compactMap { if case .toExpert(let id, let e) = $0, case .spanRequest = e.body { return id }; return nil }
+        XCTAssertEqual(first.count, 1)
+        let out = core.revoke(keepingGatewayKeys: ["GW"], expertKeys: ["KEEP"], now: 1)
+        XCTAssertEqual(core.liveReplicas(.emamba), 1)
+        XCTAssertEqual(core.stats.peersRevoked, 1)
+        XCTAssertTrue(refusals(out).contains { $0.code == .unauthorized })
+        // The span the revoked replica held went to the one that stays.
+        if first == [[1]] {
+            XCTAssertTrue(out.contains { if case .toExpert(let id, let e) = $0, id == [2], case .spanRequest = e.body { return true }; return false })
+        }
+        XCTAssertEqual(core.activeRequests, 1)
+        // Its ids are free for a key that is allowed.
+        XCTAssertTrue(refusals(ready(core, [3], name: "emamba-1", key: "KEEP", now: 2)).isEmpty)
+        // A gateway's key revoked: its answers end.
+        _ = core.revoke(keepingGatewayKeys: [], expertKeys: ["KEEP"], now: 3)
+        XCTAssertEqual(core.activeRequests, 0)
+        XCTAssertEqual(core.stats.peersRevoked, 2)
+    }
+}

@@ -15,7 +15,8 @@ struct ExpertCommand: ParsableCommand {
         discussion: """
             Settings come from [expert] and [expert.<pool>] of the configuration file; flags override them. \
             Under systemd the unit mambaformer-expert@emamba-3 runs `expert --instance emamba-3`: \
-            pool emamba, replica id emamba-3.
+            pool emamba, replica id emamba-3@HOST (stable across restarts, distinct across hosts). \
+            The router binds a replica id to the CURVE key that registered it first.
             """
     )
 
@@ -24,7 +25,7 @@ struct ExpertCommand: ParsableCommand {
     @Option(help: "Pool and replica in one name, POOL-N (a systemd instance name, e.g. emamba-3).") var instance: String?
     @Option(help: "MambaFormer checkpoint folder, or one Hugging Face checkpoint folder (default models/demo).") var model: String?
     @Option(help: "The router's backend endpoint (default ipc:///run/mambaformer/backend).") var router: String?
-    @Option(help: "Replica name shown in traces and metrics (default: the instance name, else <kind>-<pid>).") var replicaId: String?
+    @Option(help: "Replica name shown in traces and metrics (default: INSTANCE@HOST, else KIND@HOST).") var replicaId: String?
     @Option(help: "BLAS threads in this process (one per process is best on small hosts; default 1).") var threads: Int?
     @Option(help: "Weight matrices in memory: auto (as stored: bf16 stays bf16), f32, bf16 (rounded at load) int8 (quantized at load) or w8a8 (int8, and decode steps multiply in int8; default auto).")
     var weights: String?
@@ -54,7 +55,7 @@ struct ExpertCommand: ParsableCommand {
     /// The pool and replica id from --kind / --instance / --replica-id.
     func identity() throws -> (pool: PoolKind, replicaId: String) {
         var poolName = kind
-        var replica = replicaId
+        var parsedInstance: ExpertInstance?
         if let instance {
             guard let parsed = ExpertInstance(instance) else {
                 throw ValidationError("--instance must be POOL-N with POOL emamba or et5 (got \(instance))")
@@ -63,13 +64,21 @@ struct ExpertCommand: ParsableCommand {
                 throw ValidationError("--kind \(kind) contradicts --instance \(instance)")
             }
             poolName = parsed.pool
-            replica = replica ?? parsed.replicaId
+            parsedInstance = parsed
         }
         guard let poolName else { throw ValidationError("give --kind emamba|et5 or --instance POOL-N") }
         guard let pool = PoolKind(name: poolName) else {
             throw ValidationError("--kind must be emamba or et5 (got \(poolName))")
         }
-        return (pool, replica ?? "\(poolName)-\(getpid())")
+        return (pool, replicaId ?? ExpertInstance.defaultReplicaId(pool: poolName, instance: parsedInstance,
+                                                                    host: Self.hostName()))
+    }
+
+    /// gethostname(2): Foundation's `hostName` may wait on DNS.
+    static func hostName() -> String {
+        var name = [CChar](repeating: 0, count: 256)
+        guard gethostname(&name, name.count - 1) == 0 else { return "" }
+        return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     func run() throws {
