@@ -1,8 +1,10 @@
 // swift-tools-version:6.0
-// MambaFormer cluster: one target per part, dependencies pointing one way:
+// MambaFormer cluster: one target per part, dependencies pointing one way (ARCHITECTURE.md):
 //   mambaformer (CLI) → nodes (RouterNode, ExpertNode, Gateway, LoadGen)
-//                     → Engine / Gate → Kernels → COpenBLAS
-//   everything that crosses a process → Wire → CZmq, CProtobufC
+//     → Generation / Gate / GateTraining → Engine → Tensors → Kernels → COpenBLAS, CKernels
+//   nodes → Wire (codec, ZeroMQ, ZAP) → CZmq, CProtobufC
+//   Vocabulary (messages, deadlines, log hygiene) is shared by every layer; Tokenizers stand alone.
+// scripts/check-layering.py (in `make test`) fails when an import breaks this.
 import PackageDescription
 
 // Language mode 5: the nodes own C pointers (zmq sockets, protobuf-c structs) on
@@ -32,6 +34,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
         // Also through hummingbird; named for the gateway's request read timeout (a NIO handler).
         .package(url: "https://github.com/apple/swift-nio-extras", exact: "1.35.2"),
+        // Also through hummingbird; named for the HTTP field types the gateway's middleware reads.
+        .package(url: "https://github.com/apple/swift-http-types", exact: "1.8.0"),
     ],
     targets: [
         // System libraries (Debian packages, see scripts/install-deps.sh).
@@ -43,11 +47,15 @@ let package = Package(
         // POSIX helpers Swift cannot call directly (prctl, CPU feature detection).
         .target(name: "CSupport", path: "Sources/CSupport"),
 
-        // The wire contract: protobuf messages over ZeroMQ.
+        // The shared vocabulary: the messages of the wire contract as Swift values, prompt
+        // canonicalisation, clocks and deadlines, log hygiene. Pure Swift: libraries speak it
+        // without linking ZeroMQ or protobuf-c.
+        .target(name: "Vocabulary", swiftSettings: v5),
+        // The wire itself: protobuf-c codec, ZeroMQ sockets, ZAP (CURVE allow-lists), keys.
         // protoc-c output for Sources/Wire/proto (committed; regenerate with tools/gen-wire.sh).
         .target(name: "CWireProto", dependencies: ["CProtobufC"], path: "Sources/CWireProto"),
         .target(name: "Wire", dependencies: [
-            "CZmq", "CProtobufC", "CWireProto", "CSupport",
+            "Vocabulary", "CZmq", "CProtobufC", "CWireProto", "CSupport",
             .product(name: "Logging", package: "swift-log"),
         ], exclude: ["proto"], swiftSettings: v5),
 
@@ -57,13 +65,18 @@ let package = Package(
         .target(name: "CKernels", path: "Sources/CKernels"),
         // Hugging Face tokenizer.json (Unigram, BPE) and incremental detokenization.
         .target(name: "Tokenizers", swiftSettings: v5),
-        // Models (ET5, EMamba), safetensors, configs, decoding.
-        .target(name: "Engine", dependencies: ["Kernels", "Tokenizers"], swiftSettings: v5),
-        // The token-level router gate: features, network, policy, training.
-        .target(name: "Gate", dependencies: ["Wire", "Engine", "Kernels", "Tokenizers"], swiftSettings: v5),
+        // Tensors on disk and in memory: safetensors reading and writing, weight formats.
+        .target(name: "Tensors", dependencies: ["Kernels"], swiftSettings: v5),
+        // Models (ET5, EMamba), configs, sessions, sampling.
+        .target(name: "Engine", dependencies: ["Tensors", "Kernels"], swiftSettings: v5),
+        // The token-level router gate: features, network, policy.
+        .target(name: "Gate", dependencies: ["Vocabulary", "Tensors", "Kernels", "Tokenizers"], swiftSettings: v5),
+        // Generating answers span by span: the prompt template, the batched span scheduler, the
+        // session cache, and LocalExperts (both pools in one process, for evaluation and training).
+        .target(name: "Generation", dependencies: ["Vocabulary", "Engine", "Tokenizers", "CSupport"], swiftSettings: v5),
         // Offline work on the gate: teacher forcing both experts, training, evaluation.
-        // Apart from Gate because it runs the experts in-process (ExpertNode's span loop).
-        .target(name: "GateTraining", dependencies: ["Gate", "ExpertNode", "Engine", "Kernels", "Tokenizers", "Wire"],
+        // Apart from Gate because it runs the experts in-process (Generation's LocalExperts).
+        .target(name: "GateTraining", dependencies: ["Gate", "Generation", "Engine", "Tokenizers", "Vocabulary"],
                 swiftSettings: v5),
 
         // Processes.
@@ -73,7 +86,7 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
         ], swiftSettings: v5),
         .target(name: "ExpertNode", dependencies: [
-            "Wire", "Engine", "Tokenizers", "CSupport",
+            "Wire", "Generation", "Engine", "Tokenizers",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
         ], swiftSettings: v5),
@@ -83,12 +96,12 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
         ], swiftSettings: v5),
         // GET /metrics for the router and the experts (the gateway serves its own).
         .target(name: "MetricsEndpoint", dependencies: [
@@ -117,18 +130,19 @@ let package = Package(
             "RouterNode", "ExpertNode", "Gateway", "LoadGen", "MetricsEndpoint", "CSupport", "ClusterConfig",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "TOMLKit", package: "TOMLKit"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: v5),
 
         // Micro-benchmark of the wire layer (benchmarks/wire/run.sh; not a test).
         .executableTarget(name: "wire-bench", dependencies: ["Wire"], path: "benchmarks/wire/swift",
                           swiftSettings: v5),
         // Engine benchmark tool (random paper-shape checkpoints, prefill/decode timings).
-        .executableTarget(name: "engine-bench", dependencies: ["Engine", "Kernels"],
+        .executableTarget(name: "engine-bench", dependencies: ["Engine", "Kernels", "COpenBLAS"],
                           path: "benchmarks/engine", swiftSettings: v5),
 
         // What the cluster's processes add: router dispatch cost per span, batching through an expert.
-        .executableTarget(name: "cluster-bench", dependencies: ["Wire", "RouterNode", "Gate", "Engine", "ExpertNode", "LoadGen",
+        .executableTarget(name: "cluster-bench", dependencies: ["Wire", "RouterNode", "Gate", "Engine", "Generation", "LoadGen",
                                                           .product(name: "Logging", package: "swift-log")],
                           path: "benchmarks/cluster", swiftSettings: v5),
 
@@ -136,25 +150,30 @@ let package = Package(
         // Helpers several test targets share (paths, running a command).
         .target(name: "TestCommon", path: "Tests/TestCommon", swiftSettings: v5),
         .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: v5),
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: v5),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "COpenBLAS"], swiftSettings: v5),
         .testTarget(name: "GateTests", dependencies: ["Gate", "GateTraining", "Engine", "Tokenizers", "Wire", "RouterNode", "TestCommon"], swiftSettings: v5),
-        .testTarget(name: "RouterNodeTests", dependencies: ["RouterNode", "Gate"], swiftSettings: v5),
+        .testTarget(name: "RouterNodeTests", dependencies: ["RouterNode", "Gate", "Wire"], swiftSettings: v5),
         .testTarget(name: "IntegrationTests", dependencies: [
-            "mambaformer", "Wire", "Engine", "ExpertNode", "Gateway", "LoadGen", "TestCommon",
+            "mambaformer", "Wire", "Engine", "Generation", "ExpertNode", "Gateway", "LoadGen", "TestCommon",
+            .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Kernels"],
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Tensors", "Kernels"],
                     resources: [.copy("Fixtures")], swiftSettings: v5),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")], swiftSettings: v5),
         .testTarget(name: "DeployTests", dependencies: ["ClusterConfig", "TestCommon"], swiftSettings: v5),
         .testTarget(name: "GatewayTests", dependencies: [
             "Gateway", "Wire", "TestCommon",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
         .testTarget(name: "LoadGenTests", dependencies: [
             "LoadGen", "TestCommon",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], swiftSettings: v5),
     ]
 )

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 bash scripts/check-generated.sh
 # The resolved package graph must be the locked one (no dependency drifts unnoticed).
 bash scripts/check-dependencies.sh
+# Every target imports what it declares, and the layering holds (ARCHITECTURE.md, Targets).
+python3 scripts/check-layering.py
 
 # The dataset generator and the training augmentation (standard-library Python; pytest from
 # PyPI if the machine lacks it; the torch tests in tools/train/tests skip without torch).

@@ -3,7 +3,8 @@
 // channel is the reference's (h = exp(A*dt)*h + (dt*B)*u; y = sum_s h_s*C_s in order s = 0..n-1).
 // exp is a Cephes-style polynomial (about 1 ulp) that the compiler can vectorise, unlike libm.
 // The same body is compiled twice: for AVX2+FMA (chosen at run time when the CPU has it) and
-// for the baseline ISA, so one binary runs everywhere (see shared/FACTS.md: no -march=native).
+// for the baseline ISA, so one binary runs everywhere (no -march=native: the binary is built once
+// and installed on hosts with other CPUs).
 // A single token (decode) takes `step_body` instead, vectorised over the state.
 #include "ckernels.h"
 #include <math.h>
@@ -220,6 +221,60 @@ void ck_silu_inplace(float *x, ptrdiff_t count) {
     if (ck_uses_avx2()) { silu_avx2(x, count); return; }
 #endif
     silu_generic(x, count);
+}
+
+// e^x over an array, and softmax of one row: the one exp every kernel uses (ck_expf).
+static inline __attribute__((always_inline)) void exp_body(float *x, ptrdiff_t count) {
+    for (ptrdiff_t i = 0; i < count; i++) x[i] = ck_expf(x[i]);
+}
+
+// Max-subtracted softmax. The sum runs in 16 partial sums (a fixed order, so the result does
+// not depend on the ISA chosen) that the compiler keeps in vector registers.
+static inline __attribute__((always_inline)) void softmax_body(float *x, ptrdiff_t count) {
+    if (count <= 0) return;
+    float m = -INFINITY;
+    for (ptrdiff_t i = 0; i < count; i++) m = x[i] > m ? x[i] : m;
+    if (m == -INFINITY) {   // every entry masked: zeros, not NaN
+        for (ptrdiff_t i = 0; i < count; i++) x[i] = 0.0f;
+        return;
+    }
+    float partial[16] = {0};
+    ptrdiff_t i = 0;
+    for (; i + 16 <= count; i += 16) {
+        for (int l = 0; l < 16; l++) {
+            float e = ck_expf(x[i + l] - m);
+            x[i + l] = e;
+            partial[l] += e;
+        }
+    }
+    for (int l = 0; i < count; i++, l++) {
+        float e = ck_expf(x[i] - m);
+        x[i] = e;
+        partial[l] += e;
+    }
+    float sum = 0.0f;
+    for (int l = 0; l < 16; l++) sum += partial[l];
+    float inverse = 1.0f / sum;
+    for (ptrdiff_t j = 0; j < count; j++) x[j] *= inverse;
+}
+
+static void exp_generic(float *x, ptrdiff_t count) { exp_body(x, count); }
+static void softmax_generic(float *x, ptrdiff_t count) { softmax_body(x, count); }
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static void exp_avx2(float *x, ptrdiff_t count) { exp_body(x, count); }
+__attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, ptrdiff_t count) { softmax_body(x, count); }
+#endif
+void ck_exp_inplace(float *x, ptrdiff_t count) {
+#if defined(__x86_64__)
+    if (ck_uses_avx2()) { exp_avx2(x, count); return; }
+#endif
+    exp_generic(x, count);
+}
+void ck_softmax_inplace(float *x, ptrdiff_t count) {
+#if defined(__x86_64__)
+    if (ck_uses_avx2()) { softmax_avx2(x, count); return; }
+#endif
+    softmax_generic(x, count);
 }
 
 void ck_selective_scan(SCAN_ARGS) {

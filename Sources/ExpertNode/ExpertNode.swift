@@ -1,4 +1,5 @@
 import Engine
+import Generation
 import Foundation
 import Logging
 import Metrics

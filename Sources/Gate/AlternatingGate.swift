@@ -1,4 +1,4 @@
-import Wire
+import Vocabulary
 
 /// A deterministic gate that alternates experts span by span, starting with `first`.
 /// For tests and demonstrations of mid-answer switching (`mambaformer router --gate alternate`);

@@ -1,7 +1,7 @@
-import Engine
+import Tensors
 import Foundation
 import Tokenizers
-import Wire
+import Vocabulary
 
 /// A trained gate on disk, the `gate/` folder of a MambaFormer checkpoint:
 ///

@@ -1,4 +1,4 @@
-import Wire
+import Vocabulary
 
 /// How a span decision is made from the per-token p_t: the mean of p over the last
 /// `window` tokens against a threshold set by the request's cost weight, with hysteresis.

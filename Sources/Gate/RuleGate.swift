@@ -1,4 +1,4 @@
-import Wire
+import Vocabulary
 
 /// The interim gate, used until a checkpoint ships a trained one (issue #8): a transparent
 /// rule over the same signals the trained gate uses — prompt length (long contexts go to the

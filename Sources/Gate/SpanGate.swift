@@ -1,4 +1,4 @@
-import Wire
+import Vocabulary
 
 /// What the router asks before every span: which expert should generate the next span of
 /// this sequence, and how sure the gate is (`score` = P(ET5) averaged over the window).

@@ -1,5 +1,5 @@
 import Foundation
-import Wire
+import Vocabulary
 
 /// The learned gate the router runs before every span: features of prompt + answer so far
 /// (gate tokenization), the causal network over the last `window` positions only (p_t is

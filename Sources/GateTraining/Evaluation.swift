@@ -1,8 +1,8 @@
 import Gate
 import Engine
-import ExpertNode
+import Generation
 import Foundation
-import Wire
+import Vocabulary
 
 /// `mambaformer eval`: generates answers in-process (LocalExperts: the cluster's own span
 /// loop, no sockets) for the single-expert baselines, the gate at several cost weights and

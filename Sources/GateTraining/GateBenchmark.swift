@@ -1,8 +1,8 @@
 import Gate
 import Engine
-import ExpertNode
+import Generation
 import Foundation
-import Wire
+import Vocabulary
 
 /// The gate's cost per span decision against the cost of the span it decides: the issue asks
 /// for well under 1 % of an EMamba span. Decisions are timed cold (first sight of a prompt:

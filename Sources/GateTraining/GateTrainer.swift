@@ -2,7 +2,7 @@ import Gate
 import Engine
 import Foundation
 import Tokenizers
-import Wire
+import Vocabulary
 
 /// `mambaformer gate train`: score every example with both experts (teacher forcing), turn
 /// the per-token utilities into routing targets, fit the network with the multi-objective

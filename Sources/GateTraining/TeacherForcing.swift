@@ -1,9 +1,9 @@
 import Gate
 import Engine
-import ExpertNode
+import Generation
 import Foundation
 import Tokenizers
-import Wire
+import Vocabulary
 
 /// One question–answer pair of a JSONL dataset: `{"question", "context"?, "answer"}`.
 public struct QAExample: Sendable, Equatable {

@@ -23,10 +23,23 @@ public enum Activations {
     @inlinable @inline(__always)
     public static func softplus(_ v: Float) -> Float { v > 20 ? v : log1pf(expf(v)) }
 
-    /// ReLU: max(0, x).
+    /// ReLU: max(0, x). Branch-free so it vectorises (NaN stays NaN, as in torch).
     @inlinable
     public static func relu(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count where !(x[i] > 0) { x[i] = 0 }
+        for i in 0..<count { x[i] = x[i] < 0 ? 0 : x[i] }
+    }
+
+    /// GELU, exact (erf) form: 0.5·x·(1 + erf(x/√2)).  (torch.nn.functional.gelu, T5's "gelu")
+    @inlinable
+    public static func gelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        let invSqrt2 = Float(1 / 2.0.squareRoot())
+        for i in 0..<count { x[i] = 0.5 * x[i] * (1 + erff(x[i] * invSqrt2)) }
+    }
+
+    /// e^x over `count` floats: the C kernel's exp (about 1 ulp of libm's; below −87.3 it
+    /// gives 0), the one every kernel here uses.
+    public static func exp(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        ck_exp_inplace(x, count)
     }
 
     /// GELU, tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
@@ -40,24 +53,10 @@ public enum Activations {
         }
     }
 
-    /// Numerically stable softmax of one row, in place (subtracts the row maximum).
-    /// A row of all −∞ becomes all zeros rather than NaN.
-    @inlinable
+    /// Numerically stable softmax of one row, in place (subtracts the row maximum), with the
+    /// vectorised exp: the T5 encoder evaluates heads × n² exponentials per layer, which
+    /// libm's scalar expf made ~20 % of its time. A row of all −∞ becomes zeros, not NaN.
     public static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        guard count > 0 else { return }
-        var m = -Float.infinity
-        for i in 0..<count where x[i] > m { m = x[i] }
-        if m == -Float.infinity {
-            for i in 0..<count { x[i] = 0 }
-            return
-        }
-        var sum: Float = 0
-        for i in 0..<count {
-            let e = expf(x[i] - m)
-            x[i] = e
-            sum += e
-        }
-        let inv = 1 / sum
-        for i in 0..<count { x[i] *= inv }
+        ck_softmax_inplace(x, count)
     }
 }

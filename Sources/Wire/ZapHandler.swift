@@ -128,26 +128,6 @@ final class ZapHandler {
     }
 }
 
-/// Lets a log line about something a peer can repeat at will (a refused handshake, a frame
-/// from a revoked key) through at most once per interval per reason, counting the rest, so
-/// a peer cannot flood the journal. Reasons are fixed strings (a bounded table).
-public struct LogRateLimiter: Sendable {
-    public let intervalMs: UInt64
-    private var lastMs: [String: UInt64] = [:]
-    private var skipped: [String: Int] = [:]
-    public init(intervalMs: UInt64) { self.intervalMs = intervalMs }
-
-    /// nil: do not log now. Otherwise log, with the count of occurrences not logged since.
-    public mutating func admit(_ reason: String, now: UInt64) -> Int? {
-        if let last = lastMs[reason], now < last &+ intervalMs, now >= last {
-            skipped[reason, default: 0] += 1
-            return nil
-        }
-        lastMs[reason] = now
-        return skipped.removeValue(forKey: reason) ?? 0
-    }
-}
-
 /// A libzmq context handle crossing to the ZAP thread (libzmq contexts are thread-safe).
 private struct ContextHandle: @unchecked Sendable {
     let raw: UnsafeMutableRawPointer

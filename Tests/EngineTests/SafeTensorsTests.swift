@@ -1,6 +1,7 @@
 import XCTest
 import Foundation
 @testable import Engine
+@testable import Tensors
 
 final class SafeTensorsTests: XCTestCase {
     var dir: URL!

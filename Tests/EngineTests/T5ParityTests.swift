@@ -330,34 +330,3 @@ final class T5ParityTests: XCTestCase {
         XCTAssertEqual(gelu.layerNormEpsilon, 1e-5)
     }
 }
-
-/// The T5 attention's private vectorised softmax against the shared scalar kernel.
-final class T5SoftmaxTests: XCTestCase {
-    func testVectorisedExpMatchesLibm() {
-        var worst: Float = 0
-        var x: Float = -87
-        while x <= 0 {
-            let ours = expApproximation(SIMD16<Float>(repeating: x))[0]
-            worst = max(worst, abs(ours - expf(x)) / expf(x))
-            x += 0.0137
-        }
-        XCTAssertLessThanOrEqual(worst, 5e-7, "worst relative error of the vectorised exp")
-        XCTAssertLessThan(expApproximation(SIMD16<Float>(repeating: -.infinity))[0], 1e-37)
-    }
-
-    func testSoftmaxMatchesSharedKernel() {
-        var generator = SystemRandomNumberGenerator()
-        for count in [1, 7, 16, 17, 33, 100, 256] {
-            var a = (0..<count).map { _ in Float.random(in: -30...30, using: &generator) }
-            if count > 3 { a[2] = -.infinity }  // a masked entry
-            var b = a
-            a.withUnsafeMutableBufferPointer { t5Softmax($0.baseAddress!, count: count) }
-            b.withUnsafeMutableBufferPointer { Activations.softmax($0.baseAddress!, count: count) }
-            for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: 1e-6 * max(y, 1e-30) + 1e-12, "count \(count)") }
-            XCTAssertEqual(a.reduce(0, +), 1, accuracy: 1e-5)
-        }
-        var dead: [Float] = [-.infinity, -.infinity]
-        dead.withUnsafeMutableBufferPointer { t5Softmax($0.baseAddress!, count: 2) }
-        XCTAssertEqual(dead, [0, 0])
-    }
-}

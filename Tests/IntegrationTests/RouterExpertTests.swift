@@ -1,5 +1,5 @@
 import Engine
-import ExpertNode
+import Generation
 import Foundation
 import Gateway
 import Wire

@@ -1,7 +1,7 @@
 // cluster-bench e2e and replicas: what a whole cluster costs over the same work in one
 // process, and what a second replica buys.
 import Engine
-import ExpertNode
+import Generation
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking

@@ -20,6 +20,12 @@ void ck_selective_scan(
 /// x <- x * sigmoid(x) over count floats (vectorised exp).
 void ck_silu_inplace(float *x, ptrdiff_t count);
 
+/// x <- e^x over count floats (Cephes polynomial, about 1 ulp; below -87.3 gives 0).
+void ck_exp_inplace(float *x, ptrdiff_t count);
+
+/// Softmax of one row in place, max-subtracted; a row of all -inf becomes zeros.
+void ck_softmax_inplace(float *x, ptrdiff_t count);
+
 /// C[i, j] = alpha * sum_t A[i, t] * W[j, t] + beta * C[i, j] for rows i < m and output
 /// columns j in [n0, n1): W is [n x k] row-major (a Linear weight), A has row stride lda,
 /// C row stride ldc. For small m (decode batches): W is read once per 8 rows of A.

@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 
 /// One decoder block: causal self-attention (KV cache), cross-attention over the encoder
 /// output (K/V computed once per session), then the FFN; each pre-normed with a residual.
@@ -146,7 +147,7 @@ struct T5Decoder {
                                                            numBuckets: config.relativeAttentionNumBuckets,
                                                            maxDistance: config.relativeAttentionMaxDistance))
         }
-        var biases: [T5PositionBias] = []
+        var biases: [RelativePositionBias] = []
         biases.reserveCapacity(caches.count)
         w.decoderBuckets.withUnsafeBufferPointer { bucketOfDistance in
             for s in caches.indices {
@@ -157,7 +158,7 @@ struct T5Decoder {
                         values[head * keyCount + x] = table[bucketOfDistance[keyCount - 1 - x] * heads + head]
                     }
                 }
-                biases.append(T5PositionBias(base: values, headStride: keyCount, origin: counts[s] - 1))
+                biases.append(RelativePositionBias(base: values, headStride: keyCount, origin: counts[s] - 1))
             }
         }
         for (s, cache) in caches.enumerated() {
@@ -179,9 +180,9 @@ struct T5Decoder {
                 let m = counts[s], keys = cache.selfKeys[l], values = cache.selfValues[l]
                 (keys.pointer + past[s] * inner).update(from: k + firstRow[s] * inner, count: m * inner)
                 (values.pointer + past[s] * inner).update(from: v + firstRow[s] * inner, count: m * inner)
-                t5Attention(q: q + firstRow[s] * inner, qStride: inner, rows: m,
+                Attention.multiHead(q: q + firstRow[s] * inner, qStride: inner, rows: m,
                             keys: keys.pointer, values: values.pointer, kvStride: inner, keyCount: past[s] + m,
-                            heads: heads, dKV: dKV, bias: biases[s], causalPast: past[s],
+                            heads: heads, dHead: dKV, bias: biases[s], causalPast: past[s],
                             scores: scores, out: attention + firstRow[s] * inner, outStride: inner)
             }
             layer.selfAttention.o(attention, rows: rows, into: h, accumulate: true)
@@ -192,9 +193,9 @@ struct T5Decoder {
             for (s, cache) in caches.enumerated() {
                 cache.crossKeys[l].withUnsafeBufferPointer { keys in
                     cache.crossValues[l].withUnsafeBufferPointer { values in
-                        t5Attention(q: q + firstRow[s] * inner, qStride: inner, rows: counts[s],
+                        Attention.multiHead(q: q + firstRow[s] * inner, qStride: inner, rows: counts[s],
                                     keys: keys.baseAddress!, values: values.baseAddress!, kvStride: inner,
-                                    keyCount: cache.encoderLength, heads: heads, dKV: dKV, bias: nil, causalPast: nil,
+                                    keyCount: cache.encoderLength, heads: heads, dHead: dKV, bias: nil, causalPast: nil,
                                     scores: scores, out: attention + firstRow[s] * inner, outStride: inner)
                     }
                 }

@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 
 /// Scratch buffers shared by the encoder and the decoder of one model (one thread).
 final class T5Workspace {
@@ -73,7 +74,7 @@ struct T5Encoder {
                                                 maxDistance: config.relativeAttentionMaxDistance)
             for head in 0..<heads { biasValues[head * span + x] = table[bucket * heads + head] }
         }
-        let bias = T5PositionBias(base: biasValues, headStride: span, origin: n - 1)
+        let bias = RelativePositionBias(base: biasValues, headStride: span, origin: n - 1)
 
         let x = w.normed.get(n * d)
         let q = w.q.get(n * inner), k = w.k.get(n * inner), v = w.v.get(n * inner)
@@ -85,8 +86,8 @@ struct T5Encoder {
             layer.selfAttention.q(x, rows: n, into: q)
             layer.selfAttention.k(x, rows: n, into: k)
             layer.selfAttention.v(x, rows: n, into: v)
-            t5Attention(q: q, qStride: inner, rows: n, keys: k, values: v, kvStride: inner, keyCount: n,
-                        heads: heads, dKV: config.dKV, bias: bias, causalPast: nil,
+            Attention.multiHead(q: q, qStride: inner, rows: n, keys: k, values: v, kvStride: inner, keyCount: n,
+                        heads: heads, dHead: config.dKV, bias: bias, causalPast: nil,
                         scores: scores, out: attention, outStride: inner)
             layer.selfAttention.o(attention, rows: n, into: h, accumulate: true)
             // h = h + FFN(norm(h))

@@ -4,19 +4,19 @@ import Engine
 /// conv + SSM state), so that the next span of the same answer costs only its new tokens.
 /// Bounded by entries and bytes; the least recently used session is evicted first.
 /// A miss only costs a recomputation: every span request is self-contained.
-final class SessionCache {
+public final class SessionCache {
     private struct Entry { var session: ModelSession; var lastUse: UInt64 }
     private var entries: [String: Entry] = [:]
     private var clock: UInt64 = 0
     let maxEntries: Int
     let maxBytes: Int
 
-    init(maxEntries: Int, maxBytes: Int) {
+    public init(maxEntries: Int, maxBytes: Int) {
         self.maxEntries = max(1, maxEntries)
         self.maxBytes = maxBytes
     }
 
-    var count: Int { entries.count }
+    public var count: Int { entries.count }
 
     /// Takes the session out of the cache (a session is used by one span at a time).
     func take(_ key: String) -> ModelSession? {

@@ -1,6 +1,6 @@
 import Engine
 import Tokenizers
-import Wire
+import Vocabulary
 
 /// How an expert turns a span request (canonical prompt + answer so far, as text) into
 /// token ids for its own model. Text is the lingua franca between experts: each one

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Everything that can be wrong with a message received from another process.
 /// Decoding never trusts its input: every way a frame can be malformed maps to one case,
 /// so nodes can drop the frame, count it (by `kind`) and log what the peer got wrong.
@@ -84,28 +86,4 @@ extension WireProtocol {
     public static func describe(_ version: UInt32) -> String {
         "v\(version / 1000).\(version % 1000)"
     }
-}
-
-/// Strings a peer controls (replica ids, model ids, reasons) as they may appear in a log line:
-/// at most `limit` characters, control and non-ASCII characters escaped, so a peer can neither
-/// forge log lines (newlines, ANSI escapes) nor flood them.
-public func loggable(_ s: String, limit: Int = 64) -> String {
-    var out = ""
-    var count = 0
-    for u in s.unicodeScalars {
-        if count == limit { out += "…"; break }
-        if u.value >= 0x20 && u.value < 0x7F && u != "\\" { out.unicodeScalars.append(u) }
-        else { out += String(format: "\\u{%X}", u.value) }
-        count += 1
-    }
-    return out
-}
-
-/// FNV-1a 64 of `data`, 16 hex digits: a stable fingerprint (tokenizer files in gate.json,
-/// names for unnamed bearer tokens). Not a cryptographic hash.
-public func fnv1a64Hex<D: Sequence>(_ data: D) -> String where D.Element == UInt8 {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for b in data { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
-    let s = String(h, radix: 16)
-    return String(repeating: "0", count: 16 - s.count) + s
 }

@@ -59,7 +59,7 @@ public struct Weight {
 
     /// y[n × rows] = x[n × columns] · Wᵀ (+ y when `accumulate`: a residual add for free).
     /// `ldx` is the row stride of x, so a projection can read a column slice.
-    func linear(_ x: UnsafePointer<Float>, count n: Int, ldx: Int? = nil,
+    public func linear(_ x: UnsafePointer<Float>, count n: Int, ldx: Int? = nil,
                 into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
         withExtendedLifetime(owner) {
             Blas.linear(m: n, n: rows, k: columns, a: x, lda: ldx, w: data, c: y, beta: accumulate ? 1 : 0)
@@ -67,7 +67,7 @@ public struct Weight {
     }
 
     /// Row `index` (an embedding lookup) as f32 into `destination`.
-    func copyRow(_ index: Int, into destination: UnsafeMutablePointer<Float>) {
+    public func copyRow(_ index: Int, into destination: UnsafeMutablePointer<Float>) {
         let c = columns
         withExtendedLifetime(owner) {
             switch data {

@@ -2,10 +2,10 @@ import CSupport
 import Engine
 import Foundation
 import Tokenizers
-import Wire
+import Vocabulary
 
 /// What a finished (or failed) span produces for the router.
-enum SpanOutcome {
+public enum SpanOutcome: Equatable {
     case result(SpanResult)
     case failure(requestId: String, WireErrorBody)
 }
@@ -13,7 +13,7 @@ enum SpanOutcome {
 /// Continuous batching for one expert process. Every active sequence advances by one token
 /// per `step()`, in one batched model call; a new span joins at the next step (after its
 /// prefill) and a finished span leaves at once, so short and long answers share the batch.
-final class SpanScheduler {
+public final class SpanScheduler {
     final class Sequence {
         let span: SpanRequest
         let session: ModelSession
@@ -53,22 +53,27 @@ final class SpanScheduler {
     let suppressed: Set<Int>
 
     /// What one span may ask this expert to read (`[limits]`).
-    struct Limits {
-        var maxPromptBytes = 32 * 1024
-        var maxPromptTokens = 2048
+    public struct Limits: Sendable {
+        public var maxPromptBytes = 32 * 1024
+        public var maxPromptTokens = 2048
         /// The answer so far, in this expert's tokens: twice the router's `max_new_tokens`
         /// ceiling, because an answer another expert wrote may re-tokenize longer here.
-        var maxAnswerTokens = 2 * Int(ProtocolLimits.maxNewTokens) + 16
+        public var maxAnswerTokens = 2 * Int(ProtocolLimits.maxNewTokens) + 16
         /// Its bytes, checked before tokenizing (generated text: 64 bytes a token is generous).
-        var maxAnswerBytes: Int { 64 * maxAnswerTokens }
+        public var maxAnswerBytes: Int { 64 * maxAnswerTokens }
         /// No limits (in-process evaluation and gate training read whatever the data holds).
         /// (2³¹ each: sums and the byte bound stay far from overflowing.)
-        static let unbounded = Limits(maxPromptBytes: Int(Int32.max), maxPromptTokens: Int(Int32.max),
+        public init(maxPromptBytes: Int = 32 * 1024, maxPromptTokens: Int = 2048,
+                    maxAnswerTokens: Int = 2 * Int(ProtocolLimits.maxNewTokens) + 16) {
+            self.maxPromptBytes = maxPromptBytes; self.maxPromptTokens = maxPromptTokens
+            self.maxAnswerTokens = maxAnswerTokens
+        }
+        public static let unbounded = Limits(maxPromptBytes: Int(Int32.max), maxPromptTokens: Int(Int32.max),
                                       maxAnswerTokens: Int(Int32.max))
     }
-    let limits: Limits
+    public let limits: Limits
 
-    init(model: ExpertModel, tokenizer: Tokenizer, format: PromptFormat, pool: PoolKind, replicaId: String,
+    public init(model: ExpertModel, tokenizer: Tokenizer, format: PromptFormat, pool: PoolKind, replicaId: String,
          cache: SessionCache, ignoreEOS: Bool = false, limits: Limits = Limits()) {
         self.model = model; self.tokenizer = tokenizer; self.format = format
         self.pool = pool; self.replicaId = replicaId; self.cache = cache
@@ -80,7 +85,7 @@ final class SpanScheduler {
     /// tokenizing (they bound the tokenizer's work), tokens after. The prompt is the client's:
     /// over its limit, `prompt_too_long`. The answer so far is the cluster's own text: over
     /// its (generous) bound something upstream is wrong, a non-retryable internal error.
-    func tooLong(_ span: SpanRequest, _ inputs: PromptFormat.Inputs? = nil) -> WireErrorBody? {
+    public func tooLong(_ span: SpanRequest, _ inputs: PromptFormat.Inputs? = nil) -> WireErrorBody? {
         func refuse(_ what: String) -> WireErrorBody {
             WireErrorBody(code: .badRequest, message: "\(what) (replica \(replicaId); limits.max_prompt_bytes / limits.max_prompt_tokens)",
                           retryable: false, reason: WireErrorBody.Reason.promptTooLong)
@@ -116,7 +121,7 @@ final class SpanScheduler {
         return nil
     }
 
-    var activeCount: Int { active.count }
+    public var activeCount: Int { active.count }
 
     /// When memory should be given back (monotonic ms), after a long prompt.
     private var trimDueMs: UInt64?
@@ -130,18 +135,18 @@ final class SpanScheduler {
     /// When idle after a long prompt, returns freed heap memory to the system (glibc keeps
     /// freed chunks below its adaptive mmap threshold, up to 32 MiB, otherwise), so that a
     /// replica's RSS comes back to its steady state after a maximum-size prompt.
-    func trimIfIdle() {
+    public func trimIfIdle() {
         guard active.isEmpty, let due = trimDueMs, MonotonicClock.nowMs() >= due else { return }
         trimDueMs = nil
         _ = mf_malloc_trim()
     }
-    func isActive(_ requestId: String) -> Bool { active.contains { $0.span.requestId == requestId } }
+    public func isActive(_ requestId: String) -> Bool { active.contains { $0.span.requestId == requestId } }
 
     /// Prefills a new span (reusing the cached session's longest common prefix) and samples
     /// its first token. Returns an outcome when the span ends at once (EOS, error). `deadline`
     /// and `now` are monotonic milliseconds (0: no deadline), converted from the span's time
     /// left when it arrived.
-    func admit(_ span: SpanRequest, deadline: UInt64, now: UInt64) -> SpanOutcome? {
+    public func admit(_ span: SpanRequest, deadline: UInt64, now: UInt64) -> SpanOutcome? {
         let start = DispatchTime.now().uptimeNanoseconds
         if let refusal = tooLong(span) { return .failure(requestId: span.requestId, refusal) }
         do {
@@ -180,7 +185,7 @@ final class SpanScheduler {
     }
 
     /// One batched decode step over every sequence with a token to consume.
-    func step(now: UInt64) -> [SpanOutcome] {
+    public func step(now: UInt64) -> [SpanOutcome] {
         let ready = active.filter { $0.pendingToken != nil }
         guard !ready.isEmpty else { return [] }
         let rows: [Float]
@@ -206,7 +211,7 @@ final class SpanScheduler {
     /// Drops a sequence the router cancelled; its session is forgotten too. Returns whether
     /// a sequence was running.
     @discardableResult
-    func cancel(requestId: String) -> Bool {
+    public func cancel(requestId: String) -> Bool {
         let running = active.filter { $0.span.requestId == requestId }
         for seq in running { remove(seq, keepSession: false) }
         cache.remove(requestId)

@@ -1,7 +1,7 @@
 import Engine
 import Foundation
 import Tokenizers
-import Wire
+import Vocabulary
 
 /// Both experts of a checkpoint in this process, generating span by span exactly as the
 /// cluster does (the same scheduler, prompt format and detokenizer; no sockets). Used by
