@@ -153,6 +153,12 @@ let package = Package(
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "COpenBLAS"], swiftSettings: v5),
         .testTarget(name: "GateTests", dependencies: ["Gate", "GateTraining", "Engine", "Tokenizers", "Wire", "RouterNode", "TestCommon"], swiftSettings: v5),
         .testTarget(name: "RouterNodeTests", dependencies: ["RouterNode", "Gate", "Wire"], swiftSettings: v5),
+        .testTarget(name: "GenerationTests", dependencies: ["Generation", "Engine", "Tokenizers", "Vocabulary", "TestCommon"],
+                    swiftSettings: v5),
+        .testTarget(name: "ExpertNodeTests", dependencies: [
+            "ExpertNode", "Generation", "Engine", "Tokenizers", "Wire", "TestCommon",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: v5),
         .testTarget(name: "IntegrationTests", dependencies: [
             "mambaformer", "Wire", "Engine", "Generation", "ExpertNode", "Gateway", "LoadGen", "TestCommon",
             .product(name: "Logging", package: "swift-log"),

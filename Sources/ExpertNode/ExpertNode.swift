@@ -6,12 +6,12 @@ import Metrics
 import Tokenizers
 import Wire
 
-/// One expert replica: a DEALER connected to the router's backend, serving one model.
+/// One expert replica: a DEALER connected to the router's backend, serving one model, around
+/// `ExpertCore` (which decides everything; this loop owns the socket, the clock and the model's
+/// threads).
 ///
 /// The loop alternates between the socket and the model: read whatever arrived (new spans
 /// join the batch, cancellations leave it), run one batched decode step, send finished spans.
-/// Heartbeats go both ways; when the router falls silent for `liveness` intervals the
-/// replica reconnects with a fresh socket and announces itself again (Majordomo).
 ///
 /// A prefill of a maximum-size prompt can take longer than the router's liveness window, and
 /// the loop does not touch the socket meanwhile. So a second thread (`BusyHeartbeat`) sends the
@@ -44,6 +44,13 @@ public final class ExpertNode {
         /// For benchmarks and tests, as transformers' `min_new_tokens`.
         public var ignoreEOS = false
         public init() {}
+
+        var core: ExpertCore.Config {
+            var c = ExpertCore.Config()
+            c.pool = pool; c.replicaId = replicaId; c.modelId = modelId; c.capacity = capacity
+            c.heartbeatIntervalMs = heartbeatIntervalMs; c.liveness = liveness; c.drainTimeoutMs = drainTimeoutMs
+            return c
+        }
     }
 
     public let options: Options
@@ -53,12 +60,9 @@ public final class ExpertNode {
     private let link: SharedSocket
     private let busy: BusyHeartbeat
     private let scheduler: SpanScheduler
-    /// Spans received but not admitted yet, with their monotonic deadlines (fixed on arrival).
-    private var waiting: [(span: SpanRequest, deadline: UInt64)] = []
-    private var lastRouterMs: UInt64 = 0
-    private var draining = false
-
+    private let core: ExpertCore
     private let metrics: ExpertMetrics
+    private var lastStats = ExpertStats()
 
     public init(options: Options, model: ExpertModel, tokenizer: Tokenizer, logger: Logger) throws {
         self.options = options
@@ -67,6 +71,7 @@ public final class ExpertNode {
         scheduler = SpanScheduler(model: model, tokenizer: tokenizer, format: PromptFormat(), pool: options.pool,
                                   replicaId: options.replicaId, cache: cache, ignoreEOS: options.ignoreEOS,
                                   limits: .init(maxPromptBytes: options.maxPromptBytes, maxPromptTokens: options.maxPromptTokens))
+        core = ExpertCore(config: options.core, runner: scheduler, logger: logger)
         context = try ZmqContext()
         link = SharedSocket(try Self.connect(context: context, options: options))
         metrics = ExpertMetrics(pool: options.pool, replicaId: options.replicaId)
@@ -81,47 +86,33 @@ public final class ExpertNode {
         return socket
     }
 
-    private var ready: Envelope {
-        Envelope(.ready(Ready(pool: options.pool, modelId: options.modelId, replicaId: options.replicaId,
-                              capacity: UInt32(options.capacity), softwareVersion: "mambaformer \(WireProtocol.version)")))
-    }
-
     /// Serves until `stopRequested` is set, then drains: in-flight spans finish (bounded),
     /// new ones are handed back to the router, and the replica says `Disconnect`.
     public func run() {
         logger.info("expert starting", metadata: ["pool": "\(options.pool)", "replica": "\(options.replicaId)", "router": "\(options.router)"])
-        send(ready)
-        lastRouterMs = MonotonicClock.nowMs()
+        perform(core.start(now: MonotonicClock.nowMs()))
         busy.start()
         defer { busy.stop() }
-        var drainDeadline: UInt64 = .max
-        while true {
-            let now = MonotonicClock.nowMs()
-            if stopRequested.isSet, !draining {
-                draining = true
-                drainDeadline = now + options.drainTimeoutMs
-                logger.info("expert draining", metadata: ["active": "\(scheduler.activeCount)"])
-                for entry in waiting { handBack(entry.span) }
-                waiting.removeAll()
-            }
-            if draining, scheduler.activeCount == 0 || now >= drainDeadline { break }
-
+        while !core.finished {
+            if stopRequested.isSet { perform(core.drain(now: MonotonicClock.nowMs())) }
             // Block on the socket only when there is nothing to compute.
-            let timeout = scheduler.activeCount > 0 ? 0 : 50
+            let timeout = core.activeCount > 0 ? 0 : 50
             if link.poll(timeoutMs: timeout) { readMessages() }
-            // Judged only here, right after reading all that waited: frames the router sent
-            // while we computed (a long prefill) were waiting in the socket, not missing.
-            checkRouterSilence(now: MonotonicClock.nowMs())
-            busy.computing { admitWaiting() }
-            let batch = scheduler.activeCount
+            perform(core.tick(now: MonotonicClock.nowMs()))
+            if core.finished { break }
+            // Prefills of long prompts add up: keep the router informed between them.
+            while let admitted = busy.computing({ core.admitNext(now: MonotonicClock.nowMs()) }) {
+                perform(admitted)
+                perform(core.keepAlive(now: MonotonicClock.nowMs()))
+            }
+            let batch = core.activeCount
             let stepStart = DispatchTime.now().uptimeNanoseconds
-            for outcome in busy.computing({ scheduler.step(now: MonotonicClock.nowMs()) }) { report(outcome) }
+            perform(busy.computing { core.step(now: MonotonicClock.nowMs()) })
             if batch > 0 { metrics.recordStep(batch: batch, nanoseconds: DispatchTime.now().uptimeNanoseconds - stepStart) }
-            metrics.recordOccupancy(active: scheduler.activeCount, waiting: waiting.count)
-            if waiting.isEmpty { scheduler.trimIfIdle() }
-            keepAlive()
+            metrics.recordOccupancy(active: core.activeCount, waiting: core.waitingCount)
+            if core.waitingCount == 0 { scheduler.trimIfIdle() }
+            perform(core.keepAlive(now: MonotonicClock.nowMs()))
         }
-        send(Envelope(.disconnect(Disconnect(reason: "shutting down"))))
         logger.info("expert stopped", metadata: ["replica": "\(options.replicaId)"])
         busy.stop()
         link.close()
@@ -131,95 +122,35 @@ public final class ExpertNode {
     private func readMessages() {
         for _ in 0..<256 {
             guard let message = link.receive() else { return }
-            lastRouterMs = MonotonicClock.nowMs()
-            let envelope: Envelope
-            switch message.result {
-            case .success(let e): envelope = e
-            case .failure(let error):
-                metrics.droppedFrames.increment()
-                logger.debug("dropped a malformed frame", metadata: ["error": "\(error)"])
-                continue
-            }
-            switch envelope.body {
-            case .spanRequest(let span):
-                if draining { handBack(span); continue }
-                let now = MonotonicClock.nowMs()
-                waiting.append((span, Deadline.instant(timeLeft: span.timeLeftMs(wallNowMs: WallClock.nowMs()), nowMs: now)))
-            case .cancel(let cancel):
-                // Also sent when an answer is complete, to release its cached session.
-                let queued = waiting.count
-                waiting.removeAll { $0.span.requestId == cancel.requestId }
-                let stopped = scheduler.cancel(requestId: cancel.requestId) || waiting.count < queued
-                logger.log(level: stopped ? .info : .debug, stopped ? "span cancelled" : "session released",
-                           metadata: ["request_id": "\(cancel.requestId)"])
-            case .heartbeat:
-                break
-            case .disconnect(let d):
-                // The router does not know us (it restarted): announce ourselves again.
-                logger.info("router asked to re-register", metadata: ["reason": "\(loggable(d.reason, limit: 200))"])
-                send(ready)
-            case .error(let e):
-                logger.error("router refused this replica: \(loggable(e.message, limit: 200))")
-            default:
-                metrics.droppedFrames.increment()
+            perform(core.received(message.result, now: MonotonicClock.nowMs(), wallNowMs: WallClock.nowMs()))
+        }
+    }
+
+    private func perform(_ actions: [ExpertAction]) {
+        for action in actions {
+            switch action {
+            case .reconnect:
+                logger.warning("reconnecting", metadata: ["router": "\(options.router)"])
+                if let fresh = try? Self.connect(context: context, options: options) { link.replace(with: fresh) }
+            case .send(let envelope):
+                switch envelope.body {
+                case .spanResult(let result): metrics.recordSpan(result)
+                case .heartbeat: busy.markSent()
+                default: break
+                }
+                do {
+                    if try !link.send(envelope) { metrics.droppedFrames.increment() }
+                } catch {
+                    logger.warning("send failed: \(error)")
+                }
             }
         }
-    }
-
-    private func admitWaiting() {
-        while !waiting.isEmpty, scheduler.activeCount < options.capacity {
-            let (span, deadline) = waiting.removeFirst()
-            if let outcome = scheduler.admit(span, deadline: deadline, now: MonotonicClock.nowMs()) { report(outcome) }
-            // Prefills of long prompts add up: keep the router informed between them.
-            keepAlive()
-        }
-    }
-
-    private func report(_ outcome: SpanOutcome) {
-        switch outcome {
-        case .result(let result):
-            metrics.recordSpan(result)
-            send(Envelope(.spanResult(result)))
-        case .failure(let requestId, let error):
-            metrics.spansFailed.increment()
-            logger.warning("span failed", metadata: ["request_id": "\(requestId)", "error": "\(error.message)"])
-            send(Envelope(.answerEvent(AnswerEvent(requestId: requestId, kind: .error(error)))))
-        }
-    }
-
-    private func handBack(_ span: SpanRequest) {
-        send(Envelope(.answerEvent(AnswerEvent(requestId: span.requestId, kind: .error(
-            WireErrorBody(code: .unavailable, message: "replica \(options.replicaId) is draining", retryable: true))))))
-    }
-
-    private func keepAlive() {
-        let load = UInt32(scheduler.activeCount + waiting.count)
-        busy.load = load
-        if busy.heartbeatDue() {
-            send(Envelope(.heartbeat(Heartbeat(load: load))))
-        }
-    }
-
-    /// The router fell silent (monotonic time, so a wall-clock step cannot fake it): reconnect
-    /// with a new socket and re-register.
-    private func checkRouterSilence(now: UInt64) {
-        if now > lastRouterMs + options.heartbeatIntervalMs * options.liveness {
-            logger.warning("router silent; reconnecting", metadata: ["router": "\(options.router)"])
-            metrics.reconnects.increment()
-            if let fresh = try? Self.connect(context: context, options: options) {
-                link.replace(with: fresh)
-                send(ready)
-            }
-            lastRouterMs = now
-        }
-    }
-
-    private func send(_ envelope: Envelope) {
-        do {
-            if try !link.send(envelope) { metrics.droppedFrames.increment() }
-        } catch {
-            logger.warning("send failed: \(error)")
-        }
+        busy.load = core.load
+        let stats = core.stats
+        metrics.droppedFrames.increment(by: stats.droppedFrames - lastStats.droppedFrames)
+        metrics.reconnects.increment(by: stats.reconnects - lastStats.reconnects)
+        metrics.spansFailed.increment(by: stats.spansFailed - lastStats.spansFailed)
+        lastStats = stats
     }
 }
 
@@ -292,13 +223,9 @@ final class BusyHeartbeat: @unchecked Sendable {
         return try work()
     }
 
-    /// For the loop's own heartbeats: true (and counted as sent) when one is due.
-    func heartbeatDue() -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        let now = MonotonicClock.nowMs()
-        guard now >= lastSentMs + intervalMs else { return false }
-        lastSentMs = now
-        return true
+    /// The loop sent a heartbeat itself: none is due from this thread for an interval.
+    func markSent() {
+        lock.lock(); lastSentMs = MonotonicClock.nowMs(); lock.unlock()
     }
 
     func start() {

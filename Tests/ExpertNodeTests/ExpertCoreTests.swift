@@ -1,0 +1,208 @@
+import Generation
+import Logging
+import Wire
+import XCTest
+@testable import ExpertNode
+
+/// The expert's state machine without sockets or a model: registration, heartbeats, the
+/// router's silence, re-registration, spans and their deadlines, cancel and session release,
+/// drain. The clock is whatever the test says.
+final class ExpertCoreTests: XCTestCase {
+    /// A model side that runs each span for `tokensPerSpan` steps and records what it was asked.
+    final class FakeRunner: SpanRunner {
+        struct Running { var span: SpanRequest; var deadline: UInt64; var left: Int }
+        var running: [Running] = []
+        var admitted: [(requestId: String, deadline: UInt64)] = []
+        var cancelled: [String] = []
+        var tokensPerSpan = 2
+        var activeCount: Int { running.count }
+
+        func admit(_ span: SpanRequest, deadline: UInt64, now: UInt64) -> SpanOutcome? {
+            admitted.append((span.requestId, deadline))
+            running.append(Running(span: span, deadline: deadline, left: tokensPerSpan))
+            return nil
+        }
+
+        func step(now: UInt64) -> [SpanOutcome] {
+            var done: [SpanOutcome] = []
+            for i in running.indices { running[i].left -= 1 }
+            for r in running where r.left <= 0 || (r.deadline > 0 && now >= r.deadline) {
+                done.append(.result(SpanResult(requestId: r.span.requestId, spanIndex: r.span.spanIndex,
+                                               pieces: [Piece(text: "x", tokenId: 1)], text: "x",
+                                               finish: r.left <= 0 ? .none : .deadline)))
+            }
+            running.removeAll { $0.left <= 0 || ($0.deadline > 0 && now >= $0.deadline) }
+            return done
+        }
+
+        func cancel(requestId: String) -> Bool {
+            cancelled.append(requestId)
+            let before = running.count
+            running.removeAll { $0.span.requestId == requestId }
+            return running.count < before
+        }
+    }
+
+    var runner = FakeRunner()
+
+    func makeCore(capacity: Int = 4, heartbeatMs: UInt64 = 1000) -> ExpertCore {
+        var config = ExpertCore.Config()
+        config.pool = .et5; config.replicaId = "et5-1@ward"; config.modelId = "m"; config.capacity = capacity
+        config.heartbeatIntervalMs = heartbeatMs; config.liveness = 3; config.drainTimeoutMs = 5_000
+        runner = FakeRunner()
+        return ExpertCore(config: config, runner: runner, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+    }
+
+    func span(_ id: String, deadlineMs: UInt32 = 0, deadlineUnixMs: UInt64 = 0) -> Result<Envelope, WireError> {
+        .success(Envelope(.spanRequest(SpanRequest(requestId: id, spanIndex: 0, prompt: "question: q", answerSoFar: "",
+                                                   maxNewTokens: 2, deadlineUnixMs: deadlineUnixMs, deadlineMs: deadlineMs))))
+    }
+
+    func sent(_ actions: [ExpertAction]) -> [Body] {
+        actions.compactMap { if case .send(let e) = $0 { return e.body }; return nil }
+    }
+
+    func isReady(_ body: Body) -> Bool { if case .ready = body { return true }; return false }
+
+    func admitAll(_ core: ExpertCore, now: UInt64) -> [ExpertAction] {
+        var out: [ExpertAction] = []
+        while let a = core.admitNext(now: now) { out += a }
+        return out
+    }
+
+    func testStartAnnouncesThePoolReplicaAndCapacity() {
+        let core = makeCore(capacity: 6)
+        guard case .ready(let ready)? = sent(core.start(now: 0)).first else { return XCTFail("no Ready") }
+        XCTAssertEqual(ready.pool, .et5)
+        XCTAssertEqual(ready.replicaId, "et5-1@ward")
+        XCTAssertEqual(ready.capacity, 6)
+    }
+
+    func testSpansRunToResultsWithTheirDeadlineFixedOnArrival() {
+        let core = makeCore()
+        _ = core.start(now: 1_000)
+        _ = core.received(span("r1", deadlineMs: 5_000), now: 1_000, wallNowMs: 0)
+        // A 1.1 router sends only a wall-clock instant: read against this host's wall clock.
+        _ = core.received(span("r2", deadlineUnixMs: 1_800_000_030_000), now: 1_000, wallNowMs: 1_800_000_000_000)
+        XCTAssertEqual(core.waitingCount, 2)
+        XCTAssertTrue(admitAll(core, now: 1_200).isEmpty)
+        XCTAssertEqual(runner.admitted.map(\.deadline), [6_000, 31_000], "deadlines count from arrival, not admission")
+        XCTAssertTrue(core.step(now: 1_300).isEmpty)
+        let results = sent(core.step(now: 1_400))
+        XCTAssertEqual(results.count, 2)
+        XCTAssertEqual(core.stats.spansDone, 2)
+        XCTAssertEqual(core.activeCount, 0)
+    }
+
+    func testAdmissionStopsAtCapacity() {
+        let core = makeCore(capacity: 2)
+        _ = core.start(now: 0)
+        for i in 0..<5 { _ = core.received(span("r\(i)"), now: 0, wallNowMs: 0) }
+        _ = admitAll(core, now: 0)
+        XCTAssertEqual(core.activeCount, 2)
+        XCTAssertEqual(core.waitingCount, 3)
+        XCTAssertEqual(core.load, 5, "heartbeats report running and waiting spans")
+    }
+
+    func testHeartbeatsGoOutOncePerIntervalWithTheLoad() {
+        let core = makeCore(heartbeatMs: 1000)
+        _ = core.start(now: 10_000)
+        XCTAssertTrue(core.keepAlive(now: 10_500).isEmpty)
+        _ = core.received(span("r1"), now: 10_600, wallNowMs: 0)
+        guard case .heartbeat(let hb)? = sent(core.keepAlive(now: 11_000)).first else { return XCTFail("no heartbeat") }
+        XCTAssertEqual(hb.load, 1)
+        XCTAssertTrue(core.keepAlive(now: 11_500).isEmpty)
+        XCTAssertEqual(sent(core.keepAlive(now: 12_000)).count, 1)
+    }
+
+    func testASilentRouterMeansReconnectAndReRegister() {
+        let core = makeCore(heartbeatMs: 1000)
+        _ = core.start(now: 0)
+        XCTAssertTrue(core.tick(now: 3_000).isEmpty, "three intervals is not yet silence")
+        _ = core.received(.success(Envelope(.heartbeat(Heartbeat()))), now: 2_900, wallNowMs: 0)
+        XCTAssertTrue(core.tick(now: 5_000).isEmpty, "a heartbeat resets the clock")
+        let out = core.tick(now: 6_000)
+        XCTAssertEqual(out.first, .reconnect)
+        XCTAssertTrue(sent(out).contains(where: isReady))
+        XCTAssertEqual(core.stats.reconnects, 1)
+        XCTAssertTrue(core.tick(now: 6_100).isEmpty, "one reconnect, then a fresh window")
+    }
+
+    func testAClockSteppingBackwardsNeitherTrapsNorReconnects() {
+        let core = makeCore(heartbeatMs: 100)
+        _ = core.start(now: 600_000)
+        for now: UInt64 in [0, 50, 600_100] {
+            _ = core.received(.success(Envelope(.heartbeat(Heartbeat()))), now: now, wallNowMs: 0)
+            XCTAssertTrue(core.tick(now: now).isEmpty)
+            _ = core.keepAlive(now: now)
+        }
+        XCTAssertEqual(core.stats.reconnects, 0)
+    }
+
+    func testARouterThatDoesNotKnowUsGetsANewReady() {
+        let core = makeCore()
+        _ = core.start(now: 0)
+        let out = core.received(.success(Envelope(.disconnect(Disconnect(reason: "unknown replica: send Ready")))), now: 1, wallNowMs: 0)
+        XCTAssertTrue(sent(out).contains(where: isReady))
+    }
+
+    func testCancelStopsRunningAndWaitingSpansAndReleasesSessions() {
+        let core = makeCore(capacity: 1)
+        _ = core.start(now: 0)
+        _ = core.received(span("running"), now: 0, wallNowMs: 0)
+        _ = core.received(span("waiting"), now: 0, wallNowMs: 0)
+        _ = admitAll(core, now: 0)
+        _ = core.received(.success(Envelope(.cancel(Cancel(requestId: "running")))), now: 1, wallNowMs: 0)
+        _ = core.received(.success(Envelope(.cancel(Cancel(requestId: "waiting")))), now: 1, wallNowMs: 0)
+        XCTAssertEqual(core.activeCount, 0)
+        XCTAssertEqual(core.waitingCount, 0)
+        XCTAssertEqual(core.stats.cancelled, 2)
+        // The router's cancel after a complete answer releases its cached session.
+        _ = core.received(.success(Envelope(.cancel(Cancel(requestId: "finished-earlier")))), now: 2, wallNowMs: 0)
+        XCTAssertEqual(runner.cancelled, ["running", "waiting", "finished-earlier"])
+        XCTAssertEqual(core.stats.cancelled, 2)
+    }
+
+    func testDrainHandsBackWhatHasNotStartedFinishesTheRestThenSaysGoodbye() {
+        let core = makeCore(capacity: 1)
+        _ = core.start(now: 0)
+        _ = core.received(span("running"), now: 0, wallNowMs: 0)
+        _ = core.received(span("waiting"), now: 0, wallNowMs: 0)
+        _ = admitAll(core, now: 0)
+        let handedBack = sent(core.drain(now: 10))
+        guard case .answerEvent(let ev)? = handedBack.first, case .error(let e) = ev.kind else { return XCTFail("not handed back") }
+        XCTAssertEqual(ev.requestId, "waiting")
+        XCTAssertEqual(e.code, .unavailable)
+        XCTAssertTrue(e.retryable)
+        // A span arriving during the drain goes straight back too.
+        XCTAssertEqual(sent(core.received(span("late"), now: 11, wallNowMs: 0)).count, 1)
+        XCTAssertNil(core.admitNext(now: 11))
+        XCTAssertTrue(core.tick(now: 12).isEmpty, "still running")
+        XCTAssertEqual(sent(core.step(now: 13)).count, 0)
+        XCTAssertEqual(sent(core.step(now: 14)).count, 1, "the running span finished")
+        guard case .disconnect? = sent(core.tick(now: 15)).first else { return XCTFail("no Disconnect") }
+        XCTAssertTrue(core.finished)
+        XCTAssertEqual(core.stats.handedBack, 2)
+    }
+
+    func testDrainGivesUpOnSpansThatOutlastItsTimeout() {
+        let core = makeCore()
+        _ = core.start(now: 0)
+        runner.tokensPerSpan = 1_000_000
+        _ = core.received(span("endless"), now: 0, wallNowMs: 0)
+        _ = admitAll(core, now: 0)
+        _ = core.drain(now: 100)
+        _ = core.received(.success(Envelope(.heartbeat(Heartbeat()))), now: 4_900, wallNowMs: 0)
+        XCTAssertTrue(core.tick(now: 5_000).isEmpty)
+        guard case .disconnect? = sent(core.tick(now: 5_100)).first else { return XCTFail("drain never ended") }
+    }
+
+    func testGarbageIsCountedAndIgnored() {
+        let core = makeCore()
+        _ = core.start(now: 0)
+        XCTAssertTrue(core.received(.failure(.malformed(bytes: 7)), now: 1, wallNowMs: 0).isEmpty)
+        XCTAssertTrue(core.received(.success(Envelope(.answerRequest(AnswerRequest(requestId: "x", question: "q")))), now: 1, wallNowMs: 0).isEmpty)
+        XCTAssertEqual(core.stats.droppedFrames, 2)
+        XCTAssertEqual(core.waitingCount, 0)
+    }
+}

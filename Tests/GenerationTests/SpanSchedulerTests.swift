@@ -1,0 +1,146 @@
+import Engine
+import Foundation
+import TestCommon
+import Tokenizers
+import Vocabulary
+import XCTest
+@testable import Generation
+
+/// The span scheduler with the demo tokenizer and a fake causal model whose next token is a
+/// fixed script: continuous batching, span budgets, the session cache, deadlines, limits.
+final class SpanSchedulerTests: XCTestCase {
+    /// A causal model (Mamba-like: no encoder) that, whatever it has read, predicts the next
+    /// id of `script` (by how many tokens it generated), then EOS.
+    final class ScriptedModel: ExpertModel {
+        final class Session: ModelSession {
+            var encoderInput: [Int]? { nil }
+            var consumed: [Int] = []
+            var snapshot = 0
+            func markSnapshot() { snapshot = consumed.count }
+            func truncate(to count: Int) -> Int {
+                let kept = min(count, snapshot)
+                consumed.removeLast(consumed.count - kept)
+                return kept
+            }
+            var memoryBytes: Int { 64 }
+        }
+        let script: [Int]
+        let vocabSize: Int
+        let eosTokenId: Int
+        var feeds: [[Int]] = []
+        var batches: [Int] = []
+        var modelType: String { "mamba" }
+        var weightBytes: Int { 0 }
+        var decoderStartTokenId: Int? { nil }
+
+        init(script: [Int], vocabSize: Int, eos: Int) { self.script = script; self.vocabSize = vocabSize; self.eosTokenId = eos }
+
+        func makeSession(encoderInput: [Int]?) throws -> ModelSession { Session() }
+        func feed(_ session: ModelSession, tokens: [Int]) throws -> [Float] {
+            let s = session as! Session
+            feeds.append(tokens)
+            s.consumed += tokens
+            return logits(after: s)
+        }
+        func step(_ sessions: [ModelSession], tokens: [Int]) throws -> [Float] {
+            batches.append(sessions.count)
+            var rows: [Float] = []
+            for (session, token) in zip(sessions, tokens) {
+                let s = session as! Session
+                s.consumed.append(token)
+                rows += logits(after: s)
+            }
+            return rows
+        }
+        /// The tokens generated so far: the longest prefix of the script the session ends with.
+        private func logits(after s: Session) -> [Float] {
+            var generated = 0
+            for g in stride(from: min(script.count, s.consumed.count), through: 1, by: -1)
+            where Array(s.consumed.suffix(g)) == Array(script.prefix(g)) {
+                generated = g
+                break
+            }
+            var row = [Float](repeating: -10, count: vocabSize)
+            row[generated < script.count ? script[generated] : eosTokenId] = 10
+            return row
+        }
+    }
+
+    var tokenizer: Tokenizer!
+    var script: [Int] = []
+
+    override func setUpWithError() throws {
+        tokenizer = try Tokenizer.load(from: TestPaths.repositoryRoot.appendingPathComponent("models/demo/emamba/tokenizer.json"))
+        script = try tokenizer.encode(" the patient should rinse twice daily", addSpecialTokens: false).ids
+    }
+
+    func makeScheduler(_ model: ScriptedModel, limits: SpanScheduler.Limits = .init()) -> SpanScheduler {
+        SpanScheduler(model: model, tokenizer: tokenizer, format: PromptFormat(), pool: .emamba, replicaId: "emamba-1",
+                      cache: SessionCache(maxEntries: 8, maxBytes: 1 << 20), limits: limits)
+    }
+
+    func request(_ id: String, answerSoFar: String = "", budget: UInt32 = 3) -> SpanRequest {
+        SpanRequest(requestId: id, spanIndex: answerSoFar.isEmpty ? 0 : 1, prompt: "question: how to rinse?",
+                    answerSoFar: answerSoFar, maxNewTokens: budget, sessionHint: id)
+    }
+
+    func run(_ scheduler: SpanScheduler, _ first: SpanOutcome?, now: UInt64 = 0) -> [SpanOutcome] {
+        var out = first.map { [$0] } ?? []
+        while scheduler.activeCount > 0 { out += scheduler.step(now: now) }
+        return out
+    }
+
+    func testSpansBatchTogetherAndEndAtTheirBudget() throws {
+        let model = ScriptedModel(script: script, vocabSize: tokenizer.vocabSize, eos: 0)
+        let scheduler = makeScheduler(model)
+        XCTAssertNil(scheduler.admit(request("a"), deadline: 0, now: 0))
+        XCTAssertNil(scheduler.admit(request("b"), deadline: 0, now: 0))
+        let outcomes = run(scheduler, nil)
+        XCTAssertEqual(outcomes.count, 2)
+        XCTAssertEqual(model.batches.first, 2, "both sequences advanced in one batched step")
+        for outcome in outcomes {
+            guard case .result(let r) = outcome else { return XCTFail("\(outcome)") }
+            XCTAssertEqual(r.pieces.map { Int($0.tokenId) }, Array(script.prefix(3)))
+            XCTAssertEqual(r.finish, .none, "budget reached, more may follow")
+            XCTAssertEqual(r.text, try tokenizer.decode(Array(script.prefix(3))).trimmingCharacters(in: .whitespaces))
+        }
+    }
+
+    func testTheNextSpanReusesTheCachedSessionAndEndsAtEOS() throws {
+        let model = ScriptedModel(script: script, vocabSize: tokenizer.vocabSize, eos: 0)
+        let scheduler = makeScheduler(model)
+        // The first span ends at a word boundary, so the answer so far re-tokenizes to the same ids.
+        let words = try tokenizer.encode(" the patient", addSpecialTokens: false).ids
+        XCTAssertEqual(Array(script.prefix(words.count)), words)
+        let firstSpan = request("a", budget: UInt32(words.count))
+        guard case .result(let first)? = run(scheduler, scheduler.admit(firstSpan, deadline: 0, now: 0)).first else { return XCTFail() }
+        let rest = run(scheduler, scheduler.admit(request("a", answerSoFar: first.text, budget: 64), deadline: 0, now: 0))
+        guard case .result(let second)? = rest.first else { return XCTFail("\(rest)") }
+        XCTAssertGreaterThan(second.cachedPrefixTokens, 0, "the session cache served the prompt")
+        XCTAssertEqual(second.finish, .eos)
+        XCTAssertEqual((first.text + second.text).replacingOccurrences(of: " ", with: ""),
+                       try tokenizer.decode(script).replacingOccurrences(of: " ", with: ""))
+        // Cancel forgets the session: the next span recomputes.
+        scheduler.cancel(requestId: "a")
+        guard case .result(let again)? = run(scheduler, scheduler.admit(request("a", answerSoFar: first.text, budget: 2), deadline: 0, now: 0)).first
+        else { return XCTFail() }
+        XCTAssertEqual(again.cachedPrefixTokens, 0)
+    }
+
+    func testADeadlineEndsTheSpan() {
+        let model = ScriptedModel(script: script, vocabSize: tokenizer.vocabSize, eos: 0)
+        let scheduler = makeScheduler(model)
+        XCTAssertNil(scheduler.admit(request("a", budget: 64), deadline: 1_000, now: 0))
+        guard case .result(let r)? = run(scheduler, nil, now: 1_000).first else { return XCTFail() }
+        XCTAssertEqual(r.finish, .deadline)
+    }
+
+    func testAPromptOverTheLimitsIsRefusedBeforeTheModelSeesIt() {
+        let model = ScriptedModel(script: script, vocabSize: tokenizer.vocabSize, eos: 0)
+        let scheduler = makeScheduler(model, limits: .init(maxPromptBytes: 1024, maxPromptTokens: 4))
+        guard case .failure(_, let error)? = scheduler.admit(request("a"), deadline: 0, now: 0) else { return XCTFail() }
+        XCTAssertEqual(error.reason, WireErrorBody.Reason.promptTooLong)
+        XCTAssertFalse(error.retryable)
+        XCTAssertTrue(model.feeds.isEmpty)
+    }
+}
