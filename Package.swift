@@ -63,20 +63,22 @@ let package = Package(
         .target(name: "Kernels", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: v5),
         // The selective scan in C: vectorised exp, AVX2+FMA chosen at run time.
         .target(name: "CKernels", path: "Sources/CKernels"),
+        // The one random number generator (SplitMix64): seeded, the same on every platform.
+        .target(name: "Random", swiftSettings: v5),
         // Hugging Face tokenizer.json (Unigram, BPE) and incremental detokenization.
         .target(name: "Tokenizers", swiftSettings: v5),
         // Tensors on disk and in memory: safetensors reading and writing, weight formats.
         .target(name: "Tensors", dependencies: ["Kernels"], swiftSettings: v5),
         // Models (ET5, EMamba), configs, sessions, sampling.
-        .target(name: "Engine", dependencies: ["Tensors", "Kernels"], swiftSettings: v5),
+        .target(name: "Engine", dependencies: ["Tensors", "Kernels", "Random"], swiftSettings: v5),
         // The token-level router gate: features, network, policy.
-        .target(name: "Gate", dependencies: ["Vocabulary", "Tensors", "Kernels", "Tokenizers"], swiftSettings: v5),
+        .target(name: "Gate", dependencies: ["Vocabulary", "Tensors", "Kernels", "Tokenizers", "Random"], swiftSettings: v5),
         // Generating answers span by span: the prompt template, the batched span scheduler, the
         // session cache, and LocalExperts (both pools in one process, for evaluation and training).
         .target(name: "Generation", dependencies: ["Vocabulary", "Engine", "Tokenizers", "CSupport"], swiftSettings: v5),
         // Offline work on the gate: teacher forcing both experts, training, evaluation.
         // Apart from Gate because it runs the experts in-process (Generation's LocalExperts).
-        .target(name: "GateTraining", dependencies: ["Gate", "Generation", "Engine", "Tokenizers", "Vocabulary"],
+        .target(name: "GateTraining", dependencies: ["Gate", "Generation", "Engine", "Tokenizers", "Vocabulary", "Random"],
                 swiftSettings: v5),
 
         // Processes.
@@ -90,8 +92,11 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
         ], swiftSettings: v5),
+        // The gateway's HTTP API from the outside: its JSON models, the one SSE parser, and a
+        // URLSession client (`mambaformer ask`, the tests); the load generator parses with it too.
+        .target(name: "GatewayClient", swiftSettings: v5),
         .target(name: "Gateway", dependencies: [
-            "Wire",
+            "Wire", "GatewayClient",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -111,6 +116,7 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ], swiftSettings: v5),
         .target(name: "LoadGen", dependencies: [
+            "Random", "GatewayClient",
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -127,7 +133,7 @@ let package = Package(
         // The one executable.
         .executableTarget(name: "mambaformer", dependencies: [
             "Wire", "Kernels", "Tokenizers", "Engine", "Gate", "GateTraining",
-            "RouterNode", "ExpertNode", "Gateway", "LoadGen", "MetricsEndpoint", "CSupport", "ClusterConfig",
+            "RouterNode", "ExpertNode", "Gateway", "GatewayClient", "LoadGen", "MetricsEndpoint", "CSupport", "ClusterConfig",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -138,7 +144,7 @@ let package = Package(
         .executableTarget(name: "wire-bench", dependencies: ["Wire"], path: "benchmarks/wire/swift",
                           swiftSettings: v5),
         // Engine benchmark tool (random paper-shape checkpoints, prefill/decode timings).
-        .executableTarget(name: "engine-bench", dependencies: ["Engine", "Kernels", "COpenBLAS"],
+        .executableTarget(name: "engine-bench", dependencies: ["Engine", "Kernels", "COpenBLAS", "Random"],
                           path: "benchmarks/engine", swiftSettings: v5),
 
         // What the cluster's processes add: router dispatch cost per span, batching through an expert.
@@ -149,9 +155,9 @@ let package = Package(
         // Unit tests next to each part; integration tests start real processes.
         // Helpers several test targets share (paths, running a command).
         .target(name: "TestCommon", path: "Tests/TestCommon", swiftSettings: v5),
-        .testTarget(name: "WireTests", dependencies: ["Wire"], swiftSettings: v5),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "Random"], swiftSettings: v5),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "COpenBLAS"], swiftSettings: v5),
-        .testTarget(name: "GateTests", dependencies: ["Gate", "GateTraining", "Engine", "Tokenizers", "Wire", "RouterNode", "TestCommon"], swiftSettings: v5),
+        .testTarget(name: "GateTests", dependencies: ["Gate", "GateTraining", "Random", "Engine", "Tokenizers", "Wire", "RouterNode", "TestCommon"], swiftSettings: v5),
         .testTarget(name: "RouterNodeTests", dependencies: ["RouterNode", "Gate", "Wire"], swiftSettings: v5),
         .testTarget(name: "GenerationTests", dependencies: ["Generation", "Engine", "Tokenizers", "Vocabulary", "TestCommon"],
                     swiftSettings: v5),
@@ -160,7 +166,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
         .testTarget(name: "IntegrationTests", dependencies: [
-            "mambaformer", "Wire", "Engine", "Generation", "ExpertNode", "Gateway", "LoadGen", "TestCommon",
+            "mambaformer", "Wire", "Engine", "Generation", "ExpertNode", "Gateway", "GatewayClient", "LoadGen", "TestCommon",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Tensors", "Kernels"],
@@ -168,14 +174,14 @@ let package = Package(
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")], swiftSettings: v5),
         .testTarget(name: "DeployTests", dependencies: ["ClusterConfig", "TestCommon"], swiftSettings: v5),
         .testTarget(name: "GatewayTests", dependencies: [
-            "Gateway", "Wire", "TestCommon",
+            "Gateway", "GatewayClient", "Wire", "TestCommon",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
         .testTarget(name: "LoadGenTests", dependencies: [
-            "LoadGen", "TestCommon",
+            "LoadGen", "Random", "TestCommon",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

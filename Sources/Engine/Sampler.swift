@@ -1,4 +1,5 @@
 import Foundation
+import Random
 
 /// Picks next tokens from logits: greedy (temperature 0) or sampling with temperature, top-k,
 /// top-p (nucleus) and a seed, plus the optional repetition penalty, in transformers' order
@@ -86,28 +87,13 @@ public struct Sampler {
             order.removeLast(order.count - keep)
             total = probs.reduce(0, +)
         }
-        var r = rng.nextUnit() * total
+        var r = rng.unit() * total
         for (i, p) in probs.enumerated() {
             r -= p
             if r < 0 { return order[i] }
         }
         return order[order.count - 1]
     }
-}
-
-/// A small, seedable generator (SplitMix64): reproducible samples for a given seed.
-struct SplitMix64 {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    mutating func nextUnit() -> Double { Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0) }
 }
 
 /// Greedy decoding of up to `maxNewTokens` after `prefix` (the prompt for Mamba; the decoder

@@ -1,5 +1,6 @@
 import Foundation
 import Kernels
+import Random
 
 /// The gate's small causal network, per token t of a feature sequence:
 ///
@@ -67,21 +68,6 @@ public struct GateParameters: Sendable, Equatable {
     }
 
     public mutating func zero() { for kp in Self.keyPaths { for i in self[keyPath: kp].indices { self[keyPath: kp][i] = 0 } } }
-}
-
-/// Deterministic random numbers (SplitMix64) for initialisation and shuffling.
-public struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [−1, 1).
-    public mutating func nextSymmetric() -> Float { Float(next() >> 40) / Float(1 << 24) * 2 - 1 }
 }
 
 public struct GateNetwork: Sendable {

@@ -1,7 +1,8 @@
-import Gate
 import Engine
-import Generation
 import Foundation
+import Gate
+import Generation
+import Random
 import Vocabulary
 
 /// `mambaformer eval`: generates answers in-process (LocalExperts: the cluster's own span

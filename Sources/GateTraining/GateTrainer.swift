@@ -1,6 +1,7 @@
-import Gate
 import Engine
 import Foundation
+import Gate
+import Random
 import Tokenizers
 import Vocabulary
 

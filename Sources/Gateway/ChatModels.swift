@@ -1,4 +1,5 @@
 import Foundation
+import GatewayClient
 
 /// OpenAI chat-completions response shapes (the subset clients read), plus the extra
 /// `mambaformer` field with the routing (OpenAI clients ignore unknown fields).

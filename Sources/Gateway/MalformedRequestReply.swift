@@ -1,4 +1,5 @@
 import Foundation
+import GatewayClient
 import HTTPTypes
 import HummingbirdCore
 import NIOCore

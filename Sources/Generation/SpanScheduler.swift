@@ -19,7 +19,7 @@ public final class SpanScheduler {
         let session: ModelSession
         var sampler: Sampler
         var logits: [Float]
-        var detokenizer: IncrementalDetokenizer
+        var detokenizer: StreamDecoder
         var pieces: [Piece] = []
         var text = ""
         var pendingToken: Int?
@@ -31,7 +31,7 @@ public final class SpanScheduler {
         var stripLeadingSpace: Bool
 
         init(span: SpanRequest, session: ModelSession, sampler: Sampler, logits: [Float],
-             detokenizer: IncrementalDetokenizer, cachedPrefix: Int, promptTokens: Int, startNs: UInt64,
+             detokenizer: StreamDecoder, cachedPrefix: Int, promptTokens: Int, startNs: UInt64,
              deadline: UInt64, stripLeadingSpace: Bool) {
             self.span = span; self.session = session; self.sampler = sampler; self.logits = logits
             self.detokenizer = detokenizer; self.cachedPrefix = cachedPrefix; self.promptTokens = promptTokens
@@ -174,7 +174,7 @@ public final class SpanScheduler {
                                   seed: s.seed &+ UInt64(span.answerTokensBefore), repetitionPenalty: s.repetitionPenalty)
             let sequence = Sequence(
                 span: span, session: session, sampler: sampler, logits: logits,
-                detokenizer: IncrementalDetokenizer(tokenizer: tokenizer, context: inputs.decoder),
+                detokenizer: try tokenizer.makeStreamDecoder(context: inputs.decoder),
                 cachedPrefix: kept, promptTokens: inputs.decoder.count + (inputs.encoder?.count ?? 0), startNs: start,
                 deadline: deadline, stripLeadingSpace: span.answerSoFar.isEmpty)
             active.append(sequence)

@@ -1,4 +1,5 @@
 import Foundation
+import GatewayClient
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
@@ -114,7 +115,7 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
     private let state = NIOLockedValueBox((finished: false, timedOut: false))
     private var status: Int?
     private var buffer: [UInt8] = []
-    private var sse = SSEScanner()
+    private var sse = SSEParser()
     private var spans: [(ns: UInt64, tokens: Int)] = []
     private var done: AnswerSummary?
     private var streamFailure: RequestOutcome.Result?
@@ -169,7 +170,7 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
     }
 
     /// One server-sent event of a streaming answer.
-    private func take(_ event: SSEScanner.Event, at ns: UInt64) {
+    private func take(_ event: SSEParser.Event, at ns: UInt64) {
         let data = Data(event.data.utf8)
         switch event.name {
         case "span":
@@ -245,40 +246,4 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
 private func errorCode(_ data: Data) -> String? {
     struct Envelope: Decodable { struct Body: Decodable { var code: String }; var error: Body }
     return (try? JSONDecoder().decode(Envelope.self, from: data))?.error.code
-}
-
-/// Incremental `text/event-stream` scanner: `event:` and `data:` lines, blank line ends an
-/// event, `:` comments (keep-alives) skipped.
-struct SSEScanner {
-    struct Event: Equatable { var name: String; var data: String }
-    private var line: [UInt8] = []
-    private var name: String?
-    private var data: [String] = []
-
-    mutating func feed(_ bytes: some Sequence<UInt8>) -> [Event] {
-        var events: [Event] = []
-        for byte in bytes {
-            guard byte == 0x0A else { line.append(byte); continue }
-            if line.last == 0x0D { line.removeLast() }
-            let text = String(decoding: line, as: UTF8.self)
-            line.removeAll(keepingCapacity: true)
-            if text.isEmpty {
-                if !data.isEmpty || name != nil { events.append(Event(name: name ?? "message", data: data.joined(separator: "\n"))) }
-                name = nil; data = []
-                continue
-            }
-            if text.hasPrefix(":") { continue }
-            let field: Substring, value: Substring
-            if let colon = text.firstIndex(of: ":") {
-                field = text[..<colon]
-                var v = text[text.index(after: colon)...]
-                if v.hasPrefix(" ") { v = v.dropFirst() }
-                value = v
-            } else {
-                field = Substring(text); value = ""
-            }
-            if field == "event" { name = String(value) } else if field == "data" { data.append(String(value)) }
-        }
-        return events
-    }
 }

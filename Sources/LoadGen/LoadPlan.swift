@@ -1,4 +1,5 @@
 import Foundation
+import Random
 
 /// What a run sends, how fast and for how long. Construct it, adjust the fields, hand it to
 /// `LoadRunner`. `validate()` (called by the runner) checks it, including the loopback guard.

@@ -1,4 +1,5 @@
 import Foundation
+import Random
 
 /// How fast an open loop sends: a constant rate, steps, or a linear ramp (requests per second
 /// as a function of time since the start). After the last step or the end of the ramp the

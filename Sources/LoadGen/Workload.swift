@@ -1,4 +1,5 @@
 import Foundation
+import Random
 
 /// One prompt of the workload: a question and, for reading comprehension, a context.
 public struct Prompt: Sendable, Equatable, Codable {

@@ -229,6 +229,13 @@ public final class Tokenizer: @unchecked Sendable {
     /// Strictly validate UTF-8 bytes; `TokenizerError.invalidUTF8(offset:)` names the first bad byte.
     public static func string(fromUTF8 bytes: [UInt8]) throws -> String { try validatedUTF8(bytes) }
 
+    /// `context`: ids already read before the first pushed one (a prompt, an answer so far);
+    /// their text is not emitted, but the first new token is decoded in their company, as
+    /// a full decode would (Metaspace's leading space, byte-level BPE's merged characters).
+    public func makeStreamDecoder(skipSpecialTokens: Bool = true, context: [Int]) throws -> StreamDecoder {
+        try StreamDecoder(tokenizer: self, skipSpecialTokens: skipSpecialTokens, context: context)
+    }
+
     public func makeStreamDecoder(skipSpecialTokens: Bool = true) -> StreamDecoder {
         StreamDecoder(tokenizer: self, skipSpecialTokens: skipSpecialTokens)
     }
@@ -249,9 +256,22 @@ public struct StreamDecoder {
     private var prefix: String = ""
     private var prefixIndex = 0
 
+    /// How many context ids the window starts with: enough for any decoder's look-back.
+    static let contextWindow = 6
+
     init(tokenizer: Tokenizer, skipSpecialTokens: Bool) {
         self.tokenizer = tokenizer; self.skipSpecialTokens = skipSpecialTokens
     }
+
+    init(tokenizer: Tokenizer, skipSpecialTokens: Bool, context: [Int]) throws {
+        self.tokenizer = tokenizer; self.skipSpecialTokens = skipSpecialTokens
+        ids = Array(context.suffix(Self.contextWindow))
+        prefix = ids.isEmpty ? "" : try tokenizer.decode(ids, skipSpecialTokens: skipSpecialTokens)
+        prefixIndex = ids.count
+    }
+
+    /// True when every pushed id's text has been emitted (nothing held back).
+    public var isClean: Bool { prefixIndex == ids.count }
 
     public mutating func push(_ id: Int) throws -> String {
         guard let token = tokenizer.token(forId: id) else { throw TokenizerError.unknownId(id: id, vocabSize: tokenizer.vocabSize) }

@@ -1,7 +1,8 @@
-import XCTest
 @testable import Gate
 @testable import GateTraining
+import Random
 import Wire
+import XCTest
 
 /// The network, the loss (gradients against finite differences) and the policy.
 final class GateNetworkTests: XCTestCase {

@@ -1,10 +1,11 @@
 import Foundation
+@testable import Gateway
+import GatewayClient
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Wire
 import XCTest
-@testable import Gateway
 
 private let requestIdHeader = HTTPField.Name("X-Request-Id")!
 

@@ -1,10 +1,11 @@
 import Foundation
-import TestCommon
+@testable import Gateway
+import GatewayClient
 import Hummingbird
 import HummingbirdTesting
+import TestCommon
 import Wire
 import XCTest
-@testable import Gateway
 
 /// Real command-line clients against a live gateway (fake router behind it):
 /// curl speaking OpenAI chat completions (plain and streaming), and `mambaformer ask`.

@@ -1,4 +1,5 @@
 import Foundation
+import GatewayClient
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,10 +1,11 @@
 import Foundation
+@testable import Gateway
+import GatewayClient
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
 import XCTest
-@testable import Gateway
 
 enum TestSupport {
     static func config(_ change: (inout GatewayConfig) -> Void = { _ in }) -> GatewayConfig {

@@ -1,4 +1,5 @@
 import Foundation
+import GatewayClient
 import XCTest
 
 /// The whole spine through real processes: curl → gateway → router → experts.

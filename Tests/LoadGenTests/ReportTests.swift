@@ -1,6 +1,7 @@
+@testable import LoadGen
+import Random
 import TestCommon
 import XCTest
-@testable import LoadGen
 
 final class ReportTests: XCTestCase {
     let ms: UInt64 = 1_000_000

@@ -1,5 +1,6 @@
-import XCTest
 @testable import LoadGen
+import Random
+import XCTest
 
 final class ScheduleTests: XCTestCase {
     func testPoissonMeanAndSpreadOfInterarrivals() {

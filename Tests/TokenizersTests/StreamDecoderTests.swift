@@ -42,3 +42,37 @@ final class StreamDecoderTests: XCTestCase {
         XCTAssertEqual(try ids.map { try sd.push($0) }.joined() + sd.flush(), "the patient was treated")
     }
 }
+
+/// The decoder the experts use: seeded with the ids already read, so the first new token
+/// comes out as a full decode of context + answer would show it.
+final class StreamDecoderContextTests: XCTestCase {
+    func testWithContextTheNewTextIsWhatAFullDecodeAdds() throws {
+        for name in ["t5_unigram", "llama_bpe", "neox_bpe"] {
+            let tok = try Tokenizer.load(from: try FixtureParityTests.fixtureURL(name))
+            let context = try tok.encode("question: what helps? answer:", addSpecialTokens: false).ids
+            let answer = try tok.encode(" Rinse twice daily, café — 😀.", addSpecialTokens: false).ids
+            var sd = try tok.makeStreamDecoder(context: context)
+            XCTAssertTrue(sd.isClean)
+            var text = ""
+            for id in answer { text += try sd.push(id) }
+            text += try sd.flush()
+            let full = try tok.decode(context + answer)
+            let before = try tok.decode(context)
+            XCTAssertTrue(full.hasPrefix(before), name)
+            XCTAssertEqual(text, String(full.dropFirst(before.count)), name)
+        }
+    }
+
+    func testIsCleanWhileAByteSequenceIsIncomplete() throws {
+        let tok = try Tokenizer.load(from: try FixtureParityTests.fixtureURL("neox_bpe"))
+        let ids = try tok.encode("😀", addSpecialTokens: false).ids
+        guard ids.count > 1 else { throw XCTSkip("the emoji is one token in this vocabulary") }
+        var sd = tok.makeStreamDecoder()
+        XCTAssertEqual(try sd.push(ids[0]), "")
+        XCTAssertFalse(sd.isClean, "half an emoji is held back")
+        var rest = ""
+        for id in ids.dropFirst() { rest += try sd.push(id) }
+        XCTAssertEqual(rest, "😀")
+        XCTAssertTrue(sd.isClean)
+    }
+}

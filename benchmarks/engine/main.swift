@@ -16,6 +16,7 @@
 import Engine
 import Foundation
 import Kernels
+import Random
 #if canImport(Glibc)
 import Glibc
 #endif

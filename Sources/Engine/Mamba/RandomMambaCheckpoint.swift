@@ -1,4 +1,5 @@
 import Foundation
+import Random
 
 /// Writes a Hugging Face `MambaForCausalLM` folder (config.json + model.safetensors) with
 /// random but non-degenerate weights: for tests, and for benchmarks at paper shapes without
@@ -20,7 +21,7 @@ public enum RandomMambaCheckpoint {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var rng = SplitMix64(seed: seed)
         func uniform(_ count: Int, _ scale: Float) -> [Float] {
-            (0..<count).map { _ in Float(rng.nextUnit() * 2 - 1) * scale }
+            (0..<count).map { _ in Float(rng.unit() * 2 - 1) * scale }
         }
         let h = s.hiddenSize, inner = s.expand * h, n = s.stateSize
         let rank = s.timeStepRank ?? (h + 15) / 16
@@ -28,7 +29,7 @@ public enum RandomMambaCheckpoint {
         tensors.append(("backbone.embeddings.weight", [s.vocabSize, h], uniform(s.vocabSize * h, 0.5)))
         for l in 0..<s.layers {
             let p = "backbone.layers.\(l)."
-            tensors.append((p + "norm.weight", [h], (0..<h).map { _ in 1 + Float(rng.nextUnit() - 0.5) * 0.2 }))
+            tensors.append((p + "norm.weight", [h], (0..<h).map { _ in 1 + Float(rng.unit() - 0.5) * 0.2 }))
             let m = p + "mixer."
             tensors.append((m + "in_proj.weight", [2 * inner, h], uniform(2 * inner * h, 1 / Float(h).squareRoot())))
             if s.useBias { tensors.append((m + "in_proj.bias", [2 * inner], uniform(2 * inner, 0.1))) }
@@ -37,16 +38,16 @@ public enum RandomMambaCheckpoint {
             tensors.append((m + "x_proj.weight", [rank + 2 * n, inner], uniform((rank + 2 * n) * inner, 1 / Float(inner).squareRoot())))
             tensors.append((m + "dt_proj.weight", [inner, rank], uniform(inner * rank, 1 / Float(rank).squareRoot())))
             let dtBias: [Float] = (0..<inner).map { _ in
-                let dt = exp(rng.nextUnit() * (log(0.1) - log(0.001)) + log(0.001))
+                let dt = exp(rng.unit() * (log(0.1) - log(0.001)) + log(0.001))
                 return Float(dt + log(-expm1(-dt)))        // inverse softplus
             }
             tensors.append((m + "dt_proj.bias", [inner], dtBias))
             tensors.append((m + "A_log", [inner, n], (0..<(inner * n)).map { Float(log(Double($0 % n + 1))) }))
-            tensors.append((m + "D", [inner], (0..<inner).map { _ in 1 + Float(rng.nextUnit() - 0.5) * 0.2 }))
+            tensors.append((m + "D", [inner], (0..<inner).map { _ in 1 + Float(rng.unit() - 0.5) * 0.2 }))
             tensors.append((m + "out_proj.weight", [h, inner], uniform(h * inner, 1 / Float(inner).squareRoot())))
             if s.useBias { tensors.append((m + "out_proj.bias", [h], uniform(h, 0.1))) }
         }
-        tensors.append(("backbone.norm_f.weight", [h], (0..<h).map { _ in 1 + Float(rng.nextUnit() - 0.5) * 0.2 }))
+        tensors.append(("backbone.norm_f.weight", [h], (0..<h).map { _ in 1 + Float(rng.unit() - 0.5) * 0.2 }))
         if !s.tieWordEmbeddings { tensors.append(("lm_head.weight", [s.vocabSize, h], uniform(s.vocabSize * h, 0.5))) }
         try SafeTensorsWriter.write(tensors, dtype: dtype, to: directory.appendingPathComponent("model.safetensors"))
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Gateway
+import GatewayClient
 
 /// `mambaformer ask "question"`: one request to a running gateway, printing the answer and a
 /// one-line routing summary (to stderr, so the answer alone can be piped).

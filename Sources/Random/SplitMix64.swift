@@ -1,8 +1,10 @@
 import Foundation
 
-/// SplitMix64 (Steele, Lea & Flood 2014): a tiny, fast generator with a 64-bit state, so a
-/// `--seed` reproduces the same arrivals and the same prompts on every platform (the system
-/// generator is not seedable).
+/// The project's one random number generator. SplitMix64 (Steele, Lea & Flood 2014): a tiny,
+/// fast generator with a 64-bit state, so a seed reproduces the same samples on every
+/// platform (the system generator is not seedable): sampling in the experts, the gate's
+/// initialisation and shuffling, random checkpoints, the load generator's arrivals and
+/// prompts, the fuzz tests' inputs.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
@@ -20,6 +22,9 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
     public mutating func unit() -> Double {
         Double(next() >> 11) * 0x1.0p-53
     }
+
+    /// A uniform float in [−1, 1) from the top 24 bits.
+    public mutating func nextSymmetric() -> Float { Float(next() >> 40) / Float(1 << 24) * 2 - 1 }
 
     /// An exponential variate with the given rate (mean 1/rate), by inversion.
     public mutating func exponential(rate: Double) -> Double {

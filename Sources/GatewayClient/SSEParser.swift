@@ -1,6 +1,7 @@
 /// Incremental parser for `text/event-stream` (the subset the gateway emits: `event:`, `id:`,
 /// `data:` lines, `:` comments, blank line ends an event). Feed it bytes as they arrive;
-/// it returns the complete events. Used by `mambaformer ask --stream` and the tests.
+/// it returns the complete events. The one SSE parser: `mambaformer ask --stream`, the load
+/// generator and the tests.
 public struct SSEParser: Sendable {
     public struct Event: Sendable, Equatable {
         /// "message" when the event had no `event:` line (e.g. OpenAI chunks).
@@ -12,21 +13,22 @@ public struct SSEParser: Sendable {
         }
     }
 
-    private var buffer: [UInt8] = []
+    private var line: [UInt8] = []
     private var name: String?
     private var id: String?
     private var data: [String] = []
 
     public init() {}
 
+    /// The events completed by `bytes` (a chunk of any size, split anywhere).
     public mutating func feed(_ bytes: some Sequence<UInt8>) -> [Event] {
-        buffer.append(contentsOf: bytes)
         var events: [Event] = []
-        while let newline = buffer.firstIndex(of: 0x0A) {
-            var line = Array(buffer[..<newline])
-            buffer.removeSubrange(...newline)
+        for byte in bytes {
+            guard byte == 0x0A else { line.append(byte); continue }
             if line.last == 0x0D { line.removeLast() }
-            if let event = take(String(decoding: line, as: UTF8.self)) { events.append(event) }
+            let text = String(decoding: line, as: UTF8.self)
+            line.removeAll(keepingCapacity: true)
+            if let event = take(text) { events.append(event) }
         }
         return events
     }
@@ -37,7 +39,7 @@ public struct SSEParser: Sendable {
             guard !data.isEmpty || name != nil else { return nil }
             return Event(name: name ?? "message", id: id, data: data.joined(separator: "\n"))
         }
-        if line.hasPrefix(":") { return nil }
+        if line.hasPrefix(":") { return nil }  // a comment (the gateway's keep-alives)
         let field: Substring, value: Substring
         if let colon = line.firstIndex(of: ":") {
             field = line[..<colon]
