@@ -1,9 +1,10 @@
 // swift-tools-version:6.0
 // MambaFormer cluster: one target per part, dependencies pointing one way (ARCHITECTURE.md):
 //   mambaformer (CLI) → nodes (RouterNode, ExpertNode, Gateway, LoadGen)
-//     → Generation / Gate / GateTraining → Engine → Tensors → Kernels → COpenBLAS, CKernels
+//     → GateTraining → Generation → Engine → Tensors → Kernels → COpenBLAS, CKernels
+//     → Gate → Tensors, Kernels (a policy: no models, no sockets)
 //   nodes → Wire (codec, ZeroMQ, ZAP) → CZmq, CProtobufC
-//   Vocabulary (messages, deadlines, log hygiene) is shared by every layer; Tokenizers stand alone.
+//   Vocabulary (messages, deadlines, log hygiene) and Random are shared; Tokenizers stand alone.
 // scripts/check-layering.py (in `make test`) fails when an import breaks this.
 import PackageDescription
 

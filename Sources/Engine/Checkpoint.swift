@@ -1,6 +1,6 @@
 import Foundation
 
-/// A MambaFormer checkpoint folder (DESIGN.md):
+/// A MambaFormer checkpoint folder (README.md, "Checkpoints"):
 ///
 ///     mambaformer.json   {"format": 1, "emamba": "emamba", "et5": "et5", "gate": "gate"}
 ///     emamba/  et5/      Hugging Face checkpoints (config.json, model.safetensors, tokenizer.json)

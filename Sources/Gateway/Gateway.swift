@@ -3,18 +3,14 @@ import HummingbirdCore
 import NIOCore
 import Logging
 
-/// The HTTP front door: validates requests, sends them to the router through an
-/// `AnswerBackend`, merges span results, streams answers, serves health and metrics.
-///
-/// Run it with ServiceLifecycle (SIGTERM/SIGINT → graceful shutdown: the server stops
-/// accepting, in-flight requests finish):
-///
-///     let app = makeGatewayApplication(config: config, backend: routerClient, logger: logger)
-///     try await app.runService()                      // or put `app` in a ServiceGroup
-public enum GatewayModule {
-    /// Shown by `mambaformer --version` per component.
-    public static let name = "Gateway"
-}
+// The HTTP front door: validates requests, sends them to the router through an
+// `AnswerBackend`, merges span results, streams answers, serves health and metrics.
+//
+// Run it with ServiceLifecycle (SIGTERM/SIGINT → graceful shutdown: the server stops
+// accepting, in-flight requests finish):
+//
+//     let app = makeGatewayApplication(config: config, backend: routerClient, logger: logger)
+//     try await app.runService()                      // or put `app` in a ServiceGroup
 
 /// Builds the gateway's Hummingbird application.
 /// - Parameters:

@@ -19,7 +19,7 @@ public enum WeightData {
 ///
 /// Hugging Face `nn.Linear` stores its weight as [out, in], so a projection of row vectors is
 /// y = x · Wᵀ: `gemmTransB` for many rows, `gemv` for one row (sgemm with M = 1 is several
-/// times slower than sgemv in OpenBLAS, see shared/FACTS.md).
+/// times slower than sgemv in OpenBLAS 0.3.21, measured on this project's VMs).
 public enum Blas {
     /// C[m×n] = alpha · A[m×k] · B[k×n] + beta · C (row-major, no transposes).
     @inlinable

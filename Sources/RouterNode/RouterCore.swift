@@ -14,7 +14,7 @@ public struct RouterConfig: Sendable {
     /// Tokens per span when the request does not say.
     public var spanTokens: UInt32 = 16
     public var heartbeatIntervalMs: UInt64 = 1000
-    /// A peer silent for this many heartbeat intervals is dead (DESIGN.md: 3).
+    /// A peer silent for this many heartbeat intervals is dead (Majordomo's default: 3).
     public var liveness: UInt64 = 3
     /// A gateway silent this long is gone, and its answers with it (gateways heartbeat every
     /// second whatever the router's interval, hence a floor of three of theirs).

@@ -1,11 +1,7 @@
 import Foundation
 
-/// Hugging Face tokenizer.json loading (Unigram and BPE with their normalizers, pre-tokenizers,
-/// post-processors and decoders) and incremental detokenization for streaming.
-public enum TokenizersModule {
-    /// Shown by `mambaformer --version` per component.
-    public static let name = "Tokenizers"
-}
+// Hugging Face tokenizer.json loading (Unigram and BPE with their normalizers, pre-tokenizers,
+// post-processors and decoders) and incremental detokenization for streaming.
 
 /// The result of encoding one text.
 public struct Encoding: Equatable, Sendable {

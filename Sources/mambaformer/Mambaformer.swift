@@ -32,10 +32,3 @@ struct Mambaformer: AsyncParsableCommand {
 enum MambaformerVersion {
     static let string = "0.1.0"
 }
-
-/// Thrown by subcommands whose component has not landed yet: they must not pretend to work.
-struct NotBuiltYet: Error, CustomStringConvertible {
-    let command: String
-    let issue: Int
-    var description: String { "`mambaformer \(command)` is not built yet (tracked in issue #\(issue))." }
-}

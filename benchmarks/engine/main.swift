@@ -12,7 +12,7 @@
 // RSS. "prefill" is the prompt through the model: for Mamba the prompt fed to a new session;
 // for T5 the encoder over the prompt (makeSession) plus the first decoder step
 // (decoder_start_token_id), i.e. everything before the first generated token.
-// OPENBLAS_CORETYPE must be set in the environment before start (see shared/FACTS.md).
+// OPENBLAS_CORETYPE must be set in the environment before start (OpenBLAS reads it once, at load).
 import Engine
 import Foundation
 import Kernels

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """CTranslate2 (T5) on a converted random t5-small checkpoint: the cells of engine-bench's T5 run.
 
-    OMP_NUM_THREADS=1 /opt/benchenv/bin/python benchmarks/peers/bench_ct2.py DIR --threads 1
+    OMP_NUM_THREADS=1 $PEERS_VENV/bin/python benchmarks/peers/bench_ct2.py DIR --threads 1
 
 DIR is a `ct2-transformers-converter` output (fp32, or `--quantization int8`); the model is
 loaded with `compute_type="default"` (what was converted).

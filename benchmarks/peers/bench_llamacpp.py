@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """llama.cpp (through llama-cpp-python's low-level API) on a GGUF of the random mamba-130m.
 
-    OMP_NUM_THREADS=1 /opt/benchenv/bin/python benchmarks/peers/bench_llamacpp.py GGUF --threads 1
+    OMP_NUM_THREADS=1 $PEERS_VENV/bin/python benchmarks/peers/bench_llamacpp.py GGUF --threads 1
 
 Cells, as engine-bench's Mamba run:
 - prefill: --prompt random tokens into an empty sequence, one llama_decode (logits of the last).

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """transformers (eager, f32, torch CPU) on the random checkpoints engine-bench wrote: its cells.
 
-    OMP_NUM_THREADS=1 /opt/benchenv/bin/python benchmarks/peers/bench_transformers.py DIR --threads 1
+    OMP_NUM_THREADS=1 $PEERS_VENV/bin/python benchmarks/peers/bench_transformers.py DIR --threads 1
 
 DIR is engine-bench's `write-t5small` or `write-mamba130m` folder, loaded as it is (no
 conversion). Cells, as engine-bench measures them:

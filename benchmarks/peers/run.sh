@@ -15,7 +15,7 @@
 #   PEERS_TIMEOUT=600          seconds allowed to each benchmark process
 #   PEERS_NICE=0               nice level of every benchmark process
 #   OPENBLAS_CORETYPE          ours only; default SkylakeX where the CPU has AVX-512
-#                              (OpenBLAS 0.3.21 takes Zen 5 for Haswell: see shared/FACTS.md)
+#                              (OpenBLAS 0.3.21 takes Zen 5 for Haswell)
 #
 # Bounded runtime: every benchmark process is killed after PEERS_TIMEOUT seconds, so the
 # whole run is at most 11 × |threads| × PEERS_TIMEOUT plus the one-off work (release build,

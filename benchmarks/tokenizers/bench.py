@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Swift `Tokenizer.encode` vs Python `tokenizers` encode_batch, single-threaded, same corpus.
 
-    /opt/refenv/bin/python benchmarks/tokenizers/bench.py [--binary .build/release/mambaformer]
+    $REF_PYTHON benchmarks/tokenizers/bench.py [--binary .build/release/mambaformer]
 
 Builds a corpus of clinical-style lines from tools/fixtures/tokenizers/corpus_seed.txt
 (deterministic), then for each fixture tokenizer times Python's encode_batch (RAYON_NUM_THREADS=1,

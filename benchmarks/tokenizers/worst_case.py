@@ -2,7 +2,7 @@
 """Worst-case tokenization: hostile inputs against ordinary text of the same length, Swift
 `Tokenizer.encode` beside Python `tokenizers` on the same machine, one thread each.
 
-    /opt/refenv/bin/python benchmarks/tokenizers/worst_case.py [--binary .build/release/mambaformer]
+    $REF_PYTHON benchmarks/tokenizers/worst_case.py [--binary .build/release/mambaformer]
         [--bytes 100000] [--repeats 5] [--tokenizers models/demo/emamba,models/demo/et5,...]
 
 For each tokenizer and input, both sides encode the whole input as one text (best of N after a

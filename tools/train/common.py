@@ -1,7 +1,7 @@
 """Shared pieces of the demo expert training: data, prompts, batching, metrics.
 
 Both experts see the same prompt text; the cluster hands text, not ids,
-between them (DESIGN.md, "Token-level routing").
+between them (ARCHITECTURE.md, "A request's walk").
 """
 
 import json

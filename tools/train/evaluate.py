@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Evaluate an exported demo expert with transformers (greedy decoding).
 
-    /opt/refenv/bin/python tools/train/evaluate.py et5 --split data/validation.jsonl
+    $REF_PYTHON tools/train/evaluate.py et5 --split data/validation.jsonl
 
 Reports token F1 and exact match (SQuAD normalisation) per question kind, the
 measured latency per answer in transformers on this CPU, and an analytic
@@ -9,7 +9,7 @@ compute cost (FLOPs per answer: prompt + generated tokens). The analytic cost is
 what "EMamba is cheaper on long contexts" rests on: T5's encoder self-attention
 and the decoder's cross-attention grow with the prompt length, Mamba's cost per
 token does not. Measured transformers latency is shown too, with the caveat that
-transformers runs Mamba on CPU through a slow Python path (FACTS.md).
+transformers runs Mamba on CPU through a slow Python path (no CUDA kernels).
 
 Results are merged into <model>/training.json under "evaluation".
 """

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Train one demo expert on CPU within a wall-time budget and export it.
 
-    nice -n 15 /opt/refenv/bin/python tools/train/train.py et5    --minutes 35
-    nice -n 15 /opt/refenv/bin/python tools/train/train.py emamba --minutes 35
+    nice -n 15 $REF_PYTHON tools/train/train.py et5    --minutes 35
+    nice -n 15 $REF_PYTHON tools/train/train.py emamba --minutes 35
 
 ET5: a small T5 v1.1-style encoder-decoder (gated-GELU FFN, RMS layer norm,
 relative position buckets, untied lm_head), input "question: … context: …",
@@ -105,7 +105,7 @@ def build_et5(vocab_size: int, tied: bool = False):
         model.config.scale_decoder_outputs = True
         return model
     # transformers 5.23 ties lm_head to the embedding at init even with
-    # tie_word_embeddings=False (FACTS.md): give lm_head its own weights.
+    # tie_word_embeddings=False (transformers 5.23 ties them otherwise): give lm_head its own weights.
     if model.lm_head.weight.data_ptr() == model.shared.weight.data_ptr():
         model.lm_head.weight = torch.nn.Parameter(model.shared.weight.detach().clone())
     # An untied T5 head is initialised with std 1 (factor 1.0), which with

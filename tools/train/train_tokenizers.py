@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train the two demo tokenizers on the training split's text.
 
-    /opt/refenv/bin/python tools/train/train_tokenizers.py --data data --out models/demo
+    $REF_PYTHON tools/train/train_tokenizers.py --data data --out models/demo
 
 - ET5: a T5-style Unigram model (Metaspace "▁", `<pad>`=0, `</s>`=1, `<unk>`=2,
   `</s>` appended by the post-processor), NFKC; cased, or lower-cased with

@@ -1,4 +1,4 @@
-"""The answer-start weighting of ET5's loss (needs torch: run with /opt/refenv/bin/python -m pytest
+"""The answer-start weighting of ET5's loss (needs torch: run with $REF_PYTHON -m pytest
 tools/train/tests; skipped elsewhere)."""
 
 import os

@@ -1,5 +1,5 @@
 """The training scan equals transformers' reference scan (needs torch + transformers:
-run with /opt/refenv/bin/python -m pytest tools/train/tests; skipped elsewhere)."""
+run with $REF_PYTHON -m pytest tools/train/tests; skipped elsewhere)."""
 
 import os
 import sys

@@ -5,6 +5,7 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "probes"))
 from common import load_rows  # noqa: E402
 from reading_probe import find_items, unseen_glosses  # noqa: E402
 from generate import passage_sentence  # noqa: E402 (reading_probe put tools/dataset on the path)

@@ -3,8 +3,8 @@
 same sequence out, for a few minutes, with the LM head untied (T5 v1.1, the demo's default) or
 tied to the embedding (the original T5, `train.py --tie-embeddings`).
 
-    /opt/refenv/bin/python tools/train/copy_probe.py --minutes 8            # untied
-    /opt/refenv/bin/python tools/train/copy_probe.py --minutes 8 --tied
+    $REF_PYTHON tools/train/probes/copy_probe.py --minutes 8            # untied
+    $REF_PYTHON tools/train/probes/copy_probe.py --minutes 8 --tied
 
 With `--out DIR` (a folder holding the ET5 tokenizer.json) the trained weights are exported as
 an ET5 folder, so that `train.py et5 --resume DIR` starts from a model that already copies:
@@ -38,7 +38,7 @@ import time
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tools/train
 from train import build_et5, earlier_runs, export, learning_rate, load_previous, optimizer_for  # noqa: E402
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Can an exported expert read? Three probes on glosses it has never seen.
 
-    /opt/refenv/bin/python tools/train/reading_probe.py et5 models/demo/et5 [--items 40]
+    $REF_PYTHON tools/train/probes/reading_probe.py et5 models/demo/et5 [--items 40]
 
 The glosses come from the validation split's reading questions, whose synsets are held out
 of training (the split is by synset), so no answer can be recalled from memory:
@@ -23,8 +23,8 @@ import os
 import random
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dataset"))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tools/train
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "dataset"))  # tools/dataset
 from augment import _pattern  # noqa: E402
 from common import exact_match, load_rows, token_f1  # noqa: E402
 from generate import READING_QUESTIONS, passage_sentence  # noqa: E402
