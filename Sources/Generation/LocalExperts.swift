@@ -41,17 +41,14 @@ public final class LocalExperts {
     /// Generates an answer; `decide` picks the expert for each span from what a router would know.
     public func answer(_ request: AnswerRequest, spanTokens: UInt32 = 16,
                        decide: (RouteContext) -> PoolKind) throws -> Answer {
-        var answer = ""
+        var progress = AnswerProgress()
         var spans: [Span] = []
-        var generated: UInt32 = 0
-        var confidence: Float?, entropy: Float?
-        while generated < request.maxNewTokens {
-            let pool = decide(RouteContext(spanIndex: spans.count, previous: spans.last?.pool, answerSoFar: answer,
-                                           previousConfidence: confidence, previousEntropy: entropy))
+        let prompt = request.canonicalPrompt
+        while progress.tokens < request.maxNewTokens {
+            let pool = decide(RouteContext(spanIndex: Int(progress.spans), previous: progress.previousPool, answerSoFar: progress.text,
+                                           previousConfidence: progress.previousConfidence, previousEntropy: progress.previousEntropy))
             guard let scheduler = schedulers[pool] else { throw WireErrorBody(code: .badRequest, message: "no \(pool) expert", retryable: false) }
-            let span = SpanRequest(requestId: request.requestId, spanIndex: UInt32(spans.count), prompt: request.canonicalPrompt,
-                                   answerSoFar: answer, maxNewTokens: min(spanTokens, request.maxNewTokens - generated),
-                                   sampling: request.sampling, sessionHint: request.requestId, answerTokensBefore: generated)
+            let span = progress.nextSpan(of: request, prompt: prompt, spanTokens: spanTokens)
             var outcome = scheduler.admit(span, deadline: 0, now: 0)
             while outcome == nil {
                 outcome = scheduler.step(now: 0).first
@@ -59,16 +56,12 @@ public final class LocalExperts {
             switch outcome! {
             case .failure(_, let error): throw error
             case .result(let result):
-                answer += result.text
-                generated += UInt32(result.pieces.count)
-                let n = Float(result.pieces.count)
-                confidence = result.pieces.isEmpty ? nil : result.pieces.map { exp($0.logprob) }.reduce(0, +) / n
-                entropy = result.pieces.isEmpty ? nil : result.pieces.map(\.entropy).reduce(0, +) / n
+                progress.append(result, pool: pool)
                 spans.append(Span(pool: pool, text: result.text, tokens: result.pieces.count, finish: result.finish))
-                if result.finish == .eos { return Answer(text: answer, spans: spans, finish: .eos) }
-                if result.pieces.isEmpty { return Answer(text: answer, spans: spans, finish: .none) }
+                if result.finish == .eos { return Answer(text: progress.text, spans: spans, finish: .eos) }
+                if result.pieces.isEmpty { return Answer(text: progress.text, spans: spans, finish: .none) }
             }
         }
-        return Answer(text: answer, spans: spans, finish: .length)
+        return Answer(text: progress.text, spans: spans, finish: .length)
     }
 }

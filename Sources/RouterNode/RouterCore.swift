@@ -113,13 +113,8 @@ public final class RouterCore {
         let prompt: String
         let deadlineMs: UInt64
         let startedMs: UInt64
-        var answer = ""
-        var nextSpan: UInt32 = 0
-        var completionTokens: UInt32 = 0
-        var tokensByPool: [PoolKind: UInt32] = [:]
-        var previousPool: PoolKind?
-        var previousConfidence: Float?
-        var previousEntropy: Float?
+        /// The answer so far, and what the gate reads of it.
+        var progress = AnswerProgress()
         var affinity: [PoolKind: PeerIdentity] = [:]
         // The span currently queued or in flight.
         var span: SpanRequest?
@@ -131,7 +126,6 @@ public final class RouterCore {
         var spanReplicaDeaths = 0
         var queueUs: UInt64 = 0
         var retries: UInt32 = 0
-        var spans: UInt32 = 0
         /// Prompt length in the first serving expert's tokens.
         var promptTokens: UInt32 = 0
         init(request: AnswerRequest, gateway: PeerIdentity, prompt: String, deadlineMs: UInt64, now: UInt64) {
@@ -299,7 +293,7 @@ public final class RouterCore {
         for active in requests.values where now >= active.deadlineMs {
             stats.deadlineMisses += 1
             finish(active, now: now, &out, event: .error(WireErrorBody(
-                code: .deadline, message: "deadline passed after \(active.completionTokens) tokens", retryable: false)))
+                code: .deadline, message: "deadline passed after \(active.progress.tokens) tokens", retryable: false)))
         }
         if now >= lastHeartbeatMs + config.heartbeatIntervalMs {
             lastHeartbeatMs = now
@@ -427,9 +421,9 @@ public final class RouterCore {
     private func choosePool(for active: ActiveRequest, admission: Bool, _ out: inout [RouterAction]) -> PoolKind? {
         let request = active.request
         let decision = gate.decide(GateInput(
-            question: request.question, context: request.context, answerSoFar: active.answer,
-            previous: active.previousPool, previousConfidence: active.previousConfidence,
-            previousEntropy: active.previousEntropy, policy: request.policy))
+            question: request.question, context: request.context, answerSoFar: active.progress.text,
+            previous: active.progress.previousPool, previousConfidence: active.progress.previousConfidence,
+            previousEntropy: active.progress.previousEntropy, policy: request.policy))
         active.spanScore = decision.score
         var pool = request.policy.forced == .unspecified ? decision.pool : request.policy.forced
         func fail(_ code: ErrorCode, _ message: String) -> PoolKind? {
@@ -458,13 +452,8 @@ public final class RouterCore {
     }
 
     private func enqueueSpan(_ active: ActiveRequest, pool: PoolKind, now: UInt64) {
-        let remaining = active.request.maxNewTokens - active.completionTokens
         let spanTokens = active.request.spanTokens > 0 ? active.request.spanTokens : config.spanTokens
-        let span = SpanRequest(
-            requestId: active.request.requestId, spanIndex: active.nextSpan, prompt: active.prompt,
-            answerSoFar: active.answer, maxNewTokens: min(spanTokens, remaining),
-            sampling: active.request.sampling,
-            sessionHint: active.request.requestId, answerTokensBefore: active.completionTokens)
+        let span = active.progress.nextSpan(of: active.request, prompt: active.prompt, spanTokens: spanTokens)
         active.span = span
         active.spanPool = pool
         active.spanQueuedMs = now
@@ -523,18 +512,9 @@ public final class RouterCore {
         forwarded.gateScore = active.spanScore
         forwarded.queueUs = (flight.dispatchedMs - min(flight.dispatchedMs, active.spanQueuedMs)) * 1000
         let tokens = UInt32(result.pieces.count)
-        active.answer += result.text
-        active.completionTokens += tokens
-        active.tokensByPool[flight.pool, default: 0] += tokens
-        active.previousPool = flight.pool
-        active.previousConfidence = result.pieces.isEmpty ? nil
-            : result.pieces.map { exp($0.logprob) }.reduce(0, +) / Float(result.pieces.count)
-        active.previousEntropy = result.pieces.isEmpty ? nil
-            : result.pieces.map(\.entropy).reduce(0, +) / Float(result.pieces.count)
+        if active.progress.spans == 0 { active.promptTokens = result.promptTokens }
+        active.progress.append(result, pool: flight.pool)
         active.affinity[flight.pool] = replica.identity
-        if active.spans == 0 { active.promptTokens = result.promptTokens }
-        active.spans += 1
-        active.nextSpan += 1
         active.span = nil
         stats.tokens[flight.pool, default: 0] += Int(tokens)
         stats.spans[flight.pool, default: 0] += 1
@@ -551,7 +531,7 @@ public final class RouterCore {
         case .cancelled: return finish(active, now: now, &out, event: nil)
         case .length, .none: break
         }
-        if active.completionTokens >= active.request.maxNewTokens { return complete(active, .length, now: now, &out) }
+        if active.progress.tokens >= active.request.maxNewTokens { return complete(active, .length, now: now, &out) }
         if tokens == 0 {
             return finish(active, now: now, &out, event: .error(WireErrorBody(
                 code: .internalError, message: "expert \(replica.ready.replicaId) returned an empty span", retryable: true)))
@@ -632,9 +612,9 @@ public final class RouterCore {
 
     private func complete(_ active: ActiveRequest, _ finishReason: FinishReason, now: UInt64, _ out: inout [RouterAction]) {
         let stats = DoneStats(
-            finish: finishReason, spans: active.spans, promptTokens: active.promptTokens,
-            completionTokens: active.completionTokens,
-            emambaTokens: active.tokensByPool[.emamba] ?? 0, et5Tokens: active.tokensByPool[.et5] ?? 0,
+            finish: finishReason, spans: active.progress.spans, promptTokens: active.promptTokens,
+            completionTokens: active.progress.tokens,
+            emambaTokens: active.progress.tokensByPool[.emamba] ?? 0, et5Tokens: active.progress.tokensByPool[.et5] ?? 0,
             totalUs: (now - min(now, active.startedMs)) * 1000, queueUs: active.queueUs,
             retries: active.retries, gateKind: gate.kind)
         self.stats.requestsDone += 1
