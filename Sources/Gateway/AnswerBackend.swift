@@ -4,15 +4,27 @@ import Wire
 /// lead's `RouterClient` (a ZeroMQ DEALER connection to the router); tests use an in-process fake.
 /// Keeping HTTP on one side of this protocol makes every endpoint testable without sockets.
 public protocol AnswerBackend: Sendable {
-    /// Sends the request to the router. Events for it arrive on the returned stream: spans
-    /// (possibly duplicated or out of order after router retries), then exactly one `.done`
-    /// or `.error`. The stream finishes after `.done`/`.error`.
+    /// Sends the request to the router. Its events go to `sink`: spans (possibly duplicated or
+    /// out of order after router retries), then exactly one `.done` or `.error`, then `end()`.
     /// Throws when the request cannot be sent at all (router unreachable, queue full).
-    func submit(_ request: AnswerRequest) async throws -> AsyncStream<AnswerEvent>
+    func submit(_ request: AnswerRequest, to sink: AnswerSink) async throws
     /// Asks the router to stop working on a request (client gone, deadline, gap). Idempotent.
     func cancel(requestId: String) async
     /// Router reachable (recent heartbeat) and live replicas per pool.
     func status() async -> BackendStatus
+}
+
+/// Where a backend delivers one request's events: straight into that answer's own queue (one
+/// queue per request, nothing copied between streams). Thread-safe; `end()` says nothing more
+/// will come (ending without `.done` or `.error` fails the answer with 502).
+public struct AnswerSink: Sendable {
+    private let deliver: @Sendable (AnswerEvent) -> Void
+    private let close: @Sendable () -> Void
+    public init(deliver: @escaping @Sendable (AnswerEvent) -> Void, close: @escaping @Sendable () -> Void) {
+        self.deliver = deliver; self.close = close
+    }
+    public func send(_ event: AnswerEvent) { deliver(event) }
+    public func end() { close() }
 }
 
 /// What `/readyz` and `/metrics` report about the cluster behind the gateway.

@@ -40,16 +40,17 @@ final class AnswerRun: @unchecked Sendable {
     private var firstSpanAt: ContinuousClock.Instant?
     private var lastActivity: ContinuousClock.Instant
     private var delivered = false
-    private var inputs: AsyncStream<Input>.AsyncIterator?
+    /// The run's one queue: the backend's events (through `AnswerSink`) and the timer's ticks.
+    private let inputs: AsyncStream<Input>
+    private let inbox: AsyncStream<Input>.Continuation
+    private var iterator: AsyncStream<Input>.AsyncIterator?
+    /// When the pending timer fires (the next deadline, gap or keep-alive check).
+    private var armedAt: ContinuousClock.Instant?
 
     // Shared with `cancel()` (another task): guarded by `lock`.
     private let lock = NSLock()
     private var terminal = false
-    private var tasks: [Task<Void, Never>] = []
-
-    /// Ticks drive the deadline, gap and keep-alive checks; 50 ms granularity is plenty
-    /// against deadlines of seconds.
-    static let tick: Duration = .milliseconds(50)
+    private var timer: Task<Void, Never>?
 
     init(requestId: String, params: AnswerParams, backend: AnswerBackend, config: GatewayConfig,
          metrics: GatewayMetrics, logger: Logger, permit: ConcurrencyLimiter.Permit,
@@ -65,6 +66,7 @@ final class AnswerRun: @unchecked Sendable {
         self.deadline = started + .milliseconds(params.deadlineMs + config.deadlineGraceMs)
         self.merger = SpanMerger(requestId: requestId)
         self.lastActivity = started
+        (inputs, inbox) = AsyncStream<Input>.makeStream()
     }
 
     deinit {
@@ -73,8 +75,9 @@ final class AnswerRun: @unchecked Sendable {
         if !terminal {
             let backend = self.backend, id = requestId
             Task { await backend.cancel(requestId: id) }
-            for task in tasks { task.cancel() }
+            timer?.cancel()
         }
+        inbox.finish()
         permit.release()
     }
 
@@ -82,9 +85,10 @@ final class AnswerRun: @unchecked Sendable {
     /// become a proper HTTP status.
     func start() async throws {
         let request = params.wireRequest(requestId: requestId, now: Date(), spanTokens: config.spanTokens)
-        let events: AsyncStream<AnswerEvent>
+        let inbox = self.inbox
+        let sink = AnswerSink(deliver: { inbox.yield(.event($0)) }, close: { inbox.yield(.ended) })
         do {
-            events = try await backend.submit(request)
+            try await backend.submit(request, to: sink)
         } catch let error as BackendSubmitError {
             finish(outcome: "rejected")
             throw GatewayError.fromWire(error.wire, retryAfter: config.retryAfterSeconds,
@@ -94,20 +98,28 @@ final class AnswerRun: @unchecked Sendable {
             throw GatewayError(.serviceUnavailable, "unavailable", "the router cannot be reached: \(error)",
                                retryAfter: config.retryAfterSeconds)
         }
-        let (stream, continuation) = AsyncStream<Input>.makeStream()
-        let pump = Task {
-            for await event in events { continuation.yield(.event(event)) }
-            continuation.yield(.ended)
+        iterator = inputs.makeAsyncIterator()
+        armTimer()
+    }
+
+    /// One timer, set for the next instant something is due: the deadline, the span-gap
+    /// timeout, or a keep-alive. Re-armed when that instant moves (a span came, a gap opened).
+    private func armTimer() {
+        var due = min(deadline, lastActivity + .milliseconds(config.keepAliveMs))
+        if let gapSince = merger.gapSince { due = min(due, gapSince + .milliseconds(config.spanGapTimeoutMs)) }
+        guard due != armedAt else { return }
+        armedAt = due
+        let inbox = self.inbox
+        let fresh = Task {
+            try? await Task.sleep(until: due, clock: .continuous)
+            if !Task.isCancelled { inbox.yield(.tick) }
         }
-        let ticker = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: Self.tick)
-                continuation.yield(.tick)
-            }
-            continuation.finish()
+        let stale = lock.withLock { () -> Task<Void, Never>? in
+            if terminal { return fresh }
+            defer { timer = fresh }
+            return timer
         }
-        lock.withLock { tasks = [pump, ticker] }
-        inputs = stream.makeAsyncIterator()
+        stale?.cancel()
     }
 
     /// The next step; nil after the terminal step was delivered (or the run was cancelled).
@@ -118,7 +130,8 @@ final class AnswerRun: @unchecked Sendable {
                 return .span(ready.removeFirst())
             }
             if delivered || lock.withLock({ terminal }) { return nil }
-            guard let input = await inputs?.next() else {
+            armTimer()
+            guard let input = await iterator?.next() else {
                 return terminate(.failed(.upstream("the answer stream stopped unexpectedly", partial: partial("error"))),
                                  outcome: "upstream")
             }
@@ -126,6 +139,7 @@ final class AnswerRun: @unchecked Sendable {
             let now = ContinuousClock.now
             switch input {
             case .tick:
+                armedAt = nil  // it fired
                 if now >= deadline {
                     logger.notice("deadline reached", metadata: ["spans": "\(merger.nextIndex)"])
                     return terminate(.failed(.deadline(params.deadlineMs, partial: partial("deadline"))),
@@ -145,10 +159,7 @@ final class AnswerRun: @unchecked Sendable {
                 return terminate(.failed(.upstream("the router closed the answer stream without finishing it",
                                                    partial: partial("error"))), outcome: "upstream")
             case .event(let event):
-                guard event.requestId == requestId else {
-                    metrics.spansDropped(1, reason: "foreign")
-                    continue
-                }
+                // Spans of another request are the merger's to drop (it counts them).
                 switch event.kind {
                 case .span(let span):
                     let before = (merger.duplicatesDropped, merger.foreignDropped)
@@ -181,6 +192,7 @@ final class AnswerRun: @unchecked Sendable {
         }
         guard wasRunning else { return }
         logger.info("client disconnected; cancelling on the router")
+        inbox.yield(.tick)  // wakes a `next()` waiting for input: it sees the run ended
         finish(outcome: "cancelled")
         await backend.cancel(requestId: requestId)
     }
@@ -226,13 +238,13 @@ final class AnswerRun: @unchecked Sendable {
         return step
     }
 
-    /// Bookkeeping common to every end: stop helper tasks, count tokens, return the permit.
+    /// Bookkeeping common to every end: stop the timer, count tokens, return the permit.
     private func finish(outcome: String) {
-        let running = lock.withLock { () -> [Task<Void, Never>] in
-            defer { tasks = [] }
-            return tasks
+        let pending = lock.withLock { () -> Task<Void, Never>? in
+            defer { timer = nil }
+            return timer
         }
-        for task in running { task.cancel() }
+        pending?.cancel()
         for span in merger.merged { metrics.tokens(span.pieces.count, expert: span.pool) }
         metrics.answer(outcome: outcome)
         permit.release()

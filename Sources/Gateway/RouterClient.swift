@@ -6,7 +6,7 @@ import Wire
 ///
 /// HTTP handlers run on many threads, so they never touch that socket: `submit` and
 /// `cancel` put the envelope on an in-process ZeroMQ pipe that the loop thread forwards,
-/// and the loop hands every `AnswerEvent` to the AsyncStream of its request. Router
+/// and the loop hands every `AnswerEvent` to the sink of its request (its answer's queue). Router
 /// heartbeats tell `/readyz` whether the router is alive and which pools have replicas;
 /// when the router falls silent its in-flight requests fail with a retryable error
 /// instead of hanging until their deadline.
@@ -17,7 +17,7 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
     private let outbox: ZmqSocket          // any thread, under `lock`
     private let inboxEndpoint: String
     private let lock = NSLock()
-    private var streams: [String: AsyncStream<AnswerEvent>.Continuation] = [:]
+    private var sinks: [String: AnswerSink] = [:]
     private var lastHeartbeatMs: UInt64 = 0
     private var replicas = (emamba: 0, et5: 0)
     private let stopFlag = StopFlag()
@@ -57,33 +57,29 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
 
     // MARK: AnswerBackend
 
-    public func submit(_ request: AnswerRequest) async throws -> AsyncStream<AnswerEvent> {
+    public func submit(_ request: AnswerRequest, to sink: AnswerSink) async throws {
         // A silent router cannot answer: fail fast (503) instead of waiting for the deadline.
         guard await status().routerReachable else {
             throw BackendSubmitError(code: .unavailable, message: "the router at \(endpoint) is not answering")
         }
-        let (stream, continuation) = AsyncStream<AnswerEvent>.makeStream(bufferingPolicy: .unbounded)
         let sent = lock.withLock {
-            streams[request.requestId] = continuation
+            sinks[request.requestId] = sink
             let sent = (try? outbox.send(Envelope(.answerRequest(request)), to: nil)) ?? false
-            if !sent { streams[request.requestId] = nil }
+            if !sent { sinks[request.requestId] = nil }
             return sent
         }
         if !sent {
-            continuation.yield(AnswerEvent(requestId: request.requestId, kind: .error(
-                WireErrorBody(code: .unavailable, message: "the gateway could not queue the request", retryable: true))))
-            continuation.finish()
+            throw BackendSubmitError(code: .unavailable, message: "the gateway could not queue the request")
         }
-        return stream
     }
 
     public func cancel(requestId: String) async {
-        let continuation = lock.withLock {
-            let continuation = streams.removeValue(forKey: requestId)
+        let sink = lock.withLock {
+            let sink = sinks.removeValue(forKey: requestId)
             _ = try? outbox.send(Envelope(.cancel(Cancel(requestId: requestId))), to: nil)
-            return continuation
+            return sink
         }
-        continuation?.finish()
+        sink?.end()
     }
 
     public func status() async -> BackendStatus {
@@ -147,16 +143,16 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
             replicas = (Int(hb.emambaReplicas), Int(hb.et5Replicas))
             lock.unlock()
         case .answerEvent(let event):
-            let continuation = streams[event.requestId]
+            let sink = sinks[event.requestId]
             let terminal: Bool
             switch event.kind {
             case .span: terminal = false
             case .done, .error: terminal = true
             }
-            if terminal { streams[event.requestId] = nil }
+            if terminal { sinks[event.requestId] = nil }
             lock.unlock()
-            continuation?.yield(event)
-            if terminal { continuation?.finish() }
+            sink?.send(event)
+            if terminal { sink?.end() }
         case .error(let error):
             lock.unlock()
             logger.error("router refused the gateway: \(error.message)")
@@ -188,12 +184,12 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
 
     private func failAll(_ error: WireErrorBody) {
         lock.lock()
-        let all = streams
-        streams.removeAll()
+        let all = sinks
+        sinks.removeAll()
         lock.unlock()
-        for (id, continuation) in all {
-            continuation.yield(AnswerEvent(requestId: id, kind: .error(error)))
-            continuation.finish()
+        for (id, sink) in all {
+            sink.send(AnswerEvent(requestId: id, kind: .error(error)))
+            sink.end()
         }
     }
 }

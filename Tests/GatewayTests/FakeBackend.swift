@@ -37,11 +37,10 @@ final class FakeBackend: AnswerBackend, @unchecked Sendable {
     var submitted: [AnswerRequest] { lock.withLock { _submitted } }
     var cancelled: [String] { lock.withLock { _cancelled } }
 
-    func submit(_ request: AnswerRequest) async throws -> AsyncStream<AnswerEvent> {
+    func submit(_ request: AnswerRequest, to sink: AnswerSink) async throws {
         if let submitError { throw submitError }
         lock.withLock { _submitted.append(request) }
         let actions = script(request)
-        let (stream, continuation) = AsyncStream<AnswerEvent>.makeStream()
         let id = request.requestId
         let task = Task {
             for action in actions {
@@ -49,28 +48,27 @@ final class FakeBackend: AnswerBackend, @unchecked Sendable {
                 switch action {
                 case .span(let index, let text, let pool, let tokens):
                     let pieces = (0..<tokens).map { Piece(text: "", tokenId: UInt32($0)) }
-                    continuation.yield(AnswerEvent(requestId: id, kind: .span(SpanResult(
+                    sink.send(AnswerEvent(requestId: id, kind: .span(SpanResult(
                         requestId: id, spanIndex: index, pieces: pieces, text: text, computeUs: 1234,
                         promptTokens: 7, replicaId: "\(pool)-0", pool: pool, gateScore: pool == .et5 ? 0.8 : 0.1))))
                 case .sleep(let ms):
                     if ms > 0 { try? await Task.sleep(for: .milliseconds(ms)) }
                 case .done(let stats):
-                    continuation.yield(AnswerEvent(requestId: id, kind: .done(stats)))
-                    continuation.finish()
+                    sink.send(AnswerEvent(requestId: id, kind: .done(stats)))
+                    sink.end()
                     return
                 case .error(let code, let message):
-                    continuation.yield(AnswerEvent(requestId: id, kind: .error(
+                    sink.send(AnswerEvent(requestId: id, kind: .error(
                         WireErrorBody(code: code, message: message, retryable: code == .overloaded))))
-                    continuation.finish()
+                    sink.end()
                     return
                 case .hang:
                     while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(20)) }
                 }
             }
-            continuation.finish()
+            sink.end()
         }
         lock.withLock { running[id] = task }
-        return stream
     }
 
     func cancel(requestId: String) async {

@@ -205,7 +205,9 @@ extension RouterClient {
     func collect(_ request: AnswerRequest) async throws -> CollectedAnswer {
         var answer = CollectedAnswer()
         var seen = Set<UInt32>()
-        for await event in try await submit(request) {
+        let (events, continuation) = AsyncStream<AnswerEvent>.makeStream()
+        try await submit(request, to: AnswerSink(deliver: { continuation.yield($0) }, close: { continuation.finish() }))
+        for await event in events {
             switch event.kind {
             case .span(let s):
                 // Merge as the gateway does: span order, duplicates dropped.
