@@ -103,11 +103,13 @@ final class AnswerRun: @unchecked Sendable {
     }
 
     /// One timer, set for the next instant something is due: the deadline, the span-gap
-    /// timeout, or a keep-alive. Re-armed when that instant moves (a span came, a gap opened).
+    /// timeout, or a keep-alive. Re-armed only when that instant comes earlier (a gap opened);
+    /// when it moves later (a span reset the keep-alive) the timer fires early, finds nothing
+    /// due, and is set again, which costs less than a new timer per span.
     private func armTimer() {
         var due = min(deadline, lastActivity + .milliseconds(config.keepAliveMs))
         if let gapSince = merger.gapSince { due = min(due, gapSince + .milliseconds(config.spanGapTimeoutMs)) }
-        guard due != armedAt else { return }
+        if let armedAt, armedAt <= due { return }
         armedAt = due
         let inbox = self.inbox
         let fresh = Task {
