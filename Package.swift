@@ -8,8 +8,12 @@
 // scripts/check-layering.py (in `make test`) fails when an import breaks this.
 import PackageDescription
 
-// Language mode 5: the nodes own C pointers (zmq sockets, protobuf-c structs) on
-// one thread each; Swift 6's strict sendability checking would only add noise there.
+// Swift 6 language mode (strict concurrency checking) for the libraries and the gateway and
+// load generator; each `@unchecked Sendable` left in them says why in a comment.
+let v6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+// Swift 5 mode where C pointers cross threads by design: Wire, the router and expert nodes
+// (zmq sockets and protobuf-c structs owned by one loop thread each), Kernels (pointer ranges
+// split across concurrentPerform), the CLI, and the tests and benchmarks.
 let v5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
 
 let package = Package(
@@ -51,7 +55,7 @@ let package = Package(
         // The shared vocabulary: the messages of the wire contract as Swift values, prompt
         // canonicalisation, clocks and deadlines, log hygiene. Pure Swift: libraries speak it
         // without linking ZeroMQ or protobuf-c.
-        .target(name: "Vocabulary", swiftSettings: v5),
+        .target(name: "Vocabulary", swiftSettings: v6),
         // The wire itself: protobuf-c codec, ZeroMQ sockets, ZAP (CURVE allow-lists), keys.
         // protoc-c output for Sources/Wire/proto (committed; regenerate with tools/gen-wire.sh).
         .target(name: "CWireProto", dependencies: ["CProtobufC"], path: "Sources/CWireProto"),
@@ -61,26 +65,28 @@ let package = Package(
         ], exclude: ["proto"], swiftSettings: v5),
 
         // Numerics: BLAS wrappers, norms, activations, selective scan.
+        // Swift 5 mode: DispatchQueue.concurrentPerform runs closures over raw pointers, each on a
+        // disjoint range; Swift 6 would want every such closure and pointer proven Sendable.
         .target(name: "Kernels", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: v5),
         // The selective scan in C: vectorised exp, AVX2+FMA chosen at run time.
         .target(name: "CKernels", path: "Sources/CKernels"),
         // The one random number generator (SplitMix64): seeded, the same on every platform.
-        .target(name: "Random", swiftSettings: v5),
+        .target(name: "Random", swiftSettings: v6),
         // Hugging Face tokenizer.json (Unigram, BPE) and incremental detokenization.
-        .target(name: "Tokenizers", swiftSettings: v5),
+        .target(name: "Tokenizers", swiftSettings: v6),
         // Tensors on disk and in memory: safetensors reading and writing, weight formats.
-        .target(name: "Tensors", dependencies: ["Kernels"], swiftSettings: v5),
+        .target(name: "Tensors", dependencies: ["Kernels"], swiftSettings: v6),
         // Models (ET5, EMamba), configs, sessions, sampling.
-        .target(name: "Engine", dependencies: ["Tensors", "Kernels", "Random"], swiftSettings: v5),
+        .target(name: "Engine", dependencies: ["Tensors", "Kernels", "Random"], swiftSettings: v6),
         // The token-level router gate: features, network, policy.
-        .target(name: "Gate", dependencies: ["Vocabulary", "Tensors", "Kernels", "Tokenizers", "Random"], swiftSettings: v5),
+        .target(name: "Gate", dependencies: ["Vocabulary", "Tensors", "Kernels", "Tokenizers", "Random"], swiftSettings: v6),
         // Generating answers span by span: the prompt template, the batched span scheduler, the
         // session cache, and LocalExperts (both pools in one process, for evaluation and training).
-        .target(name: "Generation", dependencies: ["Vocabulary", "Engine", "Tokenizers", "CSupport"], swiftSettings: v5),
+        .target(name: "Generation", dependencies: ["Vocabulary", "Engine", "Tokenizers", "CSupport"], swiftSettings: v6),
         // Offline work on the gate: teacher forcing both experts, training, evaluation.
         // Apart from Gate because it runs the experts in-process (Generation's LocalExperts).
         .target(name: "GateTraining", dependencies: ["Gate", "Generation", "Engine", "Tokenizers", "Vocabulary", "Random"],
-                swiftSettings: v5),
+                swiftSettings: v6),
 
         // Processes.
         .target(name: "RouterNode", dependencies: [
@@ -95,7 +101,7 @@ let package = Package(
         ], swiftSettings: v5),
         // The gateway's HTTP API from the outside: its JSON models, the one SSE parser, and a
         // URLSession client (`mambaformer ask`, the tests); the load generator parses with it too.
-        .target(name: "GatewayClient", swiftSettings: v5),
+        .target(name: "GatewayClient", swiftSettings: v6),
         .target(name: "Gateway", dependencies: [
             "Wire", "GatewayClient",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -108,7 +114,7 @@ let package = Package(
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
-        ], swiftSettings: v5),
+        ], swiftSettings: v6),
         // GET /metrics for the router and the experts (the gateway serves its own).
         .target(name: "MetricsEndpoint", dependencies: [
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -124,12 +130,12 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-        ], swiftSettings: v5),
+        ], swiftSettings: v6),
 
         // Deployment: the cluster configuration file (TOML), systemd readiness, scale planning.
         .target(name: "ClusterConfig", dependencies: [
             .product(name: "TOMLKit", package: "TOMLKit"),
-        ], swiftSettings: v5),
+        ], swiftSettings: v6),
 
         // The one executable.
         .executableTarget(name: "mambaformer", dependencies: [

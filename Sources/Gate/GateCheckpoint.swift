@@ -63,6 +63,8 @@ public struct GateFile: Codable, Sendable, Equatable {
 }
 
 /// Everything a trained gate needs at run time, loaded.
+// Sendable: a value loaded once and read by the router's one thread; its featurizer is
+// immutable.
 public struct GateBundle: @unchecked Sendable {
     public var file: GateFile
     public var network: GateNetwork

@@ -92,6 +92,7 @@ public struct TokenConfidence: Sendable, Equatable {
 }
 
 /// Computes the gate's per-token features.
+// Sendable: immutable after init; its Tokenizer is thread-safe (see Tokenizer).
 public struct GateFeaturizer: @unchecked Sendable {
     public let tokenizer: Tokenizer
     public let spec: FeatureSpec

@@ -60,7 +60,7 @@ public struct GateParameters: Sendable, Equatable {
     /// The tensors in a fixed order (for the optimiser and for storage).
     public static let names = ["gate.embedding", "gate.conv.weight", "gate.conv.bias",
                                "gate.mlp.0.weight", "gate.mlp.0.bias", "gate.mlp.2.weight", "gate.mlp.2.bias"]
-    public static let keyPaths: [WritableKeyPath<GateParameters, [Float]>] = [\.embedding, \.convWeight, \.convBias, \.w1, \.b1, \.w2, \.b2]
+    public static let keyPaths: [WritableKeyPath<GateParameters, [Float]> & Sendable] = [\.embedding, \.convWeight, \.convBias, \.w1, \.b1, \.w2, \.b2]
 
     public static func shapes(_ s: GateNetworkShape) -> [[Int]] {
         [[s.vocabSize, s.embeddingDims], [s.channels, s.convKernel], [s.channels],

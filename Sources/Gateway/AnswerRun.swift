@@ -9,6 +9,8 @@ import Wire
 ///
 /// Both endpoints and both modes (JSON, SSE) drive the same run, so the merging and failure
 /// rules cannot drift apart between them.
+// Sendable: one task drives `next()` (consumer-side state); `cancel()` from another task
+// touches only `terminal` and `timer`, under `lock`.
 final class AnswerRun: @unchecked Sendable {
     enum Step {
         case span(SpanResult)

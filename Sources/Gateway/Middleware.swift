@@ -236,6 +236,7 @@ struct AuthMiddleware: RouterMiddleware {
 /// guesser learns nothing more. The table is bounded: when full, expired entries are swept
 /// (at most once a second, so a flood of new addresses costs O(1) each), then an arbitrary
 /// entry goes. Behind a reverse proxy every client has the proxy's address: throttle there.
+// Sendable: `windows` is read and written under `lock` only.
 final class AuthFailureThrottle: @unchecked Sendable {
     struct Window { var startedNs: UInt64; var failures: Int }
     let perMinute: Int

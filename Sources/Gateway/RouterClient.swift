@@ -10,6 +10,8 @@ import Wire
 /// heartbeats tell `/readyz` whether the router is alive and which pools have replicas;
 /// when the router falls silent its in-flight requests fail with a retryable error
 /// instead of hanging until their deadline.
+// Sendable: shared state (sinks, heartbeat time, replica counts, the outbox socket) is
+// touched only under `lock`; the router socket belongs to the loop thread.
 public final class RouterClient: AnswerBackend, @unchecked Sendable {
     private let endpoint: String
     private let logger: Logger
@@ -45,7 +47,8 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
         // can never arrive (a reconnect gets a new identity at the router's ROUTER socket).
         let monitor = try ZmqMonitor(context: context, target: router)
         try router.connect(endpoint)
-        let thread = Thread { [unowned self] in self.loop(router: router, inbox: inbox, monitor: monitor) }
+        let owned = LoopSockets(router: router, inbox: inbox, monitor: monitor)
+        let thread = Thread { [unowned self] in self.loop(router: owned.router, inbox: owned.inbox, monitor: owned.monitor) }
         thread.name = "router-client"
         self.thread = thread
         thread.start()
@@ -192,4 +195,13 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
             sink.end()
         }
     }
+}
+
+/// The loop thread's sockets, handed over once: created on the caller's thread, used only by
+/// the loop afterwards. ZeroMQ lets a socket move between threads behind a full memory barrier,
+/// and starting a thread is one; hence unchecked.
+private struct LoopSockets: @unchecked Sendable {
+    let router: ZmqSocket
+    let inbox: ZmqSocket
+    let monitor: ZmqMonitor
 }

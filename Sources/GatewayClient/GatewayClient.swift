@@ -124,6 +124,8 @@ public struct GatewayClient: Sendable {
 
 /// Server-sent events from a URLSession data task, as an async stream. A non-200 response
 /// ends the stream with `GatewayClient.ClientError.http`. `cancel()` closes the connection.
+// Sendable: URLSession calls the delegate on its one serial delegate queue; `stream` is
+// consumed by one task.
 public final class SSEStream: NSObject, URLSessionDataDelegate, @unchecked Sendable {
     public let stream: AsyncThrowingStream<SSEParser.Event, Error>
     private let continuation: AsyncThrowingStream<SSEParser.Event, Error>.Continuation

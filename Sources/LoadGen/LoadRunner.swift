@@ -7,6 +7,8 @@ import NIOPosix
 /// Runs a plan against the gateway and returns the report. Use one runner per run.
 ///
 ///     let report = try await LoadRunner(plan: plan, workload: workload).run()
+// Sendable: configured before `run()`; during the run only LoadStats (locked) and the NIO
+// event loops (each its own channels) change.
 public final class LoadRunner: @unchecked Sendable {
     public let plan: LoadPlan
     public let workload: Workload

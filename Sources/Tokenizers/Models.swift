@@ -33,6 +33,7 @@ func exactDouble(_ n: NSNumber) -> Double {
 /// reaches `maxBytes / 2` the previous one is dropped and the current one becomes it; a
 /// lookup that hits the previous generation moves the word back. Words in use survive,
 /// memory stays under `maxBytes`, and each operation is O(word length).
+// Sendable: every operation holds `lock`.
 final class WordCache: @unchecked Sendable {
     private var current: [[UInt8]: [ModelToken]] = [:]
     private var previous: [[UInt8]: [ModelToken]] = [:]
@@ -115,6 +116,7 @@ struct ByteTrie {
 
 /// SentencePiece Unigram: Viterbi over the lattice of vocabulary pieces (scores are log
 /// probabilities), unknown characters scored min_score - 10 and fused, optional byte fallback.
+// Sendable: immutable after init (the word cache is locked).
 final class UnigramModel: TokenModel, @unchecked Sendable {
     let idToToken: [String]
     let scores: [Double]
@@ -236,6 +238,7 @@ final class UnigramModel: TokenModel, @unchecked Sendable {
 
 /// Byte-pair encoding: start from characters (or bytes via byte fallback / unk), apply the
 /// lowest-ranked merge first (leftmost among equals) until none applies.
+// Sendable: immutable after init (the word cache is locked).
 final class BPEModel: TokenModel, @unchecked Sendable {
     let idToToken: [String]
     let tokenToId: [String: Int]

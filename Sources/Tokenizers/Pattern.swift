@@ -31,6 +31,7 @@ enum Pattern {
 /// A regular expression (Hugging Face uses Oniguruma; we use ICU through NSRegularExpression,
 /// which agrees on the patterns tokenizer.json files use). Patterns of the form `X{n,}` / `X+`
 /// with a literal X (T5's `" {2,}"`) take a fast scalar path: they run on every encode.
+// Sendable: immutable after init; NSRegularExpression is documented thread-safe.
 final class RegexPattern: @unchecked Sendable {
     let source: String
     private let regex: NSRegularExpression

@@ -5,6 +5,7 @@
 /// Applied like Hugging Face's `Precompiled` normalizer, quirks included (they decide real
 /// token ids): per extended grapheme cluster, a cluster shorter than 6 UTF-8 bytes is looked
 /// up whole and replaced by the FIRST (shortest) trie hit; otherwise each scalar is looked up.
+// Sendable: immutable after init.
 final class PrecompiledCharsMap: @unchecked Sendable {
     private let units: [UInt32]
     private let pool: [UInt8]

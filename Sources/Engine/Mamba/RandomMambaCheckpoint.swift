@@ -6,7 +6,7 @@ import Random
 /// downloading anything. A_log and the dt bias follow Mamba's initialisation (A = −(1…N),
 /// Δ between 0.001 and 0.1), so the scan carries information across tokens.
 public enum RandomMambaCheckpoint {
-    public struct Shape {
+    public struct Shape: Sendable {
         public var vocabSize: Int, hiddenSize: Int, stateSize: Int, layers: Int
         public var expand = 2, convKernel = 4, timeStepRank: Int? = nil
         public var useBias = false, useConvBias = true, tieWordEmbeddings = true
