@@ -121,9 +121,7 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
                 lastSentHeartbeat = now
                 _ = try? router.send(Envelope(.heartbeat(Heartbeat())), to: nil)
             }
-            lock.lock()
-            let alive = now <= lastHeartbeatMs + heartbeatIntervalMs * liveness
-            lock.unlock()
+            let alive = lock.withLock { now <= lastHeartbeatMs + heartbeatIntervalMs * liveness }
             if routerWasAlive, !alive {
                 logger.warning("router silent; failing in-flight requests", metadata: ["router": "\(endpoint)"])
                 failAll(WireErrorBody(code: .unavailable, message: "the router stopped answering", retryable: true))
@@ -134,33 +132,34 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
         monitor.close()
         router.close()
         inbox.close()
-        lock.lock(); outbox.close(); lock.unlock()
+        lock.withLock { outbox.close() }
         context.terminate()
     }
 
     private func handle(_ envelope: Envelope) {
-        lock.lock()
-        lastHeartbeatMs = MonotonicClock.nowMs()  // any message proves the router alive
         switch envelope.body {
         case .heartbeat(let hb):
-            replicas = (Int(hb.emambaReplicas), Int(hb.et5Replicas))
-            lock.unlock()
+            lock.withLock {
+                lastHeartbeatMs = MonotonicClock.nowMs()
+                replicas = (Int(hb.emambaReplicas), Int(hb.et5Replicas))
+            }
         case .answerEvent(let event):
-            let sink = sinks[event.requestId]
             let terminal: Bool
             switch event.kind {
             case .span: terminal = false
             case .done, .error: terminal = true
             }
-            if terminal { sinks[event.requestId] = nil }
-            lock.unlock()
+            let sink = lock.withLock { () -> AnswerSink? in
+                lastHeartbeatMs = MonotonicClock.nowMs()  // any message proves the router alive
+                return terminal ? sinks.removeValue(forKey: event.requestId) : sinks[event.requestId]
+            }
             sink?.send(event)
             if terminal { sink?.end() }
         case .error(let error):
-            lock.unlock()
-            logger.error("router refused the gateway: \(error.message)")
+            lock.withLock { lastHeartbeatMs = MonotonicClock.nowMs() }
+            logger.error("router refused the gateway: \(loggable(error.message, limit: 200))")
         default:
-            lock.unlock()
+            lock.withLock { lastHeartbeatMs = MonotonicClock.nowMs() }
         }
     }
 
@@ -186,10 +185,10 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
     }
 
     private func failAll(_ error: WireErrorBody) {
-        lock.lock()
-        let all = sinks
-        sinks.removeAll()
-        lock.unlock()
+        let all = lock.withLock { () -> [String: AnswerSink] in
+            defer { sinks.removeAll() }
+            return sinks
+        }
         for (id, sink) in all {
             sink.send(AnswerEvent(requestId: id, kind: .error(error)))
             sink.end()

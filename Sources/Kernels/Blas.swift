@@ -82,7 +82,7 @@ public enum Blas {
 
     /// Runs `body(n0, n1)` over the output columns, split across `threads` when there are enough.
     static func splitColumns(_ n: Int, _ body: (Int, Int) -> Void) {
-        let parts = max(1, min(SelectiveScan.threads, n / 256))
+        let parts = max(1, min(Kernels.threads, n / 256))
         if parts == 1 { body(0, n); return }
         let chunk = (n + parts - 1) / parts
         DispatchQueue.concurrentPerform(iterations: parts) { p in
@@ -167,14 +167,6 @@ public enum Blas {
                     alpha, w, Int32(inCount), x, 1, beta, y, 1)
     }
 
-    /// Threads OpenBLAS uses in this process (also the selective scan's thread count).
-    public static var threads: Int {
-        get { Int(openblas_get_num_threads()) }
-        set {
-            openblas_set_num_threads(Int32(newValue))
-            SelectiveScan.threads = max(1, newValue)
-        }
-    }
 }
 
 /// Reusable f32 scratch buffers for `Blas.widenedBlocks`: fresh megabytes per prefill

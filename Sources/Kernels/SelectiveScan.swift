@@ -16,11 +16,9 @@ import Foundation
 ///
 /// Channels are independent (the parallel-over-channels form): `scan` runs the C kernel
 /// (Sources/CKernels: 8 channels per vector, polynomial exp, AVX2+FMA at run time) and splits
-/// the channels across `threads` when there is enough work. `scanReference` is the plain
+/// the channels across `Kernels.threads` when there is enough work. `scanReference` is the plain
 /// scalar loop with libm's exp, kept as the readable definition and to test the fast one.
 public enum SelectiveScan {
-    /// Threads for the scan (set with the BLAS thread count).
-    public static var threads = 1
     /// True when the AVX2+FMA variant of the C kernel runs on this CPU.
     public static var usesAVX2: Bool { ck_uses_avx2() != 0 }
 
@@ -59,7 +57,7 @@ public enum SelectiveScan {
                               Int32(r.lowerBound), Int32(r.upperBound))
         }
         // Split only when each part has real work (thread wake-up costs ~10 µs).
-        let parts = min(threads, range.count / 64)
+        let parts = min(Kernels.threads, range.count / 64)
         if parts > 1 && steps * range.count * n >= 1 << 16 {
             // Part boundaries on multiples of 8 channels (the kernel's vector width).
             let per = ((range.count + parts - 1) / parts + 7) / 8 * 8

@@ -39,8 +39,8 @@ final class LinearWeightsTests: XCTestCase {
         defer { Blas.smallBatchISA = 2 }
         for (isa, threads) in [(2, 1), (2, 2), (1, 1), (0, 1)] {
             Blas.smallBatchISA = isa
-            SelectiveScan.threads = threads
-            defer { SelectiveScan.threads = 1 }
+            Kernels.threads = threads
+            defer { Kernels.threads = 1 }
             for m in [1, 3, 8, 9, 16, 17, 40] {
                 // The prefill-sized shape only once (it exercises sgemm's blocks, not the ISA).
                 for (n, k) in [(7, 5), (600, 37), (100, 48), (1200, 300)] where n < 1000 || (isa == 2 && threads == 1) {

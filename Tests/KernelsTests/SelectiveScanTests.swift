@@ -105,8 +105,8 @@ final class SelectiveScanTests: XCTestCase {
         for i in 0..<(steps * channels) { worst = max(worst, abs(yRef[i] - yFast[i]) / yScale) }
         for i in 0..<(channels * n) { worst = max(worst, abs(s0[i] - s1[i]) / hScale) }
         XCTAssertLessThan(worst, 2e-6)
-        SelectiveScan.threads = 2
-        defer { SelectiveScan.threads = 1 }
+        Kernels.threads = 2
+        defer { Kernels.threads = 1 }
         SelectiveScan.scan(inputs, steps: steps, channels: channels, stateSize: n, state: s2, y: yThreads, yStride: channels)
         XCTAssertEqual(Array(UnsafeBufferPointer(start: yThreads, count: steps * channels)),
                        Array(UnsafeBufferPointer(start: yFast, count: steps * channels)))

@@ -40,7 +40,7 @@ func sgemmPeak(n: Int = 1024, repeats: Int = 5) -> Double {
 @inline(never) func blackHole(_ x: Float) { if x == .infinity { print("") } }
 
 func printBounds(threads: Int) {
-    Blas.threads = threads
+    Kernels.threads = threads
     let coretype = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "default"
     print(String(format: "{\"bench\":\"bounds\",\"threads\":%d,\"openblas_coretype\":\"%@\",\"read_gb_s\":%.1f,\"sgemm_gflop_s\":%.1f}",
                  threads, coretype, readBandwidth(), sgemmPeak()))

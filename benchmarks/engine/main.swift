@@ -62,7 +62,7 @@ case "run":
     guard let weights = WeightFormat(rawValue: option("--weights", args) ?? "auto") else {
         print("--weights must be auto, f32, bf16, int8 or w8a8"); exit(2)
     }
-    Blas.threads = threads
+    Kernels.threads = threads
     if let isa = option("--isa", args).flatMap(Int.init) { Blas.smallBatchISA = isa }
     let t0 = now()
     let model = try loadExpertModel(from: dir, weightFormat: weights)

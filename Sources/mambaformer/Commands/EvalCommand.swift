@@ -47,7 +47,7 @@ struct EvalCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        Blas.threads = threads
+        Kernels.threads = threads
         var options = EvaluationOptions(checkpoint: URL(fileURLWithPath: checkpoint), data: URL(fileURLWithPath: data))
         options.limit = limit
         options.costWeights = try parsedWeights()

@@ -92,7 +92,7 @@ struct ExpertCommand: ParsableCommand {
         if let address = cluster.expertMetricsAddress(pool: "\(pool)", instance: instance) {
             try MetricsEndpoint.start(address: address, logger: logger)
         }
-        Blas.threads = settings.threads
+        Kernels.threads = settings.threads
 
         let folder = try MambaformerCheckpoint.expertFolder(settings.model, expert: "\(pool)")
         // The schema admits only WeightFormat's names.

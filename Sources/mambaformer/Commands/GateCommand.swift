@@ -60,7 +60,7 @@ struct GateTrainCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        Blas.threads = threads
+        Kernels.threads = threads
         var options = GateTrainingOptions(checkpoint: URL(fileURLWithPath: checkpoint), data: URL(fileURLWithPath: data))
         options.limit = limit
         options.output = out.map { URL(fileURLWithPath: $0) }
@@ -105,7 +105,7 @@ struct GateBenchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        Blas.threads = threads
+        Kernels.threads = threads
         let r = try GateBenchmark.run(checkpoint: URL(fileURLWithPath: checkpoint), data: URL(fileURLWithPath: data), limit: limit, spanTokens: spanTokens)
         print(String(format: "%d prompts: gate decision %.0f µs cold (prompt tokenized), %.0f µs warm (prompt cached); EMamba %d-token span %.0f µs → %.2f %% / %.2f %% of a span",
                      r.examples, r.coldDecisionUs, r.warmDecisionUs, r.spanTokens, r.emambaSpanUs, r.coldShareOfSpan * 100, r.warmShareOfSpan * 100))

@@ -66,7 +66,7 @@ struct InferCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        if let threads { Blas.threads = threads }
+        if let threads { Kernels.threads = threads }
         // The checkpoint's tokenizer.json, when there is one: needed for --text, used for "text".
         let modelURL = URL(fileURLWithPath: model)
         let tokenizerURL = modelURL.appendingPathComponent("tokenizer.json")
