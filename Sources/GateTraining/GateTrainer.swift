@@ -61,21 +61,45 @@ public final class GateTrainer {
 
     public func run() throws -> GateTrainingReport {
         var report = GateTrainingReport()
-        let o = options
-        let checkpoint = try MambaformerCheckpoint(root: o.checkpoint)
-        let examples = try QAExample.load(o.data, limit: o.limit).filter { !$0.answer.isEmpty }
+        let checkpoint = try MambaformerCheckpoint(root: options.checkpoint)
+        let examples = try QAExample.load(options.data, limit: options.limit).filter { !$0.answer.isEmpty }
         guard examples.count >= 2 else {
-            throw GateError.invalidData(file: o.data.path, line: 0, reason: "need at least 2 examples with a non-empty answer (got \(examples.count))")
+            throw GateError.invalidData(file: options.data.path, line: 0, reason: "need at least 2 examples with a non-empty answer (got \(examples.count))")
         }
+        let vocabulary = try gateVocabulary(checkpoint: checkpoint, examples: examples)
+        // 1. Teacher forcing with both experts.
+        let (scored, costUnitUs) = try teacherForce(examples, checkpoint: checkpoint, featurizer: vocabulary.featurizer, &report)
+        // 2. Routing targets. One random stream for the split and the epochs' shuffles.
+        var rng = SplitMix64(seed: options.seed)
+        let (train, held) = routingTargets(scored, featurizer: vocabulary.featurizer, costUnitUs: costUnitUs, rng: &rng, &report)
+        // 3. Fit.
+        let (network, fit) = self.fit(train: train, held: held, vocab: vocabulary.tokenizer.vocabSize,
+                                      spec: vocabulary.featurizer.spec, rng: &rng, &report)
+        // 4. Calibrate the policy on held-out decision points, and save.
+        report.policy = Self.calibrate(network: network, held: held, window: options.window, spanGateTokens: options.spanGateTokens)
+        report.output = try save(network, vocabulary: vocabulary, checkpoint: checkpoint, fit: fit,
+                                 trainCount: train.count, heldCount: held.count, scoredCount: scored.count, report: report)
+        return report
+    }
 
-        // The gate's vocabulary: EMamba's tokenizer; rarity from the training text, embedding norms from EMamba.
+    /// The gate's vocabulary: EMamba's tokenizer; token rarity from the training text, embedding
+    /// norms from EMamba, the lexicon from the examples.
+    private struct GateVocabulary {
+        var tokenizer: Tokenizer
+        var tokenizerURL: URL
+        var tokenizerBytes: Data
+        var lexicon: Lexicon
+        var featurizer: GateFeaturizer
+    }
+
+    private func gateVocabulary(checkpoint: MambaformerCheckpoint, examples: [QAExample]) throws -> GateVocabulary {
         let tokenizerURL = checkpoint.emamba.appendingPathComponent("tokenizer.json")
         guard let tokenizerBytes = FileManager.default.contents(atPath: tokenizerURL.path) else { throw GateError.missingFile(tokenizerURL.path) }
         let tokenizer = try Tokenizer(json: tokenizerBytes, file: tokenizerURL.path)
         let vocab = tokenizer.vocabSize
         let lexicon = Lexicon.build(from: examples.flatMap { [$0.question, $0.context, $0.answer] })
         var spec = FeatureSpec()
-        spec.embeddingDims = o.embeddingDims
+        spec.embeddingDims = options.embeddingDims
         var counts = [Int](repeating: 0, count: vocab)
         for e in examples {
             for text in [e.prompt, e.answer] {
@@ -86,8 +110,14 @@ public final class GateTrainer {
         let statistics = VocabularyStatistics(rarity: VocabularyStatistics.rarity(counts: counts), embeddingNorm: norms)
         let featurizer = GateFeaturizer(tokenizer: tokenizer, spec: spec, statistics: statistics, lexicon: lexicon)
         log("gate train: \(examples.count) examples, gate vocabulary \(vocab) (EMamba tokenizer), lexicon \(lexicon.words.count) words")
+        return GateVocabulary(tokenizer: tokenizer, tokenizerURL: tokenizerURL, tokenizerBytes: tokenizerBytes,
+                              lexicon: lexicon, featurizer: featurizer)
+    }
 
-        // 1. Teacher forcing with both experts.
+    /// Step 1: both experts score every answer token (log-probability and decode cost); costs
+    /// come back in EMamba-token units (the mean measured EMamba step = 1).
+    private func teacherForce(_ examples: [QAExample], checkpoint: MambaformerCheckpoint, featurizer: GateFeaturizer,
+                              _ report: inout GateTrainingReport) throws -> (scored: [ScoredExample], costUnitUs: Float) {
         let start = Date()
         let et5 = try TeacherForcer(pool: .et5, folder: checkpoint.et5)
         let emamba = try TeacherForcer(pool: .emamba, folder: checkpoint.emamba)
@@ -104,9 +134,9 @@ public final class GateTrainer {
         }
         progress.finish()
         report.scoringSeconds = Date().timeIntervalSince(start)
-        guard scored.count >= 2 else { throw GateError.invalidData(file: o.data.path, line: 0, reason: "fewer than 2 examples tokenize to a non-empty answer") }
-
-        // Costs in EMamba-token units (the mean measured EMamba step = 1).
+        guard scored.count >= 2 else {
+            throw GateError.invalidData(file: options.data.path, line: 0, reason: "fewer than 2 examples tokenize to a non-empty answer")
+        }
         let meanUs: (KeyPath<ScoredExample, [Float]>) -> Float = { kp in
             let all = scored.flatMap { $0[keyPath: kp] }
             return all.reduce(0, +) / Float(max(all.count, 1))
@@ -116,18 +146,34 @@ public final class GateTrainer {
         log(String(format: "measured decode cost per gate token: ET5 %.0f µs, EMamba %.0f µs (%.2fx); %.2f s per example",
                    report.costUs["et5"]!, report.costUs["emamba"]!, report.costUs["et5"]! / unit,
                    report.scoringSeconds / Double(scored.count)))
+        return (scored, unit)
+    }
 
-        // 2. Routing targets.
-        let labelled = scored.map { labelledSequence($0, featurizer: featurizer, costUnitUs: unit) }
+    /// Step 2: each example's positions labelled by utility, shuffled and split into training
+    /// and held-out sets.
+    private func routingTargets(_ scored: [ScoredExample], featurizer: GateFeaturizer, costUnitUs: Float, rng: inout SplitMix64,
+                                _ report: inout GateTrainingReport) -> (train: [LabelledSequence], held: [LabelledSequence]) {
+        let labelled = scored.map { labelledSequence($0, featurizer: featurizer, costUnitUs: costUnitUs) }
         var order = Array(labelled.indices)
-        var rng = SplitMix64(seed: o.seed)
         order.shuffle(using: &rng)
-        let heldCount = min(max(1, Int((Float(labelled.count) * o.heldOutFraction).rounded())), labelled.count - 1)
+        let heldCount = min(max(1, Int((Float(labelled.count) * options.heldOutFraction).rounded())), labelled.count - 1)
         let held = order.prefix(heldCount).map { labelled[$0] }
-        var train = order.dropFirst(heldCount).map { labelled[$0] }
+        let train = order.dropFirst(heldCount).map { labelled[$0] }
         report.examples = train.count; report.heldOut = held.count
+        return (train, held)
+    }
 
-        // 3. Fit.
+    /// What fitting found: the epoch kept and its held-out figures.
+    private struct FitResult { var bestEpoch: Int; var loss: GateLossValue; var lift: Float }
+
+    /// Step 3: Adam over the training set; the epoch kept is the one whose held-out decisions
+    /// rank spans best by utility, which is what the calibrated thresholds use. (The loss can
+    /// fall while the ranking stays at chance: with few ET5-favoured tokens, "always EMamba" is
+    /// a low-loss answer.)
+    private func fit(train: [LabelledSequence], held: [LabelledSequence], vocab: Int, spec: FeatureSpec, rng: inout SplitMix64,
+                     _ report: inout GateTrainingReport) -> (GateNetwork, FitResult) {
+        let o = options
+        var train = train
         let shape = GateNetworkShape(vocabSize: vocab, embeddingDims: spec.embeddingDims, numericCount: spec.numericCount,
                                      convKernel: o.convKernel, hidden: o.hidden)
         var network = GateNetwork(shape: shape, parameters: GateParameters(randomFor: shape, seed: o.seed))
@@ -137,9 +183,6 @@ public final class GateTrainer {
         var adam = AdamOptimizer(shape: shape, learningRate: o.learningRate)
         var best = network.parameters
         var bestLoss = GateLoss.evaluate(network, batch: held, coefficients: o.coefficients)
-        // The epoch kept is the one whose held-out decisions rank spans best by utility: that is
-        // what the calibrated thresholds use. (The loss can fall while the ranking stays at chance:
-        // with few ET5-favoured tokens, "always EMamba" is a low-loss answer.)
         let lift = { (network: GateNetwork) in
             Self.routingLift(network: network, held: held, window: o.window, spanGateTokens: o.spanGateTokens)
         }
@@ -184,31 +227,34 @@ public final class GateTrainer {
         report.bestEpoch = bestEpoch
         report.heldOutLoss = bestLoss
         report.heldOutLift = bestLift
+        return (network, FitResult(bestEpoch: bestEpoch, loss: bestLoss, lift: bestLift))
+    }
 
-        // 4. Calibrate the policy on held-out decision points, and save.
-        let policy = Self.calibrate(network: network, held: held, window: o.window, spanGateTokens: o.spanGateTokens)
-        report.policy = policy
+    /// Step 4 (after calibration): gate.json with its training record, and the weights.
+    private func save(_ network: GateNetwork, vocabulary: GateVocabulary, checkpoint: MambaformerCheckpoint, fit: FitResult,
+                      trainCount: Int, heldCount: Int, scoredCount: Int, report: GateTrainingReport) throws -> URL {
+        let o = options
         var training = GateFile.Training()
         training.data = o.data.lastPathComponent
-        training.examples = train.count; training.heldOutExamples = held.count
-        training.epochs = o.epochs; training.bestEpoch = bestEpoch; training.seed = o.seed
+        training.examples = trainCount; training.heldOutExamples = heldCount
+        training.epochs = o.epochs; training.bestEpoch = fit.bestEpoch; training.seed = o.seed
         training.lambdaCost = o.lambdaCost; training.targetEt5Share = o.coefficients.targetEt5Share
         training.coefficients = o.coefficients.dictionary
         training.horizon = o.horizon
         training.costUs = report.costUs
-        training.heldOut = ["loss": bestLoss.total, "routing": bestLoss.routing, "cost": bestLoss.cost,
-                            "utilisation": bestLoss.utilisation, "switching": bestLoss.switching,
-                            "accuracy": bestLoss.accuracy, "et5_share": bestLoss.et5Share, "lift": bestLift]
-        training.secondsPerExample = Float(report.scoringSeconds / Double(scored.count))
+        let l = fit.loss
+        training.heldOut = ["loss": l.total, "routing": l.routing, "cost": l.cost, "utilisation": l.utilisation,
+                            "switching": l.switching, "accuracy": l.accuracy, "et5_share": l.et5Share, "lift": fit.lift]
+        training.secondsPerExample = Float(report.scoringSeconds / Double(scoredCount))
         training.createdAt = ISO8601DateFormatter().string(from: Date())
         let output = o.output ?? checkpoint.root.appendingPathComponent("gate")
-        let relativeTokenizer = Self.relativePath(from: output, to: tokenizerURL)
-        let file = GateFile(vocabulary: .init(tokenizer: relativeTokenizer, size: vocab, fingerprint: fnv1a64Hex(tokenizerBytes)),
-                            features: spec, featureNames: FeatureSpec.numericNames, network: shape,
-                            lexicon: lexicon.words.sorted(), policy: policy, training: training)
-        try GateBundle(file: file, network: network, featurizer: featurizer).save(to: output)
-        report.output = output
-        return report
+        let relativeTokenizer = Self.relativePath(from: output, to: vocabulary.tokenizerURL)
+        let file = GateFile(vocabulary: .init(tokenizer: relativeTokenizer, size: vocabulary.tokenizer.vocabSize,
+                                              fingerprint: fnv1a64Hex(vocabulary.tokenizerBytes)),
+                            features: vocabulary.featurizer.spec, featureNames: FeatureSpec.numericNames, network: network.shape,
+                            lexicon: vocabulary.lexicon.words.sorted(), policy: report.policy, training: training)
+        try GateBundle(file: file, network: network, featurizer: vocabulary.featurizer).save(to: output)
+        return output
     }
 
     /// Routing targets of one example: positions from the last prompt token to the
