@@ -20,5 +20,8 @@ if ! python3 -c "import pytest" 2>/dev/null; then
 fi
 python3 -m pytest -q tools/dataset/tests tools/train/tests
 
+# The previous release, for the upgrade test (built once; a few minutes the first time).
+bash scripts/build-previous-release.sh
+
 swift build -c release -Xswiftc -enable-testing --build-tests
 swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing "$@"

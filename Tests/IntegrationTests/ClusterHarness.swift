@@ -10,6 +10,8 @@ import XCTest
 final class ClusterHarness {
     static var productsDirectory: URL { TestPaths.productsDirectory }
     static var binary: URL { TestPaths.binary }
+    /// The previous release's binary (scripts/build-previous-release.sh), for upgrade tests.
+    static var previousRelease: URL { repositoryRoot.appendingPathComponent(".build-previous/build/release/mambaformer") }
     static var repositoryRoot: URL { TestPaths.repositoryRoot }
     static var demoCheckpoint: URL { repositoryRoot.appendingPathComponent("models/demo") }
 
@@ -53,9 +55,10 @@ final class ClusterHarness {
     deinit { stopAll() }
 
     @discardableResult
-    func start(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Process {
+    func start(_ name: String, _ arguments: [String], environment: [String: String] = [:],
+               binary: URL = ClusterHarness.binary) throws -> Process {
         let process = Process()
-        process.executableURL = Self.binary
+        process.executableURL = binary
         process.arguments = arguments
         let log = dir.appendingPathComponent("\(name).log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -74,17 +77,18 @@ final class ClusterHarness {
     }
 
     func startRouter(gate: String = "alternate", spanTokens: Int = 4, extra: [String] = [], name: String = "router",
-                     environment: [String: String] = [:]) throws {
+                     environment: [String: String] = [:], binary: URL = ClusterHarness.binary) throws {
         try start(name, ["router", "--frontend", frontend, "--backend", backend, "--model", model.path,
                              "--gate", gate, "--span-tokens", "\(spanTokens)", "--heartbeat-ms", "500"] + extra,
-                  environment: environment)
+                  environment: environment, binary: binary)
     }
 
-    func startExpert(_ kind: String, id: String, extra: [String] = [], environment: [String: String] = [:]) throws {
+    func startExpert(_ kind: String, id: String, extra: [String] = [], environment: [String: String] = [:],
+                     name: String? = nil, binary: URL = ClusterHarness.binary) throws {
         // --ignore-eos: answers run to max tokens, so every request spans several spans
         // whatever the (small, demo) model would say.
-        try start(id, ["expert", "--kind", kind, "--model", model.path, "--router", backend, "--replica-id", id,
-                       "--heartbeat-ms", "500", "--ignore-eos"] + extra, environment: environment)
+        try start(name ?? id, ["expert", "--kind", kind, "--model", model.path, "--router", backend, "--replica-id", id,
+                               "--heartbeat-ms", "500", "--ignore-eos"] + extra, environment: environment, binary: binary)
     }
 
     /// The smallest whole cluster: router (alternating gate, 4-token spans), one EMamba and one

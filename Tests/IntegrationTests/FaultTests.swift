@@ -280,7 +280,7 @@ private final class Answers: @unchecked Sendable {
 }
 
 /// A number several threads read and one writes.
-private final class Counter: @unchecked Sendable {
+final class Counter: @unchecked Sendable {
     private let lock = NSLock()
     private var n = 0
     var value: Int { lock.lock(); defer { lock.unlock() }; return n }
