@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceLifecycle
 import Wire
 
 /// The gateway's connection to the router: one DEALER socket owned by one thread.
@@ -23,6 +24,8 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
     private var lastHeartbeatMs: UInt64 = 0
     private var replicas = (emamba: 0, et5: 0)
     private let stopFlag = StopFlag()
+    /// Signalled when the loop thread has closed its sockets.
+    private let loopDone = DispatchSemaphore(value: 0)
     private var thread: Thread?
     private let heartbeatIntervalMs: UInt64
     private let liveness: UInt64
@@ -134,6 +137,7 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
         inbox.close()
         lock.withLock { outbox.close() }
         context.terminate()
+        loopDone.signal()
     }
 
     private func handle(_ envelope: Envelope) {
@@ -192,6 +196,24 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
         for (id, sink) in all {
             sink.send(AnswerEvent(requestId: id, kind: .error(error)))
             sink.end()
+        }
+    }
+}
+
+/// The client lives inside the gateway's ServiceGroup: its thread starts with the client, and a
+/// graceful shutdown stops it after the HTTP server (services stop in reverse order, so answers
+/// still in flight during the drain keep their router connection), then waits until it has
+/// closed its sockets.
+extension RouterClient: Service {
+    public func run() async throws {
+        try? await gracefulShutdown()
+        shutdown()
+        let done = loopDone
+        await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                done.wait()
+                finished.resume()
+            }
         }
     }
 }

@@ -73,13 +73,14 @@ struct GatewayCommand: AsyncParsableCommand {
         // SIGTERM/SIGINT: services stop in reverse order. systemd hears STOPPING=1; new
         // answers get 503 while those in flight finish; then the server stops; exit 0.
         let group = ServiceGroup(configuration: .init(
-            // Shut down in reverse order: the token reloader last, so that it never delays the drain.
+            // Shut down in reverse order: the router connection after the drain (answers in flight
+            // keep it), the token reloader last, so that it never delays the drain.
             services: [.init(service: TokenReloader(path: gatewayConfig.authTokensFile, tokens: tokens, logger: logger)),
+                       .init(service: backend),
                        .init(service: app), .init(service: Drainer(drain: drain, logger: logger)),
                        .init(service: StoppingNotifier(logger: logger))],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
-        backend.shutdown()
     }
 }
 
