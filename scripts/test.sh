@@ -22,6 +22,7 @@ python3 -m pytest -q tools/dataset/tests tools/train/tests
 
 # The previous release, for the upgrade test (built once; a few minutes the first time).
 bash scripts/build-previous-release.sh
+export MAMBAFORMER_UPGRADE_TEST=required
 
 swift build -c release -Xswiftc -enable-testing --build-tests
 swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing "$@"

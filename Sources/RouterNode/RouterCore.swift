@@ -77,6 +77,8 @@ public struct RouterStats: Sendable, Equatable {
     public static let maxReplicaKeys = 256
     /// Replica ids bound to keys at most (ids not registered now are forgotten first).
     public static let maxReplicaBindings = 4096
+    /// Longest replica or model id a `Ready` may carry.
+    public static let maxReplicaIdBytes = 128
 }
 
 /// The router's whole state machine, free of sockets and clocks so that it can be tested
@@ -224,6 +226,14 @@ public final class RouterCore {
             guard ready.pool == .emamba || ready.pool == .et5 else {
                 stats.malformedFrames += 1
                 out.append(.toExpert(identity, Envelope(.disconnect(Disconnect(reason: "Ready names no pool")))))
+                return out
+            }
+            // Ids are kept (bindings, statistics, logs): a peer may not make them large.
+            guard ready.replicaId.utf8.count <= RouterStats.maxReplicaIdBytes, ready.modelId.utf8.count <= RouterStats.maxReplicaIdBytes else {
+                stats.malformedFrames += 1
+                out.append(.toExpert(identity, Envelope(.error(WireErrorBody(
+                    code: .badRequest, message: "replica and model ids must be at most \(RouterStats.maxReplicaIdBytes) bytes",
+                    retryable: false)))))
                 return out
             }
             if let owner = replicaOwners[ready.replicaId], owner != peerKey {

@@ -1,6 +1,7 @@
 import Foundation
 import TestCommon
 import Gateway
+import LoadGen
 import Logging
 import Wire
 import XCTest
@@ -231,4 +232,22 @@ func question(_ id: String, _ q: String, context: String = "", maxTokens: UInt32
     AnswerRequest(requestId: id, question: q, context: context, maxNewTokens: maxTokens,
                   policy: Policy(costWeight: 0.5, forced: forced),
                   deadlineUnixMs: UInt64(Date().timeIntervalSince1970 * 1000) + 60_000)
+}
+
+/// Closed-loop load (4 clients) through a gateway with the traffic generator: its report and
+/// each successful answer's text by request index. `onDone` gets the count of finished requests.
+func runLoad(_ base: URL, requests: Int, maxTokens: Int, seed: UInt64, prompts: [Prompt],
+             onDone: @escaping @Sendable (Int) -> Void = { _ in }) async throws -> (LoadReport, [Int: String]) {
+    var plan = LoadPlan(target: base, mode: .closed(concurrency: 4))
+    plan.maxRequests = requests
+    plan.maxTokens = ValueRange(Double(maxTokens))
+    plan.timeoutSeconds = 60
+    plan.seed = seed
+    var logger = Logger(label: "test.loadgen")
+    logger.logLevel = .warning
+    let runner = LoadRunner(plan: plan, workload: try Workload(prompts: prompts), logger: logger)
+    let answers = Answers()
+    runner.onOutcome = { index, outcome in onDone(answers.add(index, outcome)) }
+    let report = try await runner.run()
+    return (report, answers.all)
 }

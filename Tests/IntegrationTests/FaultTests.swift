@@ -48,22 +48,9 @@ final class FaultTests: XCTestCase {
     func load(_ cluster: Cluster, requests: Int, onDone: @escaping @Sendable (Int) -> Void = { _ in })
         async throws -> (LoadReport, [Int: String])
     {
-        var plan = LoadPlan(target: cluster.base, mode: .closed(concurrency: 4))
-        plan.maxRequests = requests
-        plan.maxTokens = ValueRange(Double(Self.maxTokens))
-        plan.timeoutSeconds = 60
-        plan.seed = 5
-        var logger = Logger(label: "test.loadgen")
-        logger.logLevel = .warning
-        let runner = LoadRunner(plan: plan, workload: try Workload(prompts: prompts), logger: logger)
-        let answers = Answers()
-        runner.onOutcome = { index, outcome in onDone(answers.add(index, outcome)) }
-        let report = try await runner.run()
-        return (report, answers.all)
+        try await runLoad(cluster.base, requests: requests, maxTokens: Self.maxTokens, seed: 5, prompts: prompts, onDone: onDone)
     }
 
-    /// SIGKILL of one EMamba replica, then of one ET5 replica, during 200 answers: none
-    /// fails and every greedy answer equals the fault-free run's. Logs carry no prompt text.
     func testKillingAReplicaOfEachPoolUnderLoadLosesNothing() async throws {
         let cluster = try startCluster()
         defer { cluster.harness.stopAll() }
@@ -263,7 +250,7 @@ extension FaultTests {
 }
 
 /// Answers by request index, filled from the load generator's tasks.
-private final class Answers: @unchecked Sendable {
+final class Answers: @unchecked Sendable {
     private let lock = NSLock()
     private var byIndex: [Int: String] = [:]
     private var done = 0

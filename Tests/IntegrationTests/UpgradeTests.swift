@@ -13,17 +13,7 @@ final class UpgradeTests: XCTestCase {
                    "What is a caries?", "What is the mandible?"].map { Prompt(question: $0) }
 
     func load(_ base: URL, requests: Int, onDone: @escaping @Sendable (Int) -> Void = { _ in }) async throws -> LoadReport {
-        var plan = LoadPlan(target: base, mode: .closed(concurrency: 4))
-        plan.maxRequests = requests
-        plan.maxTokens = ValueRange(8)
-        plan.timeoutSeconds = 60
-        plan.seed = 7
-        var logger = Logger(label: "test.upgrade")
-        logger.logLevel = .warning
-        let runner = LoadRunner(plan: plan, workload: try Workload(prompts: prompts), logger: logger)
-        let done = Counter()
-        runner.onOutcome = { _, _ in done.add(); onDone(done.value) }
-        return try await runner.run()
+        try await runLoad(base, requests: requests, maxTokens: 8, seed: 7, prompts: prompts, onDone: onDone).0
     }
 
     func waitReady(_ base: URL, emamba: Int, et5: Int, timeout: TimeInterval = 60) -> Bool {
@@ -41,6 +31,10 @@ final class UpgradeTests: XCTestCase {
     func testAClusterOfThePreviousReleaseUpgradesNodeByNodeUnderLoad() async throws {
         let old = ClusterHarness.previousRelease
         guard FileManager.default.isExecutableFile(atPath: old.path) else {
+            // `make test` builds it and says so (MAMBAFORMER_UPGRADE_TEST=required): then missing is a failure.
+            if ProcessInfo.processInfo.environment["MAMBAFORMER_UPGRADE_TEST"] == "required" {
+                return XCTFail("the previous release is not at \(old.path)")
+            }
             throw XCTSkip("no previous release built: run scripts/build-previous-release.sh (make test does)")
         }
         let harness = try ClusterHarness()

@@ -300,6 +300,17 @@ final class PeerIdentityTests: XCTestCase {
         XCTAssertEqual(refusals(ready(core, [5], name: "emamba-1", key: "KEY-B", now: 10_001)).map(\.code), [.unauthorized])
     }
 
+    /// A megabyte replica id (the codec allows text up to 1 MiB) would cost a megabyte per
+    /// binding: refused, nothing kept.
+    func testOversizedReplicaIdsAreRefusedAndNotKept() {
+        let core = RouterCore(gate: AlternatingGate())
+        let out = ready(core, [1], name: String(repeating: "x", count: 1 << 20), key: "K")
+        XCTAssertEqual(refusals(out).map(\.code), [.badRequest])
+        XCTAssertEqual(core.liveReplicas(.emamba), 0)
+        XCTAssertTrue(core.replicaOwners.isEmpty)
+        XCTAssertTrue(refusals(ready(core, [2], name: String(repeating: "y", count: 128), key: "K")).isEmpty)
+    }
+
     func testRevokingAKeyCutsOffItsReplicasAndGatewaysAndFreesItsIds() {
         let core = RouterCore(gate: AlternatingGate())
         _ = ready(core, [1], name: "emamba-1", key: "OLD")

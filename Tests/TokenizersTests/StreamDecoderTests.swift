@@ -66,7 +66,7 @@ final class StreamDecoderContextTests: XCTestCase {
     func testIsCleanWhileAByteSequenceIsIncomplete() throws {
         let tok = try Tokenizer.load(from: try FixtureParityTests.fixtureURL("neox_bpe"))
         let ids = try tok.encode("😀", addSpecialTokens: false).ids
-        guard ids.count > 1 else { throw XCTSkip("the emoji is one token in this vocabulary") }
+        XCTAssertGreaterThan(ids.count, 1, "byte-level BPE splits the emoji over several tokens")
         var sd = tok.makeStreamDecoder()
         XCTAssertEqual(try sd.push(ids[0]), "")
         XCTAssertFalse(sd.isClean, "half an emoji is held back")
