@@ -90,12 +90,12 @@ let package = Package(
 
         // Processes.
         .target(name: "RouterNode", dependencies: [
-            "Wire", "Gate", "Tokenizers",
+            "Wire", "Gate", "Tokenizers", "ClusterConfig",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
         ], swiftSettings: v5),
         .target(name: "ExpertNode", dependencies: [
-            "Wire", "Generation", "Engine", "Tokenizers",
+            "Wire", "Generation", "Engine", "Tokenizers", "ClusterConfig",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
         ], swiftSettings: v5),
@@ -103,7 +103,7 @@ let package = Package(
         // URLSession client (`mambaformer ask`, the tests); the load generator parses with it too.
         .target(name: "GatewayClient", swiftSettings: v6),
         .target(name: "Gateway", dependencies: [
-            "Wire", "GatewayClient",
+            "Wire", "GatewayClient", "ClusterConfig",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -180,7 +180,9 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Tensors", "Kernels"],
                     resources: [.copy("Fixtures")], swiftSettings: v5),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")], swiftSettings: v5),
-        .testTarget(name: "DeployTests", dependencies: ["ClusterConfig", "TestCommon"], swiftSettings: v5),
+        .testTarget(name: "DeployTests", dependencies: [
+            "ClusterConfig", "TestCommon", .product(name: "TOMLKit", package: "TOMLKit"),
+        ], swiftSettings: v5),
         .testTarget(name: "GatewayTests", dependencies: [
             "Gateway", "GatewayClient", "Wire", "TestCommon",
             .product(name: "HummingbirdTesting", package: "hummingbird"),

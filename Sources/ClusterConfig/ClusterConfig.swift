@@ -6,15 +6,23 @@ public struct ConfigOverrides: Sendable {
     var values: [String: (value: ConfigValue, flag: String)] = [:]
     public init() {}
 
-    public mutating func set(_ path: String, _ value: ConfigValue?, flag: String) {
-        if let value { values[path] = (value, flag) }
+    // Each command maps its flags to settings with one `set` per flag: that is its table.
+    // The flag's name defaults to the setting's (`router.span_tokens` → `--span-tokens`).
+
+    public mutating func set(_ path: String, _ value: ConfigValue?, flag: String? = nil) {
+        if let value { values[path] = (value, flag ?? Schema.setting(path)?.flag ?? path) }
     }
-    public mutating func set(_ path: String, _ value: String?, flag: String) { set(path, value.map(ConfigValue.string), flag: flag) }
-    public mutating func set<I: BinaryInteger>(_ path: String, _ value: I?, flag: String) {
+    public mutating func set(_ path: String, _ value: String?, flag: String? = nil) { set(path, value.map(ConfigValue.string), flag: flag) }
+    public mutating func set<I: BinaryInteger>(_ path: String, _ value: I?, flag: String? = nil) {
         // A number too big for Int cannot be in range anyway: clamp so the range check reports it.
         set(path, value.map { ConfigValue.int(Int(clamping: $0)) }, flag: flag)
     }
-    public mutating func set(_ path: String, _ value: Bool?, flag: String) { set(path, value.map(ConfigValue.bool), flag: flag) }
+    /// A flag (`--no-fallback`) sets the setting only when given: `given ? value : nil`.
+    public mutating func set(_ path: String, _ value: Bool?, flag: String? = nil) { set(path, value.map(ConfigValue.bool), flag: flag) }
+    /// A repeatable flag: nothing when it was not given.
+    public mutating func set(_ path: String, _ values: [String], flag: String? = nil) {
+        if !values.isEmpty { set(path, ConfigValue.list(values.map(ConfigValue.string)), flag: flag) }
+    }
 }
 
 /// The configuration of every node, resolved from four layers:
@@ -122,6 +130,14 @@ public struct ClusterConfig {
     public func bool(_ path: String, pool: String? = nil) -> Bool {
         if case .bool(let b) = resolve(path, pool: pool).value { return b }
         return false
+    }
+    /// A list setting's values (a single value is a list of one).
+    public func strings(_ path: String, pool: String? = nil) -> [String] {
+        switch resolve(path, pool: pool).value {
+        case .list(let items): return items.compactMap { if case .string(let s) = $0 { return s } else { return nil } }
+        case .string(let s): return [s]
+        default: return []
+        }
     }
     /// "" means none for optional settings (paths, metrics addresses).
     public func optionalString(_ path: String, pool: String? = nil) -> String? {

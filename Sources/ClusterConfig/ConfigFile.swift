@@ -67,12 +67,7 @@ public struct ConfigFile {
                 problems.append(.init(origin: origin, key: path, kind: .unknownKey(suggestion: suggestion)))
                 continue
             }
-            let value: ConfigValue
-            switch node.type {
-            case .string: value = .string(node.string ?? "")
-            case .int: value = .int(node.int ?? 0)
-            case .bool: value = .bool(node.bool ?? false)
-            default:
+            guard let value = Self.value(of: node) else {
                 problems.append(.init(origin: origin, key: path,
                                       kind: .wrongType(expected: setting.type.expected, got: "a TOML \(node.type)")))
                 continue
@@ -82,6 +77,27 @@ public struct ConfigFile {
                 continue
             }
             if case .file(_, let line) = origin { entries[path] = (value, line) }
+        }
+    }
+}
+
+extension ConfigFile {
+    /// A TOML value as a setting's value; arrays of scalars become lists (the type check
+    /// then refuses a list where the setting takes one value).
+    static func value(of node: TOMLValueConvertible) -> ConfigValue? {
+        switch node.type {
+        case .string: return .string(node.string ?? "")
+        case .int: return .int(node.int ?? 0)
+        case .bool: return .bool(node.bool ?? false)
+        case .array:
+            guard let array = node.array else { return nil }
+            var items: [ConfigValue] = []
+            for element in array {
+                guard element.type != .array, let item = value(of: element) else { return nil }
+                items.append(item)
+            }
+            return .list(items)
+        default: return nil
         }
     }
 }

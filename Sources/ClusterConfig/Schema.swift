@@ -7,12 +7,15 @@ public enum ConfigValue: Equatable, Sendable, CustomStringConvertible {
     case string(String)
     case int(Int)
     case bool(Bool)
+    /// A list setting's values (a file's array, a comma-separated variable, a repeated flag).
+    case list([ConfigValue])
 
     public var description: String {
         switch self {
         case .string(let s): return "\"\(s)\""
         case .int(let i): return "\(i)"
         case .bool(let b): return "\(b)"
+        case .list(let items): return "[" + items.map(\.description).joined(separator: ", ") + "]"
         }
     }
 
@@ -21,6 +24,7 @@ public enum ConfigValue: Equatable, Sendable, CustomStringConvertible {
         case .string: return "a string"
         case .int: return "an integer"
         case .bool: return "a boolean"
+        case .list: return "a list"
         }
     }
 }
@@ -39,18 +43,29 @@ public enum SettingType: Sendable {
     case int(ClosedRange<Int>)
     case bool
     case choice([String])
+    /// Up to `maxCount` values of one type (endpoint lists, host lists). One value alone is a
+    /// list of one everywhere, so a setting that becomes a list keeps every old file valid.
+    indirect case list(SettingType, maxCount: Int)
 
     var expected: String {
         switch self {
         case .string, .path, .endpoint, .hostPort, .optionalHostPort, .choice: return "a string"
         case .int: return "an integer"
         case .bool: return "a boolean"
+        case .list(let element, let maxCount): return "\(element.expected) or a list of up to \(maxCount)"
         }
     }
 
     /// Nil when `value` is acceptable, else why not.
     func check(_ value: ConfigValue) -> ConfigProblem.Kind? {
         switch (self, value) {
+        case (.list(let element, let maxCount), .list(let items)):
+            guard items.count <= maxCount else {
+                return .outOfRange(value: "\(items.count) values", allowed: "at most \(maxCount)")
+            }
+            return items.lazy.compactMap(element.check).first
+        case (.list(let element, _), _):
+            return element.check(value)
         case (.string, .string), (.path, .string):
             return nil
         case (.endpoint, .string(let s)):
@@ -76,6 +91,11 @@ public enum SettingType: Sendable {
     /// Parses an environment variable's text as this type (the environment only has strings).
     func parse(environment text: String) -> ConfigValue? {
         switch self {
+        case .list(let element, _):
+            // Comma-separated; no element type here contains a comma.
+            let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            let parsed = items.compactMap(element.parse(environment:))
+            return parsed.count == items.count ? .list(parsed) : nil
         case .string, .path, .endpoint, .hostPort, .optionalHostPort, .choice:
             return .string(text)
         case .int:
@@ -113,7 +133,21 @@ public struct Setting: Sendable {
     public let key: String
     public let type: SettingType
     public let defaultValue: ConfigValue
+    /// One line for `--help` and the docs; the default and the key are appended by `flagHelp`.
+    public let help: String
     public var path: String { "\(section).\(key)" }
+    /// The command-line flag that sets it where a command has one: `span_tokens` → `--span-tokens`.
+    public var flag: String { "--" + key.replacingOccurrences(of: "_", with: "-") }
+    /// `--help` text: what it does, its default and where else to set it.
+    public var flagHelp: String {
+        let shown: String
+        switch defaultValue {
+        case .string(let s) where s.isEmpty: shown = "none"
+        case .string(let s): shown = s
+        default: shown = defaultValue.description
+        }
+        return "\(help) (default \(shown); \(path) in the file, \(environmentName))"
+    }
     /// MAMBAFORMER_ROUTER_SPAN_TOKENS for router.span_tokens.
     public var environmentName: String {
         "MAMBAFORMER_" + path.uppercased().replacingOccurrences(of: ".", with: "_")
@@ -129,107 +163,131 @@ public enum Schema {
     public static let sections = ["router", "gateway", "expert", "security", "limits"] + pools.map { "expert.\($0)" }
 
     /// Settings of [expert] that [expert.emamba] / [expert.et5] may override for one pool.
-    static let expertKeys: [(String, SettingType, ConfigValue)] = [
-        ("router", .endpoint, .string(Schema.defaultBackend)),
-        ("model", .path, .string("models/demo")),
-        ("threads", .int(1...64), .int(1)),
-        // How weight matrices are held: auto = as the checkpoint stores them (bf16 stays bf16),
-        // f32 = widened, bf16 = rounded at load (half the memory and decode traffic of f32),
-        // int8 = quantized at load, one scale per row (a quarter); w8a8 = int8, and decode
-        // steps multiply in int8 too (AVX-512 VNNI).
-        ("weights", .choice(["auto", "f32", "bf16", "int8", "w8a8"]), .string("auto")),
-        ("capacity", .int(1...256), .int(8)),
-        ("max_sessions", .int(1...100_000), .int(256)),
-        ("heartbeat_ms", .int(50...60_000), .int(1000)),
-        ("ignore_eos", .bool, .bool(false)),
-        // Prometheus /metrics; "" = off. Under systemd (--instance POOL-N) the port is a base:
-        // replica N listens on port + N, so that one setting serves every replica of a host.
-        ("metrics", .optionalHostPort, .string("")),
-        ("log_level", .choice(logLevels), .string("info")),
+    static let expertKeys: [(key: String, type: SettingType, value: ConfigValue, help: String)] = [
+        ("router", .endpoint, .string(Schema.defaultBackend), "The router's backend endpoint"),
+        ("model", .path, .string("models/demo"), "MambaFormer checkpoint folder, or one Hugging Face checkpoint folder"),
+        ("threads", .int(1...64), .int(1), "BLAS threads in this process (one per process is best on small hosts)"),
+        // bf16 halves memory and decode traffic against f32; int8 quarters it; w8a8 also
+        // multiplies decode steps in int8 (AVX-512 VNNI).
+        ("weights", .choice(["auto", "f32", "bf16", "int8", "w8a8"]), .string("auto"),
+         "Weight matrices in memory: auto (as stored: bf16 stays bf16), f32, bf16 (rounded at load), int8 (quantized at load, one scale per row) or w8a8 (int8, and decode steps multiply in int8)"),
+        ("capacity", .int(1...256), .int(8), "Sequences decoded together in one batch (announced to the router)"),
+        ("max_sessions", .int(1...100_000), .int(256), "Sessions kept in the cache between spans (LRU)"),
+        ("heartbeat_ms", .int(50...60_000), .int(1000), "Heartbeat interval in ms; a router silent for 3 intervals is reconnected to"),
+        ("ignore_eos", .bool, .bool(false), "Never stop at EOS: every answer runs to its max tokens (benchmarks and tests)"),
+        // Under systemd (--instance POOL-N) the port is a base: replica N listens on port + N,
+        // so that one setting serves every replica of a host.
+        ("metrics", .optionalHostPort, .string(""),
+         "Serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks one; under systemd replica N adds N to the port)"),
+        ("log_level", .choice(logLevels), .string("info"), "Log level (trace, debug, info, notice, warning, error, critical)"),
     ]
 
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
     public static let settings: [Setting] = {
         var all: [Setting] = []
-        func add(_ section: String, _ key: String, _ type: SettingType, _ value: ConfigValue) {
-            all.append(Setting(section: section, key: key, type: type, defaultValue: value))
+        func add(_ section: String, _ key: String, _ type: SettingType, _ value: ConfigValue, _ help: String) {
+            all.append(Setting(section: section, key: key, type: type, defaultValue: value, help: help))
         }
         // The router binds both endpoints; experts and gateways connect to them.
         // One host by default: ipc:// in a folder only the service's group may enter, so no
         // other local user (and nobody on the network) can submit or register. Several hosts:
         // tcp:// with CURVE (plain-text TCP needs security.allow_plaintext_wire).
-        add("router", "frontend", .endpoint, .string(Schema.defaultFrontend))
-        add("router", "backend", .endpoint, .string(Schema.defaultBackend))
-        add("router", "model", .path, .string("models/demo"))
-        add("router", "gate", .choice(["auto", "trained", "rule", "alternate"]), .string("auto"))
-        add("router", "span_tokens", .int(1...256), .int(16))
-        add("router", "heartbeat_ms", .int(50...60_000), .int(1000))
-        add("router", "drain_timeout_ms", .int(0...600_000), .int(10_000))
-        add("router", "metrics", .optionalHostPort, .string(""))   // Prometheus /metrics; "" = off
-        add("router", "log_level", .choice(logLevels), .string("info"))
+        add("router", "frontend", .endpoint, .string(Schema.defaultFrontend), "ZeroMQ endpoint gateways connect to")
+        add("router", "backend", .endpoint, .string(Schema.defaultBackend), "ZeroMQ endpoint experts connect to")
+        add("router", "model", .path, .string("models/demo"),
+            "MambaFormer checkpoint folder: its gate (when it has one) and both pools' tokenizers")
+        add("router", "gate", .choice(["auto", "trained", "rule", "alternate"]), .string("auto"),
+            "Gate: auto (trained if the checkpoint has one, else rule), trained, rule, or alternate (test/demo only)")
+        add("router", "span_tokens", .int(1...256), .int(16), "Tokens per span")
+        add("router", "heartbeat_ms", .int(50...60_000), .int(1000), "Heartbeat interval in ms; a peer silent for 3 intervals is dead")
+        add("router", "drain_timeout_ms", .int(0...600_000), .int(10_000),
+            "On SIGTERM, how long answers in progress may take to finish before the router exits")
+        add("router", "metrics", .optionalHostPort, .string(""), "Serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks one)")
+        add("router", "log_level", .choice(logLevels), .string("info"), "Log level (trace, debug, info, notice, warning, error, critical)")
 
-        add("gateway", "listen", .hostPort, .string("127.0.0.1:8080"))
-        add("gateway", "router", .endpoint, .string(Schema.defaultFrontend))
-        add("gateway", "deadline_ms", .int(1...3_600_000), .int(30_000))
-        add("gateway", "span_tokens", .int(0...256), .int(0))
-        // A connection must deliver a whole request (head and body) within this many ms of
-        // connecting or of its previous response, else 408 + close (slowloris); idle
-        // keep-alive connections close after it too. Answering (streams) is not counted.
-        add("gateway", "read_timeout_ms", .int(1...3_600_000), .int(30_000))
-        add("gateway", "log_level", .choice(logLevels), .string("info"))
-        // GET /metrics needs a bearer token too (when tokens are configured).
-        add("gateway", "metrics_auth", .bool, .bool(false))
+        add("gateway", "listen", .hostPort, .string("127.0.0.1:8080"), "HTTP address to listen on (HOST:PORT)")
+        add("gateway", "router", .endpoint, .string(Schema.defaultFrontend), "The router's frontend endpoint")
+        add("gateway", "deadline_ms", .int(1...3_600_000), .int(30_000), "Deadline in ms when the client gives none")
+        add("gateway", "span_tokens", .int(0...256), .int(0), "Tokens per span asked of the router (0: the router's own)")
+        // Slowloris: answering (streams) is not counted; idle keep-alive connections close after it too.
+        add("gateway", "read_timeout_ms", .int(1...3_600_000), .int(30_000),
+            "A request (head and body) must arrive within this many ms of connecting or of the previous response, else 408")
+        add("gateway", "log_level", .choice(logLevels), .string("info"), "Log level (trace, debug, info, notice, warning, error, critical)")
+        add("gateway", "metrics_auth", .bool, .bool(false), "GET /metrics needs a bearer token too (when tokens are configured)")
 
-        for (key, type, value) in expertKeys {
-            add("expert", key, type, value)
+        for (key, type, value, help) in expertKeys {
+            add("expert", key, type, value, help)
             // Pool sections have no defaults of their own: absent means "as [expert]".
-            for pool in pools { add("expert.\(pool)", key, type, value) }
+            for pool in pools { add("expert.\(pool)", key, type, value, help + " (this pool only)") }
         }
 
         // CURVE: with `curve = true` every ZeroMQ link is encrypted and the router accepts
         // only the public keys found in `gateway_keys_dir` (frontend) and `expert_keys_dir`
         // (backend). Each node reads only its own files.
-        add("security", "curve", .bool, .bool(false))
-        add("security", "router_public_key", .path, .string("/etc/mambaformer/keys/router.pub"))
-        add("security", "router_secret_key", .path, .string("/etc/mambaformer/keys/router.key"))
-        // Roles: the router's frontend accepts only gateway keys, its backend only expert keys
-        // (a host running both puts its key in both folders). Read again on SIGHUP.
-        add("security", "gateway_keys_dir", .path, .string("/etc/mambaformer/keys/gateways"))
-        add("security", "expert_keys_dir", .path, .string("/etc/mambaformer/keys/experts"))
-        // Deprecated: one folder whose keys may take either role (the 1.0 layout). "" = none.
-        add("security", "allowed_keys_dir", .path, .string(""))
-        add("security", "gateway_secret_key", .path, .string("/etc/mambaformer/keys/gateway.key"))
-        add("security", "expert_secret_key", .path, .string("/etc/mambaformer/keys/expert.key"))
-        // Bearer tokens the gateway accepts, one per line; "" = no authentication.
-        add("security", "auth_tokens_file", .path, .string(""))
-        // A gateway listening beyond loopback with no token file refuses to start unless this
-        // is true (an authenticating proxy in front, say).
-        add("security", "allow_unauthenticated", .bool, .bool(false))
-        // A node that would speak plain text over TCP (CURVE off) refuses to start unless this
-        // is true: prompts and answers are patient data, and a plain-text TCP port admits anyone.
-        add("security", "allow_plaintext_wire", .bool, .bool(false))
-        // Failed token checks one client address may make per minute; past them its requests
-        // get 429 with Retry-After (slows token guessing). 0 = no limit.
-        add("security", "auth_failures_per_minute", .int(0...1_000_000), .int(30))
+        add("security", "curve", .bool, .bool(false), "Encrypt and authenticate every ZeroMQ link with CURVE")
+        add("security", "router_public_key", .path, .string("/etc/mambaformer/keys/router.pub"), "The router's CURVE public key (gateways and experts)")
+        add("security", "router_secret_key", .path, .string("/etc/mambaformer/keys/router.key"), "The router's CURVE secret key")
+        // Roles: a host running both puts its key in both folders. Read again on SIGHUP.
+        add("security", "gateway_keys_dir", .path, .string("/etc/mambaformer/keys/gateways"),
+            "Public keys the router's frontend accepts (gateways); read again on SIGHUP")
+        add("security", "expert_keys_dir", .path, .string("/etc/mambaformer/keys/experts"),
+            "Public keys the router's backend accepts (experts); read again on SIGHUP")
+        add("security", "allowed_keys_dir", .path, .string(""), "Deprecated: one folder whose keys may take either role (the 1.0 layout)")
+        add("security", "gateway_secret_key", .path, .string("/etc/mambaformer/keys/gateway.key"), "The gateway's CURVE secret key")
+        add("security", "expert_secret_key", .path, .string("/etc/mambaformer/keys/expert.key"), "An expert's CURVE secret key")
+        add("security", "auth_tokens_file", .path, .string(""),
+            "File of accepted bearer tokens, one per line, optionally NAME:TOKEN (no file: no authentication)")
+        // An authenticating proxy in front, say.
+        add("security", "allow_unauthenticated", .bool, .bool(false),
+            "Let a gateway listen beyond loopback without bearer tokens (only behind an authenticating proxy)")
+        // Prompts and answers are patient data, and a plain-text TCP port admits anyone.
+        add("security", "allow_plaintext_wire", .bool, .bool(false), "Let a node speak plain text over tcp:// (CURVE off)")
+        // Slows token guessing.
+        add("security", "auth_failures_per_minute", .int(0...1_000_000), .int(30),
+            "Failed token checks one client address may make per minute before 429 (0: no limit)")
 
-        add("limits", "max_concurrent", .int(1...100_000), .int(64))
-        add("limits", "max_tokens", .int(1...65_536), .int(512))
-        add("limits", "max_body_bytes", .int(1024...(64 << 20)), .int(256 * 1024))
-        // Question + context in UTF-8 bytes, checked by the gateway before any work.
-        add("limits", "max_prompt_bytes", .int(64...(16 << 20)), .int(32 * 1024))
-        // Question + context in each pool's tokens after normalization, counted by the router
-        // with both tokenizers and again by each expert with its own.
-        add("limits", "max_prompt_tokens", .int(16...1_000_000), .int(2048))
-        add("limits", "max_requests", .int(1...1_000_000), .int(1024))
-        add("limits", "max_queued_spans", .int(1...1_000_000), .int(64))
-        add("limits", "fallback_on_overload", .bool, .bool(true))
+        add("limits", "max_concurrent", .int(1...100_000), .int(64), "Answer requests in flight at one gateway before 429")
+        add("limits", "max_tokens", .int(1...65_536), .int(512), "Largest max_tokens a client may ask for")
+        add("limits", "max_body_bytes", .int(1024...(64 << 20)), .int(256 * 1024), "Largest request body in bytes")
+        add("limits", "max_prompt_bytes", .int(64...(16 << 20)), .int(32 * 1024),
+            "Largest prompt (question + context) in UTF-8 bytes, checked by the gateway before any work")
+        add("limits", "max_prompt_tokens", .int(16...1_000_000), .int(2048),
+            "Largest prompt in each pool's tokens after normalization, counted by the router and again by each expert")
+        add("limits", "max_requests", .int(1...1_000_000), .int(1024), "Requests in progress at the router before new ones are refused (retryable)")
+        add("limits", "max_queued_spans", .int(1...1_000_000), .int(64),
+            "Spans that may wait per pool before new requests are refused or moved to the other pool")
+        add("limits", "fallback_on_overload", .bool, .bool(true),
+            "Move a saturated pool's new spans to the other pool instead of refusing them")
         return all
     }()
 
     static let byPath: [String: Setting] = Dictionary(uniqueKeysWithValues: settings.map { ($0.path, $0) })
 
     public static func setting(_ path: String) -> Setting? { byPath[path] }
+
+    /// A setting's built-in default, for the node structs that tests build without a file:
+    /// the schema stays the one home of every default.
+    public static func defaultValue(_ path: String) -> ConfigValue {
+        guard let setting = byPath[path] else { preconditionFailure("\(path) is not in Schema.settings") }
+        return setting.defaultValue
+    }
+    public static func defaultInt(_ path: String) -> Int {
+        guard case .int(let i) = defaultValue(path) else { preconditionFailure("\(path) is not an integer setting") }
+        return i
+    }
+    public static func defaultString(_ path: String) -> String {
+        guard case .string(let s) = defaultValue(path) else { preconditionFailure("\(path) is not a string setting") }
+        return s
+    }
+    public static func defaultHostPort(_ path: String) -> (host: String, port: Int) {
+        guard let hostPort = SettingType.splitHostPort(defaultString(path)) else { preconditionFailure("\(path) is not HOST:PORT") }
+        return (hostPort.0, hostPort.1)
+    }
+    public static func defaultBool(_ path: String) -> Bool {
+        guard case .bool(let b) = defaultValue(path) else { preconditionFailure("\(path) is not a boolean setting") }
+        return b
+    }
 
     /// The closest known name in `section` (for "did you mean"), if close enough to be a typo.
     static func suggestion(for key: String, in section: String?) -> String? {

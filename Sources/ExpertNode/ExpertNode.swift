@@ -1,3 +1,4 @@
+import ClusterConfig
 import Engine
 import Generation
 import Foundation
@@ -21,15 +22,16 @@ import Wire
 /// still falls silent and is replaced.
 public final class ExpertNode {
     public struct Options: Sendable {
-        public var router = "ipc:///run/mambaformer/backend"
+        // Defaults of settings come from the schema, their one home.
+        public var router = Schema.defaultString("expert.router")
         public var pool: PoolKind = .emamba
         public var replicaId = "emamba-1"
         public var modelId = ""
         /// Concurrent sequences in one batch (announced to the router as capacity).
-        public var capacity = 8
-        public var maxSessions = 256
+        public var capacity = Schema.defaultInt("expert.capacity")
+        public var maxSessions = Schema.defaultInt("expert.max_sessions")
         public var maxSessionBytes = 1 << 30
-        public var heartbeatIntervalMs: UInt64 = 1000
+        public var heartbeatIntervalMs = UInt64(Schema.defaultInt("expert.heartbeat_ms"))
         public var liveness: UInt64 = 3
         public var drainTimeoutMs: UInt64 = 10_000
         /// Longest single computation (a prefill, a decode step) during which heartbeats still go out.
@@ -37,12 +39,12 @@ public final class ExpertNode {
         /// The expert's own check of what it is asked to read (`[limits]`): a misconfigured or
         /// foreign router cannot make it encode or prefill more. A span over them fails with a
         /// non-retryable `prompt_too_long`.
-        public var maxPromptBytes = 32 * 1024
-        public var maxPromptTokens = 2048
+        public var maxPromptBytes = Schema.defaultInt("limits.max_prompt_bytes")
+        public var maxPromptTokens = Schema.defaultInt("limits.max_prompt_tokens")
         public var curve: CurveClientConfig?
         /// Never end a span at EOS (its logit is masked): every answer runs to max tokens.
         /// For benchmarks and tests, as transformers' `min_new_tokens`.
-        public var ignoreEOS = false
+        public var ignoreEOS = Schema.defaultBool("expert.ignore_eos")
         public init() {}
 
         var core: ExpertCore.Config {

@@ -249,12 +249,27 @@ final class AnswerRun: @unchecked Sendable {
             return timer
         }
         pending?.cancel()
-        for span in merger.merged { metrics.tokens(span.pieces.count, expert: span.pool) }
+        let usage = usage(stats: nil)
+        metrics.tokens(usage.emambaTokens, expert: .emamba)
+        metrics.tokens(usage.et5Tokens, expert: .et5)
         metrics.answer(outcome: outcome)
         permit.release()
     }
 
     // MARK: Building the response
+
+    /// The one count of an answer's tokens (the response's usage, the metrics): the tokens
+    /// the client received, per expert, from the merged spans. A span a retry replaced is not
+    /// in the answer and not counted. The prompt's length is the router's count when it sent one.
+    private func usage(stats: DoneStats?) -> AnswerResponse.Usage {
+        var emamba = 0, et5 = 0
+        for span in merger.merged {
+            if span.pool == .et5 { et5 += span.pieces.count } else { emamba += span.pieces.count }
+        }
+        let traced = merger.merged.map { Int($0.promptTokens) }.max() ?? 0
+        let prompt = stats.map { Int($0.promptTokens) }.flatMap { $0 > 0 ? $0 : nil } ?? traced
+        return AnswerResponse.Usage(promptTokens: prompt, completionTokens: emamba + et5, emambaTokens: emamba, et5Tokens: et5)
+    }
 
     private func partial(_ reason: String, stats: DoneStats? = nil) -> AnswerResponse {
         response(reason, stats: stats)
@@ -262,19 +277,7 @@ final class AnswerRun: @unchecked Sendable {
 
     private func response(_ reason: String, stats: DoneStats?) -> AnswerResponse {
         let trace = merger.merged.map(AnswerResponse.TraceEntry.init)
-        var emamba = 0, et5 = 0
-        for entry in trace {
-            if entry.expert == PoolKind.et5.description { et5 += entry.tokens } else { emamba += entry.tokens }
-        }
-        let prompt = merger.merged.map { Int($0.promptTokens) }.max() ?? 0
-        var usage = AnswerResponse.Usage(promptTokens: prompt, completionTokens: emamba + et5,
-                                         emambaTokens: emamba, et5Tokens: et5)
-        // The router's own count wins when it reports one (it also counts tokens in spans a
-        // retry replaced); the trace is the fallback.
-        if let stats, stats.completionTokens > 0 {
-            usage = .init(promptTokens: Int(stats.promptTokens), completionTokens: Int(stats.completionTokens),
-                          emambaTokens: Int(stats.emambaTokens), et5Tokens: Int(stats.et5Tokens))
-        }
+        let usage = usage(stats: stats)
         let total = Double((ContinuousClock.now - started) / .microseconds(1)) / 1000
         return AnswerResponse(id: requestId, answer: merger.text, finishReason: reason, usage: usage, trace: trace,
                               timings: .init(queueMs: rounded(Double(stats?.queueUs ?? 0) / 1000, places: 3),

@@ -1,32 +1,34 @@
+import ClusterConfig
 import Foundation
 import Wire
 
 /// Everything the gateway needs to run, with defaults that suit one machine.
 /// The `gateway` subcommand fills it from flags / cluster config; tests build it directly.
+/// Defaults of settings come from the schema (their one home); the rest are the gateway's own.
 public struct GatewayConfig: Sendable {
     /// Address to listen on. Port 0 picks a free port (tests).
-    public var host: String = "127.0.0.1"
-    public var port: Int = 8080
+    public var host = Schema.defaultHostPort("gateway.listen").host
+    public var port = Schema.defaultHostPort("gateway.listen").port
 
     // MARK: Limits (all enforced before anything reaches the router)
 
     /// Largest request body accepted; larger → 413.
-    public var maxBodyBytes: Int = 256 * 1024
+    public var maxBodyBytes = Schema.defaultInt("limits.max_body_bytes")
     /// Largest prompt (question + context) in UTF-8 bytes → 422 `prompt_too_long`, before any
     /// work. Characters are no bound on what the models see (NFKC turns one `ﬃ` into three
     /// letters, one `㏂` into four), so the router and the experts count tokens after
     /// normalization against `limits.max_prompt_tokens`; this is the cheap first fence.
-    public var maxPromptBytes: Int = 32 * 1024
+    public var maxPromptBytes = Schema.defaultInt("limits.max_prompt_bytes")
     /// Largest `max_tokens` a client may ask for → 422 `max_tokens_too_large`.
-    public var maxTokens: Int = 512
+    public var maxTokens = Schema.defaultInt("limits.max_tokens")
     /// `max_tokens` when the client does not say.
     public var defaultMaxTokens: Int = 128
     /// Answer requests in flight at once (both endpoints); more → 429 with `Retry-After`.
-    public var maxConcurrent: Int = 64
+    public var maxConcurrent = Schema.defaultInt("limits.max_concurrent")
     /// Seconds advertised in `Retry-After` on 429 and 503.
     public var retryAfterSeconds: Int = 1
     /// Per-request deadline when the client gives none (`deadline_ms`) → 504 with the partial answer.
-    public var defaultDeadlineMs: Int = 30_000
+    public var defaultDeadlineMs = Schema.defaultInt("gateway.deadline_ms")
     /// Largest `deadline_ms` a client may ask for.
     public var maxDeadlineMs: Int = 300_000
     /// The router enforces the deadline too and reports what it had; the gateway waits this much
@@ -41,9 +43,9 @@ public struct GatewayConfig: Sendable {
     /// A connection must deliver a complete request (head and body) within this long of
     /// connecting or of its previous response ending, else 408 and close (slowloris); an idle
     /// keep-alive connection is closed after it. Answer time (streams included) does not count.
-    public var readTimeoutMs: Int = 30_000
+    public var readTimeoutMs = Schema.defaultInt("gateway.read_timeout_ms")
     /// Span length asked of the router (0 = router default).
-    public var spanTokens: UInt32 = 0
+    public var spanTokens = UInt32(Schema.defaultInt("gateway.span_tokens"))
 
     // MARK: Auth
 
@@ -55,12 +57,12 @@ public struct GatewayConfig: Sendable {
     /// The file the tokens came from, read again on SIGHUP (nil: tokens set in code).
     public var authTokensFile: String?
     /// `GET /metrics` needs a token too (the probes `/healthz` and `/readyz` never do).
-    public var metricsAuth = false
+    public var metricsAuth = Schema.defaultBool("gateway.metrics_auth")
     /// Listening beyond loopback with no tokens is refused at start unless this is set
     /// (`security.allow_unauthenticated`, `--allow-unauthenticated`).
-    public var allowUnauthenticated = false
+    public var allowUnauthenticated = Schema.defaultBool("security.allow_unauthenticated")
     /// Failed token checks per client address per minute before its requests get 429 (0: off).
-    public var authFailuresPerMinute = 30
+    public var authFailuresPerMinute = Schema.defaultInt("security.auth_failures_per_minute")
 
     // MARK: Readiness
 

@@ -1,3 +1,4 @@
+import ClusterConfig
 import Gate
 import Wire
 
@@ -10,20 +11,21 @@ public enum RouterAction: Equatable {
     case toExpert(PeerIdentity, Envelope)
 }
 
+/// Defaults of settings come from the schema (their one home); the rest are the core's own.
 public struct RouterConfig: Sendable {
     /// Tokens per span when the request does not say.
-    public var spanTokens: UInt32 = 16
-    public var heartbeatIntervalMs: UInt64 = 1000
+    public var spanTokens = UInt32(Schema.defaultInt("router.span_tokens"))
+    public var heartbeatIntervalMs = UInt64(Schema.defaultInt("router.heartbeat_ms"))
     /// A peer silent for this many heartbeat intervals is dead (Majordomo's default: 3).
     public var liveness: UInt64 = 3
     /// A gateway silent this long is gone, and its answers with it (gateways heartbeat every
     /// second whatever the router's interval, hence a floor of three of theirs).
     public var gatewayLivenessMs: UInt64 { max(heartbeatIntervalMs * liveness, 3_000) }
     /// Admission control: new requests are refused (`overloaded`, retryable) beyond these.
-    public var maxActiveRequests = 1024
-    public var maxQueuedSpansPerPool = 64
+    public var maxActiveRequests = Schema.defaultInt("limits.max_requests")
+    public var maxQueuedSpansPerPool = Schema.defaultInt("limits.max_queued_spans")
     /// When the gate's pool is saturated, use the other pool instead of refusing.
-    public var fallbackOnOverload = true
+    public var fallbackOnOverload = Schema.defaultBool("limits.fallback_on_overload")
     /// Attempts per span before the request fails (a retryable failure, e.g. a draining replica
     /// handing a span back, is retried on another replica).
     public var maxAttemptsPerSpan = 4
@@ -34,9 +36,9 @@ public struct RouterConfig: Sendable {
     public var defaultDeadlineMs: UInt64 = 120_000
     public var maxNewTokensLimit: UInt32 = ProtocolLimits.maxNewTokens
     /// Largest prompt (question + context) in UTF-8 bytes, checked before anything else.
-    public var maxPromptBytes = 32 * 1024
+    public var maxPromptBytes = Schema.defaultInt("limits.max_prompt_bytes")
     /// Largest prompt in each pool's tokens (see `PromptCounter`).
-    public var maxPromptTokens = 2048
+    public var maxPromptTokens = Schema.defaultInt("limits.max_prompt_tokens")
     public init() {}
 }
 

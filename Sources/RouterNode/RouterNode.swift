@@ -1,3 +1,4 @@
+import ClusterConfig
 import Foundation
 import Gate
 import Logging
@@ -14,8 +15,8 @@ import Wire
 /// 1.1 peers at its edge (`DeadlineEdge`).
 public final class RouterNode {
     public struct Options: Sendable {
-        public var frontend = "ipc:///run/mambaformer/frontend"
-        public var backend = "ipc:///run/mambaformer/backend"
+        public var frontend = Schema.defaultString("router.frontend")
+        public var backend = Schema.defaultString("router.backend")
         public var core = RouterConfig()
         /// CURVE on both sockets, each with the allow-list of its role.
         public var curve: Curve?

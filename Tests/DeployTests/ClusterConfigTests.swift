@@ -1,4 +1,4 @@
-import ClusterConfig
+@testable import ClusterConfig
 import Foundation
 import XCTest
 
@@ -40,6 +40,42 @@ final class ClusterConfigTests: XCTestCase {
     }
 
     // MARK: Precedence
+
+    /// The schema is the one home of every default: `--help` shows it from there, and the
+    /// nodes' option structs start from it.
+    func testHelpShowsTheSchemasDefaultKeyAndVariable() throws {
+        let span = try XCTUnwrap(Schema.setting("router.span_tokens"))
+        XCTAssertEqual(span.flag, "--span-tokens")
+        XCTAssertEqual(span.flagHelp, "Tokens per span (default 16; router.span_tokens in the file, MAMBAFORMER_ROUTER_SPAN_TOKENS)")
+        XCTAssertTrue(try XCTUnwrap(Schema.setting("security.auth_tokens_file")).flagHelp.contains("(default none;"))
+        for setting in Schema.settings { XCTAssertFalse(setting.help.isEmpty, "\(setting.path) has no help") }
+        XCTAssertEqual(Schema.defaultInt("expert.capacity"), 8)
+        XCTAssertEqual(Schema.defaultHostPort("gateway.listen").port, 8080)
+        // A flag given without a name is reported under the setting's own flag.
+        var flags = ConfigOverrides()
+        flags.set("expert.capacity", 0)
+        XCTAssertEqual(problems(nil, flags: flags).map(\.origin.description), ["flag --capacity"])
+    }
+
+    /// List values: a TOML array, a comma-separated variable, a repeated flag; one value alone
+    /// is a list of one, so a setting can become a list without breaking a file.
+    func testListValuesFromEverySource() throws {
+        let endpoints = SettingType.list(.endpoint, maxCount: 3)
+        let file = try ConfigFile(text: "[router]\nfrontend = [\"ipc:///a\", \"tcp://h:1\"]\n", path: "t.toml")
+        XCTAssertEqual(file.problems.count, 1, "a scalar setting refuses a list")
+        let node = try XCTUnwrap(try TOMLTableForTest.value("x = [\"ipc:///a\", \"tcp://h:1\"]"))
+        let array = try XCTUnwrap(ConfigFile.value(of: node))
+        XCTAssertEqual(array, ConfigValue.list([.string("ipc:///a"), .string("tcp://h:1")]))
+        XCTAssertNil(endpoints.check(array))
+        XCTAssertNil(endpoints.check(.string("ipc:///a")), "one value is a list of one")
+        XCTAssertEqual(endpoints.parse(environment: "ipc:///a, tcp://h:1"), array)
+        XCTAssertNotNil(endpoints.check(.list([.string("ipc:///a"), .string("http://h")])), "each element is checked")
+        XCTAssertNotNil(endpoints.check(.list(Array(repeating: .string("ipc:///a"), count: 4))), "the count is bounded")
+        XCTAssertNotNil(endpoints.check(.int(3)))
+        var flags = ConfigOverrides()
+        flags.set("router.frontend", [String]())
+        XCTAssertNil(flags.values["router.frontend"], "a repeatable flag not given sets nothing")
+    }
 
     func testDefaultsWithoutAnyFile() throws {
         let config = try load(nil)
@@ -264,5 +300,14 @@ final class ClusterConfigTests: XCTestCase {
                        "emamba-3@ward-a")
         XCTAssertEqual(ExpertInstance.defaultReplicaId(pool: "et5", instance: nil, host: "ward-b"), "et5@ward-b")
         XCTAssertEqual(ExpertInstance.defaultReplicaId(pool: "et5", instance: nil, host: ""), "et5")
+    }
+}
+
+import TOMLKit
+
+/// One TOML value parsed from `key = value` text, for the value-mapping tests.
+enum TOMLTableForTest {
+    static func value(_ text: String) throws -> TOMLValueConvertible? {
+        try TOMLTable(string: text)["x"]
     }
 }

@@ -77,7 +77,7 @@ final class AnswerEndpointTests: XCTestCase {
             XCTAssertEqual(answer.answer, "ABCD")
             XCTAssertEqual(answer.finishReason, "length")
             XCTAssertEqual(answer.trace.map(\.span), [0, 1, 2, 3])
-            // No router count → usage from the trace (2 tokens per fake span).
+            // Usage counts the answer the client got (2 tokens per fake span), not replaced spans.
             XCTAssertEqual(answer.usage.completionTokens, 8)
 
             let s = try await TestSupport.post(client, "/v1/answer", #"{"question": "q", "stream": true}"#)

@@ -282,7 +282,7 @@ def learning_rate(peak: float, progress: float, warmup: float = 0.03) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("expert", choices=("et5", "emamba"))
     parser.add_argument("--data", default="data")
@@ -320,10 +320,72 @@ def main():
                         help="start from the weights of an exported folder (fresh optimizer and schedule); "
                              "the training record keeps the earlier runs")
     parser.add_argument("--log", default=None, help="progress log file (default <out>/../<expert>-train.log)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if (args.answer_start_weight != 1.0 or args.tie_embeddings) and args.expert != "et5":
         parser.error("--answer-start-weight and --tie-embeddings are for et5")
+    return args
 
+
+class EpochRows:
+    """The rows of each epoch, encoded: the fixed training rows (closed-book ones repeated), or
+    with --augment / --copies a fresh draw of templates and passages every epoch."""
+
+    def __init__(self, args, examples, rng):
+        self.args, self.examples = args, examples
+        self.train_rows = load_rows(os.path.join(args.data, "train.jsonl"))
+        self.augmenter = Augmenter(self.train_rows, args.augment, rng, copies=args.copies,
+                                   counterfactual=args.counterfactual, novel=args.novel) \
+            if args.augment or args.copies else None
+
+    def largest_passage(self, elapsed: float) -> int:
+        if self.args.grow_passages <= 0:
+            return 10
+        return min(10, 2 + int(8 * elapsed / (self.args.minutes * 60 * self.args.grow_passages)))
+
+    def draw(self, elapsed: float = 0.0):
+        """Sets rows, encoded (source/prompt, target/answer ids) and lengths for one epoch."""
+        if self.augmenter:
+            self.rows = self.augmenter.epoch(self.args.closed_book_repeat, self.largest_passage(elapsed))
+        else:
+            self.rows = oversampled(self.train_rows, self.args.closed_book_repeat)
+        self.encoded = [self.examples.encode(row) for row in self.rows]
+        self.lengths = [self.examples.length(pair) for pair in self.encoded]
+
+
+def training_record(args, parameters: int, epochs: EpochRows, earlier) -> dict:
+    """What model_card.py and the next --resume read: the run's settings, data and progress."""
+    record = {
+        "expert": args.expert,
+        "config": ET5_CONFIG if args.expert == "et5" else EMAMBA_CONFIG,
+        "parameters": parameters,
+        "training": {k: getattr(args, k) for k in (
+            "minutes", "lr", "token_budget", "max_batch", "closed_book_repeat", "augment", "copies",
+            "counterfactual", "novel", "grow_passages", "answer_start_weight", "tie_embeddings", "seed", "threads")},
+        "data": {"train_rows": len(epochs.rows), "train_tokens_per_epoch": sum(
+            len(a) + len(b) for a, b in epochs.encoded)},
+        "optimizer": "AdamW(betas=(0.9, 0.98), weight_decay=0.01), linear warm-up 3 % then "
+                     "cosine to 10 % over the wall-time budget, grad clip 1.0",
+        "torch": torch.__version__,
+        "progress": {},
+    }
+    if earlier:
+        record["earlier_runs"] = earlier_runs(earlier)
+    return record
+
+
+def batch_loss(model, batch, answer_start_weight: float):
+    if answer_start_weight != 1.0:
+        # Decoder inputs without labels, so the model does not also compute its own loss.
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       decoder_input_ids=model.prepare_decoder_input_ids_from_labels(
+                           labels=batch["labels"])).logits
+        return answer_start_weighted_loss(logits, batch["labels"], answer_start_weight)
+    return model(**batch).loss
+
+
+def main(argv=None):
+    # 1. Settings, model and data.
+    args = parse_args(argv)
     out_dir = args.out or os.path.join("models", "demo", args.expert)
     log_path = args.log or os.path.join(os.path.dirname(out_dir.rstrip("/")), f"{args.expert}-train.log")
     torch.set_num_threads(args.threads)
@@ -338,58 +400,37 @@ def main():
     else:
         model, examples = build_emamba(vocab), EmambaExamples(tokenizer)
     earlier = load_previous(model, args.expert, args.resume) if args.resume else None
-    train_rows = load_rows(os.path.join(args.data, "train.jsonl"))
-    augmenter = Augmenter(train_rows, args.augment, rng, copies=args.copies,
-                          counterfactual=args.counterfactual, novel=args.novel) if args.augment or args.copies else None
+    epochs = EpochRows(args, examples, rng)
+    epochs.draw()
 
-    def largest_passage(elapsed: float) -> int:
-        if args.grow_passages <= 0:
-            return 10
-        return min(10, 2 + int(8 * elapsed / (args.minutes * 60 * args.grow_passages)))
-
-    def epoch_rows(elapsed: float = 0.0):
-        if augmenter:
-            return augmenter.epoch(args.closed_book_repeat, largest_passage(elapsed))
-        return oversampled(train_rows, args.closed_book_repeat)
-
-    rows = epoch_rows()
-    encoded = [examples.encode(row) for row in rows]
-    lengths = [examples.length(pair) for pair in encoded]
+    # 2. The record and the log.
     parameters = sum(p.numel() for p in model.parameters())
     optimizer = optimizer_for(model, args.lr)
     budget = args.minutes * 60
-    record = {
-        "expert": args.expert,
-        "config": ET5_CONFIG if args.expert == "et5" else EMAMBA_CONFIG,
-        "parameters": parameters,
-        "training": {k: getattr(args, k) for k in (
-            "minutes", "lr", "token_budget", "max_batch", "closed_book_repeat", "augment", "copies",
-            "counterfactual", "novel", "grow_passages", "answer_start_weight", "tie_embeddings", "seed", "threads")},
-        "data": {"train_rows": len(rows), "train_tokens_per_epoch": sum(
-            len(a) + len(b) for a, b in encoded)},
-        "optimizer": "AdamW(betas=(0.9, 0.98), weight_decay=0.01), linear warm-up 3 % then "
-                     "cosine to 10 % over the wall-time budget, grad clip 1.0",
-        "torch": torch.__version__,
-        "progress": {},
-    }
-    if earlier:
-        record["earlier_runs"] = earlier_runs(earlier)
+    record = training_record(args, parameters, epochs, earlier)
     log = open(log_path, "a", buffering=1, encoding="utf-8")
-    log.write(f"# {args.expert}: {parameters:,} parameters, {len(rows)} rows/epoch, "
+    log.write(f"# {args.expert}: {parameters:,} parameters, {len(epochs.rows)} rows/epoch, "
               f"budget {args.minutes} min" + (f", resumed from {args.resume}" if args.resume else "") + "\n")
+
+    # 3. Train until the wall-time budget is spent, exporting every --checkpoint-minutes.
     model.train()
     start = last_checkpoint = time.time()
     step, epoch, tokens_seen, loss_ema = 0, 0, 0, None
+
+    def progress(finished: bool) -> dict:
+        return {"steps": step, "epochs_started": epoch, "tokens_seen": tokens_seen,
+                "minutes": round((time.time() - start) / 60, 2),
+                "train_loss_ema": round(loss_ema if loss_ema is not None else float("nan"), 4),
+                "finished": finished}
+
     done = False
     while not done:
         epoch += 1
-        if augmenter and epoch > 1:  # a new draw of templates and passages
-            rows = epoch_rows(time.time() - start)
-            encoded = [examples.encode(row) for row in rows]
-            lengths = [examples.length(pair) for pair in encoded]
-            log.write(f"epoch {epoch}: {len(rows)} rows, passages up to "
-                      f"{largest_passage(time.time() - start)} glosses\n")
-        for batch_indices in length_batches(lengths, args.token_budget, args.max_batch, rng):
+        if epochs.augmenter and epoch > 1:  # a new draw of templates and passages
+            epochs.draw(time.time() - start)
+            log.write(f"epoch {epoch}: {len(epochs.rows)} rows, passages up to "
+                      f"{epochs.largest_passage(time.time() - start)} glosses\n")
+        for batch_indices in length_batches(epochs.lengths, args.token_budget, args.max_batch, rng):
             elapsed = time.time() - start
             if elapsed >= budget:
                 done = True
@@ -397,38 +438,29 @@ def main():
             lr = learning_rate(args.lr, elapsed / budget)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = examples.collate([encoded[i] for i in batch_indices])
-            if args.answer_start_weight != 1.0:
-                # Decoder inputs without labels, so the model does not also compute its own loss.
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                               decoder_input_ids=model.prepare_decoder_input_ids_from_labels(
-                                   labels=batch["labels"])).logits
-                loss = answer_start_weighted_loss(logits, batch["labels"], args.answer_start_weight)
-            else:
-                loss = model(**batch).loss
+            loss = batch_loss(model, examples.collate([epochs.encoded[i] for i in batch_indices]),
+                              args.answer_start_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             step += 1
-            tokens_seen += sum(len(encoded[i][0]) + len(encoded[i][1]) for i in batch_indices)
+            tokens_seen += sum(len(epochs.encoded[i][0]) + len(epochs.encoded[i][1]) for i in batch_indices)
             loss_ema = loss.item() if loss_ema is None else 0.98 * loss_ema + 0.02 * loss.item()
             if step % 20 == 0:
                 log.write(f"step {step} epoch {epoch} t={elapsed / 60:.1f}min lr={lr:.2e} "
                           f"loss={loss.item():.3f} ema={loss_ema:.3f} "
                           f"tok/s={tokens_seen / max(elapsed, 1e-9):.0f}\n")
             if time.time() - last_checkpoint >= args.checkpoint_minutes * 60:
-                record["progress"] = {"steps": step, "epochs_started": epoch, "tokens_seen": tokens_seen,
-                                      "minutes": round((time.time() - start) / 60, 2),
-                                      "train_loss_ema": round(loss_ema, 4), "finished": False}
+                record["progress"] = progress(finished=False)
                 model.eval()
                 export(model, args.expert, out_dir, tokenizer_path, record)
                 model.train()
                 last_checkpoint = time.time()
                 log.write(f"checkpoint exported at step {step}\n")
-    record["progress"] = {"steps": step, "epochs_started": epoch, "tokens_seen": tokens_seen,
-                          "minutes": round((time.time() - start) / 60, 2),
-                          "train_loss_ema": round(loss_ema or float("nan"), 4), "finished": True}
+
+    # 4. The final export.
+    record["progress"] = progress(finished=True)
     model.eval()
     export(model, args.expert, out_dir, tokenizer_path, record)
     log.write(f"done: {record['progress']}\n")

@@ -23,32 +23,31 @@ struct ExpertCommand: ParsableCommand {
     @OptionGroup var config: ConfigFileOption
     @Option(help: "Which pool this replica serves: emamba or et5.") var kind: String?
     @Option(help: "Pool and replica in one name, POOL-N (a systemd instance name, e.g. emamba-3).") var instance: String?
-    @Option(help: "MambaFormer checkpoint folder, or one Hugging Face checkpoint folder (default models/demo).") var model: String?
-    @Option(help: "The router's backend endpoint (default ipc:///run/mambaformer/backend).") var router: String?
+    @Option(help: .setting("expert.model")) var model: String?
+    @Option(help: .setting("expert.router")) var router: String?
     @Option(help: "Replica name shown in traces and metrics (default: INSTANCE@HOST, else KIND@HOST).") var replicaId: String?
-    @Option(help: "BLAS threads in this process (one per process is best on small hosts; default 1).") var threads: Int?
-    @Option(help: "Weight matrices in memory: auto (as stored: bf16 stays bf16), f32, bf16 (rounded at load) int8 (quantized at load) or w8a8 (int8, and decode steps multiply in int8; default auto).")
-    var weights: String?
-    @Option(help: "Sequences decoded together in one batch (default 8).") var capacity: Int?
-    @Option(help: "Sessions kept in the cache between spans (LRU; default 256).") var maxSessions: Int?
-    @Option(help: "Heartbeat interval in ms (default 1000).") var heartbeatMs: UInt64?
-    @Flag(help: "Never stop at EOS: every answer runs to its max tokens (benchmarks and tests).") var ignoreEos = false
-    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9101; port 0 picks one).")
-    var metrics: String?
-    @Option(help: "Log level.") var logLevel: String?
+    @Option(help: .setting("expert.threads")) var threads: Int?
+    @Option(help: .setting("expert.weights")) var weights: String?
+    @Option(help: .setting("expert.capacity")) var capacity: Int?
+    @Option(help: .setting("expert.max_sessions")) var maxSessions: Int?
+    @Option(help: .setting("expert.heartbeat_ms")) var heartbeatMs: UInt64?
+    @Flag(help: .setting("expert.ignore_eos")) var ignoreEos = false
+    @Option(help: .setting("expert.metrics")) var metrics: String?
+    @Option(help: .setting("expert.log_level")) var logLevel: String?
 
+    /// Flag → setting, one line each (flags are named as their setting's key).
     var overrides: ConfigOverrides {
         var o = ConfigOverrides()
-        o.set("expert.model", model, flag: "--model")
-        o.set("expert.router", router, flag: "--router")
-        o.set("expert.threads", threads, flag: "--threads")
-        o.set("expert.weights", weights, flag: "--weights")
-        o.set("expert.capacity", capacity, flag: "--capacity")
-        o.set("expert.max_sessions", maxSessions, flag: "--max-sessions")
-        o.set("expert.heartbeat_ms", heartbeatMs, flag: "--heartbeat-ms")
-        o.set("expert.ignore_eos", ignoreEos ? true : nil, flag: "--ignore-eos")
-        o.set("expert.metrics", metrics, flag: "--metrics")
-        o.set("expert.log_level", logLevel, flag: "--log-level")
+        o.set("expert.model", model)
+        o.set("expert.router", router)
+        o.set("expert.threads", threads)
+        o.set("expert.weights", weights)
+        o.set("expert.capacity", capacity)
+        o.set("expert.max_sessions", maxSessions)
+        o.set("expert.heartbeat_ms", heartbeatMs)
+        o.set("expert.ignore_eos", ignoreEos ? true : nil)
+        o.set("expert.metrics", metrics)
+        o.set("expert.log_level", logLevel)
         return o
     }
 

@@ -15,35 +15,34 @@ struct GatewayCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var config: ConfigFileOption
-    @Option(help: "HTTP address to listen on (HOST:PORT; default 127.0.0.1:8080).") var listen: String?
-    @Option(help: "The router's frontend endpoint (default ipc:///run/mambaformer/frontend).") var router: String?
-    @Option(help: "File of accepted bearer tokens, one per line (no file: no authentication).") var authTokensFile: String?
-    @Option(help: "Answer requests in flight before 429 (default 64).") var maxConcurrent: Int?
-    @Option(help: "Largest max_tokens a client may ask for (default 512).") var maxTokens: Int?
-    @Option(help: "Largest request body in bytes (default 262144).") var maxBodyBytes: Int?
-    @Option(help: "Largest prompt (question + context) in UTF-8 bytes (default 32768).") var maxPromptBytes: Int?
-    @Flag(help: "Listen beyond loopback without bearer tokens (only behind an authenticating proxy).")
-    var allowUnauthenticated = false
-    @Option(help: "Deadline in ms when the client gives none (default 30000).") var deadlineMs: Int?
-    @Option(help: "Tokens per span asked of the router (0: the router's default).") var spanTokens: UInt32?
-    @Option(help: "A request (head and body) must arrive within this many ms of connecting or of the previous response, else 408 (default 30000).")
-    var readTimeoutMs: Int?
-    @Option(help: "Log level.") var logLevel: String?
+    @Option(help: .setting("gateway.listen")) var listen: String?
+    @Option(help: .setting("gateway.router")) var router: String?
+    @Option(help: .setting("security.auth_tokens_file")) var authTokensFile: String?
+    @Option(help: .setting("limits.max_concurrent")) var maxConcurrent: Int?
+    @Option(help: .setting("limits.max_tokens")) var maxTokens: Int?
+    @Option(help: .setting("limits.max_body_bytes")) var maxBodyBytes: Int?
+    @Option(help: .setting("limits.max_prompt_bytes")) var maxPromptBytes: Int?
+    @Flag(help: .setting("security.allow_unauthenticated")) var allowUnauthenticated = false
+    @Option(help: .setting("gateway.deadline_ms")) var deadlineMs: Int?
+    @Option(help: .setting("gateway.span_tokens")) var spanTokens: UInt32?
+    @Option(help: .setting("gateway.read_timeout_ms")) var readTimeoutMs: Int?
+    @Option(help: .setting("gateway.log_level")) var logLevel: String?
 
+    /// Flag → setting, one line each (flags are named as their setting's key).
     var overrides: ConfigOverrides {
         var o = ConfigOverrides()
-        o.set("gateway.listen", listen, flag: "--listen")
-        o.set("gateway.router", router, flag: "--router")
-        o.set("security.auth_tokens_file", authTokensFile, flag: "--auth-tokens-file")
-        o.set("limits.max_concurrent", maxConcurrent, flag: "--max-concurrent")
-        o.set("limits.max_tokens", maxTokens, flag: "--max-tokens")
-        o.set("limits.max_body_bytes", maxBodyBytes, flag: "--max-body-bytes")
-        o.set("limits.max_prompt_bytes", maxPromptBytes, flag: "--max-prompt-bytes")
-        if allowUnauthenticated { o.set("security.allow_unauthenticated", true, flag: "--allow-unauthenticated") }
-        o.set("gateway.deadline_ms", deadlineMs, flag: "--deadline-ms")
-        o.set("gateway.span_tokens", spanTokens, flag: "--span-tokens")
-        o.set("gateway.read_timeout_ms", readTimeoutMs, flag: "--read-timeout-ms")
-        o.set("gateway.log_level", logLevel, flag: "--log-level")
+        o.set("gateway.listen", listen)
+        o.set("gateway.router", router)
+        o.set("security.auth_tokens_file", authTokensFile)
+        o.set("limits.max_concurrent", maxConcurrent)
+        o.set("limits.max_tokens", maxTokens)
+        o.set("limits.max_body_bytes", maxBodyBytes)
+        o.set("limits.max_prompt_bytes", maxPromptBytes)
+        o.set("security.allow_unauthenticated", allowUnauthenticated ? true : nil)
+        o.set("gateway.deadline_ms", deadlineMs)
+        o.set("gateway.span_tokens", spanTokens)
+        o.set("gateway.read_timeout_ms", readTimeoutMs)
+        o.set("gateway.log_level", logLevel)
         return o
     }
 

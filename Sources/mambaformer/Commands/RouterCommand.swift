@@ -16,35 +16,33 @@ struct RouterCommand: ParsableCommand {
     )
 
     @OptionGroup var config: ConfigFileOption
-    @Option(help: "ZeroMQ endpoint gateways connect to (default ipc:///run/mambaformer/frontend).") var frontend: String?
-    @Option(help: "ZeroMQ endpoint experts connect to (default ipc:///run/mambaformer/backend).") var backend: String?
-    @Option(help: "MambaFormer checkpoint folder; its gate is used when it has one (default models/demo).") var model: String?
-    @Option(help: "Gate: auto (trained if the checkpoint has one, else rule), trained, rule, or alternate (test/demo only).")
-    var gate: String?
-    @Option(help: "Tokens per span (default 16).") var spanTokens: UInt32?
-    @Option(help: "Heartbeat interval in ms; a peer silent for 3 intervals is dead (default 1000).") var heartbeatMs: UInt64?
-    @Option(help: "Spans that may wait per pool before new requests are refused or moved to the other pool (default 64).")
-    var maxQueuedSpans: Int?
-    @Option(help: "Requests in progress before new ones are refused (overloaded, retryable; default 1024).") var maxRequests: Int?
-    @Flag(help: "Refuse (overloaded) instead of falling back to the other pool when a pool is saturated.")
+    @Option(help: .setting("router.frontend")) var frontend: String?
+    @Option(help: .setting("router.backend")) var backend: String?
+    @Option(help: .setting("router.model")) var model: String?
+    @Option(help: .setting("router.gate")) var gate: String?
+    @Option(help: .setting("router.span_tokens")) var spanTokens: UInt32?
+    @Option(help: .setting("router.heartbeat_ms")) var heartbeatMs: UInt64?
+    @Option(help: .setting("limits.max_queued_spans")) var maxQueuedSpans: Int?
+    @Option(help: .setting("limits.max_requests")) var maxRequests: Int?
+    @Flag(help: "Refuse (overloaded) instead of falling back to the other pool when a pool is saturated (limits.fallback_on_overload = false).")
     var noFallback = false
-    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9101; port 0 picks one).")
-    var metrics: String?
-    @Option(help: "Log level (trace, debug, info, notice, warning, error).") var logLevel: String?
+    @Option(help: .setting("router.metrics")) var metrics: String?
+    @Option(help: .setting("router.log_level")) var logLevel: String?
 
+    /// Flag → setting, one line each (flags are named as their setting's key).
     var overrides: ConfigOverrides {
         var o = ConfigOverrides()
-        o.set("router.frontend", frontend, flag: "--frontend")
-        o.set("router.backend", backend, flag: "--backend")
-        o.set("router.model", model, flag: "--model")
-        o.set("router.gate", gate, flag: "--gate")
-        o.set("router.span_tokens", spanTokens, flag: "--span-tokens")
-        o.set("router.heartbeat_ms", heartbeatMs, flag: "--heartbeat-ms")
-        o.set("limits.max_queued_spans", maxQueuedSpans, flag: "--max-queued-spans")
-        o.set("limits.max_requests", maxRequests, flag: "--max-requests")
+        o.set("router.frontend", frontend)
+        o.set("router.backend", backend)
+        o.set("router.model", model)
+        o.set("router.gate", gate)
+        o.set("router.span_tokens", spanTokens)
+        o.set("router.heartbeat_ms", heartbeatMs)
+        o.set("limits.max_queued_spans", maxQueuedSpans)
+        o.set("limits.max_requests", maxRequests)
         o.set("limits.fallback_on_overload", noFallback ? false : nil, flag: "--no-fallback")
-        o.set("router.metrics", metrics, flag: "--metrics")
-        o.set("router.log_level", logLevel, flag: "--log-level")
+        o.set("router.metrics", metrics)
+        o.set("router.log_level", logLevel)
         return o
     }
 

@@ -22,9 +22,9 @@ struct UpCommand: ParsableCommand {
     @Option(help: "EMamba replicas.") var emamba = 1
     @Option(help: "ET5 replicas.") var et5 = 1
     @Option(help: "Gateway HTTP address (default: gateway.listen, 127.0.0.1:8080).") var http: String?
-    @Option(help: "Gate: auto, rule or alternate.") var gate: String?
-    @Option(help: "Tokens per span.") var spanTokens: UInt32?
-    @Option(help: "BLAS threads per expert process.") var threads: Int?
+    @Option(help: .setting("router.gate")) var gate: String?
+    @Option(help: .setting("router.span_tokens")) var spanTokens: UInt32?
+    @Option(help: .setting("expert.threads")) var threads: Int?
     @Option(help: "Seconds to wait for the cluster to become ready.") var readyTimeout = 120.0
     @Option(help: "Log level for every process.") var logLevel: String?
 
@@ -33,9 +33,9 @@ struct UpCommand: ParsableCommand {
         o.set("router.model", model, flag: "--model")
         o.set("expert.model", model, flag: "--model")
         o.set("gateway.listen", http, flag: "--http")
-        o.set("router.gate", gate, flag: "--gate")
-        o.set("router.span_tokens", spanTokens, flag: "--span-tokens")
-        o.set("expert.threads", threads, flag: "--threads")
+        o.set("router.gate", gate)
+        o.set("router.span_tokens", spanTokens)
+        o.set("expert.threads", threads)
         return o
     }
 

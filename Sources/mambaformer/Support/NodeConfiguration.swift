@@ -200,3 +200,12 @@ extension PoolKind {
         }
     }
 }
+
+extension ArgumentHelp {
+    /// A flag's help from the schema (what it does, its default, its file key and variable),
+    /// so that no command repeats a default: `@Option(help: .setting("router.span_tokens"))`.
+    static func setting(_ path: String) -> ArgumentHelp {
+        guard let setting = Schema.setting(path) else { preconditionFailure("\(path) is not in Schema.settings") }
+        return ArgumentHelp(setting.flagHelp)
+    }
+}
