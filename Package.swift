@@ -83,6 +83,9 @@ let package = Package(
         // Generating answers span by span: the prompt template, the batched span scheduler, the
         // session cache, and LocalExperts (both pools in one process, for evaluation and training).
         .target(name: "Generation", dependencies: ["Vocabulary", "Engine", "Tokenizers", "CSupport"], swiftSettings: v6),
+        // How many replicas each pool should have: a pure policy (observations in, decisions
+        // out) that both actuators share (`up --autoscale` and the autoscaler service).
+        .target(name: "Autoscaling", dependencies: ["Vocabulary"], swiftSettings: v6),
         // Offline work on the gate: teacher forcing both experts, training, evaluation.
         // Apart from Gate because it runs the experts in-process (Generation's LocalExperts).
         .target(name: "GateTraining", dependencies: ["Gate", "Generation", "Engine", "Tokenizers", "Vocabulary", "Random"],
@@ -169,6 +172,7 @@ let package = Package(
         .testTarget(name: "RouterNodeTests", dependencies: ["RouterNode", "Gate", "Wire"], swiftSettings: v5),
         .testTarget(name: "GenerationTests", dependencies: ["Generation", "Engine", "Tokenizers", "Vocabulary", "TestCommon"],
                     swiftSettings: v5),
+        .testTarget(name: "AutoscalingTests", dependencies: ["Autoscaling", "Vocabulary"], swiftSettings: v6),
         .testTarget(name: "ExpertNodeTests", dependencies: [
             "ExpertNode", "Generation", "Engine", "Tokenizers", "Wire", "TestCommon",
             .product(name: "Logging", package: "swift-log"),

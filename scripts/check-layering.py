@@ -37,6 +37,7 @@ ALLOWED = {
     "GateTraining": {"Gate", "Generation", "Engine", "Tensors", "Kernels", "Tokenizers", "Vocabulary", "Random"},
     "Wire": {"Vocabulary", "CZmq", "CProtobufC", "CWireProto", "CSupport"},
     "ClusterConfig": set(),
+    "Autoscaling": {"Vocabulary"},             # a policy: no sockets, no processes
     "MetricsEndpoint": set(),
     "GatewayClient": set(),                    # the HTTP API from outside: Foundation only
     "TestCommon": set(),

@@ -592,6 +592,141 @@ void   mambaformer__wire__answer_event__free_unpacked
   assert(message->base.descriptor == &mambaformer__wire__answer_event__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   mambaformer__wire__pool_status_request__init
+                     (Mambaformer__Wire__PoolStatusRequest         *message)
+{
+  static const Mambaformer__Wire__PoolStatusRequest init_value = MAMBAFORMER__WIRE__POOL_STATUS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t mambaformer__wire__pool_status_request__get_packed_size
+                     (const Mambaformer__Wire__PoolStatusRequest *message)
+{
+  assert(message->base.descriptor == &mambaformer__wire__pool_status_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mambaformer__wire__pool_status_request__pack
+                     (const Mambaformer__Wire__PoolStatusRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mambaformer__wire__pool_status_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mambaformer__wire__pool_status_request__pack_to_buffer
+                     (const Mambaformer__Wire__PoolStatusRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mambaformer__wire__pool_status_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mambaformer__Wire__PoolStatusRequest *
+       mambaformer__wire__pool_status_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mambaformer__Wire__PoolStatusRequest *)
+     protobuf_c_message_unpack (&mambaformer__wire__pool_status_request__descriptor,
+                                allocator, len, data);
+}
+void   mambaformer__wire__pool_status_request__free_unpacked
+                     (Mambaformer__Wire__PoolStatusRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mambaformer__wire__pool_status_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mambaformer__wire__pool_load__init
+                     (Mambaformer__Wire__PoolLoad         *message)
+{
+  static const Mambaformer__Wire__PoolLoad init_value = MAMBAFORMER__WIRE__POOL_LOAD__INIT;
+  *message = init_value;
+}
+size_t mambaformer__wire__pool_load__get_packed_size
+                     (const Mambaformer__Wire__PoolLoad *message)
+{
+  assert(message->base.descriptor == &mambaformer__wire__pool_load__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mambaformer__wire__pool_load__pack
+                     (const Mambaformer__Wire__PoolLoad *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mambaformer__wire__pool_load__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mambaformer__wire__pool_load__pack_to_buffer
+                     (const Mambaformer__Wire__PoolLoad *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mambaformer__wire__pool_load__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mambaformer__Wire__PoolLoad *
+       mambaformer__wire__pool_load__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mambaformer__Wire__PoolLoad *)
+     protobuf_c_message_unpack (&mambaformer__wire__pool_load__descriptor,
+                                allocator, len, data);
+}
+void   mambaformer__wire__pool_load__free_unpacked
+                     (Mambaformer__Wire__PoolLoad *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mambaformer__wire__pool_load__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mambaformer__wire__pool_status__init
+                     (Mambaformer__Wire__PoolStatus         *message)
+{
+  static const Mambaformer__Wire__PoolStatus init_value = MAMBAFORMER__WIRE__POOL_STATUS__INIT;
+  *message = init_value;
+}
+size_t mambaformer__wire__pool_status__get_packed_size
+                     (const Mambaformer__Wire__PoolStatus *message)
+{
+  assert(message->base.descriptor == &mambaformer__wire__pool_status__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mambaformer__wire__pool_status__pack
+                     (const Mambaformer__Wire__PoolStatus *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mambaformer__wire__pool_status__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mambaformer__wire__pool_status__pack_to_buffer
+                     (const Mambaformer__Wire__PoolStatus *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mambaformer__wire__pool_status__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mambaformer__Wire__PoolStatus *
+       mambaformer__wire__pool_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mambaformer__Wire__PoolStatus *)
+     protobuf_c_message_unpack (&mambaformer__wire__pool_status__descriptor,
+                                allocator, len, data);
+}
+void   mambaformer__wire__pool_status__free_unpacked
+                     (Mambaformer__Wire__PoolStatus *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mambaformer__wire__pool_status__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   mambaformer__wire__envelope__init
                      (Mambaformer__Wire__Envelope         *message)
 {
@@ -868,7 +1003,7 @@ const ProtobufCMessageDescriptor mambaformer__wire__ready__descriptor =
   (ProtobufCMessageInit) mambaformer__wire__ready__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor mambaformer__wire__heartbeat__field_descriptors[3] =
+static const ProtobufCFieldDescriptor mambaformer__wire__heartbeat__field_descriptors[4] =
 {
   {
     "load",
@@ -906,8 +1041,21 @@ static const ProtobufCFieldDescriptor mambaformer__wire__heartbeat__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "draining",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__Heartbeat, draining),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mambaformer__wire__heartbeat__field_indices_by_name[] = {
+  3,   /* field[3] = draining */
   1,   /* field[1] = emamba_replicas */
   2,   /* field[2] = et5_replicas */
   0,   /* field[0] = load */
@@ -915,7 +1063,7 @@ static const unsigned mambaformer__wire__heartbeat__field_indices_by_name[] = {
 static const ProtobufCIntRange mambaformer__wire__heartbeat__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor mambaformer__wire__heartbeat__descriptor =
 {
@@ -925,7 +1073,7 @@ const ProtobufCMessageDescriptor mambaformer__wire__heartbeat__descriptor =
   "Mambaformer__Wire__Heartbeat",
   "mambaformer.wire",
   sizeof(Mambaformer__Wire__Heartbeat),
-  3,
+  4,
   mambaformer__wire__heartbeat__field_descriptors,
   mambaformer__wire__heartbeat__field_indices_by_name,
   1,  mambaformer__wire__heartbeat__number_ranges,
@@ -1872,7 +2020,166 @@ const ProtobufCMessageDescriptor mambaformer__wire__answer_event__descriptor =
   (ProtobufCMessageInit) mambaformer__wire__answer_event__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor mambaformer__wire__envelope__field_descriptors[10] =
+#define mambaformer__wire__pool_status_request__field_descriptors NULL
+#define mambaformer__wire__pool_status_request__field_indices_by_name NULL
+#define mambaformer__wire__pool_status_request__number_ranges NULL
+const ProtobufCMessageDescriptor mambaformer__wire__pool_status_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mambaformer.wire.PoolStatusRequest",
+  "PoolStatusRequest",
+  "Mambaformer__Wire__PoolStatusRequest",
+  "mambaformer.wire",
+  sizeof(Mambaformer__Wire__PoolStatusRequest),
+  0,
+  mambaformer__wire__pool_status_request__field_descriptors,
+  mambaformer__wire__pool_status_request__field_indices_by_name,
+  0,  mambaformer__wire__pool_status_request__number_ranges,
+  (ProtobufCMessageInit) mambaformer__wire__pool_status_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mambaformer__wire__pool_load__field_descriptors[5] =
+{
+  {
+    "spans_running",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__PoolLoad, spans_running),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "spans_queued",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__PoolLoad, spans_queued),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "replicas_ready",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__PoolLoad, replicas_ready),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "replicas_draining",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__PoolLoad, replicas_draining),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "capacity",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__PoolLoad, capacity),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mambaformer__wire__pool_load__field_indices_by_name[] = {
+  4,   /* field[4] = capacity */
+  3,   /* field[3] = replicas_draining */
+  2,   /* field[2] = replicas_ready */
+  1,   /* field[1] = spans_queued */
+  0,   /* field[0] = spans_running */
+};
+static const ProtobufCIntRange mambaformer__wire__pool_load__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor mambaformer__wire__pool_load__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mambaformer.wire.PoolLoad",
+  "PoolLoad",
+  "Mambaformer__Wire__PoolLoad",
+  "mambaformer.wire",
+  sizeof(Mambaformer__Wire__PoolLoad),
+  5,
+  mambaformer__wire__pool_load__field_descriptors,
+  mambaformer__wire__pool_load__field_indices_by_name,
+  1,  mambaformer__wire__pool_load__number_ranges,
+  (ProtobufCMessageInit) mambaformer__wire__pool_load__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mambaformer__wire__pool_status__field_descriptors[2] =
+{
+  {
+    "emamba",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__PoolStatus, emamba),
+    &mambaformer__wire__pool_load__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "et5",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__PoolStatus, et5),
+    &mambaformer__wire__pool_load__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mambaformer__wire__pool_status__field_indices_by_name[] = {
+  0,   /* field[0] = emamba */
+  1,   /* field[1] = et5 */
+};
+static const ProtobufCIntRange mambaformer__wire__pool_status__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor mambaformer__wire__pool_status__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mambaformer.wire.PoolStatus",
+  "PoolStatus",
+  "Mambaformer__Wire__PoolStatus",
+  "mambaformer.wire",
+  sizeof(Mambaformer__Wire__PoolStatus),
+  2,
+  mambaformer__wire__pool_status__field_descriptors,
+  mambaformer__wire__pool_status__field_indices_by_name,
+  1,  mambaformer__wire__pool_status__number_ranges,
+  (ProtobufCMessageInit) mambaformer__wire__pool_status__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mambaformer__wire__envelope__field_descriptors[12] =
 {
   {
     "version",
@@ -1994,6 +2301,30 @@ static const ProtobufCFieldDescriptor mambaformer__wire__envelope__field_descrip
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "pool_status_request",
+    19,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mambaformer__Wire__Envelope, body_case),
+    offsetof(Mambaformer__Wire__Envelope, pool_status_request),
+    &mambaformer__wire__pool_status_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pool_status",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mambaformer__Wire__Envelope, body_case),
+    offsetof(Mambaformer__Wire__Envelope, pool_status),
+    &mambaformer__wire__pool_status__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mambaformer__wire__envelope__field_indices_by_name[] = {
   5,   /* field[5] = answer_event */
@@ -2002,6 +2333,8 @@ static const unsigned mambaformer__wire__envelope__field_indices_by_name[] = {
   3,   /* field[3] = disconnect */
   9,   /* field[9] = error */
   2,   /* field[2] = heartbeat */
+  11,   /* field[11] = pool_status */
+  10,   /* field[10] = pool_status_request */
   1,   /* field[1] = ready */
   7,   /* field[7] = span_request */
   8,   /* field[8] = span_result */
@@ -2011,7 +2344,7 @@ static const ProtobufCIntRange mambaformer__wire__envelope__number_ranges[2 + 1]
 {
   { 1, 0 },
   { 10, 1 },
-  { 0, 10 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor mambaformer__wire__envelope__descriptor =
 {
@@ -2021,7 +2354,7 @@ const ProtobufCMessageDescriptor mambaformer__wire__envelope__descriptor =
   "Mambaformer__Wire__Envelope",
   "mambaformer.wire",
   sizeof(Mambaformer__Wire__Envelope),
-  10,
+  12,
   mambaformer__wire__envelope__field_descriptors,
   mambaformer__wire__envelope__field_indices_by_name,
   2,  mambaformer__wire__envelope__number_ranges,

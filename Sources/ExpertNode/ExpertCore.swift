@@ -140,7 +140,7 @@ public final class ExpertCore {
     public func keepAlive(now: UInt64) -> [ExpertAction] {
         guard now >= lastHeartbeatMs &+ config.heartbeatIntervalMs || now < lastHeartbeatMs else { return [] }
         lastHeartbeatMs = now
-        return [.send(Envelope(.heartbeat(Heartbeat(load: load))))]
+        return [.send(Envelope(.heartbeat(Heartbeat(load: load, draining: draining))))]
     }
 
     /// The next waiting span joins the batch (its prefill runs now), while there is room:
@@ -163,7 +163,11 @@ public final class ExpertCore {
         guard !draining else { return [] }
         drainDeadline = now &+ config.drainTimeoutMs
         logger.info("expert draining", metadata: ["active": "\(runner.activeCount)"])
-        let out = waiting.map { handBack($0.span) }
+        // Tell the router first (1.3), so it routes nothing new here; a 1.2 router learns it
+        // from the first span handed back.
+        lastHeartbeatMs = now
+        var out: [ExpertAction] = [.send(Envelope(.heartbeat(Heartbeat(load: load, draining: true))))]
+        out += waiting.map { handBack($0.span) }
         waiting.removeAll()
         return out
     }

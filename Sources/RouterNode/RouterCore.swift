@@ -176,6 +176,23 @@ public final class RouterCore {
     /// The pool a registered replica serves (`.unspecified` for an unknown peer).
     public func pool(of identity: PeerIdentity) -> PoolKind { replicas[identity]?.ready.pool ?? .unspecified }
     public func queueDepth(_ pool: PoolKind) -> Int { queues[pool]?.count ?? 0 }
+
+    /// Every pool's load, for autoscalers (`PoolStatusRequest`).
+    public func poolStatus() -> PoolStatus {
+        var status = PoolStatus()
+        for replica in replicas.values {
+            let pool = replica.ready.pool
+            status[pool].spansRunning &+= UInt32(replica.inflight.count)
+            if replica.draining {
+                status[pool].replicasDraining &+= 1
+            } else {
+                status[pool].replicasReady &+= 1
+                status[pool].capacity &+= replica.ready.capacity
+            }
+        }
+        for pool in [PoolKind.emamba, .et5] { status[pool].spansQueued = UInt32(queueDepth(pool)) }
+        return status
+    }
     public var inflightSpans: Int { inflight.count }
 
     // MARK: - Inputs
@@ -209,6 +226,9 @@ public final class RouterCore {
             }
         case .heartbeat:
             break
+        case .poolStatusRequest:
+            // An autoscaler (a frontend peer, keyed like a gateway) asks how loaded the pools are.
+            out.append(.toGateway(identity, Envelope(.poolStatus(poolStatus()))))
         case .disconnect:
             forgetGateway(identity)
             for active in requests.values where active.gateway == identity { finish(active, now: now, &out, event: nil) }
@@ -268,8 +288,9 @@ public final class RouterCore {
         }
         replica.lastSeenMs = now
         switch envelope.body {
-        case .heartbeat:
-            break
+        case .heartbeat(let heartbeat):
+            // 1.3: a draining replica says so at once (scale-down, SIGTERM); it finishes its spans.
+            if heartbeat.draining { replica.draining = true }
         case .disconnect:
             removeReplica(identity, died: false, now: now, &out)
         case .spanResult(let result):

@@ -5,8 +5,8 @@
 public enum WireProtocol {
     public static let major: UInt32 = 1
     /// 1: `Error.reason`. 2: deadlines as time left (`deadline_ms`), beside the wall-clock
-    /// instant that 1.1 readers use.
-    public static let minor: UInt32 = 2
+    /// instant that 1.1 readers use. 3: `PoolStatusRequest` / `PoolStatus` for autoscalers.
+    public static let minor: UInt32 = 3
     public static var version: UInt32 { major * 1000 + minor }
     public static func major(of version: UInt32) -> UInt32 { version / 1000 }
 }
@@ -82,8 +82,10 @@ public struct Heartbeat: Sendable, Equatable {
     /// Router -> gateway only: live replicas per pool, for the gateway's /readyz.
     public var emambaReplicas: UInt32
     public var et5Replicas: UInt32
-    public init(load: UInt32 = 0, emambaReplicas: UInt32 = 0, et5Replicas: UInt32 = 0) {
-        self.load = load; self.emambaReplicas = emambaReplicas; self.et5Replicas = et5Replicas
+    /// 1.3, expert -> router: draining; route nothing new to it.
+    public var draining: Bool
+    public init(load: UInt32 = 0, emambaReplicas: UInt32 = 0, et5Replicas: UInt32 = 0, draining: Bool = false) {
+        self.load = load; self.emambaReplicas = emambaReplicas; self.et5Replicas = et5Replicas; self.draining = draining
     }
 }
 
@@ -223,6 +225,37 @@ public struct AnswerEvent: Sendable, Equatable {
     public init(requestId: String, kind: Kind) { self.requestId = requestId; self.kind = kind }
 }
 
+/// One pool's load at one router (1.3), what an autoscaler sizes the pool by.
+public struct PoolLoad: Sendable, Equatable {
+    /// Spans dispatched to a replica and not finished.
+    public var spansRunning: UInt32
+    /// Spans waiting at the router for a free replica.
+    public var spansQueued: UInt32
+    public var replicasReady: UInt32
+    /// Replicas finishing their spans before they exit (they take no new ones).
+    public var replicasDraining: UInt32
+    /// The ready replicas' capacity, summed.
+    public var capacity: UInt32
+    public init(spansRunning: UInt32 = 0, spansQueued: UInt32 = 0, replicasReady: UInt32 = 0,
+                replicasDraining: UInt32 = 0, capacity: UInt32 = 0) {
+        self.spansRunning = spansRunning; self.spansQueued = spansQueued; self.replicasReady = replicasReady
+        self.replicasDraining = replicasDraining; self.capacity = capacity
+    }
+    /// Running and queued: the demand on the pool.
+    public var ongoing: UInt32 { spansRunning &+ spansQueued }
+}
+
+/// Router -> autoscaler (1.3): every pool's load.
+public struct PoolStatus: Sendable, Equatable {
+    public var emamba: PoolLoad
+    public var et5: PoolLoad
+    public init(emamba: PoolLoad = PoolLoad(), et5: PoolLoad = PoolLoad()) { self.emamba = emamba; self.et5 = et5 }
+    public subscript(pool: PoolKind) -> PoolLoad {
+        get { pool == .et5 ? et5 : emamba }
+        set { if pool == .et5 { et5 = newValue } else { emamba = newValue } }
+    }
+}
+
 /// One ZeroMQ message body.
 public enum Body: Sendable, Equatable {
     case ready(Ready)
@@ -234,6 +267,9 @@ public enum Body: Sendable, Equatable {
     case spanRequest(SpanRequest)
     case spanResult(SpanResult)
     case error(WireErrorBody)
+    /// 1.3: an autoscaler asks a router for `poolStatus`.
+    case poolStatusRequest
+    case poolStatus(PoolStatus)
 }
 
 public struct Envelope: Sendable, Equatable {

@@ -27,6 +27,9 @@ typealias CSpanRequest = Mambaformer__Wire__SpanRequest
 typealias CSpanResult = Mambaformer__Wire__SpanResult
 typealias CDoneStats = Mambaformer__Wire__DoneStats
 typealias CAnswerEvent = Mambaformer__Wire__AnswerEvent
+typealias CPoolStatusRequest = Mambaformer__Wire__PoolStatusRequest
+typealias CPoolLoad = Mambaformer__Wire__PoolLoad
+typealias CPoolStatus = Mambaformer__Wire__PoolStatus
 
 extension Envelope {
     /// The protobuf encoding of this envelope (one ZeroMQ frame).
@@ -172,7 +175,26 @@ private final class CArena {
         case .error(let m):
             c.pointee.body_case = MAMBAFORMER__WIRE__ENVELOPE__BODY_ERROR
             c.pointee.error = error(m)
+        case .poolStatusRequest:
+            c.pointee.body_case = MAMBAFORMER__WIRE__ENVELOPE__BODY_POOL_STATUS_REQUEST
+            c.pointee.pool_status_request = make(mambaformer__wire__pool_status_request__init) as UnsafeMutablePointer<CPoolStatusRequest>
+        case .poolStatus(let m):
+            c.pointee.body_case = MAMBAFORMER__WIRE__ENVELOPE__BODY_POOL_STATUS
+            let x: UnsafeMutablePointer<CPoolStatus> = make(mambaformer__wire__pool_status__init)
+            x.pointee.emamba = poolLoad(m.emamba)
+            x.pointee.et5 = poolLoad(m.et5)
+            c.pointee.pool_status = x
         }
+        return c
+    }
+
+    func poolLoad(_ l: PoolLoad) -> UnsafeMutablePointer<CPoolLoad> {
+        let c: UnsafeMutablePointer<CPoolLoad> = make(mambaformer__wire__pool_load__init)
+        c.pointee.spans_running = l.spansRunning
+        c.pointee.spans_queued = l.spansQueued
+        c.pointee.replicas_ready = l.replicasReady
+        c.pointee.replicas_draining = l.replicasDraining
+        c.pointee.capacity = l.capacity
         return c
     }
 
@@ -208,6 +230,7 @@ private final class CArena {
         c.pointee.load = h.load
         c.pointee.emamba_replicas = h.emambaReplicas
         c.pointee.et5_replicas = h.et5Replicas
+        c.pointee.draining = h.draining ? 1 : 0
         return c
     }
 
@@ -328,7 +351,7 @@ private enum CReader {
         case MAMBAFORMER__WIRE__ENVELOPE__BODY_HEARTBEAT:
             guard let h = c.heartbeat else { throw WireError.missingField("Envelope.body") }
             body = .heartbeat(Heartbeat(load: h.pointee.load, emambaReplicas: h.pointee.emamba_replicas,
-                                        et5Replicas: h.pointee.et5_replicas))
+                                        et5Replicas: h.pointee.et5_replicas, draining: h.pointee.draining != 0))
         case MAMBAFORMER__WIRE__ENVELOPE__BODY_DISCONNECT:
             guard let d = c.disconnect else { throw WireError.missingField("Envelope.body") }
             body = .disconnect(Disconnect(reason: try text(d.pointee.reason, "Disconnect.reason")))
@@ -345,6 +368,11 @@ private enum CReader {
             body = .spanResult(try spanResult(c.span_result, "SpanResult"))
         case MAMBAFORMER__WIRE__ENVELOPE__BODY_ERROR:
             body = .error(try error(c.error, "Error"))
+        case MAMBAFORMER__WIRE__ENVELOPE__BODY_POOL_STATUS_REQUEST:
+            body = .poolStatusRequest
+        case MAMBAFORMER__WIRE__ENVELOPE__BODY_POOL_STATUS:
+            guard let x = c.pool_status else { throw WireError.missingField("Envelope.body") }
+            body = .poolStatus(PoolStatus(emamba: poolLoad(x.pointee.emamba), et5: poolLoad(x.pointee.et5)))
         default:
             throw WireError.missingField("Envelope.body")
         }
@@ -363,6 +391,13 @@ private enum CReader {
             throw WireError.invalidUTF8(field: field())
         }
         return s
+    }
+
+    /// Absent = an empty pool, as proto3 means. Counts are plain numbers a reader only adds up.
+    static func poolLoad(_ p: UnsafeMutablePointer<CPoolLoad>?) -> PoolLoad {
+        guard let c = p?.pointee else { return PoolLoad() }
+        return PoolLoad(spansRunning: c.spans_running, spansQueued: c.spans_queued, replicasReady: c.replicas_ready,
+                        replicasDraining: c.replicas_draining, capacity: c.capacity)
     }
 
     static func finite(_ x: Float, _ field: @autoclosure () -> String) throws -> Float {

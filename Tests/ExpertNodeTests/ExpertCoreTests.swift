@@ -169,7 +169,10 @@ final class ExpertCoreTests: XCTestCase {
         _ = core.received(span("running"), now: 0, wallNowMs: 0)
         _ = core.received(span("waiting"), now: 0, wallNowMs: 0)
         _ = admitAll(core, now: 0)
-        let handedBack = sent(core.drain(now: 10))
+        let drained = sent(core.drain(now: 10))
+        // First the router hears it is draining (1.3), so it routes nothing new here.
+        guard case .heartbeat(let beat)? = drained.first, beat.draining else { return XCTFail("no draining heartbeat: \(drained)") }
+        let handedBack = Array(drained.dropFirst())
         guard case .answerEvent(let ev)? = handedBack.first, case .error(let e) = ev.kind else { return XCTFail("not handed back") }
         XCTAssertEqual(ev.requestId, "waiting")
         XCTAssertEqual(e.code, .unavailable)

@@ -40,6 +40,26 @@ final class RouterCoreTests: XCTestCase {
                                         text: text, finish: finish)))
     }
 
+    /// What an autoscaler reads (1.3): per pool, spans running and queued, replicas ready and
+    /// draining. A draining heartbeat takes a replica out of routing at once.
+    func testPoolStatusCountsRunningQueuedReadyAndDraining() {
+        let core = makeCore()
+        ready(core, mambaA, .emamba, name: "m1", capacity: 1)
+        ready(core, mambaB, .emamba, name: "m2", capacity: 1)
+        for i in 0..<3 { _ = ask(core, "r\(i)", forced: .emamba) }
+        let scaler: PeerIdentity = [42]
+        func status() -> PoolStatus? {
+            let out = core.gatewayFrame(scaler, .success(Envelope(.poolStatusRequest)), now: 10)
+            guard case .toGateway(let to, let e)? = out.first, to == scaler, case .poolStatus(let s) = e.body else { return nil }
+            return s
+        }
+        XCTAssertEqual(status()?.emamba, PoolLoad(spansRunning: 2, spansQueued: 1, replicasReady: 2, replicasDraining: 0, capacity: 2))
+        XCTAssertEqual(status()?.et5, PoolLoad())
+        _ = core.expertFrame(mambaB, .success(Envelope(.heartbeat(Heartbeat(draining: true)))), now: 20)
+        XCTAssertEqual(status()?.emamba, PoolLoad(spansRunning: 2, spansQueued: 1, replicasReady: 1, replicasDraining: 1, capacity: 1))
+        XCTAssertEqual(core.liveReplicas(.emamba), 1, "a draining replica takes no new spans")
+    }
+
     func testAlternatingGateSendsSpansToBothPoolsAndCompletesAtLength() {
         let core = makeCore()
         ready(core, mambaA, .emamba, name: "m1")

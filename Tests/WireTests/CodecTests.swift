@@ -42,6 +42,11 @@ enum Samples {
         .spanResult(spanResult),
         .spanResult(SpanResult(requestId: "x", spanIndex: 0)),
         .error(WireErrorBody(code: .unauthorized, message: "unknown replica", retryable: false)),
+        .heartbeat(Heartbeat(load: 2, draining: true)),
+        .poolStatusRequest,
+        .poolStatus(PoolStatus(emamba: PoolLoad(spansRunning: 7, spansQueued: 12, replicasReady: 2, replicasDraining: 1, capacity: 16),
+                               et5: PoolLoad(spansRunning: 1, spansQueued: 0, replicasReady: 1, replicasDraining: 0, capacity: 8))),
+        .poolStatus(PoolStatus()),
     ]
 }
 

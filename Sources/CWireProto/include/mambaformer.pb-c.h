@@ -28,6 +28,9 @@ typedef struct Mambaformer__Wire__SpanRequest Mambaformer__Wire__SpanRequest;
 typedef struct Mambaformer__Wire__SpanResult Mambaformer__Wire__SpanResult;
 typedef struct Mambaformer__Wire__DoneStats Mambaformer__Wire__DoneStats;
 typedef struct Mambaformer__Wire__AnswerEvent Mambaformer__Wire__AnswerEvent;
+typedef struct Mambaformer__Wire__PoolStatusRequest Mambaformer__Wire__PoolStatusRequest;
+typedef struct Mambaformer__Wire__PoolLoad Mambaformer__Wire__PoolLoad;
+typedef struct Mambaformer__Wire__PoolStatus Mambaformer__Wire__PoolStatus;
 typedef struct Mambaformer__Wire__Envelope Mambaformer__Wire__Envelope;
 
 
@@ -164,10 +167,15 @@ struct  Mambaformer__Wire__Heartbeat
    */
   uint32_t emamba_replicas;
   uint32_t et5_replicas;
+  /*
+   * 1.3: expert -> router: it is draining (SIGTERM, a scale-down): send it no new spans.
+   * Sent at once when the drain starts, so it stops being routable before any span bounces.
+   */
+  protobuf_c_boolean draining;
 };
 #define MAMBAFORMER__WIRE__HEARTBEAT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mambaformer__wire__heartbeat__descriptor) \
-    , 0, 0, 0 }
+    , 0, 0, 0, 0 }
 
 
 struct  Mambaformer__Wire__Disconnect
@@ -384,6 +392,65 @@ struct  Mambaformer__Wire__AnswerEvent
     , (char *)protobuf_c_empty_string, MAMBAFORMER__WIRE__ANSWER_EVENT__KIND__NOT_SET, {0} }
 
 
+/*
+ * 1.3: an autoscaler (a frontend peer, authorised like a gateway) -> router: how loaded is
+ * each pool? Answered with PoolStatus. A 1.2 router does not know it and answers nothing.
+ */
+struct  Mambaformer__Wire__PoolStatusRequest
+{
+  ProtobufCMessage base;
+};
+#define MAMBAFORMER__WIRE__POOL_STATUS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mambaformer__wire__pool_status_request__descriptor) \
+     }
+
+
+/*
+ * One pool's load at the router that answers.
+ */
+struct  Mambaformer__Wire__PoolLoad
+{
+  ProtobufCMessage base;
+  /*
+   * dispatched to a replica and not finished
+   */
+  uint32_t spans_running;
+  /*
+   * waiting at the router for a free replica
+   */
+  uint32_t spans_queued;
+  /*
+   * registered and taking spans
+   */
+  uint32_t replicas_ready;
+  /*
+   * finishing their spans before they exit
+   */
+  uint32_t replicas_draining;
+  /*
+   * the ready replicas' capacity, summed
+   */
+  uint32_t capacity;
+};
+#define MAMBAFORMER__WIRE__POOL_LOAD__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mambaformer__wire__pool_load__descriptor) \
+    , 0, 0, 0, 0, 0 }
+
+
+/*
+ * 1.3: router -> autoscaler.
+ */
+struct  Mambaformer__Wire__PoolStatus
+{
+  ProtobufCMessage base;
+  Mambaformer__Wire__PoolLoad *emamba;
+  Mambaformer__Wire__PoolLoad *et5;
+};
+#define MAMBAFORMER__WIRE__POOL_STATUS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mambaformer__wire__pool_status__descriptor) \
+    , NULL, NULL }
+
+
 typedef enum {
   MAMBAFORMER__WIRE__ENVELOPE__BODY__NOT_SET = 0,
   MAMBAFORMER__WIRE__ENVELOPE__BODY_READY = 10,
@@ -394,7 +461,9 @@ typedef enum {
   MAMBAFORMER__WIRE__ENVELOPE__BODY_CANCEL = 15,
   MAMBAFORMER__WIRE__ENVELOPE__BODY_SPAN_REQUEST = 16,
   MAMBAFORMER__WIRE__ENVELOPE__BODY_SPAN_RESULT = 17,
-  MAMBAFORMER__WIRE__ENVELOPE__BODY_ERROR = 18
+  MAMBAFORMER__WIRE__ENVELOPE__BODY_ERROR = 18,
+  MAMBAFORMER__WIRE__ENVELOPE__BODY_POOL_STATUS_REQUEST = 19,
+  MAMBAFORMER__WIRE__ENVELOPE__BODY_POOL_STATUS = 20
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MAMBAFORMER__WIRE__ENVELOPE__BODY__CASE)
 } Mambaformer__Wire__Envelope__BodyCase;
 
@@ -413,6 +482,14 @@ struct  Mambaformer__Wire__Envelope
     Mambaformer__Wire__SpanRequest *span_request;
     Mambaformer__Wire__SpanResult *span_result;
     Mambaformer__Wire__Error *error;
+    /*
+     * 1.3
+     */
+    Mambaformer__Wire__PoolStatusRequest *pool_status_request;
+    /*
+     * 1.3
+     */
+    Mambaformer__Wire__PoolStatus *pool_status;
   };
 };
 #define MAMBAFORMER__WIRE__ENVELOPE__INIT \
@@ -667,6 +744,63 @@ Mambaformer__Wire__AnswerEvent *
 void   mambaformer__wire__answer_event__free_unpacked
                      (Mambaformer__Wire__AnswerEvent *message,
                       ProtobufCAllocator *allocator);
+/* Mambaformer__Wire__PoolStatusRequest methods */
+void   mambaformer__wire__pool_status_request__init
+                     (Mambaformer__Wire__PoolStatusRequest         *message);
+size_t mambaformer__wire__pool_status_request__get_packed_size
+                     (const Mambaformer__Wire__PoolStatusRequest   *message);
+size_t mambaformer__wire__pool_status_request__pack
+                     (const Mambaformer__Wire__PoolStatusRequest   *message,
+                      uint8_t             *out);
+size_t mambaformer__wire__pool_status_request__pack_to_buffer
+                     (const Mambaformer__Wire__PoolStatusRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Mambaformer__Wire__PoolStatusRequest *
+       mambaformer__wire__pool_status_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mambaformer__wire__pool_status_request__free_unpacked
+                     (Mambaformer__Wire__PoolStatusRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Mambaformer__Wire__PoolLoad methods */
+void   mambaformer__wire__pool_load__init
+                     (Mambaformer__Wire__PoolLoad         *message);
+size_t mambaformer__wire__pool_load__get_packed_size
+                     (const Mambaformer__Wire__PoolLoad   *message);
+size_t mambaformer__wire__pool_load__pack
+                     (const Mambaformer__Wire__PoolLoad   *message,
+                      uint8_t             *out);
+size_t mambaformer__wire__pool_load__pack_to_buffer
+                     (const Mambaformer__Wire__PoolLoad   *message,
+                      ProtobufCBuffer     *buffer);
+Mambaformer__Wire__PoolLoad *
+       mambaformer__wire__pool_load__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mambaformer__wire__pool_load__free_unpacked
+                     (Mambaformer__Wire__PoolLoad *message,
+                      ProtobufCAllocator *allocator);
+/* Mambaformer__Wire__PoolStatus methods */
+void   mambaformer__wire__pool_status__init
+                     (Mambaformer__Wire__PoolStatus         *message);
+size_t mambaformer__wire__pool_status__get_packed_size
+                     (const Mambaformer__Wire__PoolStatus   *message);
+size_t mambaformer__wire__pool_status__pack
+                     (const Mambaformer__Wire__PoolStatus   *message,
+                      uint8_t             *out);
+size_t mambaformer__wire__pool_status__pack_to_buffer
+                     (const Mambaformer__Wire__PoolStatus   *message,
+                      ProtobufCBuffer     *buffer);
+Mambaformer__Wire__PoolStatus *
+       mambaformer__wire__pool_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mambaformer__wire__pool_status__free_unpacked
+                     (Mambaformer__Wire__PoolStatus *message,
+                      ProtobufCAllocator *allocator);
 /* Mambaformer__Wire__Envelope methods */
 void   mambaformer__wire__envelope__init
                      (Mambaformer__Wire__Envelope         *message);
@@ -727,6 +861,15 @@ typedef void (*Mambaformer__Wire__DoneStats_Closure)
 typedef void (*Mambaformer__Wire__AnswerEvent_Closure)
                  (const Mambaformer__Wire__AnswerEvent *message,
                   void *closure_data);
+typedef void (*Mambaformer__Wire__PoolStatusRequest_Closure)
+                 (const Mambaformer__Wire__PoolStatusRequest *message,
+                  void *closure_data);
+typedef void (*Mambaformer__Wire__PoolLoad_Closure)
+                 (const Mambaformer__Wire__PoolLoad *message,
+                  void *closure_data);
+typedef void (*Mambaformer__Wire__PoolStatus_Closure)
+                 (const Mambaformer__Wire__PoolStatus *message,
+                  void *closure_data);
 typedef void (*Mambaformer__Wire__Envelope_Closure)
                  (const Mambaformer__Wire__Envelope *message,
                   void *closure_data);
@@ -752,6 +895,9 @@ extern const ProtobufCMessageDescriptor mambaformer__wire__span_request__descrip
 extern const ProtobufCMessageDescriptor mambaformer__wire__span_result__descriptor;
 extern const ProtobufCMessageDescriptor mambaformer__wire__done_stats__descriptor;
 extern const ProtobufCMessageDescriptor mambaformer__wire__answer_event__descriptor;
+extern const ProtobufCMessageDescriptor mambaformer__wire__pool_status_request__descriptor;
+extern const ProtobufCMessageDescriptor mambaformer__wire__pool_load__descriptor;
+extern const ProtobufCMessageDescriptor mambaformer__wire__pool_status__descriptor;
 extern const ProtobufCMessageDescriptor mambaformer__wire__envelope__descriptor;
 
 PROTOBUF_C__END_DECLS
