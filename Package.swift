@@ -144,7 +144,7 @@ let package = Package(
         // The one executable.
         .executableTarget(name: "mambaformer", dependencies: [
             "Wire", "Kernels", "Tokenizers", "Engine", "Gate", "GateTraining",
-            "RouterNode", "ExpertNode", "Gateway", "GatewayClient", "LoadGen", "MetricsEndpoint", "CSupport", "ClusterConfig",
+            "RouterNode", "ExpertNode", "Gateway", "GatewayClient", "LoadGen", "MetricsEndpoint", "CSupport", "ClusterConfig", "Autoscaling",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),

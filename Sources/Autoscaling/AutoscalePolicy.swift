@@ -21,21 +21,28 @@ import Vocabulary
 // - The actuator drains a replica before it exits (it stops taking spans, finishes its own),
 //   so no request fails because of a scaling decision.
 
-/// One pool's settings (`[autoscale]`, overridden per pool by `[autoscale.emamba]` / `[autoscale.et5]`).
+/// One pool's settings (`[autoscale]`, overridden per pool by `[autoscale.emamba]` / `[autoscale.et5]`;
+/// their defaults live in the configuration schema).
 public struct AutoscaleSettings: Sendable, Equatable {
-    public var minReplicas = 1
-    public var maxReplicas = 4
+    public var minReplicas: Int
+    public var maxReplicas: Int
     /// Spans running or queued per replica that the pool is sized for.
-    public var targetOngoingSpans = 8
-    public var upscaleDelayMs: UInt64 = 30_000
-    public var downscaleDelayMs: UInt64 = 600_000
+    public var targetOngoingSpans: Int
+    public var upscaleDelayMs: UInt64
+    public var downscaleDelayMs: UInt64
     /// The demand is averaged over this window.
-    public var lookBackMs: UInt64 = 30_000
+    public var lookBackMs: UInt64
     /// Most replicas added in one decision.
-    public var maxStep = 2
-    /// Demand at or above this many times the ready replicas' target is a panic (Knative: 2).
+    public var maxStep: Int
+    /// Demand at or above this many times the ready replicas' target is a panic (Knative's 2).
     public var panicThreshold = 2.0
-    public init() {}
+
+    public init(minReplicas: Int, maxReplicas: Int, targetOngoingSpans: Int, upscaleDelayMs: UInt64,
+                downscaleDelayMs: UInt64, lookBackMs: UInt64, maxStep: Int) {
+        self.minReplicas = minReplicas; self.maxReplicas = maxReplicas; self.targetOngoingSpans = targetOngoingSpans
+        self.upscaleDelayMs = upscaleDelayMs; self.downscaleDelayMs = downscaleDelayMs; self.lookBackMs = lookBackMs
+        self.maxStep = maxStep
+    }
 
     /// Nil when the settings make sense together, else why not (in the settings' own names).
     public func problem() -> String? {

@@ -73,7 +73,7 @@ public struct ClusterConfig {
     private static func environmentProblems(_ environment: [String: String]) -> [ConfigProblem] {
         var problems: [ConfigProblem] = []
         let known = Dictionary(uniqueKeysWithValues: Schema.settings.map { ($0.environmentName, $0) })
-        let sectionPrefixes = ["ROUTER_", "GATEWAY_", "EXPERT_", "SECURITY_", "LIMITS_"].map { "MAMBAFORMER_" + $0 }
+        let sectionPrefixes = ["ROUTER_", "GATEWAY_", "EXPERT_", "SECURITY_", "LIMITS_", "AUTOSCALE_"].map { "MAMBAFORMER_" + $0 }
         for (name, text) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix("MAMBAFORMER_") {
             guard let setting = known[name] else {
                 // MAMBAFORMER_CONFIG, MAMBAFORMER_LOG_LEVEL, ... are not settings; a name shaped
@@ -104,7 +104,8 @@ public struct ClusterConfig {
         }
         if let o = overrides.values[path] { return (o.value, .flag(o.flag)) }
         var candidates: [Setting] = []
-        if let pool, setting.section == "expert", let specific = Schema.setting("expert.\(pool).\(setting.key)") {
+        if let pool, Schema.pooledSections.contains(setting.section),
+           let specific = Schema.setting("\(setting.section).\(pool).\(setting.key)") {
             candidates.append(specific)
         }
         candidates.append(setting)
@@ -194,6 +195,15 @@ public struct ClusterConfig {
         return "\(host):\(port + number)"
     }
 
+    /// One pool's autoscaling settings ([autoscale], then [autoscale.POOL] within each layer).
+    public func autoscale(pool: String) -> AutoscalePoolSettings {
+        AutoscalePoolSettings(
+            minReplicas: int("autoscale.min_replicas", pool: pool), maxReplicas: int("autoscale.max_replicas", pool: pool),
+            targetOngoingSpans: int("autoscale.target_ongoing_spans", pool: pool),
+            upscaleDelayS: int("autoscale.upscale_delay_s", pool: pool), downscaleDelayS: int("autoscale.downscale_delay_s", pool: pool),
+            lookBackS: int("autoscale.look_back_s", pool: pool), maxStep: int("autoscale.max_step", pool: pool))
+    }
+
     public var security: SecuritySettings {
         SecuritySettings(
             curve: bool("security.curve"), routerPublicKey: string("security.router_public_key"),
@@ -251,6 +261,16 @@ public struct ExpertSettings: Equatable, Sendable {
     public var ignoreEOS: Bool
     public var logLevel: String
     public var maxPromptTokens: Int
+}
+
+public struct AutoscalePoolSettings: Equatable, Sendable {
+    public var minReplicas: Int
+    public var maxReplicas: Int
+    public var targetOngoingSpans: Int
+    public var upscaleDelayS: Int
+    public var downscaleDelayS: Int
+    public var lookBackS: Int
+    public var maxStep: Int
 }
 
 public struct SecuritySettings: Equatable, Sendable {

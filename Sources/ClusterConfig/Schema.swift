@@ -144,6 +144,7 @@ public struct Setting: Sendable {
         switch defaultValue {
         case .string(let s) where s.isEmpty: shown = "none"
         case .string(let s): shown = s
+        case .list(let items): shown = items.map { if case .string(let s) = $0 { return s } else { return $0.description } }.joined(separator: ",")
         default: shown = defaultValue.description
         }
         return "\(help) (default \(shown); \(path) in the file, \(environmentName))"
@@ -160,7 +161,10 @@ public enum Schema {
     public static let runtimeDirectory = "/run/mambaformer"
     public static let defaultFrontend = "ipc://\(runtimeDirectory)/frontend"
     public static let defaultBackend = "ipc://\(runtimeDirectory)/backend"
-    public static let sections = ["router", "gateway", "expert", "security", "limits"] + pools.map { "expert.\($0)" }
+    /// Sections whose settings [SECTION.emamba] / [SECTION.et5] may override for one pool.
+    public static let pooledSections = ["expert", "autoscale"]
+    public static let sections = ["router", "gateway", "expert", "security", "limits", "autoscale"]
+        + pooledSections.flatMap { section in pools.map { "\(section).\($0)" } }
 
     /// Settings of [expert] that [expert.emamba] / [expert.et5] may override for one pool.
     static let expertKeys: [(key: String, type: SettingType, value: ConfigValue, help: String)] = [
@@ -180,6 +184,22 @@ public enum Schema {
         ("metrics", .optionalHostPort, .string(""),
          "Serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks one; under systemd replica N adds N to the port)"),
         ("log_level", .choice(logLevels), .string("info"), "Log level (trace, debug, info, notice, warning, error, critical)"),
+    ]
+
+    /// Settings of [autoscale] that [autoscale.emamba] / [autoscale.et5] may override.
+    /// Defaults: one replica of each pool and no more than the host has cores for; a target of
+    /// 6 ongoing spans per replica is 0.7 of a full batch of 8 (the capacity guide's utilisation
+    /// `u`); Ray Serve's 30 s upscale delay and look-back, and a 600 s downscale delay.
+    static let autoscaleKeys: [(key: String, type: SettingType, value: ConfigValue, help: String)] = [
+        ("min_replicas", .int(1...256), .int(1), "Fewest replicas of a pool the autoscaler keeps"),
+        ("max_replicas", .int(1...256), .int(4), "Most replicas of a pool the autoscaler starts"),
+        ("target_ongoing_spans", .int(1...4096), .int(6),
+         "Spans running or queued at the routers per replica that a pool is sized for"),
+        ("upscale_delay_s", .int(0...3600), .int(30), "Seconds a higher demand must last before replicas are added"),
+        ("downscale_delay_s", .int(0...86_400), .int(600),
+         "Seconds a lower demand must last before one replica is drained and stopped (per step)"),
+        ("look_back_s", .int(1...3600), .int(30), "Seconds over which the demand is averaged"),
+        ("max_step", .int(1...64), .int(2), "Most replicas added in one decision"),
     ]
 
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -221,6 +241,19 @@ public enum Schema {
             // Pool sections have no defaults of their own: absent means "as [expert]".
             for pool in pools { add("expert.\(pool)", key, type, value, help + " (this pool only)") }
         }
+
+        for (key, type, value, help) in autoscaleKeys {
+            add("autoscale", key, type, value, help)
+            for pool in pools { add("autoscale.\(pool)", key, type, value, help + " (this pool only)") }
+        }
+        // Several routers (one per host) are summed; each is asked like a gateway would.
+        add("autoscale", "routers", .list(.endpoint, maxCount: 16), .list([.string(Schema.defaultFrontend)]),
+            "The routers' frontend endpoints the autoscaler asks for each pool's load (a list; their figures are summed)")
+        add("autoscale", "max_replicas_per_host", .int(0...1024), .int(0),
+            "Expert replicas of both pools on one host, draining ones included (0: one per core)")
+        add("autoscale", "interval_ms", .int(100...60_000), .int(1000), "How often the autoscaler asks the routers and decides")
+        add("autoscale", "metrics", .optionalHostPort, .string(""), "Serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks one)")
+        add("autoscale", "log_level", .choice(logLevels), .string("info"), "Log level (trace, debug, info, notice, warning, error, critical)")
 
         // CURVE: with `curve = true` every ZeroMQ link is encrypted and the router accepts
         // only the public keys found in `gateway_keys_dir` (frontend) and `expert_keys_dir`

@@ -1,4 +1,6 @@
 import Foundation
+import LoadGen
+import Logging
 import XCTest
 
 /// `mambaformer up`: one command starts a cluster that answers, and never leaves orphans.
@@ -61,5 +63,112 @@ final class UpCommandTests: XCTestCase {
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline, children.contains(where: isAlive) { Thread.sleep(forTimeInterval: 0.1) }
         for pid in children { XCTAssertFalse(isAlive(pid), "child \(pid) was orphaned") }
+    }
+
+    /// The pid `up` logged for a child (its last start: restarts log `restarted` with a new pid).
+    func pid(of child: String, in log: String) -> Int32? {
+        log.split(separator: "\n").filter { $0.contains("process=\(child) ") && $0.contains("pid=") }.last
+            .flatMap { line in line.components(separatedBy: "pid=").dropFirst().first.flatMap { Int32($0.prefix { $0.isNumber }) } }
+    }
+
+    func replicas(_ port: Int) -> (emamba: Int, et5: Int)? {
+        guard let data = try? Data(contentsOf: URL(string: "http://127.0.0.1:\(port)/readyz")!),
+              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let r = json["replicas"] as? [String: Int] else { return nil }
+        return (r["emamba"] ?? 0, r["et5"] ?? 0)
+    }
+
+    /// Like systemd's Restart=on-failure: a replica that dies is started again and the cluster
+    /// keeps answering (before, one child's exit stopped the whole cluster).
+    func testACrashedReplicaIsRestartedAndTheClusterKeepsServing() throws {
+        let harness = try ClusterHarness()
+        let port = ClusterHarness.freePort()
+        _ = try startUp(harness, port: port)
+        XCTAssertTrue(waitReady(harness), harness.allLogs())
+        let victim = try XCTUnwrap(pid(of: "emamba-1", in: harness.log("up")))
+        kill(victim, SIGKILL)
+        let deadline = Date().addingTimeInterval(30)
+        var back = false
+        while Date() < deadline {
+            if let now = pid(of: "emamba-1", in: harness.log("up")), now != victim, replicas(port)?.emamba == 1 { back = true; break }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        XCTAssertTrue(back, "emamba-1 was not restarted: \(harness.log("up"))")
+        XCTAssertTrue(harness.log("up").contains("restarting"))
+        XCTAssertNil(harness.waitForExit("up", timeout: 0.5), "up must keep running")
+    }
+
+    /// `up --autoscale`: the EMamba pool grows under load and returns to its minimum after the
+    /// downscale delay, with no failed request and no scale-down within the delay of a scale-up.
+    func testAutoscaleFollowsTheLoadWithoutFailedRequests() async throws {
+        let harness = try ClusterHarness()
+        let port = ClusterHarness.freePort()
+        // Second-scale settings; a target of 2 spans per replica so that 8 clients ask for 3+.
+        let environment = ["MAMBAFORMER_AUTOSCALE_UPSCALE_DELAY_S": "1", "MAMBAFORMER_AUTOSCALE_DOWNSCALE_DELAY_S": "4",
+                           "MAMBAFORMER_AUTOSCALE_LOOK_BACK_S": "2", "MAMBAFORMER_AUTOSCALE_TARGET_ONGOING_SPANS": "2",
+                           "MAMBAFORMER_AUTOSCALE_INTERVAL_MS": "250", "MAMBAFORMER_AUTOSCALE_MAX_REPLICAS_PER_HOST": "4"]
+        try harness.start("up", ["up", "--model", harness.model.path, "--http", "127.0.0.1:\(port)",
+                                 "--emamba", "1", "--et5", "1", "--span-tokens", "4", "--autoscale", "emamba=1-3"],
+                          environment: environment)
+        XCTAssertTrue(waitReady(harness), harness.allLogs())
+
+        // Replicas per pool over time, from /readyz, while the load runs and after.
+        let started = Date()
+        let timeline = Timeline()
+        let sampler = Task.detached { [self] in
+            while !Task.isCancelled {
+                if let r = self.replicas(port) { timeline.add(Date().timeIntervalSince(started), r.emamba) }
+                try? await Task.sleep(nanoseconds: 250_000_000)
+            }
+        }
+        var plan = LoadPlan(target: URL(string: "http://127.0.0.1:\(port)")!, mode: .closed(concurrency: 8))
+        plan.durationSeconds = 10
+        plan.maxTokens = ValueRange(32)
+        plan.expert = "emamba"
+        var logger = Logger(label: "test.loadgen")
+        logger.logLevel = .warning
+        let report = try await LoadRunner(plan: plan, workload: try Workload(prompts: [Prompt(question: "What is gingivitis?")]),
+                                          logger: logger).run()
+        let loadEnded = Date().timeIntervalSince(started)
+        // Back to the minimum: two steps of one replica, 4 s of low load each.
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, replicas(port)?.emamba != 1 || timeline.samples.last?.replicas != 1 {
+            try await Task.sleep(nanoseconds: 250_000_000)
+        }
+        try await Task.sleep(nanoseconds: 1_000_000_000)
+        sampler.cancel()
+
+        let samples = timeline.samples
+        print("autoscale timeline (s, EMamba replicas), load 0–\(String(format: "%.1f", loadEnded)) s, 8 clients: "
+              + timeline.changes.map { String(format: "%.1f→%d", $0.at, $0.replicas) }.joined(separator: " "))
+        print("load: \(report.sent) sent, \(report.ok) ok, \(report.errors) errors")
+        XCTAssertGreaterThan(report.sent, 0)
+        XCTAssertEqual(report.errors, 0, "no request fails because of a scaling decision: \(report.errorSamples)")
+        XCTAssertGreaterThanOrEqual(samples.map(\.replicas).max() ?? 0, 2, "the pool grew: \(harness.log("up"))")
+        XCTAssertEqual(samples.last?.replicas, 1, "back to min_replicas")
+        // No flapping: every scale-down comes at least the downscale delay after the last scale-up.
+        let changes = timeline.changes
+        for (i, change) in changes.enumerated() where i > 0 && change.replicas < changes[i - 1].replicas {
+            if let lastUp = changes[..<i].enumerated().last(where: { $0.offset > 0 && $0.element.replicas > changes[$0.offset - 1].replicas }) {
+                XCTAssertGreaterThanOrEqual(change.at - lastUp.element.at, 3.5, "scale-down too soon after a scale-up: \(changes)")
+            }
+        }
+        let decisions = harness.log("up").split(separator: "\n").filter { $0.contains("] autoscale") }
+        XCTAssertFalse(decisions.isEmpty)
+        for line in decisions { XCTAssertTrue(line.contains("reason="), "each decision says why: \(line)") }
+    }
+}
+
+/// Samples of a pool's replica count over time (from a background task).
+final class Timeline: @unchecked Sendable {   // guarded by `lock`
+    private let lock = NSLock()
+    private var _samples: [(at: Double, replicas: Int)] = []
+    func add(_ at: Double, _ replicas: Int) { lock.withLock { _samples.append((at, replicas)) } }
+    var samples: [(at: Double, replicas: Int)] { lock.withLock { _samples } }
+    /// The first sample and each one that differs from the one before.
+    var changes: [(at: Double, replicas: Int)] {
+        var out: [(at: Double, replicas: Int)] = []
+        for s in samples where out.last?.replicas != s.replicas { out.append(s) }
+        return out
     }
 }

@@ -1,6 +1,6 @@
 import ArgumentParser
+import Autoscaling
 import ClusterConfig
-import CSupport
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -10,11 +10,15 @@ import Wire
 
 /// A whole cluster on this machine in one command: router, gateway and expert replicas as
 /// child processes of this one (the same binary), wired over ipc:// endpoints in a private
-/// folder. Children watch their parent, so even a SIGKILL of `up` leaves no orphans.
+/// folder. Children watch their parent, so even a SIGKILL of `up` leaves no orphans. A child
+/// that crashes is restarted; with `--autoscale` the expert pools follow the load.
 struct UpCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "up",
-        abstract: "Start a whole local cluster (router, gateway, experts) in one command."
+        abstract: "Start a whole local cluster (router, gateway, experts) in one command.",
+        discussion: """
+            A child that exits on its own is restarted (0.5 s back-off, doubling); one that exits 5 times             within 60 s stops the cluster. --autoscale emamba=1-4 lets the autoscaler size that pool             between 1 and 4 replicas from the router's demand, with the [autoscale] settings of the             configuration (delays, target); --emamba then sets the starting count.
+            """
     )
 
     @OptionGroup var config: ConfigFileOption
@@ -27,6 +31,8 @@ struct UpCommand: ParsableCommand {
     @Option(help: .setting("expert.threads")) var threads: Int?
     @Option(help: "Seconds to wait for the cluster to become ready.") var readyTimeout = 120.0
     @Option(help: "Log level for every process.") var logLevel: String?
+    @Option(help: "Autoscale a pool between MIN and MAX replicas: POOL=MIN-MAX (repeatable, e.g. emamba=1-4).")
+    var autoscale: [String] = []
 
     var overrides: ConfigOverrides {
         var o = ConfigOverrides()
@@ -62,42 +68,81 @@ struct UpCommand: ParsableCommand {
         let frontend = "ipc://\(stateDir.path)/frontend"
         let backend = "ipc://\(stateDir.path)/backend"
 
+        let ranges = try autoscale.map(Self.parseRange)
+        var counts: [PoolKind: Int] = [.emamba: emamba, .et5: et5]
+        for (pool, range) in ranges { counts[pool] = min(max(counts[pool] ?? 1, range.lowerBound), range.upperBound) }
+
         let supervisor = Supervisor(logger: logger, logLevel: logLevel, configPath: config.path)
+        supervisor.replicaArguments = { pool, number in
+            ["expert", "--kind", "\(pool)", "--model", model, "--router", backend, "--replica-id", "\(pool)-\(number)"] + threadFlags
+        }
         let stop = StopFlag()
         installStopSignals(stop)
 
         try supervisor.start("router", ["router", "--frontend", frontend, "--backend", backend,
                                         "--model", model, "--gate", gate, "--span-tokens", "\(spanTokens)"])
-        for i in 0..<emamba {
-            try supervisor.start("emamba-\(i + 1)", ["expert", "--kind", "emamba", "--model", model, "--router", backend,
-                                                    "--replica-id", "emamba-\(i + 1)"] + threadFlags)
-        }
-        for i in 0..<et5 {
-            try supervisor.start("et5-\(i + 1)", ["expert", "--kind", "et5", "--model", model, "--router", backend,
-                                                 "--replica-id", "et5-\(i + 1)"] + threadFlags)
+        for pool in [PoolKind.emamba, .et5] {
+            for _ in 0..<(counts[pool] ?? 0) { try supervisor.startReplica(pool) }
         }
         try supervisor.start("gateway", ["gateway", "--listen", http, "--router", frontend])
 
+        let scaler = try ranges.isEmpty ? nil : makeAutoscaler(cluster, ranges: ranges, frontend: frontend,
+                                                                supervisor: supervisor, logger: logger)
         let url = "http://\(http)"
         let deadline = Date().addingTimeInterval(readyTimeout)
         var ready = false
-        while !stop.isSet, Date() < deadline, supervisor.allRunning {
+        while !stop.isSet, Date() < deadline, supervisor.failure == nil {
+            supervisor.reap()
             if Self.httpStatus("\(url)/readyz") == 200 { ready = true; break }
             Thread.sleep(forTimeInterval: 0.2)
         }
         if ready {
-            print("mambaformer cluster ready at \(url)  (router \(frontend), \(emamba) EMamba + \(et5) ET5 replicas)")
+            let pools = [PoolKind.emamba, .et5].map { pool in
+                let range = ranges.first { $0.pool == pool }.map { " (autoscaled \($0.range.lowerBound)-\($0.range.upperBound))" } ?? ""
+                return "\(counts[pool] ?? 0) \(pool == .emamba ? "EMamba" : "ET5")\(range)"
+            }
+            print("mambaformer cluster ready at \(url)  (router \(frontend), \(pools.joined(separator: " + ")) replicas)")
             print("try: mambaformer ask --url \(url) \"What is gingivitis?\"   — Ctrl-C stops everything")
             fflush(stdout)
-            while !stop.isSet, supervisor.allRunning { Thread.sleep(forTimeInterval: 0.2) }
+            while !stop.isSet, supervisor.failure == nil {
+                supervisor.reap()
+                scaler?.tickIfDue()
+                Thread.sleep(forTimeInterval: 0.1)
+            }
         }
-        let crashed = supervisor.exited
+        let failure = supervisor.failure
         supervisor.stopAll()
         if !ready && !stop.isSet {
-            throw UpError("the cluster did not become ready within \(Int(readyTimeout)) s" +
-                          (crashed.isEmpty ? "" : "; exited: \(crashed.joined(separator: ", "))"))
+            throw UpError("the cluster did not become ready within \(Int(readyTimeout)) s" + (failure.map { "; \($0)" } ?? ""))
         }
-        if !crashed.isEmpty && !stop.isSet { throw UpError("a process exited: \(crashed.joined(separator: ", "))") }
+        if let failure, !stop.isSet { throw UpError(failure) }
+    }
+
+    /// `emamba=1-4` → (.emamba, 1...4).
+    static func parseRange(_ text: String) throws -> (pool: PoolKind, range: ClosedRange<Int>) {
+        let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let pool = PoolKind.allCases.first(where: { "\($0)" == parts[0] && $0 != .unspecified })
+        else { throw AutoscaleError.badRange(text) }
+        let bounds = parts[1].split(separator: "-", maxSplits: 1).compactMap { Int($0) }
+        guard bounds.count == 2, bounds[0] >= 1, bounds[0] <= bounds[1], bounds[1] <= 256 else { throw AutoscaleError.badRange(text) }
+        return (pool, bounds[0]...bounds[1])
+    }
+
+    /// The autoscaler of `up`: the [autoscale] settings with each pool's range from the flag,
+    /// asking this cluster's router, acting through the supervisor.
+    private func makeAutoscaler(_ cluster: ClusterConfig, ranges: [(pool: PoolKind, range: ClosedRange<Int>)],
+                                frontend: String, supervisor: Supervisor, logger: Logger) throws -> AutoscaleLoop {
+        var settings: [PoolKind: AutoscaleSettings] = [:]
+        for (pool, range) in ranges {
+            var s = try NodeConfiguration.autoscaleSettings(cluster, pool: pool)
+            s.minReplicas = range.lowerBound
+            s.maxReplicas = range.upperBound
+            settings[pool] = s
+        }
+        let policy = AutoscalePolicy(settings: settings, maxReplicasPerHost: NodeConfiguration.maxReplicasPerHost(cluster))
+        let poller = try PoolStatusPoller(routers: [frontend], curve: nil)
+        return AutoscaleLoop(policy: policy, poller: poller, actuator: supervisor,
+                             intervalMs: cluster.int("autoscale.interval_ms"), logger: logger)
     }
 
     /// The HTTP status of a GET, or nil when nothing answers.
@@ -119,48 +164,4 @@ struct UpCommand: ParsableCommand {
 struct UpError: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
-}
-
-/// Starts this binary's subcommands as children and stops them in reverse order.
-final class Supervisor {
-    private var children: [(name: String, process: Process)] = []
-    private let logger: Logger
-    private let logLevel: String?
-    private let configPath: String?
-
-    init(logger: Logger, logLevel: String?, configPath: String? = nil) {
-        self.logger = logger; self.logLevel = logLevel; self.configPath = configPath
-    }
-
-    func start(_ name: String, _ arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = arguments + (logLevel.map { ["--log-level", $0] } ?? []) + (configPath.map { ["--config", $0] } ?? [])
-        var env = ProcessInfo.processInfo.environment
-        // Under systemd only `up` itself may talk to the notify socket.
-        env["NOTIFY_SOCKET"] = nil
-        env["MAMBAFORMER_PARENT_PID"] = "\(getpid())"
-        env["OPENBLAS_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] ?? "1"
-        if env["OPENBLAS_CORETYPE"] == nil, mf_cpu_has_avx512f() == 1 { env["OPENBLAS_CORETYPE"] = "SkylakeX" }
-        process.environment = env
-        try process.run()
-        logger.info("started", metadata: ["process": "\(name)", "pid": "\(process.processIdentifier)"])
-        children.append((name, process))
-    }
-
-    var allRunning: Bool { children.allSatisfy { $0.process.isRunning } }
-    var exited: [String] { children.filter { !$0.process.isRunning }.map { "\($0.name) (status \($0.process.terminationStatus))" } }
-
-    /// SIGTERM in reverse start order (gateway first, router last), then SIGKILL stragglers.
-    func stopAll(timeout: TimeInterval = 15) {
-        for child in children.reversed() where child.process.isRunning {
-            kill(child.process.processIdentifier, SIGTERM)
-        }
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline, children.contains(where: { $0.process.isRunning }) { Thread.sleep(forTimeInterval: 0.05) }
-        for child in children where child.process.isRunning {
-            logger.warning("killing", metadata: ["process": "\(child.name)"])
-            kill(child.process.processIdentifier, SIGKILL)
-        }
-    }
 }
