@@ -11,7 +11,9 @@ PACKAGES=(
   libopenblas-dev        # cblas (pthread variant)
   libsodium-dev          # CURVE key generation
   pkg-config
-  systemd                # systemd-analyze verify for Deploy/ units
+  systemd                # systemd-analyze verify for Deploy/ units; booted in a namespace by the live test
+  dbus                   # the system bus of that systemd (systemctl as the autoscaler's user)
+  polkitd                # the autoscaler's rule: start/stop expert units only
   curl                   # used by tests and the demo
   iproute2               # ip netns for the multi-host test
   wordnet-base           # WordNet 3.0: the test that regenerates data/ byte for byte

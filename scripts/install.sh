@@ -21,6 +21,8 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 DESTDIR="${DESTDIR:-}"
 PREFIX="${PREFIX:-/usr/local}"
 USER_NAME=mambaformer
+# The autoscaler's own user (group mambaformer): polkit lets it start and stop expert units only.
+SCALER_USER=mambaformer-autoscaler
 mode=install
 purge=0
 model_source=""
@@ -44,7 +46,10 @@ docdir="$root$PREFIX/share/doc/mambaformer"
 unitdir="$root/etc/systemd/system"
 confdir="$root/etc/mambaformer"
 statedir="$root/var/lib/mambaformer"
-units=(mambaformer.target mambaformer-router.service mambaformer-gateway.service "mambaformer-expert@.service")
+units=(mambaformer.target mambaformer-router.service mambaformer-gateway.service "mambaformer-expert@.service"
+       mambaformer-autoscaler.service)
+polkitdir="$root/etc/polkit-1/rules.d"
+polkit_rule=50-mambaformer-autoscaler.rules
 
 # systemctl only on the real root, and only where systemd is running (not in containers).
 live_systemd() { [ -z "$root" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; }
@@ -54,15 +59,18 @@ if [ "$mode" = uninstall ]; then
   if live_systemd; then
     instances=$(systemctl list-units --all --plain --no-legend 'mambaformer-expert@*' | awk '{print $1}')
     # shellcheck disable=SC2086
-    systemctl disable --now mambaformer.target mambaformer-router.service mambaformer-gateway.service $instances 2>/dev/null || true
+    systemctl disable --now mambaformer.target mambaformer-autoscaler.service mambaformer-router.service \
+      mambaformer-gateway.service $instances 2>/dev/null || true
   fi
   rm -f "$bindir/mambaformer"
   for u in "${units[@]}"; do rm -f "$unitdir/$u"; rm -rf "$unitdir/$u.d"; done
+  rm -f "$polkitdir/$polkit_rule"
   # Instances enabled through `systemctl enable` leave symlinks in the target's wants folder.
   rm -rf "$unitdir/mambaformer.target.wants" "$unitdir/multi-user.target.wants/mambaformer.target"
   rm -rf "$docdir"
   if [ "$purge" = 1 ]; then
     rm -rf "$confdir" "$statedir"
+    if [ -z "$root" ] && getent passwd "$SCALER_USER" >/dev/null; then userdel "$SCALER_USER" || true; fi
     if [ -z "$root" ] && getent passwd "$USER_NAME" >/dev/null; then userdel "$USER_NAME" || true; fi
     say "removed everything, configuration, keys, model and user included"
   else
@@ -110,6 +118,9 @@ for u in mambaformer-router.service mambaformer-gateway.service "mambaformer-exp
   fi
 done
 install -m 0644 "$repo/README.md" "$docdir/README.md"
+# The autoscaler's polkit rule (read by polkitd at once; harmless where polkit is absent).
+install -d -m 0755 "$polkitdir"
+install -m 0644 "$repo/Deploy/polkit/$polkit_rule" "$polkitdir/$polkit_rule"
 
 # 3. Configuration: the skeleton only when there is none (never overwrite the operator's).
 install -d -m 0755 "$confdir"
@@ -144,6 +155,11 @@ if [ -z "$root" ]; then
             --shell /usr/sbin/nologin --comment "MambaFormer cluster" "$USER_NAME"
     say "created system user $USER_NAME"
   fi
+  if ! getent passwd "$SCALER_USER" >/dev/null; then
+    useradd --system --gid "$USER_NAME" --home-dir /var/lib/mambaformer --no-create-home \
+            --shell /usr/sbin/nologin --comment "MambaFormer autoscaler" "$SCALER_USER"
+    say "created system user $SCALER_USER (starts and stops expert units through polkit)"
+  fi
   chown root:"$USER_NAME" "$confdir/cluster.toml" "$confdir/keys" "$confdir/keys/gateways" "$confdir/keys/experts"
   chown -R root:root "$model_dir"
 fi
@@ -155,3 +171,4 @@ say "installed $PREFIX/bin/mambaformer and the units into ${root:-}/etc/systemd/
 say "next: edit /etc/mambaformer/cluster.toml, then"
 say "  systemctl enable --now mambaformer-router mambaformer-gateway mambaformer.target"
 say "  mambaformer scale emamba 2 && mambaformer scale et5 1"
+say "  (or let the autoscaler size the pools: systemctl enable --now mambaformer-autoscaler)"

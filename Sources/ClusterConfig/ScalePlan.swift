@@ -46,19 +46,7 @@ public struct ScalePlan: Equatable {
     /// (UNIT LOAD ACTIVE SUB DESCRIPTION). A unit restarting after a failure is "activating":
     /// it counts, it will be back. Failed and inactive ones do not.
     public static func runningInstances(listOutput: String, pool: String) -> [String] {
-        var names: [String] = []
-        for line in listOutput.split(separator: "\n") {
-            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
-            // Some systemctl versions prefix a status mark (●) even with --plain.
-            guard let unitIndex = fields.firstIndex(where: { $0.hasPrefix(template) }), fields.count >= unitIndex + 3 else { continue }
-            let unit = fields[unitIndex]
-            guard unit.hasSuffix(".service") else { continue }
-            let instance = String(unit.dropFirst(template.count).dropLast(".service".count))
-            guard let parsed = ExpertInstance(instance), parsed.pool == pool else { continue }
-            let active = fields[unitIndex + 2]
-            if ["active", "activating", "reloading"].contains(active) { names.append(instance) }
-        }
-        return names
+        instanceStates(listOutput: listOutput, pool: pool).running
     }
 
     public init(pool: String, running: [String], target: Int) throws {
@@ -98,6 +86,39 @@ public struct ScalePlan: Equatable {
         if !toStop.isEmpty { out.append(["disable", "--now"] + toStop.map(Self.unit)) }
         return out
     }
+
+    /// The autoscaler's calls: start and stop only (the instances an operator enabled with
+    /// `scale` are the count a reboot brings back; the autoscaler adjusts from there), and
+    /// without waiting (`--no-block`): a start is "activating" until the replica is ready, a
+    /// stop "deactivating" while it drains, and the autoscaler's loop keeps its pace.
+    public var transientCommands: [[String]] {
+        var out: [[String]] = []
+        if !toStart.isEmpty { out.append(["start", "--no-block"] + toStart.map(Self.unit)) }
+        if !toStop.isEmpty { out.append(["stop", "--no-block"] + toStop.map(Self.unit)) }
+        return out
+    }
+
+    /// A pool's instances by state, from `systemctl list-units` output: serving or loading
+    /// (`active`, `activating`, `reloading`), of which `activating` is still starting (a
+    /// Type=notify unit until READY=1), and `deactivating` (draining).
+    public static func instanceStates(listOutput: String, pool: String) -> (running: [String], starting: [String], draining: [String]) {
+        var running: [String] = [], starting: [String] = [], draining: [String] = []
+        for line in listOutput.split(separator: "\n") {
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+            guard let unitIndex = fields.firstIndex(where: { $0.hasPrefix(template) }), fields.count >= unitIndex + 3 else { continue }
+            let unit = fields[unitIndex]
+            guard unit.hasSuffix(".service") else { continue }
+            let instance = String(unit.dropFirst(template.count).dropLast(".service".count))
+            guard let parsed = ExpertInstance(instance), parsed.pool == pool else { continue }
+            switch fields[unitIndex + 2] {
+            case "active", "reloading": running.append(instance)
+            case "activating": running.append(instance); starting.append(instance)
+            case "deactivating": draining.append(instance)
+            default: break
+            }
+        }
+        return (running, starting, draining)
+    }
 }
 
 /// Plans and applies a scale change through a `SystemctlRunner`.
@@ -128,9 +149,21 @@ public struct Scaler {
         plan.commands.map { Self.render(prefix + $0) }
     }
 
-    /// Runs the plan's commands in order; stops at the first failure.
-    public func apply(_ plan: ScalePlan) throws {
-        for command in plan.commands {
+    /// A pool's instances on the host, by state (see `ScalePlan.instanceStates`).
+    public func states(pool: String) throws -> (running: [String], starting: [String], draining: [String]) {
+        guard Schema.pools.contains(pool) else { throw ScaleError.unknownPool(pool) }
+        let arguments = prefix + ScalePlan.listArguments(pool: pool)
+        let result = try runner.run(arguments)
+        guard result.status == 0 else {
+            throw ScaleError.systemctlFailed(command: Self.render(arguments), status: result.status, message: result.error.trimmed)
+        }
+        return ScalePlan.instanceStates(listOutput: result.output, pool: pool)
+    }
+
+    /// Runs the plan's commands in order (`transient`: the autoscaler's start/stop without
+    /// waiting); stops at the first failure.
+    public func apply(_ plan: ScalePlan, transient: Bool = false) throws {
+        for command in transient ? plan.transientCommands : plan.commands {
             let arguments = prefix + command
             let result = try runner.run(arguments)
             guard result.status == 0 else {

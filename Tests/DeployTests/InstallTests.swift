@@ -46,7 +46,8 @@ final class InstallTests: XCTestCase {
     }
 
     static let units = ["mambaformer-router.service", "mambaformer-gateway.service",
-                        "mambaformer-expert@.service", "mambaformer.target"]
+                        "mambaformer-expert@.service", "mambaformer-autoscaler.service", "mambaformer.target"]
+    static let polkitRule = "/etc/polkit-1/rules.d/50-mambaformer-autoscaler.rules"
 
     /// As root, with no binary built, install.sh refuses instead of compiling: a build runs
     /// every package's manifest and plug-in code, which must not run as root.
@@ -85,6 +86,9 @@ final class InstallTests: XCTestCase {
         }
         XCTAssertFalse(exists("/var/lib/mambaformer/model/emamba-train.log"), "only the checkpoint, not training logs")
         XCTAssertTrue(exists("/usr/local/share/doc/mambaformer/README.md"))
+        // The autoscaler may start and stop expert units only (its polkit rule).
+        XCTAssertEqual(mode(Self.polkitRule), 0o644)
+        XCTAssertTrue(read(Self.polkitRule).contains("mambaformer-expert@"))
         let expert = read("/etc/systemd/system/mambaformer-expert@.service")
         XCTAssertTrue(expert.contains("ExecStart=/usr/local/bin/mambaformer expert --config /etc/mambaformer/cluster.toml --instance %i"))
 
@@ -121,6 +125,7 @@ final class InstallTests: XCTestCase {
         XCTAssertEqual(try install(["--uninstall"]).status, 0)
         XCTAssertFalse(exists("/usr/local/bin/mambaformer"))
         for unit in Self.units { XCTAssertFalse(exists("/etc/systemd/system/\(unit)"), unit) }
+        XCTAssertFalse(exists(Self.polkitRule))
         XCTAssertTrue(exists("/etc/mambaformer/cluster.toml"))
         XCTAssertTrue(exists("/var/lib/mambaformer/model/mambaformer.json"))
         XCTAssertEqual(try install(["--uninstall", "--purge"]).status, 0)
@@ -155,7 +160,8 @@ final class InstallTests: XCTestCase {
         XCTAssertEqual(try install().status, 0)
         // The template is verified through instances of both pools.
         let r = try verify(["mambaformer-router.service", "mambaformer-gateway.service", "mambaformer.target",
-                            "mambaformer-expert@emamba-3.service", "mambaformer-expert@et5-1.service"])
+                            "mambaformer-expert@emamba-3.service", "mambaformer-expert@et5-1.service",
+                            "mambaformer-autoscaler.service"])
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssertEqual(r.err.trimmingCharacters(in: .whitespacesAndNewlines), "", "systemd-analyze warnings")
     }
@@ -178,7 +184,8 @@ final class InstallTests: XCTestCase {
         XCTAssertEqual(try install().status, 0)
         try requireSystemdAnalyze()
         let dir = path("/etc/systemd/system")
-        for unit in ["mambaformer-router.service", "mambaformer-gateway.service", "mambaformer-expert@emamba-1.service"] {
+        for unit in ["mambaformer-router.service", "mambaformer-gateway.service", "mambaformer-expert@emamba-1.service",
+                     "mambaformer-autoscaler.service"] {
             let r = try Self.run("/usr/bin/systemd-analyze", ["security", "--offline=true", "--root=\(root.path)", "\(dir)/\(unit)"])
             let line = r.out.split(separator: "\n").first { $0.contains("Overall exposure level") } ?? ""
             let score = line.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) }
@@ -202,5 +209,8 @@ final class InstallTests: XCTestCase {
         XCTAssertTrue(router.contains("ReadOnlyPaths=-/var/lib/mambaformer/model"))
         XCTAssertEqual(try hardening("mambaformer-gateway.service"), router)
         XCTAssertEqual(try hardening("mambaformer-expert@.service"), router)
+        // The autoscaler runs as its own user (polkit lets it start and stop expert units).
+        XCTAssertEqual(try hardening("mambaformer-autoscaler.service").filter { !$0.hasPrefix("User=") },
+                       router.filter { !$0.hasPrefix("User=") })
     }
 }

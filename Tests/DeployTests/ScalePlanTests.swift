@@ -35,6 +35,25 @@ final class ScalePlanTests: XCTestCase {
         XCTAssertEqual(ScalePlan.runningInstances(listOutput: output, pool: "et5"), ["et5-1"])
     }
 
+    /// What the autoscaler reads: activating units are coming capacity, deactivating ones drain.
+    func testInstanceStatesForTheAutoscaler() throws {
+        let output = """
+            mambaformer-expert@emamba-1.service loaded active running MambaFormer expert replica emamba-1
+            mambaformer-expert@emamba-2.service loaded activating start MambaFormer expert replica emamba-2
+            mambaformer-expert@emamba-3.service loaded deactivating stop-sigterm MambaFormer expert replica emamba-3
+            mambaformer-expert@emamba-4.service loaded inactive dead MambaFormer expert replica emamba-4
+            """
+        let s = ScalePlan.instanceStates(listOutput: output, pool: "emamba")
+        XCTAssertEqual(s.running, ["emamba-1", "emamba-2"])
+        XCTAssertEqual(s.starting, ["emamba-2"])
+        XCTAssertEqual(s.draining, ["emamba-3"])
+        // Start and stop without enabling (a reboot keeps the operator's count) and without waiting.
+        let up = try ScalePlan(pool: "emamba", running: s.running, target: 3)
+        XCTAssertEqual(up.transientCommands, [["start", "--no-block", "mambaformer-expert@emamba-3.service"]])
+        let down = try ScalePlan(pool: "emamba", running: s.running, target: 1)
+        XCTAssertEqual(down.transientCommands, [["stop", "--no-block", "mambaformer-expert@emamba-2.service"]])
+    }
+
     func testScaleUpFillsTheLowestFreeNumbers() throws {
         let plan = try ScalePlan(pool: "emamba", running: ["emamba-1", "emamba-3"], target: 4)
         XCTAssertEqual(plan.toStart, ["emamba-2", "emamba-4"])

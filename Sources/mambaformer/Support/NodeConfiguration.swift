@@ -39,8 +39,9 @@ enum NodeConfiguration {
     /// submit requests or register as an expert and read prompts. Refused unless the operator
     /// opts out with `security.allow_plaintext_wire`.
     static func checkWire(_ config: ClusterConfig, _ setting: String, pool: String? = nil) throws {
-        let endpoint = config.string(setting, pool: pool)
-        guard endpoint.hasPrefix("tcp://"), !config.security.curve, !config.security.allowPlaintextWire else { return }
+        // A list setting (autoscale.routers) is checked endpoint by endpoint.
+        guard let endpoint = config.strings(setting, pool: pool).first(where: { $0.hasPrefix("tcp://") }),
+              !config.security.curve, !config.security.allowPlaintextWire else { return }
         throw NodeConfigError("""
             \(config.describe(setting, pool: pool)) is \(endpoint) with CURVE off: anyone who reaches that port could \
             submit requests or register as an expert and read patient text. Set security.curve = true with keys \
