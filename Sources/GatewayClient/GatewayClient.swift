@@ -58,6 +58,17 @@ public struct GatewayClient: Sendable {
         }
     }
 
+    /// `GET /readyz`: the live replicas per pool, whatever the status (a probe needs no token).
+    /// Nil when the gateway does not answer with its JSON.
+    public func replicas() async -> (emamba: Int, et5: Int)? {
+        var request = URLRequest(url: baseURL.appendingPathComponent("readyz"))
+        request.timeoutInterval = 2
+        guard let (data, _) = try? await URLSession.shared.data(for: request),
+              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let replicas = json["replicas"] as? [String: Int] else { return nil }
+        return (replicas["emamba"] ?? 0, replicas["et5"] ?? 0)
+    }
+
     /// Non-streaming: the whole answer at once.
     public func answer(_ query: Query) async throws -> AnswerResponse {
         var query = query

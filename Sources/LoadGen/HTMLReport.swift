@@ -41,6 +41,13 @@ public enum HTMLReport {
             Series(name: "p99", color: "#ff7f0e", points: r.timeseries.compactMap { p in p.p99Ms.map { (Double(p.t), $0) } }),
             Series(name: "max", color: "#bbbbbb", points: r.timeseries.compactMap { p in p.maxMs.map { (Double(p.t), $0) } }),
         ], xLabel: "seconds since start", yLabel: "latency (ms)")
+        if let replicas = r.replicas, !replicas.isEmpty {
+            html += "<h2>Replicas per pool (the gateway's /readyz, once a second)</h2>\n"
+            html += lineChart(series: [
+                Series(name: "EMamba", color: "#1f77b4", points: replicas.map { ($0.t, Double($0.emamba)) }),
+                Series(name: "ET5", color: "#ff7f0e", points: replicas.map { ($0.t, Double($0.et5)) }),
+            ], xLabel: "seconds since start", yLabel: "live replicas")
+        }
         html += "<h2>Routing split (generated tokens per expert)</h2>\n"
         html += routingChart(r)
         if !r.errorSamples.isEmpty {

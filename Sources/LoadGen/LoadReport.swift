@@ -46,6 +46,9 @@ public struct LoadReport: Codable, Sendable, Equatable {
     /// (latency ms, fraction of requests at or below) points of the latency distribution.
     public var latencyCDF: [CDFPoint]
     public var timeseries: [SecondPoint]
+    /// Live replicas per pool each second, from the gateway's `/readyz` (nil when it did not say):
+    /// what an autoscaler did during the run.
+    public var replicas: [ReplicaPoint]? = nil
 
     public struct Throughput: Codable, Sendable, Equatable {
         /// Completed requests (ok + errors) per second.
@@ -106,6 +109,11 @@ public struct LoadReport: Codable, Sendable, Equatable {
         public var fraction: Double
     }
 
+    public struct ReplicaPoint: Codable, Sendable, Equatable {
+        public var t: Double
+        public var emamba: Int, et5: Int
+    }
+
     public struct SecondPoint: Codable, Sendable, Equatable {
         public var t: Int
         public var sent: Int, ok: Int, errors: Int, tokens: Int
@@ -121,7 +129,7 @@ public struct LoadReport: Codable, Sendable, Equatable {
         case startedAt = "started_at", durationSeconds = "duration_s"
         case sent, ok, errors, errorsByClass = "errors_by_class", errorCodes = "error_codes", errorSamples = "error_samples"
         case throughput, latencyMs = "latency_ms", serviceTimeMs = "service_time_ms", ttfsMs = "ttfs_ms"
-        case perTokenMs = "per_token_ms", tokens, finishReasons = "finish_reasons", latencyCDF = "latency_cdf", timeseries
+        case perTokenMs = "per_token_ms", tokens, finishReasons = "finish_reasons", latencyCDF = "latency_cdf", timeseries, replicas
     }
 
     /// The CDF at HDR's percentile ticks (dense in the tail, where it matters).

@@ -1,4 +1,5 @@
 import Foundation
+import GatewayClient
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -53,6 +54,20 @@ public final class LoadRunner: @unchecked Sendable {
             }
         }
         defer { progressTask.cancel() }
+        // Replicas per pool once a second (the gateway's /readyz), for the report's chart of
+        // what an autoscaler did; nothing when the gateway does not say.
+        let replicaSamples = NIOLockedValueBox<[LoadReport.ReplicaPoint]>([])
+        let replicaTask = Task { [plan] in
+            let client = GatewayClient(baseURL: plan.target)
+            while !Task.isCancelled {
+                if let r = await client.replicas() {
+                    let t = Double(monotonicNs() - start) / 1e9
+                    replicaSamples.withLockedValue { $0.append(.init(t: (t * 10).rounded() / 10, emamba: r.emamba, et5: r.et5)) }
+                }
+                try? await Task.sleep(nanoseconds: 1_000_000_000)
+            }
+        }
+        defer { replicaTask.cancel() }
 
         let issue = { @Sendable (index: Int, intendedNs: UInt64) async in
             let body = self.plan.body(index, from: self.workload)
@@ -111,7 +126,10 @@ public final class LoadRunner: @unchecked Sendable {
             }
         }
         progressTask.cancel()
-        let report = stats.report(plan: plan, workload: workload.source, startedAt: startedAt)
+        replicaTask.cancel()
+        var report = stats.report(plan: plan, workload: workload.source, startedAt: startedAt)
+        let replicas = replicaSamples.withLockedValue { $0 }
+        report.replicas = replicas.isEmpty ? nil : replicas
         logger.debug("load test done", metadata: ["sent": "\(report.sent)", "ok": "\(report.ok)", "errors": "\(report.errors)"])
         return report
     }

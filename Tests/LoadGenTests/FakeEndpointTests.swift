@@ -126,6 +126,15 @@ final class FakeEndpointTests: XCTestCase {
         XCTAssertEqual(report.sent, report.ok + report.errors)
     }
 
+    /// The report charts live replicas per pool from the gateway's /readyz (what an autoscaler did).
+    func testReplicasPerPoolAreSampledFromReadyz() async throws {
+        let report = try await run([.ok(delayMs: 0)], mode: .closed(concurrency: 1), requests: nil, duration: 1.5)
+        let replicas = try XCTUnwrap(report.replicas)
+        XCTAssertFalse(replicas.isEmpty)
+        XCTAssertTrue(replicas.allSatisfy { $0.emamba == 2 && $0.et5 == 1 })
+        XCTAssertTrue(HTMLReport.render(report).contains("Replicas per pool"))
+    }
+
     func testClosedLoopStopsAtTheDuration() async throws {
         let started = Date()
         let report = try await run([.ok(delayMs: 40)], mode: .closed(concurrency: 2), requests: nil, duration: 0.5)

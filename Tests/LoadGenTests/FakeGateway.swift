@@ -77,13 +77,19 @@ private final class FakeHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias OutboundOut = HTTPServerResponsePart
     let server: FakeGateway
     var body = ""
+    var isProbe = false
     init(server: FakeGateway) { self.server = server }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head: body = ""
+        case .head(let head):
+            body = ""
+            isProbe = head.method == .GET && head.uri.hasSuffix("/readyz")
         case .body(let b): body += String(buffer: b)
-        case .end: respond(context, server.next(body: body))
+        case .end:
+            // The load generator's replica sampling: answered, never counted as a request.
+            if isProbe { return send(context, 200, #"{"status":"ready","router_reachable":true,"replicas":{"emamba":2,"et5":1}}"#) }
+            respond(context, server.next(body: body))
         }
     }
 
