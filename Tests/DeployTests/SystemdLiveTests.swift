@@ -23,23 +23,48 @@ final class SystemdLiveTests: XCTestCase {
             launcher.standardOutput = log
             launcher.standardError = log
             try launcher.run()
-            // `unshare --fork`'s child is the namespace's PID 1 (bash, then chroot, then systemd, one exec after another).
+            // The namespace's PID 1 (bash, then chroot, then systemd, one exec after another) is the
+            // child of `unshare` whose innermost pid is 1 (`NSpid: <host pid> 1`); unshare may have
+            // other, short-lived children.
             var found: Int32?
             let deadline = Date().addingTimeInterval(10)
             while found == nil, Date() < deadline {
-                let children = (try? String(contentsOfFile: "/proc/\(launcher.processIdentifier)/task/\(launcher.processIdentifier)/children",
-                                            encoding: .utf8)) ?? ""
-                found = children.split(separator: " ").first.flatMap { Int32($0) }
+                found = Self.namespaceInit(under: launcher.processIdentifier)
                 if found == nil { Thread.sleep(forTimeInterval: 0.05) }
             }
-            guard let found else { throw XCTSkip("systemd-sandbox did not start (unshare refused?)") }
+            guard let found else {
+                launcher.terminate()
+                throw XCTSkip("systemd-sandbox did not start (unshare refused?)")
+            }
             pid = found
+        }
+
+        static func namespaceInit(under parent: Int32) -> Int32? {
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            for entry in entries {
+                guard let candidate = Int32(entry),
+                      let status = try? String(contentsOfFile: "/proc/\(candidate)/status", encoding: .utf8) else { continue }
+                let fields = Dictionary(status.split(separator: "\n").compactMap { line -> (String, String)? in
+                    guard let colon = line.firstIndex(of: ":") else { return nil }
+                    return (String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+                }, uniquingKeysWith: { a, _ in a })
+                guard fields["PPid"] == "\(parent)", let nspid = fields["NSpid"]?.split(whereSeparator: { $0 == " " || $0 == "\t" }),
+                      nspid.count >= 2, nspid.last == "1" else { continue }
+                return candidate
+            }
+            return nil
         }
 
         /// SIGKILL to the namespace's PID 1 ends every process in it.
         func destroy() {
             kill(pid, SIGKILL)
-            launcher.waitUntilExit()
+            let deadline = Date().addingTimeInterval(15)
+            while launcher.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+            if launcher.isRunning {
+                // PID 1 changed under us (never seen): end whatever init the namespace has now.
+                if let other = Self.namespaceInit(under: launcher.processIdentifier) { kill(other, SIGKILL) }
+                kill(launcher.processIdentifier, SIGKILL)
+            }
             try? FileManager.default.removeItem(at: state)
         }
 
