@@ -105,12 +105,14 @@ public final class AutoscalePolicy {
     /// The replica count the demand calls for, clamped to the pool's range (for the gauge).
     public func desired(_ pool: PoolKind) -> Int { state[pool]?.desired ?? 0 }
 
-    /// One tick: every managed pool's observation at `now` (ms, any monotonic origin).
-    /// Returns at most one decision per pool; the actuator carries it out.
-    public func observe(_ observations: [PoolKind: PoolObservation], now: UInt64) -> [AutoscaleDecision] {
+    /// One tick: every managed pool's observation at `now` (ms, any monotonic origin), and the
+    /// expert replicas of every pool on the host, draining ones included (`onHost`; nil: the
+    /// managed pools' own counts). Returns at most one decision per pool; the actuator
+    /// carries it out.
+    public func observe(_ observations: [PoolKind: PoolObservation], now: UInt64, onHost: Int? = nil) -> [AutoscaleDecision] {
         var decisions: [AutoscaleDecision] = []
         // The host budget is shared: replicas of every pool, starting and draining included.
-        var onHost = observations.values.reduce(0) { $0 + $1.ready + $1.starting + $1.draining }
+        var onHost = onHost ?? observations.values.reduce(0) { $0 + $1.ready + $1.starting + $1.draining }
         for pool in PoolKind.allCases {
             guard let settings = settings[pool], let observation = observations[pool] else { continue }
             guard let decision = decide(pool, settings, observation, now: now, hostRoom: maxReplicasPerHost - onHost) else { continue }

@@ -177,9 +177,12 @@ public struct Scaler {
     }
 }
 
-/// Runs the real /usr/bin/systemctl (found on PATH).
+/// Runs the real /usr/bin/systemctl (found on PATH), for at most `timeout` seconds: over
+/// `-H` (ssh) an unreachable host must not stall the caller (the autoscaler's loop).
 public struct ProcessSystemctl: SystemctlRunner {
-    public init() {}
+    public let timeout: TimeInterval
+    public init(timeout: TimeInterval = 20) { self.timeout = timeout }
+
     public func run(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -188,10 +191,37 @@ public struct ProcessSystemctl: SystemctlRunner {
         p.standardOutput = out
         p.standardError = err
         try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
+        // Both pipes are read on their own threads, so a chatty command cannot fill one and block.
+        let collected = Collected()
+        let readers = DispatchGroup()
+        for (pipe, isOutput) in [(out, true), (err, false)] {
+            readers.enter()
+            Thread.detachNewThread {
+                let data = pipe.fileHandleForReading.readDataToEndOfFile()
+                collected.set(data, output: isOutput)
+                readers.leave()
+            }
+        }
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        let timedOut = p.isRunning
+        if timedOut {
+            p.terminate()
+            Thread.sleep(forTimeInterval: 0.5)
+            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        }
         p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        readers.wait()
+        let (o, e) = collected.get()
+        return (timedOut ? 124 : p.terminationStatus, String(decoding: o, as: UTF8.self),
+                (timedOut ? "timed out after \(Int(timeout)) s; " : "") + String(decoding: e, as: UTF8.self))
+    }
+
+    private final class Collected: @unchecked Sendable {   // guarded by `lock`
+        private let lock = NSLock()
+        private var output = Data(), error = Data()
+        func set(_ data: Data, output isOutput: Bool) { lock.withLock { if isOutput { output = data } else { error = data } } }
+        func get() -> (Data, Data) { lock.withLock { (output, error) } }
     }
 }
 

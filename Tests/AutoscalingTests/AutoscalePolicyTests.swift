@@ -64,6 +64,19 @@ final class AutoscalePolicyTests: XCTestCase {
         sim.run(from: 0, to: 0) { _ in 30 }       // 3.75× one replica
         XCTAssertEqual(sim.log.map(\.decision.to), [4])
         XCTAssertTrue(sim.log[0].decision.reason.hasPrefix("panic"))
+        // The load vanishes at once: no scale-down while the panic is recent (a look-back),
+        // nor within the downscale delay of the scale-up.
+        sim.run(from: 1_000, to: 9_000) { _ in 0 }
+        XCTAssertEqual(sim.log.count, 1, "\(sim.log)")
+        // A panic seen again later (replicas ready now) keeps blocking for a look-back from then.
+        let other = AutoscalePolicy(settings: [.emamba: settings(down: 5_000, lookBack: 5_000)], maxReplicasPerHost: 8)
+        _ = other.observe([.emamba: PoolObservation(ongoing: 80, ready: 4)], now: 0)        // panic with 4 ready
+        var downs: [UInt64] = []
+        for t in stride(from: UInt64(1_000), through: 20_000, by: 1_000) {
+            if !other.observe([.emamba: PoolObservation(ongoing: 0, ready: 4)], now: t).isEmpty { downs.append(t) }
+        }
+        // Low demand from t = 3 s wants fewer; the panic holds that until 5 s, then a whole delay.
+        XCTAssertEqual(downs.first, 10_000, "no scale-down inside the panic's look-back: \(downs)")
     }
 
     func testStartingReplicasCountAsComingCapacity() {
@@ -128,6 +141,15 @@ final class AutoscalePolicyTests: XCTestCase {
         XCTAssertEqual(decisions.map(\.pool), [.emamba])
         XCTAssertEqual(decisions.first?.to, 2)
         XCTAssertTrue(decisions.first?.reason.contains("max_replicas_per_host") ?? false)
+    }
+
+    /// The actuator may know more replicas on the host than the managed pools (an unmanaged
+    /// pool's): the budget counts them.
+    func testTheHostBudgetCountsWhatTheActuatorSees() {
+        let policy = AutoscalePolicy(settings: [.emamba: settings(step: 4)], maxReplicasPerHost: 4)
+        let decisions = policy.observe([.emamba: PoolObservation(ongoing: 40, ready: 1)], now: 0, onHost: 3)
+        XCTAssertEqual(decisions.map(\.to), [2], "1 EMamba + 2 others on the host: one place left")
+        XCTAssertTrue(policy.observe([.emamba: PoolObservation(ongoing: 40, ready: 2)], now: 1_000, onHost: 4).isEmpty)
     }
 
     func testBackIntoTheRangeAtOnce() {

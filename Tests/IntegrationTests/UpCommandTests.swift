@@ -95,6 +95,11 @@ final class UpCommandTests: XCTestCase {
         }
         XCTAssertTrue(back, "emamba-1 was not restarted: \(harness.log("up"))")
         XCTAssertTrue(harness.log("up").contains("restarting"))
+        // The new process registered (the router's count alone could still be the dead one's).
+        let registered = Date().addingTimeInterval(30)
+        func registrations() -> Int { harness.log("up").components(separatedBy: "replica=emamba-1 [RouterNode] replica ready").count - 1 }
+        while Date() < registered, registrations() < 2 { Thread.sleep(forTimeInterval: 0.2) }
+        XCTAssertGreaterThanOrEqual(registrations(), 2, "the restarted replica registered: \(harness.log("up"))")
         XCTAssertNil(harness.waitForExit("up", timeout: 0.5), "up must keep running")
     }
 
@@ -121,16 +126,22 @@ final class UpCommandTests: XCTestCase {
                 try? await Task.sleep(nanoseconds: 250_000_000)
             }
         }
-        var plan = LoadPlan(target: URL(string: "http://127.0.0.1:\(port)")!, mode: .closed(concurrency: 8))
-        plan.durationSeconds = 10
-        plan.maxTokens = ValueRange(32)
-        plan.expert = "emamba"
-        var logger = Logger(label: "test.loadgen")
-        logger.logLevel = .warning
-        let report = try await LoadRunner(plan: plan, workload: try Workload(prompts: [Prompt(question: "What is gingivitis?")]),
-                                          logger: logger).run()
-        let loadEnded = Date().timeIntervalSince(started)
-        // Back to the minimum: two steps of one replica, 4 s of low load each.
+        func load(clients: Int, seconds: Double) async throws -> LoadReport {
+            var plan = LoadPlan(target: URL(string: "http://127.0.0.1:\(port)")!, mode: .closed(concurrency: clients))
+            plan.durationSeconds = seconds
+            plan.maxTokens = ValueRange(32)
+            plan.expert = "emamba"
+            var logger = Logger(label: "test.loadgen")
+            logger.logLevel = .warning
+            return try await LoadRunner(plan: plan, workload: try Workload(prompts: [Prompt(question: "What is gingivitis?")]),
+                                        logger: logger).run()
+        }
+        // High load, then a light one that keeps running while the pool shrinks: the drains
+        // happen under load.
+        let high = try await load(clients: 8, seconds: 10)
+        let highEnded = Date().timeIntervalSince(started)
+        let light = try await load(clients: 1, seconds: 14)
+        // Back to the minimum (two steps of one replica, 4 s of low demand each).
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline, replicas(port)?.emamba != 1 || timeline.samples.last?.replicas != 1 {
             try await Task.sleep(nanoseconds: 250_000_000)
@@ -139,23 +150,39 @@ final class UpCommandTests: XCTestCase {
         sampler.cancel()
 
         let samples = timeline.samples
-        print("autoscale timeline (s, EMamba replicas), load 0–\(String(format: "%.1f", loadEnded)) s, 8 clients: "
+        print("autoscale timeline (s, EMamba replicas), 8 clients 0–\(String(format: "%.1f", highEnded)) s, then 1 client for 14 s: "
               + timeline.changes.map { String(format: "%.1f→%d", $0.at, $0.replicas) }.joined(separator: " "))
-        print("load: \(report.sent) sent, \(report.ok) ok, \(report.errors) errors")
-        XCTAssertGreaterThan(report.sent, 0)
-        XCTAssertEqual(report.errors, 0, "no request fails because of a scaling decision: \(report.errorSamples)")
+        print("load: high \(high.sent) sent, \(high.errors) errors; light \(light.sent) sent, \(light.errors) errors")
+        XCTAssertGreaterThan(high.sent, 0)
+        XCTAssertEqual(high.errors, 0, "no request fails because of a scale-up: \(high.errorSamples)")
+        XCTAssertGreaterThan(light.sent, 0)
+        XCTAssertEqual(light.errors, 0, "no request fails because of a drain: \(light.errorSamples)")
         XCTAssertGreaterThanOrEqual(samples.map(\.replicas).max() ?? 0, 2, "the pool grew: \(harness.log("up"))")
         XCTAssertEqual(samples.last?.replicas, 1, "back to min_replicas")
-        // No flapping: every scale-down comes at least the downscale delay after the last scale-up.
-        let changes = timeline.changes
-        for (i, change) in changes.enumerated() where i > 0 && change.replicas < changes[i - 1].replicas {
-            if let lastUp = changes[..<i].enumerated().last(where: { $0.offset > 0 && $0.element.replicas > changes[$0.offset - 1].replicas }) {
-                XCTAssertGreaterThanOrEqual(change.at - lastUp.element.at, 3.5, "scale-down too soon after a scale-up: \(changes)")
+        // No flapping, from the decisions' own log times (1 s resolution): no scale-down within
+        // downscale_delay_s (4 s) of a scale-up.
+        let decisions = Self.decisions(in: harness.log("up"))
+        XCTAssertTrue(decisions.contains { $0.to > $0.from } && decisions.contains { $0.to < $0.from }, "\(decisions)")
+        for down in decisions where down.to < down.from {
+            if let up = decisions.last(where: { $0.to > $0.from && $0.at <= down.at }) {
+                XCTAssertGreaterThanOrEqual(down.at.timeIntervalSince(up.at), 3, "scale-down too soon after a scale-up: \(decisions)")
             }
         }
-        let decisions = harness.log("up").split(separator: "\n").filter { $0.contains("] autoscale") }
-        XCTAssertFalse(decisions.isEmpty)
-        for line in decisions { XCTAssertTrue(line.contains("reason="), "each decision says why: \(line)") }
+        for line in harness.log("up").split(separator: "\n") where line.contains("] autoscale") {
+            XCTAssertTrue(line.contains("reason="), "each decision says why: \(line)")
+        }
+    }
+
+    /// The autoscaler's decisions from `up`'s log: time (whole seconds), from, to.
+    static func decisions(in log: String) -> [(at: Date, from: Int, to: Int)] {
+        let format = ISO8601DateFormatter()
+        return log.split(separator: "\n").filter { $0.contains("] autoscale") && $0.contains(" from=") }.compactMap { line in
+            let words = line.split(separator: " ")
+            func value(_ key: String) -> Int? { words.first { $0.hasPrefix(key + "=") }.flatMap { Int($0.dropFirst(key.count + 1)) } }
+            guard let stamp = words.first, let at = format.date(from: String(stamp)), let from = value("from"), let to = value("to")
+            else { return nil }
+            return (at, from, to)
+        }
     }
 }
 

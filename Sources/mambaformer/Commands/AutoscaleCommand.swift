@@ -56,6 +56,9 @@ struct AutoscaleCommand: ParsableCommand {
         try NodeConfiguration.checkWire(cluster, "autoscale.routers")
         let poller = try PoolStatusPoller(routers: routerEndpoints, curve: try NodeConfiguration.gatewayCurve(cluster))
         let actuator = SystemdReplicas(hosts: host.isEmpty ? [nil] : host.map { Optional($0) }, logger: logger)
+        if host.count > 1, cluster.int("autoscale.max_replicas_per_host") == 0 {
+            logger.warning("autoscale: with several --host, max_replicas_per_host counts every host's replicas; set it to the budget of all of them (0 means this host's cores)")
+        }
         let loop = AutoscaleLoop(policy: AutoscalePolicy(settings: settings, maxReplicasPerHost: NodeConfiguration.maxReplicasPerHost(cluster)),
                                  poller: poller, actuator: actuator, intervalMs: cluster.int("autoscale.interval_ms"), logger: logger)
         let stop = StopFlag()
@@ -93,26 +96,47 @@ final class SystemdReplicas: ReplicaActuator {
         }
     }
 
-    func pending(_ pool: PoolKind, ready: Int) -> (starting: Int, draining: Int) {
+    /// Running units (active or activating: serving or starting) and deactivating ones
+    /// (draining), over every host it manages. Nil when a host did not answer: a partial count
+    /// would look like lost replicas.
+    func replicas(_ pool: PoolKind) -> (serving: Int, draining: Int)? {
         let all = states(pool)
-        return (all.reduce(0) { $0 + $1.starting.count }, all.reduce(0) { $0 + $1.draining.count })
+        guard all.count == scalers.count else { return nil }
+        return (all.reduce(0) { $0 + $1.running.count }, all.reduce(0) { $0 + $1.draining.count })
+    }
+
+    func replicasOnHost() -> Int? {
+        var total = 0
+        for pool in [PoolKind.emamba, .et5] {
+            guard let r = replicas(pool) else { return nil }
+            total += r.serving + r.draining
+        }
+        return total
     }
 
     func apply(_ decision: AutoscaleDecision) throws {
         var all = states(decision.pool)
-        guard !all.isEmpty else { throw ScaleError.systemctlFailed(command: "systemctl list-units", status: -1, message: "no host answered") }
+        guard all.count == scalers.count else {
+            throw ScaleError.systemctlFailed(command: "systemctl list-units", status: -1, message: "a host did not answer")
+        }
         // One replica at a time: add where the pool has the fewest, drain where it has the most.
         for _ in 0..<abs(decision.to - decision.from) {
             let up = decision.isUp
             guard let index = all.indices.min(by: { up ? all[$0].running.count < all[$1].running.count
                                                        : all[$0].running.count > all[$1].running.count }) else { break }
             let host = all[index]
-            let plan = try ScalePlan(pool: "\(decision.pool)", running: host.running, target: host.running.count + (up ? 1 : -1))
+            // A draining instance keeps its number until it has stopped: starting it again would
+            // only queue behind the stop.
+            let plan = up
+                ? try ScalePlan(pool: "\(decision.pool)", running: host.running + host.draining,
+                                target: host.running.count + host.draining.count + 1)
+                : try ScalePlan(pool: "\(decision.pool)", running: host.running, target: host.running.count - 1)
             try host.scaler.apply(plan, transient: true)
             logger.info(up ? "autoscale: started" : "autoscale: stopping (draining)",
                         metadata: ["units": "\((plan.toStart + plan.toStop).map(ScalePlan.unit).joined(separator: " "))",
                                    "host": "\(host.scaler.host ?? "local")"])
             all[index].running = up ? host.running + plan.toStart : host.running.filter { !plan.toStop.contains($0) }
+            if !up { all[index].draining = host.draining + plan.toStop }
         }
     }
 }

@@ -17,7 +17,11 @@ struct UpCommand: ParsableCommand {
         commandName: "up",
         abstract: "Start a whole local cluster (router, gateway, experts) in one command.",
         discussion: """
-            A child that exits on its own is restarted (0.5 s back-off, doubling); one that exits 5 times             within 60 s stops the cluster. --autoscale emamba=1-4 lets the autoscaler size that pool             between 1 and 4 replicas from the router's demand, with the [autoscale] settings of the             configuration (delays, target); --emamba then sets the starting count.
+            A child that exits on its own is restarted (0.5 s back-off, doubling). A replica that exits \
+            5 times within 60 s is given up on; the router or the gateway doing so stops the cluster. \
+            --autoscale emamba=1-4 lets the autoscaler size that pool between 1 and 4 replicas from the \
+            router's demand, with the [autoscale] settings of the configuration (delays, target, \
+            max_replicas_per_host); --emamba then sets the starting count.
             """
     )
 
@@ -140,7 +144,9 @@ struct UpCommand: ParsableCommand {
             settings[pool] = s
         }
         let policy = AutoscalePolicy(settings: settings, maxReplicasPerHost: NodeConfiguration.maxReplicasPerHost(cluster))
-        let poller = try PoolStatusPoller(routers: [frontend], curve: nil)
+        // The children read the same configuration: with security.curve on, the router's
+        // frontend wants a gateway key.
+        let poller = try PoolStatusPoller(routers: [frontend], curve: try NodeConfiguration.gatewayCurve(cluster))
         return AutoscaleLoop(policy: policy, poller: poller, actuator: supervisor,
                              intervalMs: cluster.int("autoscale.interval_ms"), logger: logger)
     }

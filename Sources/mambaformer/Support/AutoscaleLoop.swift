@@ -10,11 +10,14 @@ import Wire
 // decision out. One loop, two actuators: `up --autoscale` (child processes) and the
 // `autoscale` service (systemd units).
 
-/// Starts and drains expert replicas of a pool on this host.
+/// Starts and drains expert replicas of a pool on the host(s) it manages.
 protocol ReplicaActuator: AnyObject {
-    /// Replicas of `pool` this actuator started that the routers do not count as ready yet,
-    /// and replicas it is draining, given the routers' count of ready replicas.
-    func pending(_ pool: PoolKind, ready: Int) -> (starting: Int, draining: Int)
+    /// The replicas of `pool` it has serving or starting (not draining), and draining; nil
+    /// when it cannot tell (then the routers' counts stand alone). What it has serving but
+    /// the routers do not count yet is capacity still starting.
+    func replicas(_ pool: PoolKind) -> (serving: Int, draining: Int)?
+    /// Expert replicas of every pool where it acts, draining ones included (the host budget).
+    func replicasOnHost() -> Int?
     /// Carries out one decision: start `to - from` replicas, or drain `from - to` (they stop
     /// taking spans, finish their own, then exit). Must not block for long.
     func apply(_ decision: AutoscaleDecision) throws
@@ -40,9 +43,11 @@ final class PoolStatusPoller {
         context.terminate()
     }
 
-    /// Every router's answer within `timeoutMs`, summed; nil when none answered. Routers also
+    var routers: Int { sockets.count }
+
+    /// Every router's answer within `timeoutMs`, summed, and how many answered. Routers also
     /// send heartbeats to a frontend peer: those are read and ignored.
-    func poll(timeoutMs: Int) -> (status: PoolStatus, answered: Int)? {
+    func poll(timeoutMs: Int) -> (status: PoolStatus, answered: Int) {
         for (_, socket) in sockets {
             // Answers to an earlier, timed-out question would be counted twice: drop them.
             while (try? socket.receiveEnvelope()) != nil {}
@@ -72,8 +77,7 @@ final class PoolStatusPoller {
                 }
             }
         }
-        let answered = sockets.count - waiting.count
-        return answered > 0 ? (total, answered) : nil
+        return (total, sockets.count - waiting.count)
     }
 }
 
@@ -116,9 +120,6 @@ final class AutoscaleLoop {
     private let metrics: AutoscaleMetrics
     private var silentLog = LogRateLimiter(intervalMs: 30_000)
     private var lastTickMs: UInt64 = 0
-    /// Every decision taken, with the time since the loop started (for `up`'s summary and tests).
-    private(set) var timeline: [(atMs: UInt64, decision: AutoscaleDecision)] = []
-    private let startedMs = MonotonicClock.nowMs()
 
     init(policy: AutoscalePolicy, poller: PoolStatusPoller, actuator: ReplicaActuator, intervalMs: Int, logger: Logger) {
         self.policy = policy; self.poller = poller; self.actuator = actuator
@@ -135,22 +136,30 @@ final class AutoscaleLoop {
     }
 
     private func tick(now: UInt64) {
-        guard let (status, answered) = poller.poll(timeoutMs: min(500, intervalMs / 2)) else {
-            metrics.routers(0)
-            // No figures, no decision: a router restart must not look like an idle cluster.
-            if silentLog.admit("no router", now: now) != nil { logger.warning("autoscaler: no router answered a pool-status request; keeping the pools as they are") }
+        let (status, answered) = poller.poll(timeoutMs: min(500, intervalMs / 2))
+        metrics.routers(answered)
+        // A partial view is no view: a router restarting (or slow) must not look like a pool
+        // that lost its replicas or its load. No figures, no decision.
+        guard answered == poller.routers else {
+            if silentLog.admit("routers", now: now) != nil {
+                logger.warning("autoscaler: \(answered) of \(poller.routers) routers answered a pool-status request; keeping the pools as they are")
+            }
             return
         }
-        metrics.routers(answered)
         var observations: [PoolKind: PoolObservation] = [:]
         for pool in policy.settings.keys {
             let load = status[pool]
-            let ready = Int(load.replicasReady)
-            let pending = actuator.pending(pool, ready: ready)
-            observations[pool] = PoolObservation(ongoing: Int(load.ongoing), ready: ready, starting: pending.starting,
-                                                 draining: max(pending.draining, Int(load.replicasDraining)))
+            var ready = Int(load.replicasReady), starting = 0, draining = Int(load.replicasDraining)
+            if let mine = actuator.replicas(pool) {
+                // The actuator's count wins where the routers' lags: a replica it drains may still
+                // be counted ready for a moment, one it started is not counted until it registers.
+                ready = min(ready, mine.serving)
+                starting = mine.serving - ready
+                draining = max(draining, mine.draining)
+            }
+            observations[pool] = PoolObservation(ongoing: Int(load.ongoing), ready: ready, starting: starting, draining: draining)
         }
-        let decisions = policy.observe(observations, now: now)
+        let decisions = policy.observe(observations, now: now, onHost: actuator.replicasOnHost())
         for (pool, o) in observations {
             metrics.observed(pool, desired: policy.desired(pool), current: o.current, ongoing: o.ongoing)
         }
@@ -158,7 +167,6 @@ final class AutoscaleLoop {
             logger.notice("autoscale", metadata: ["pool": "\(decision.pool)", "from": "\(decision.from)", "to": "\(decision.to)",
                                                   "reason": "\(decision.reason)"])
             metrics.decided(decision)
-            timeline.append((now - startedMs, decision))
             do {
                 try actuator.apply(decision)
             } catch {

@@ -6,8 +6,8 @@ import Wire
 
 /// `up`'s children: this binary's subcommands, supervised the way systemd supervises the
 /// units (`Restart=on-failure`): a child that exits on its own is started again after a short
-/// back-off, and one that keeps failing (5 exits within 60 s, systemd's start limit) stops the
-/// cluster. Expert replicas can be added and drained at run time (the autoscaler's actuator).
+/// back-off. One that keeps failing (5 exits within 60 s, systemd's start limit) is given up
+/// on: a replica stays down, the router or the gateway stops the cluster. Expert replicas can be added and drained at run time (the autoscaler's actuator).
 final class Supervisor: ReplicaActuator {
     private final class Child {
         let name: String
@@ -84,11 +84,12 @@ final class Supervisor: ReplicaActuator {
         logger.info("draining", metadata: ["process": "\(child.name)", "pid": "\(child.process.processIdentifier)"])
     }
 
-    func pending(_ pool: PoolKind, ready: Int) -> (starting: Int, draining: Int) {
+    func replicas(_ pool: PoolKind) -> (serving: Int, draining: Int)? {
         let mine = children.filter { $0.pool == pool }
-        let serving = mine.filter { !$0.draining }.count
-        return (max(0, serving - ready), mine.filter(\.draining).count)
+        return (mine.filter { !$0.draining }.count, mine.filter(\.draining).count)
     }
+
+    func replicasOnHost() -> Int? { children.filter { $0.pool != nil }.count }
 
     func apply(_ decision: AutoscaleDecision) throws {
         if decision.to > decision.from {
@@ -115,8 +116,16 @@ final class Supervisor: ReplicaActuator {
             child.exits = child.exits.filter { now.timeIntervalSince($0) < Self.startLimitInterval } + [now]
             let status = child.process.terminationStatus
             guard child.exits.count < Self.startLimitBurst else {
-                failure = "\(child.name) exited \(child.exits.count) times within \(Int(Self.startLimitInterval)) s (last status \(status))"
-                logger.error("giving up", metadata: ["process": "\(child.name)", "status": "\(status)"])
+                let reason = "\(child.name) exited \(child.exits.count) times within \(Int(Self.startLimitInterval)) s (last status \(status))"
+                if child.pool != nil {
+                    // As under systemd, a replica that keeps failing stays failed; the rest of the
+                    // cluster serves (its pool falls back or an autoscaler adds another).
+                    logger.error("giving up on a replica", metadata: ["process": "\(child.name)", "reason": "\(reason)"])
+                    children.removeAll { $0 === child }
+                } else {
+                    failure = reason
+                    logger.error("giving up", metadata: ["process": "\(child.name)", "status": "\(status)"])
+                }
                 continue
             }
             let backOff = min(5, 0.5 * pow(2, Double(child.exits.count - 1)))
