@@ -279,8 +279,10 @@ final class AnswerRun: @unchecked Sendable {
         let trace = merger.merged.map(AnswerResponse.TraceEntry.init)
         let usage = usage(stats: stats)
         let total = Double((ContinuousClock.now - started) / .microseconds(1)) / 1000
+        let seed = params.sampling.temperature > 0 ? params.sampling.seed : nil
         return AnswerResponse(id: requestId, answer: merger.text, finishReason: reason, usage: usage, trace: trace,
                               timings: .init(queueMs: rounded(Double(stats?.queueUs ?? 0) / 1000, places: 3),
-                                             totalMs: rounded(total, places: 3)))
+                                             totalMs: rounded(total, places: 3)),
+                              seed: seed)
     }
 }

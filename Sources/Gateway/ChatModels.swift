@@ -45,12 +45,13 @@ struct ChatRouting: Encodable {
     var usage: AnswerResponse.Usage
     var trace: [AnswerResponse.TraceEntry]
     var timings: AnswerResponse.Timings
+    var seed: UInt64?
     enum CodingKeys: String, CodingKey {
-        case requestId = "request_id", finishReason = "finish_reason", usage, trace, timings
+        case requestId = "request_id", finishReason = "finish_reason", usage, trace, timings, seed
     }
     init(_ answer: AnswerResponse) {
         requestId = answer.id; finishReason = answer.finishReason; usage = answer.usage
-        trace = answer.trace; timings = answer.timings
+        trace = answer.trace; timings = answer.timings; seed = answer.seed
     }
 }
 

@@ -15,12 +15,40 @@ struct Endpoints: Sendable {
     let limiter: ConcurrencyLimiter
     let drain: GatewayDrain
 
+    /// Every endpoint and its one method. A method an endpoint lacks gets `405` with `Allow`
+    /// (RFC 9110), not `404`: the path exists.
+    static let routes: [(path: String, method: HTTPRequest.Method)] = [
+        ("/v1/answer", .post), ("/v1/chat/completions", .post), ("/v1/models", .get),
+        ("/healthz", .get), ("/readyz", .get), ("/metrics", .get),
+    ]
+
     func register(on router: Router<GatewayRequestContext>) {
         router.post("/v1/answer") { request, context in try await self.answer(request, context) }
         router.post("/v1/chat/completions") { request, context in try await self.chat(request, context) }
+        router.get("/v1/models") { _, _ in await self.models() }
         router.get("/healthz") { _, _ in Self.json(#"{"status":"ok"}"#) }
         router.get("/readyz") { _, _ in await self.ready() }
         router.get("/metrics") { _, _ in await self.metricsText() }
+        for (path, method) in Self.routes {
+            let others: [HTTPRequest.Method] = [.get, .post, .put, .delete, .patch, .options] + (method == .get ? [] : [.head])
+            for other in others where other != method {
+                router.on(RouterPath(path), method: other) { _, _ -> Response in
+                    throw GatewayError.methodNotAllowed(path: path, allowed: method)
+                }
+            }
+        }
+    }
+
+    // MARK: /v1/models
+
+    /// OpenAI's model list: the one model this cluster serves (its experts and their live
+    /// replicas in an extra `mambaformer` field; `n` is always 1).
+    func models() async -> Response {
+        let status = await backend.status()
+        let name = JSON.encode(config.modelName)
+        return Self.json(#"{"object":"list","data":[{"id":\#(name),"object":"model","created":0,"owned_by":"mambaformer","#
+            + #""mambaformer":{"experts":{"emamba":{"replicas":\#(status.emambaReplicas)},"et5":{"replicas":\#(status.et5Replicas)}},"#
+            + #""max_n":1}}]}"#)
     }
 
     // MARK: /v1/answer

@@ -12,6 +12,8 @@ public struct GatewayError: Error, CustomStringConvertible, Sendable {
     public var message: String
     /// Seconds for `Retry-After` (429, 503).
     public var retryAfter: Int?
+    /// The `Allow` header of a 405: the method the path takes.
+    public var allow: String?
     /// What was generated before a deadline or an unrecoverable gap (504, 502).
     public var partial: AnswerResponse?
     /// Set once the request's connection is being watched for a client hang-up (see
@@ -75,6 +77,11 @@ public struct GatewayError: Error, CustomStringConvertible, Sendable {
     static func requestTimeout(ms: Int) -> GatewayError {
         .init(.requestTimeout, "request_timeout",
               "the request (head and body) did not arrive within \(ms) ms; the connection is closed")
+    }
+    static func methodNotAllowed(path: String, allowed: HTTPRequest.Method) -> GatewayError {
+        var e = GatewayError(.methodNotAllowed, "method_not_allowed", "\(path) takes \(allowed.rawValue) only")
+        e.allow = allowed.rawValue
+        return e
     }
     static let unauthorized = GatewayError(.unauthorized, "unauthorized",
                                            "missing or invalid bearer token (Authorization: Bearer <token>)")

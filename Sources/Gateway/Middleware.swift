@@ -106,7 +106,7 @@ struct FrontMiddleware: RouterMiddleware {
 
     /// Metrics label: the route, or "other" (unknown paths must not explode label cardinality).
     static func endpointLabel(_ path: String) -> String {
-        let known = ["/v1/answer", "/v1/chat/completions", "/healthz", "/readyz", "/metrics"]
+        let known = Endpoints.routes.map(\.path)
         let canonical = AuthMiddleware.canonicalPath(path)
         return known.contains(canonical) ? canonical : "other"
     }
@@ -141,6 +141,7 @@ struct FrontMiddleware: RouterMiddleware {
     static func errorResponse(_ error: GatewayError, requestId: String) -> Response {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let seconds = error.retryAfter { headers[.retryAfter] = String(seconds) }
+        if let allow = error.allow { headers[.allow] = allow }
         if error.status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
         if error.closesConnection { headers[.connection] = "close" }
         let body = JSON.encode(ErrorEnvelope(error, requestId: requestId)) + "\n"

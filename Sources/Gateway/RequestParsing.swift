@@ -122,7 +122,14 @@ enum RequestParsing {
         if let t = try json.number("temperature", in: 0...temperatureMax) { params.sampling.temperature = Float(t) }
         if let p = try json.number("top_p", in: 0...1) { params.sampling.topP = Float(p) }
         if let k = try json.int("top_k", in: 0...Int64(UInt32.max)) { params.sampling.topK = UInt32(k) }
-        if let s = try json.uint64("seed") { params.sampling.seed = s }
+        if let s = try json.uint64("seed") {
+            params.sampling.seed = s
+        } else if params.sampling.temperature > 0 {
+            // A sampled request without a seed gets a fresh one (returned in the response), so
+            // two such requests differ and any answer can be reproduced. At most 2^53 - 1: a
+            // JavaScript client reads it back exactly.
+            params.sampling.seed = UInt64.random(in: 1...(1 << 53) - 1)
+        }
         if let r = try json.number("repetition_penalty", in: 0...10) { params.sampling.repetitionPenalty = Float(r) }
         if let s = try json.bool("stream") { params.stream = s }
         if let d = try json.int("deadline_ms", in: 1...Int64(config.maxDeadlineMs)) { params.deadlineMs = Int(d) }

@@ -13,6 +13,9 @@ public struct AnswerResponse: Codable, Sendable, Equatable {
     public var usage: Usage
     public var trace: [TraceEntry]
     public var timings: Timings
+    /// The sampling seed the answer was generated with (sampled requests only): the client's,
+    /// or one the gateway drew. The same request with this seed gives the same answer.
+    public var seed: UInt64?
 
     public struct Usage: Codable, Sendable, Equatable {
         public var promptTokens: Int
@@ -57,10 +60,12 @@ public struct AnswerResponse: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, answer, finishReason = "finish_reason", usage, trace, timings
+        case id, answer, finishReason = "finish_reason", usage, trace, timings, seed
     }
 
-    public init(id: String, answer: String, finishReason: String, usage: Usage, trace: [TraceEntry], timings: Timings) {
+    public init(id: String, answer: String, finishReason: String, usage: Usage, trace: [TraceEntry], timings: Timings,
+                seed: UInt64? = nil) {
+        self.seed = seed
         self.id = id; self.answer = answer; self.finishReason = finishReason; self.usage = usage
         self.trace = trace; self.timings = timings
     }

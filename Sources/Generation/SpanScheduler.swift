@@ -170,7 +170,9 @@ public final class SpanScheduler {
             }
             let logits = try model.feed(session, tokens: Array(inputs.decoder[kept...]))
             let s = span.sampling
-            let sampler = Sampler(temperature: s.temperature, topK: Int(s.topK), topP: s.topP,
+            // The wire's 0 means "not set" (proto3): top_p 0 is off (1), not "keep one token",
+            // which would turn every sampled request without top_p into greedy decoding.
+            let sampler = Sampler(temperature: s.temperature, topK: Int(s.topK), topP: s.topP > 0 ? s.topP : 1,
                                   seed: s.seed &+ UInt64(span.answerTokensBefore), repetitionPenalty: s.repetitionPenalty)
             let sequence = Sequence(
                 span: span, session: session, sampler: sampler, logits: logits,

@@ -31,6 +31,7 @@ final class AnswerEndpointTests: XCTestCase {
             XCTAssertEqual(answer.trace[1].ms, 1.234)
             XCTAssertEqual(answer.timings.queueMs, 1.5)
             XCTAssertGreaterThan(answer.timings.totalMs, 0)
+            XCTAssertEqual(answer.seed, UInt64.max, "a sampled answer says its seed")
         }
         // What crossed the "wire": the id, the prompt, limits, policy, sampling, a deadline.
         let sent = try XCTUnwrap(backend.submitted.first)
@@ -47,6 +48,28 @@ final class AnswerEndpointTests: XCTestCase {
         XCTAssertLessThanOrEqual(sent.deadlineUnixMs, now + 30_000)
         XCTAssertGreaterThan(sent.deadlineMs, 0, "1.2: the time left travels too")
         XCTAssertLessThanOrEqual(sent.deadlineMs, 30_000)
+    }
+
+    /// A sampled request without a seed gets a fresh one, returned so that the answer can be
+    /// reproduced; two such requests differ; a greedy answer has no seed.
+    func testUnseededSampledRequestsGetAFreshSeedBack() async throws {
+        let backend = FakeBackend.simple()
+        try await TestSupport.app(backend).test(.router) { client in
+            var seeds: [UInt64] = []
+            for _ in 0..<2 {
+                let r = try await TestSupport.post(client, "/v1/answer", #"{"question": "q", "temperature": 0.8}"#)
+                let answer = try TestSupport.decode(AnswerResponse.self, r)
+                let seed = try XCTUnwrap(answer.seed)
+                XCTAssertLessThan(seed, 1 << 53, "exact in a JavaScript number")
+                seeds.append(seed)
+            }
+            XCTAssertNotEqual(seeds[0], seeds[1])
+            XCTAssertEqual(backend.submitted.map(\.sampling.seed), seeds, "the seed returned is the one sent")
+            let greedy = try TestSupport.decode(AnswerResponse.self,
+                                                try await TestSupport.post(client, "/v1/answer", #"{"question": "q"}"#))
+            XCTAssertNil(greedy.seed)
+            XCTAssertEqual(backend.submitted.last?.sampling.seed, 0)
+        }
     }
 
     func testRequestIdIsGeneratedWhenAbsentOrUnsafe() async throws {

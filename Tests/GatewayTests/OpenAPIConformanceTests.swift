@@ -97,6 +97,8 @@ final class OpenAPIConformanceTests: XCTestCase {
             XCTAssertEqual(firstStatus, .gatewayTimeout)
         }
 
+        try await run(FakeBackend.simple(), [("get", "/v1/models", nil, nil), ("get", "/v1/models", nil, [:])])   // 200, 401
+
         let probes = FakeBackend.simple()
         try await run(probes, [("get", "/healthz", nil, [:]), ("get", "/readyz", nil, [:]), ("get", "/metrics", nil, [:])])
         probes.setStatus(BackendStatus(routerReachable: false, emambaReplicas: 0, et5Replicas: 0))
@@ -109,6 +111,37 @@ final class OpenAPIConformanceTests: XCTestCase {
         for (operation, docs) in documented {
             let seen = observed[operation] ?? []
             XCTAssertEqual(docs.subtracting(seen), [], "\(operation): documented but not exercised")
+        }
+    }
+
+    /// A method a path does not take: 405 with `Allow`, in the error envelope (not 404).
+    func testAMethodAPathLacksIs405WithAllow() async throws {
+        try await TestSupport.app(FakeBackend.simple()).test(.router) { client in
+            for (method, path, allow) in [(HTTPRequest.Method.get, "/v1/answer", "POST"), (.delete, "/v1/chat/completions", "POST"),
+                                          (.post, "/healthz", "GET"), (.put, "/v1/models", "GET")] {
+                let r = try await client.execute(uri: path, method: method)
+                XCTAssertEqual(r.status, .methodNotAllowed, "\(method) \(path)")
+                XCTAssertEqual(r.headers[.allow], allow)
+                XCTAssertEqual(try TestSupport.error(r).code, "method_not_allowed")
+            }
+            let unknown = try await client.execute(uri: "/v1/nothing", method: .get)
+            XCTAssertEqual(unknown.status, .notFound)
+        }
+    }
+
+    /// OpenAI clients list models first: one entry, the chat endpoint's name, with the experts.
+    func testModelsListsTheClusterModel() async throws {
+        try await TestSupport.app(FakeBackend.simple()).test(.router) { client in
+            let r = try await client.execute(uri: "/v1/models", method: .get)
+            XCTAssertEqual(r.status, .ok)
+            let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(buffer: r.body)) as? [String: Any])
+            XCTAssertEqual(json["object"] as? String, "list")
+            let model = try XCTUnwrap((json["data"] as? [[String: Any]])?.first)
+            XCTAssertEqual(model["id"] as? String, "mambaformer")
+            XCTAssertEqual(model["object"] as? String, "model")
+            let experts = (model["mambaformer"] as? [String: Any])?["experts"] as? [String: [String: Int]]
+            XCTAssertEqual(experts?["emamba"]?["replicas"], 2)
+            XCTAssertEqual(experts?["et5"]?["replicas"], 1)
         }
     }
 }

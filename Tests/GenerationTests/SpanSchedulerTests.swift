@@ -106,6 +106,24 @@ final class SpanSchedulerTests: XCTestCase {
         }
     }
 
+    /// A sampled request that does not set top_p samples (the wire's 0 is "off"), seeded:
+    /// the same seed gives the same tokens, another seed other tokens.
+    func testSamplingWithoutTopPIsNotGreedy() throws {
+        func sample(seed: UInt64) throws -> [Int] {
+            let model = ScriptedModel(script: script, vocabSize: tokenizer.vocabSize, eos: 0)
+            let scheduler = makeScheduler(model)
+            var span = request("s", budget: 6)
+            span.sampling = Sampling(temperature: 100, topP: 0, topK: 0, seed: seed, repetitionPenalty: 0)
+            let outcomes = run(scheduler, scheduler.admit(span, deadline: 0, now: 0))
+            guard case .result(let r)? = outcomes.first else { XCTFail("no result: \(outcomes)"); return [] }
+            return r.pieces.map { Int($0.tokenId) }
+        }
+        let first = try sample(seed: 7)
+        XCTAssertNotEqual(first, Array(script.prefix(first.count)), "temperature 100 without top_p decoded greedily")
+        XCTAssertEqual(try sample(seed: 7), first, "same seed, same tokens")
+        XCTAssertNotEqual(try sample(seed: 8), first)
+    }
+
     func testTheNextSpanReusesTheCachedSessionAndEndsAtEOS() throws {
         let model = ScriptedModel(script: script, vocabSize: tokenizer.vocabSize, eos: 0)
         let scheduler = makeScheduler(model)
