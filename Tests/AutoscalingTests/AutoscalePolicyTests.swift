@@ -152,6 +152,15 @@ final class AutoscalePolicyTests: XCTestCase {
         XCTAssertTrue(policy.observe([.emamba: PoolObservation(ongoing: 40, ready: 2)], now: 1_000, onHost: 4).isEmpty)
     }
 
+    /// A router's figures are only added up and divided: an absurd demand (a hostile or broken
+    /// router reporting UInt32.max spans) asks for max_replicas, no more, and nothing overflows.
+    func testAnAbsurdDemandIsClampedToTheRange() {
+        let policy = AutoscalePolicy(settings: [.emamba: settings(step: 64)], maxReplicasPerHost: 1024)
+        let decisions = policy.observe([.emamba: PoolObservation(ongoing: Int(UInt32.max) * 2, ready: 1)], now: 0)
+        XCTAssertEqual(decisions.map(\.to), [4])
+        XCTAssertEqual(policy.desired(.emamba), 4)
+    }
+
     func testBackIntoTheRangeAtOnce() {
         let policy = AutoscalePolicy(settings: [.emamba: settings(min: 2, max: 3)], maxReplicasPerHost: 8)
         XCTAssertEqual(policy.observe([.emamba: PoolObservation(ongoing: 0, ready: 0)], now: 0).map(\.to), [2])

@@ -34,7 +34,8 @@ final class SystemdLiveTests: XCTestCase {
             }
             guard let found else {
                 launcher.terminate()
-                throw XCTSkip("systemd-sandbox did not start (unshare refused?)")
+                // As root (the only case that gets here) the sandbox must start: a failure, not a skip.
+                throw SandboxError("scripts/systemd-sandbox.sh started no namespace PID 1 within 10 s (unshare refused?)")
             }
             pid = found
         }
@@ -221,11 +222,10 @@ final class SystemdLiveTests: XCTestCase {
         XCTAssertEqual(try box.run(asScaler + ["stop", "mambaformer-expert@et5-9"]).status, 0, "and stop them")
 
         let started = Date()
-        let timeline = Samples()
+        let timeline = ReplicaTimeline()
         let sampling = DispatchSemaphore(value: 0)
-        let stopSampling = Flag()
         Thread.detachNewThread {
-            while !stopSampling.isSet {
+            while !timeline.isStopped {
                 if let r = box.readyz() { timeline.add(Date().timeIntervalSince(started), r.emamba) }
                 Thread.sleep(forTimeInterval: 0.5)
             }
@@ -240,7 +240,7 @@ final class SystemdLiveTests: XCTestCase {
         try box.waitUntil("EMamba back to 1 replica after the downscale delays", timeout: 60) {
             timeline.samples.last?.replicas == 1 && timeline.samples.contains { $0.replicas > 1 }
         }
-        stopSampling.set()
+        timeline.stop()
         sampling.wait()
         let changes = timeline.changes
         print("systemd autoscaler timeline (s → EMamba replicas; idle 0–3 s, load 20→60→100 req/s "
@@ -280,22 +280,7 @@ final class SystemdLiveTests: XCTestCase {
     }
 }
 
-/// Replica counts over time, from a sampling thread.
-private final class Samples: @unchecked Sendable {   // guarded by `lock`
-    private let lock = NSLock()
-    private var values: [(at: Double, replicas: Int)] = []
-    func add(_ at: Double, _ replicas: Int) { lock.withLock { values.append((at, replicas)) } }
-    var samples: [(at: Double, replicas: Int)] { lock.withLock { values } }
-    var changes: [(at: Double, replicas: Int)] {
-        var out: [(at: Double, replicas: Int)] = []
-        for s in samples where out.last?.replicas != s.replicas { out.append(s) }
-        return out
-    }
-}
-
-private final class Flag: @unchecked Sendable {   // guarded by `lock`
-    private let lock = NSLock()
-    private var value = false
-    func set() { lock.withLock { value = true } }
-    var isSet: Bool { lock.withLock { value } }
+struct SandboxError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

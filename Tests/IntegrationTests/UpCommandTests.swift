@@ -1,6 +1,7 @@
 import Foundation
 import LoadGen
 import Logging
+import TestCommon
 import XCTest
 
 /// `mambaformer up`: one command starts a cluster that answers, and never leaves orphans.
@@ -119,7 +120,7 @@ final class UpCommandTests: XCTestCase {
 
         // Replicas per pool over time, from /readyz, while the load runs and after.
         let started = Date()
-        let timeline = Timeline()
+        let timeline = ReplicaTimeline()
         let sampler = Task.detached { [self] in
             while !Task.isCancelled {
                 if let r = self.replicas(port) { timeline.add(Date().timeIntervalSince(started), r.emamba) }
@@ -183,19 +184,5 @@ final class UpCommandTests: XCTestCase {
             else { return nil }
             return (at, from, to)
         }
-    }
-}
-
-/// Samples of a pool's replica count over time (from a background task).
-final class Timeline: @unchecked Sendable {   // guarded by `lock`
-    private let lock = NSLock()
-    private var _samples: [(at: Double, replicas: Int)] = []
-    func add(_ at: Double, _ replicas: Int) { lock.withLock { _samples.append((at, replicas)) } }
-    var samples: [(at: Double, replicas: Int)] { lock.withLock { _samples } }
-    /// The first sample and each one that differs from the one before.
-    var changes: [(at: Double, replicas: Int)] {
-        var out: [(at: Double, replicas: Int)] = []
-        for s in samples where out.last?.replicas != s.replicas { out.append(s) }
-        return out
     }
 }

@@ -46,3 +46,23 @@ private final class ErrorCapture: @unchecked Sendable {
     var data = Data()
     let done = DispatchSemaphore(value: 0)
 }
+
+/// A pool's replica count over time, sampled by a background thread or task while a test
+/// drives load (the autoscaling tests' timelines).
+public final class ReplicaTimeline: @unchecked Sendable {   // guarded by `lock`
+    private let lock = NSLock()
+    private var values: [(at: Double, replicas: Int)] = []
+    private var stopped = false
+    public init() {}
+    public func add(_ at: Double, _ replicas: Int) { lock.withLock { values.append((at, replicas)) } }
+    public var samples: [(at: Double, replicas: Int)] { lock.withLock { values } }
+    /// The first sample and each one that differs from the one before.
+    public var changes: [(at: Double, replicas: Int)] {
+        var out: [(at: Double, replicas: Int)] = []
+        for s in samples where out.last?.replicas != s.replicas { out.append(s) }
+        return out
+    }
+    /// Tells a sampling thread to end.
+    public func stop() { lock.withLock { stopped = true } }
+    public var isStopped: Bool { lock.withLock { stopped } }
+}
