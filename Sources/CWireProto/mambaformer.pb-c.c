@@ -277,6 +277,51 @@ void   mambaformer__wire__answer_request__free_unpacked
   assert(message->base.descriptor == &mambaformer__wire__answer_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   mambaformer__wire__resume__init
+                     (Mambaformer__Wire__Resume         *message)
+{
+  static const Mambaformer__Wire__Resume init_value = MAMBAFORMER__WIRE__RESUME__INIT;
+  *message = init_value;
+}
+size_t mambaformer__wire__resume__get_packed_size
+                     (const Mambaformer__Wire__Resume *message)
+{
+  assert(message->base.descriptor == &mambaformer__wire__resume__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mambaformer__wire__resume__pack
+                     (const Mambaformer__Wire__Resume *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mambaformer__wire__resume__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mambaformer__wire__resume__pack_to_buffer
+                     (const Mambaformer__Wire__Resume *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mambaformer__wire__resume__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mambaformer__Wire__Resume *
+       mambaformer__wire__resume__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mambaformer__Wire__Resume *)
+     protobuf_c_message_unpack (&mambaformer__wire__resume__descriptor,
+                                allocator, len, data);
+}
+void   mambaformer__wire__resume__free_unpacked
+                     (Mambaformer__Wire__Resume *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mambaformer__wire__resume__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   mambaformer__wire__cancel__init
                      (Mambaformer__Wire__Cancel         *message)
 {
@@ -1003,7 +1048,7 @@ const ProtobufCMessageDescriptor mambaformer__wire__ready__descriptor =
   (ProtobufCMessageInit) mambaformer__wire__ready__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor mambaformer__wire__heartbeat__field_descriptors[4] =
+static const ProtobufCFieldDescriptor mambaformer__wire__heartbeat__field_descriptors[5] =
 {
   {
     "load",
@@ -1053,8 +1098,21 @@ static const ProtobufCFieldDescriptor mambaformer__wire__heartbeat__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "capacity",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__Heartbeat, capacity),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mambaformer__wire__heartbeat__field_indices_by_name[] = {
+  4,   /* field[4] = capacity */
   3,   /* field[3] = draining */
   1,   /* field[1] = emamba_replicas */
   2,   /* field[2] = et5_replicas */
@@ -1063,7 +1121,7 @@ static const unsigned mambaformer__wire__heartbeat__field_indices_by_name[] = {
 static const ProtobufCIntRange mambaformer__wire__heartbeat__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor mambaformer__wire__heartbeat__descriptor =
 {
@@ -1073,7 +1131,7 @@ const ProtobufCMessageDescriptor mambaformer__wire__heartbeat__descriptor =
   "Mambaformer__Wire__Heartbeat",
   "mambaformer.wire",
   sizeof(Mambaformer__Wire__Heartbeat),
-  4,
+  5,
   mambaformer__wire__heartbeat__field_descriptors,
   mambaformer__wire__heartbeat__field_indices_by_name,
   1,  mambaformer__wire__heartbeat__number_ranges,
@@ -1118,7 +1176,7 @@ const ProtobufCMessageDescriptor mambaformer__wire__disconnect__descriptor =
   (ProtobufCMessageInit) mambaformer__wire__disconnect__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor mambaformer__wire__answer_request__field_descriptors[9] =
+static const ProtobufCFieldDescriptor mambaformer__wire__answer_request__field_descriptors[10] =
 {
   {
     "request_id",
@@ -1228,6 +1286,18 @@ static const ProtobufCFieldDescriptor mambaformer__wire__answer_request__field_d
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "resume",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__AnswerRequest, resume),
+    &mambaformer__wire__resume__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mambaformer__wire__answer_request__field_indices_by_name[] = {
   2,   /* field[2] = context */
@@ -1237,13 +1307,14 @@ static const unsigned mambaformer__wire__answer_request__field_indices_by_name[]
   4,   /* field[4] = policy */
   1,   /* field[1] = question */
   0,   /* field[0] = request_id */
+  9,   /* field[9] = resume */
   5,   /* field[5] = sampling */
   7,   /* field[7] = span_tokens */
 };
 static const ProtobufCIntRange mambaformer__wire__answer_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor mambaformer__wire__answer_request__descriptor =
 {
@@ -1253,11 +1324,166 @@ const ProtobufCMessageDescriptor mambaformer__wire__answer_request__descriptor =
   "Mambaformer__Wire__AnswerRequest",
   "mambaformer.wire",
   sizeof(Mambaformer__Wire__AnswerRequest),
-  9,
+  10,
   mambaformer__wire__answer_request__field_descriptors,
   mambaformer__wire__answer_request__field_indices_by_name,
   1,  mambaformer__wire__answer_request__number_ranges,
   (ProtobufCMessageInit) mambaformer__wire__answer_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mambaformer__wire__resume__field_descriptors[10] =
+{
+  {
+    "text",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__Resume, text),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tokens",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__Resume, tokens),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "emamba_tokens",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__Resume, emamba_tokens),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "et5_tokens",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__Resume, et5_tokens),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "spans",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__Resume, spans),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "previous_pool",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__Resume, previous_pool),
+    &mambaformer__wire__pool_kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "has_previous_scores",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__Resume, has_previous_scores),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "previous_confidence",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__Resume, previous_confidence),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "previous_entropy",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__Resume, previous_entropy),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "prompt_tokens",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__Resume, prompt_tokens),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mambaformer__wire__resume__field_indices_by_name[] = {
+  2,   /* field[2] = emamba_tokens */
+  3,   /* field[3] = et5_tokens */
+  6,   /* field[6] = has_previous_scores */
+  7,   /* field[7] = previous_confidence */
+  8,   /* field[8] = previous_entropy */
+  5,   /* field[5] = previous_pool */
+  9,   /* field[9] = prompt_tokens */
+  4,   /* field[4] = spans */
+  0,   /* field[0] = text */
+  1,   /* field[1] = tokens */
+};
+static const ProtobufCIntRange mambaformer__wire__resume__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 10 }
+};
+const ProtobufCMessageDescriptor mambaformer__wire__resume__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mambaformer.wire.Resume",
+  "Resume",
+  "Mambaformer__Wire__Resume",
+  "mambaformer.wire",
+  sizeof(Mambaformer__Wire__Resume),
+  10,
+  mambaformer__wire__resume__field_descriptors,
+  mambaformer__wire__resume__field_indices_by_name,
+  1,  mambaformer__wire__resume__number_ranges,
+  (ProtobufCMessageInit) mambaformer__wire__resume__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor mambaformer__wire__cancel__field_descriptors[1] =

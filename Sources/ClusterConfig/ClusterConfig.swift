@@ -165,7 +165,7 @@ public struct ClusterConfig {
     public var gateway: GatewaySettings {
         let (host, port) = SettingType.splitHostPort(string("gateway.listen")) ?? ("127.0.0.1", 8080)
         return GatewaySettings(
-            host: host, port: port, router: string("gateway.router"), deadlineMs: int("gateway.deadline_ms"),
+            host: host, port: port, routers: strings("gateway.router"), deadlineMs: int("gateway.deadline_ms"),
             spanTokens: int("gateway.span_tokens"), readTimeoutMs: int("gateway.read_timeout_ms"),
             logLevel: string("gateway.log_level"), maxConcurrent: int("limits.max_concurrent"), maxTokens: int("limits.max_tokens"),
             maxBodyBytes: int("limits.max_body_bytes"), maxPromptBytes: int("limits.max_prompt_bytes"),
@@ -176,7 +176,7 @@ public struct ClusterConfig {
 
     public func expert(pool: String) -> ExpertSettings {
         ExpertSettings(
-            pool: pool, router: string("expert.router", pool: pool), model: string("expert.model", pool: pool),
+            pool: pool, routers: strings("expert.router", pool: pool), model: string("expert.model", pool: pool),
             threads: int("expert.threads", pool: pool), weights: string("expert.weights", pool: pool), capacity: int("expert.capacity", pool: pool),
             maxSessions: int("expert.max_sessions", pool: pool), heartbeatMs: int("expert.heartbeat_ms", pool: pool),
             ignoreEOS: bool("expert.ignore_eos", pool: pool), logLevel: string("expert.log_level", pool: pool),
@@ -206,7 +206,7 @@ public struct ClusterConfig {
 
     public var security: SecuritySettings {
         SecuritySettings(
-            curve: bool("security.curve"), routerPublicKey: string("security.router_public_key"),
+            curve: bool("security.curve"), routerPublicKeys: strings("security.router_public_key"),
             routerSecretKey: string("security.router_secret_key"), allowedKeysDir: optionalPath("security.allowed_keys_dir"),
             gatewayKeysDir: string("security.gateway_keys_dir"), expertKeysDir: string("security.expert_keys_dir"),
             gatewaySecretKey: string("security.gateway_secret_key"), expertSecretKey: string("security.expert_secret_key"),
@@ -233,7 +233,8 @@ public struct RouterSettings: Equatable, Sendable {
 public struct GatewaySettings: Equatable, Sendable {
     public var host: String
     public var port: Int
-    public var router: String
+    /// Every router's frontend endpoint.
+    public var routers: [String]
     public var deadlineMs: Int
     public var spanTokens: Int
     public var readTimeoutMs: Int
@@ -250,7 +251,8 @@ public struct GatewaySettings: Equatable, Sendable {
 
 public struct ExpertSettings: Equatable, Sendable {
     public var pool: String
-    public var router: String
+    /// Every router's backend endpoint.
+    public var routers: [String]
     public var model: String
     public var threads: Int
     /// auto, f32, bf16, int8 or w8a8 (Engine.WeightFormat).
@@ -275,7 +277,8 @@ public struct AutoscalePoolSettings: Equatable, Sendable {
 
 public struct SecuritySettings: Equatable, Sendable {
     public var curve: Bool
-    public var routerPublicKey: String
+    /// One key for every router, or one per router (in the order of the endpoints).
+    public var routerPublicKeys: [String]
     public var routerSecretKey: String
     /// Deprecated single allow-list for both roles; nil when unset.
     public var allowedKeysDir: String?

@@ -168,7 +168,9 @@ public enum Schema {
 
     /// Settings of [expert] that [expert.emamba] / [expert.et5] may override for one pool.
     static let expertKeys: [(key: String, type: SettingType, value: ConfigValue, help: String)] = [
-        ("router", .endpoint, .string(Schema.defaultBackend), "The router's backend endpoint"),
+        // A replica serves every router listed (one connection each, one batch for all).
+        ("router", .list(.endpoint, maxCount: 16), .list([.string(Schema.defaultBackend)]),
+         "Every router's backend endpoint (a list: the replica serves each router and shares its capacity among them)"),
         ("model", .path, .string("models/demo"), "MambaFormer checkpoint folder, or one Hugging Face checkpoint folder"),
         ("threads", .int(1...64), .int(1), "BLAS threads in this process (one per process is best on small hosts)"),
         // bf16 halves memory and decode traffic against f32; int8 quarters it; w8a8 also
@@ -227,7 +229,10 @@ public enum Schema {
         add("router", "log_level", .choice(logLevels), .string("info"), "Log level (trace, debug, info, notice, warning, error, critical)")
 
         add("gateway", "listen", .hostPort, .string("127.0.0.1:8080"), "HTTP address to listen on (HOST:PORT)")
-        add("gateway", "router", .endpoint, .string(Schema.defaultFrontend), "The router's frontend endpoint")
+        // Several routers: new answers are spread over the live ones; an answer whose router
+        // dies continues on another.
+        add("gateway", "router", .list(.endpoint, maxCount: 16), .list([.string(Schema.defaultFrontend)]),
+            "Every router's frontend endpoint (a list: answers are spread over the live routers and move when one dies)")
         add("gateway", "deadline_ms", .int(1...3_600_000), .int(30_000), "Deadline in ms when the client gives none")
         add("gateway", "span_tokens", .int(0...256), .int(0), "Tokens per span asked of the router (0: the router's own)")
         // Slowloris: answering (streams) is not counted; idle keep-alive connections close after it too.
@@ -259,7 +264,9 @@ public enum Schema {
         // only the public keys found in `gateway_keys_dir` (frontend) and `expert_keys_dir`
         // (backend). Each node reads only its own files.
         add("security", "curve", .bool, .bool(false), "Encrypt and authenticate every ZeroMQ link with CURVE")
-        add("security", "router_public_key", .path, .string("/etc/mambaformer/keys/router.pub"), "The router's CURVE public key (gateways and experts)")
+        // One key for all routers, or one per router in the order of gateway.router / expert.router.
+        add("security", "router_public_key", .list(.path, maxCount: 16), .list([.string("/etc/mambaformer/keys/router.pub")]),
+            "The routers' CURVE public keys (gateways and experts): one for every router, or one per router in the order of gateway.router and expert.router")
         add("security", "router_secret_key", .path, .string("/etc/mambaformer/keys/router.key"), "The router's CURVE secret key")
         // Roles: a host running both puts its key in both folders. Read again on SIGHUP.
         add("security", "gateway_keys_dir", .path, .string("/etc/mambaformer/keys/gateways"),
@@ -312,6 +319,10 @@ public enum Schema {
     public static func defaultString(_ path: String) -> String {
         guard case .string(let s) = defaultValue(path) else { preconditionFailure("\(path) is not a string setting") }
         return s
+    }
+    public static func defaultStrings(_ path: String) -> [String] {
+        guard case .list(let items) = defaultValue(path) else { preconditionFailure("\(path) is not a list setting") }
+        return items.compactMap { if case .string(let s) = $0 { return s } else { return nil } }
     }
     public static func defaultHostPort(_ path: String) -> (host: String, port: Int) {
         guard let hostPort = SettingType.splitHostPort(defaultString(path)) else { preconditionFailure("\(path) is not HOST:PORT") }

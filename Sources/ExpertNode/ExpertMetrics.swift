@@ -17,10 +17,15 @@ struct ExpertMetrics {
     let waitingSpans: Gauge
     /// Sequences advanced by one batched step: shows whether continuous batching happens.
     let batchSize: Recorder
+    /// The largest batch so far, beside the capacity: a replica shared by several routers
+    /// must never exceed it (its credits and its own queue see to it).
+    let largestBatch: Gauge
+    let capacity: Gauge
+    private let largest = LargestSoFar()
     let stepDuration: Timer
     let spanCompute: Timer
 
-    init(pool: PoolKind, replicaId: String) {
+    init(pool: PoolKind, replicaId: String, capacity: Int) {
         let labels = [("pool", "\(pool)"), ("replica", replicaId)]
         spans = Counter(label: "mambaformer_expert_spans_total", dimensions: labels)
         spansFailed = Counter(label: "mambaformer_expert_spans_failed_total", dimensions: labels)
@@ -32,6 +37,9 @@ struct ExpertMetrics {
         activeSequences = Gauge(label: "mambaformer_expert_active_sequences", dimensions: labels)
         waitingSpans = Gauge(label: "mambaformer_expert_waiting_spans", dimensions: labels)
         batchSize = Recorder(label: "mambaformer_expert_batch_size", dimensions: labels, aggregate: true)
+        largestBatch = Gauge(label: "mambaformer_expert_batch_size_max", dimensions: labels)
+        self.capacity = Gauge(label: "mambaformer_expert_capacity", dimensions: labels)
+        self.capacity.record(capacity)
         stepDuration = Timer(label: "mambaformer_expert_step_seconds", dimensions: labels)
         spanCompute = Timer(label: "mambaformer_expert_span_compute_seconds", dimensions: labels)
     }
@@ -46,11 +54,23 @@ struct ExpertMetrics {
 
     func recordStep(batch: Int, nanoseconds: UInt64) {
         batchSize.record(batch)
+        if largest.raise(to: batch) { largestBatch.record(batch) }
         stepDuration.recordNanoseconds(nanoseconds)
     }
 
     func recordOccupancy(active: Int, waiting: Int) {
         activeSequences.record(active)
         waitingSpans.record(waiting)
+    }
+}
+
+/// A running maximum (the loop thread writes, nobody else).
+private final class LargestSoFar: @unchecked Sendable {
+    private var value = 0
+    /// Whether `candidate` is a new maximum.
+    func raise(to candidate: Int) -> Bool {
+        guard candidate > value else { return false }
+        value = candidate
+        return true
     }
 }

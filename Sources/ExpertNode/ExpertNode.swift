@@ -7,23 +7,24 @@ import Metrics
 import Tokenizers
 import Wire
 
-/// One expert replica: a DEALER connected to the router's backend, serving one model, around
-/// `ExpertCore` (which decides everything; this loop owns the socket, the clock and the model's
+/// One expert replica: a DEALER connected to each router's backend, serving one model, around
+/// `ExpertCore` (which decides everything; this loop owns the sockets, the clock and the model's
 /// threads).
 ///
 /// The loop alternates between the socket and the model: read whatever arrived (new spans
 /// join the batch, cancellations leave it), run one batched decode step, send finished spans.
 ///
 /// A prefill of a maximum-size prompt can take longer than the router's liveness window, and
-/// the loop does not touch the socket meanwhile. So a second thread (`BusyHeartbeat`) sends the
-/// heartbeats while the loop computes: the socket is shared under a lock (ZeroMQ allows a
+/// the loop does not touch the sockets meanwhile. So a second thread (`BusyHeartbeat`) sends the
+/// heartbeats while the loop computes: the sockets are shared under a lock (ZeroMQ allows a
 /// socket to change threads behind a full memory barrier; it is never used by two at once).
 /// That thread covers at most `maxBusyMs` of one computation, so a replica stuck in a loop
 /// still falls silent and is replaced.
 public final class ExpertNode {
     public struct Options: Sendable {
         // Defaults of settings come from the schema, their one home.
-        public var router = Schema.defaultString("expert.router")
+        /// Every router's backend endpoint: the replica serves them all (`expert.router`).
+        public var routers = Schema.defaultStrings("expert.router")
         public var pool: PoolKind = .emamba
         public var replicaId = "emamba-1"
         public var modelId = ""
@@ -41,7 +42,8 @@ public final class ExpertNode {
         /// non-retryable `prompt_too_long`.
         public var maxPromptBytes = Schema.defaultInt("limits.max_prompt_bytes")
         public var maxPromptTokens = Schema.defaultInt("limits.max_prompt_tokens")
-        public var curve: CurveClientConfig?
+        /// CURVE settings per router (in the order of `routers`); nil: plain text.
+        public var curves: [CurveClientConfig]?
         /// Never end a span at EOS (its logit is masked): every answer runs to max tokens.
         /// For benchmarks and tests, as transformers' `min_new_tokens`.
         public var ignoreEOS = Schema.defaultBool("expert.ignore_eos")
@@ -49,7 +51,7 @@ public final class ExpertNode {
 
         var core: ExpertCore.Config {
             var c = ExpertCore.Config()
-            c.pool = pool; c.replicaId = replicaId; c.modelId = modelId; c.capacity = capacity
+            c.pool = pool; c.replicaId = replicaId; c.modelId = modelId; c.capacity = capacity; c.links = routers.count
             c.heartbeatIntervalMs = heartbeatIntervalMs; c.liveness = liveness; c.drainTimeoutMs = drainTimeoutMs
             return c
         }
@@ -59,7 +61,7 @@ public final class ExpertNode {
     public let stopRequested = StopFlag()
     private let logger: Logger
     private let context: ZmqContext
-    private let link: SharedSocket
+    private let links: RouterLinks
     private let busy: BusyHeartbeat
     private let scheduler: SpanScheduler
     private let core: ExpertCore
@@ -75,23 +77,24 @@ public final class ExpertNode {
                                   limits: .init(maxPromptBytes: options.maxPromptBytes, maxPromptTokens: options.maxPromptTokens))
         core = ExpertCore(config: options.core, runner: scheduler, logger: logger)
         context = try ZmqContext()
-        link = SharedSocket(try Self.connect(context: context, options: options))
-        metrics = ExpertMetrics(pool: options.pool, replicaId: options.replicaId)
-        busy = BusyHeartbeat(link: link, intervalMs: options.heartbeatIntervalMs, maxBusyMs: options.maxBusyMs)
+        let context = self.context
+        links = RouterLinks(try options.routers.indices.map { try Self.connect(context: context, options: options, link: $0) })
+        metrics = ExpertMetrics(pool: options.pool, replicaId: options.replicaId, capacity: options.capacity)
+        busy = BusyHeartbeat(links: links, intervalMs: options.heartbeatIntervalMs, maxBusyMs: options.maxBusyMs)
     }
 
-    private static func connect(context: ZmqContext, options: Options) throws -> ZmqSocket {
+    private static func connect(context: ZmqContext, options: Options, link: Int) throws -> ZmqSocket {
         let socket = try ZmqSocket(context: context, type: .dealer)
-        if let curve = options.curve { try socket.enableCurveClient(curve) }
+        if let curves = options.curves { try socket.enableCurveClient(curves[link]) }
         try socket.setReconnectInterval(ms: 100, maxMs: 1000)
-        try socket.connect(options.router)
+        try socket.connect(options.routers[link])
         return socket
     }
 
     /// Serves until `stopRequested` is set, then drains: in-flight spans finish (bounded),
     /// new ones are handed back to the router, and the replica says `Disconnect`.
     public func run() {
-        logger.info("expert starting", metadata: ["pool": "\(options.pool)", "replica": "\(options.replicaId)", "router": "\(options.router)"])
+        logger.info("expert starting", metadata: ["pool": "\(options.pool)", "replica": "\(options.replicaId)", "routers": "\(options.routers.joined(separator: ","))"])
         perform(core.start(now: MonotonicClock.nowMs()))
         busy.start()
         defer { busy.stop() }
@@ -99,7 +102,8 @@ public final class ExpertNode {
             if stopRequested.isSet { perform(core.drain(now: MonotonicClock.nowMs())) }
             // Block on the socket only when there is nothing to compute.
             let timeout = core.activeCount > 0 ? 0 : 50
-            if link.poll(timeoutMs: timeout) { readMessages() }
+            let readable = links.poll(timeoutMs: timeout)
+            if !readable.isEmpty { readMessages(readable) }
             perform(core.tick(now: MonotonicClock.nowMs()))
             if core.finished { break }
             // Prefills of long prompts add up: keep the router informed between them.
@@ -117,31 +121,34 @@ public final class ExpertNode {
         }
         logger.info("expert stopped", metadata: ["replica": "\(options.replicaId)"])
         busy.stop()
-        link.close()
+        links.close()
         context.terminate()
     }
 
-    private func readMessages() {
-        for _ in 0..<256 {
-            guard let message = link.receive() else { return }
-            perform(core.received(message.result, now: MonotonicClock.nowMs(), wallNowMs: WallClock.nowMs()))
+    private func readMessages(_ readable: [Int]) {
+        for link in readable {
+            for _ in 0..<256 {
+                guard let message = links.receive(link) else { break }
+                perform(core.received(message.result, link: link, now: MonotonicClock.nowMs(), wallNowMs: WallClock.nowMs()))
+            }
         }
     }
 
     private func perform(_ actions: [ExpertAction]) {
         for action in actions {
             switch action {
-            case .reconnect:
-                logger.warning("reconnecting", metadata: ["router": "\(options.router)"])
-                if let fresh = try? Self.connect(context: context, options: options) { link.replace(with: fresh) }
-            case .send(let envelope):
+            case .reconnect(let link):
+                let router = options.routers[link]
+                logger.warning("reconnecting", metadata: ["router": "\(router)"])
+                if let fresh = try? Self.connect(context: context, options: options, link: link) { links.replace(link, with: fresh) }
+            case .send(let envelope, let link):
                 switch envelope.body {
                 case .spanResult(let result): metrics.recordSpan(result)
                 case .heartbeat: busy.markSent()
                 default: break
                 }
                 do {
-                    if try !link.send(envelope) { metrics.droppedFrames.increment() }
+                    if try !links.send(envelope, to: link) { metrics.droppedFrames.increment() }
                 } catch {
                     logger.warning("send failed: \(error)")
                 }
@@ -156,42 +163,46 @@ public final class ExpertNode {
     }
 }
 
-/// The expert's DEALER socket, used by the loop and, while the loop computes, by
-/// `BusyHeartbeat`: every use holds the lock (a full memory barrier between threads).
-final class SharedSocket: @unchecked Sendable {
+/// The expert's DEALER sockets, one per router, used by the loop and, while the loop computes,
+/// by `BusyHeartbeat`: every use holds the lock (a full memory barrier between threads).
+final class RouterLinks: @unchecked Sendable {
     private let lock = NSLock()
-    private var socket: ZmqSocket?
+    private var sockets: [ZmqSocket?]
 
-    init(_ socket: ZmqSocket) { self.socket = socket }
+    init(_ sockets: [ZmqSocket]) { self.sockets = sockets }
 
-    func send(_ envelope: Envelope) throws -> Bool {
+    var count: Int { lock.withLock { sockets.count } }
+
+    func send(_ envelope: Envelope, to link: Int) throws -> Bool {
         lock.lock(); defer { lock.unlock() }
-        guard let socket else { return false }
+        guard sockets.indices.contains(link), let socket = sockets[link] else { return false }
         return try socket.send(envelope, to: nil)
     }
 
-    /// Whether a message is waiting (waits up to `timeoutMs`).
-    func poll(timeoutMs: Int) -> Bool {
+    /// The links with a message waiting (waits up to `timeoutMs` for one).
+    func poll(timeoutMs: Int) -> [Int] {
         lock.lock(); defer { lock.unlock() }
-        guard let socket else { return false }
-        return (try? ZmqPoll.poll([socket], timeoutMs: timeoutMs))?.first ?? false
+        let open = sockets.indices.filter { sockets[$0] != nil }
+        guard let readable = try? ZmqPoll.poll(open.map { sockets[$0]! }, timeoutMs: timeoutMs) else { return [] }
+        return zip(open, readable).filter(\.1).map(\.0)
     }
 
-    func receive() -> (identity: [UInt8]?, result: Result<Envelope, WireError>)? {
+    func receive(_ link: Int) -> (identity: [UInt8]?, result: Result<Envelope, WireError>)? {
         lock.lock(); defer { lock.unlock() }
-        return try? socket?.receiveEnvelope()
+        guard sockets.indices.contains(link) else { return nil }
+        return try? sockets[link]?.receiveEnvelope(dontWait: true)
     }
 
-    func replace(with fresh: ZmqSocket) {
+    func replace(_ link: Int, with fresh: ZmqSocket) {
         lock.lock(); defer { lock.unlock() }
-        socket?.close()
-        socket = fresh
+        sockets[link]?.close()
+        sockets[link] = fresh
     }
 
     func close() {
         lock.lock(); defer { lock.unlock() }
-        socket?.close()
-        socket = nil
+        for socket in sockets { socket?.close() }
+        sockets = sockets.map { _ in nil }
     }
 }
 
@@ -199,7 +210,7 @@ final class SharedSocket: @unchecked Sendable {
 /// `computing { }`; this thread wakes four times an interval and, when a heartbeat is due and
 /// the current computation is younger than `maxBusyMs`, sends it. Monotonic time throughout.
 final class BusyHeartbeat: @unchecked Sendable {
-    private let link: SharedSocket
+    private let links: RouterLinks
     private let intervalMs: UInt64
     private let maxBusyMs: UInt64
     private let lock = NSLock()
@@ -209,8 +220,8 @@ final class BusyHeartbeat: @unchecked Sendable {
     private var thread: Thread?
     private var _load: UInt32 = 0
 
-    init(link: SharedSocket, intervalMs: UInt64, maxBusyMs: UInt64) {
-        self.link = link; self.intervalMs = intervalMs; self.maxBusyMs = maxBusyMs
+    init(links: RouterLinks, intervalMs: UInt64, maxBusyMs: UInt64) {
+        self.links = links; self.intervalMs = intervalMs; self.maxBusyMs = maxBusyMs
     }
 
     /// Spans in flight, reported in heartbeats.
@@ -254,7 +265,9 @@ final class BusyHeartbeat: @unchecked Sendable {
             if due { lastSentMs = now }
             let load = _load
             lock.unlock()
-            if due { _ = try? link.send(Envelope(.heartbeat(Heartbeat(load: load)))) }
+            if due {
+                for link in 0..<links.count { _ = try? links.send(Envelope(.heartbeat(Heartbeat(load: load))), to: link) }
+            }
         }
     }
 }

@@ -32,10 +32,16 @@ public struct BackendStatus: Sendable, Equatable {
     public var routerReachable: Bool
     public var emambaReplicas: Int
     public var et5Replicas: Int
-    public init(routerReachable: Bool, emambaReplicas: Int, et5Replicas: Int) {
+    /// Several routers (`RouterPool`): how many answer, of how many configured.
+    public var routersReachable: Int
+    public var routersConfigured: Int
+    public init(routerReachable: Bool, emambaReplicas: Int, et5Replicas: Int,
+                routersReachable: Int? = nil, routersConfigured: Int = 1) {
         self.routerReachable = routerReachable
         self.emambaReplicas = emambaReplicas
         self.et5Replicas = et5Replicas
+        self.routersReachable = routersReachable ?? (routerReachable ? 1 : 0)
+        self.routersConfigured = routersConfigured
     }
 
     /// Ready = the router answers heartbeats, every pool in `required` has a live replica, and

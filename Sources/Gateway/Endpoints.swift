@@ -151,6 +151,7 @@ struct Endpoints: Sendable {
         let draining = drain.isDraining
         let ready = !draining && status.isReady(requiring: config.readyRequiresPools)
         let body = #"{"status":"\#(draining ? "draining" : ready ? "ready" : "not_ready")","router_reachable":\#(status.routerReachable),"#
+            + #""routers":{"reachable":\#(status.routersReachable),"configured":\#(status.routersConfigured)},"#
             + #""replicas":{"emamba":\#(status.emambaReplicas),"et5":\#(status.et5Replicas)}}"#
         var response = Self.json(body, status: ready ? .ok : .serviceUnavailable)
         if !ready { response.headers[.retryAfter] = String(config.retryAfterSeconds) }

@@ -26,6 +26,7 @@ public final class GatewayMetrics: Sendable {
     public let factory: PrometheusMetricsFactory
     private let inFlightGauge: Meter
     private let reachableGauge: Meter
+    private let routersReachable: Meter
     private let emambaReplicas: Meter
     private let et5Replicas: Meter
 
@@ -41,6 +42,7 @@ public final class GatewayMetrics: Sendable {
         self.factory = factory
         inFlightGauge = Meter(label: "mambaformer_gateway_in_flight", factory: factory)
         reachableGauge = Meter(label: "mambaformer_gateway_router_reachable", factory: factory)
+        routersReachable = Meter(label: "mambaformer_gateway_routers_reachable", factory: factory)
         emambaReplicas = Meter(label: "mambaformer_gateway_replicas", dimensions: [("pool", "emamba")], factory: factory)
         et5Replicas = Meter(label: "mambaformer_gateway_replicas", dimensions: [("pool", "et5")], factory: factory)
         inFlightGauge.set(0)
@@ -101,6 +103,7 @@ public final class GatewayMetrics: Sendable {
 
     func backend(_ status: BackendStatus) {
         reachableGauge.set(status.routerReachable ? 1 : 0)
+        routersReachable.set(status.routersReachable)
         emambaReplicas.set(status.emambaReplicas)
         et5Replicas.set(status.et5Replicas)
     }

@@ -9,8 +9,9 @@ import Wire
 /// `cancel` put the envelope on an in-process ZeroMQ pipe that the loop thread forwards,
 /// and the loop hands every `AnswerEvent` to the sink of its request (its answer's queue). Router
 /// heartbeats tell `/readyz` whether the router is alive and which pools have replicas;
-/// when the router falls silent its in-flight requests fail with a retryable error
-/// instead of hanging until their deadline.
+/// when the router falls silent (or its connection drops) its in-flight requests fail with a
+/// retryable `router_lost` error instead of hanging until their deadline, which `RouterPool`
+/// turns into a move to another router.
 // Sendable: shared state (sinks, heartbeat time, replica counts, the outbox socket) is
 // touched only under `lock`; the router socket belongs to the loop thread.
 public final class RouterClient: AnswerBackend, @unchecked Sendable {
@@ -127,7 +128,8 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
             let alive = lock.withLock { now <= lastHeartbeatMs + heartbeatIntervalMs * liveness }
             if routerWasAlive, !alive {
                 logger.warning("router silent; failing in-flight requests", metadata: ["router": "\(endpoint)"])
-                failAll(WireErrorBody(code: .unavailable, message: "the router stopped answering", retryable: true))
+                failAll(WireErrorBody(code: .unavailable, message: "the router stopped answering", retryable: true,
+                                      reason: WireErrorBody.Reason.routerLost))
             }
             routerWasAlive = alive
         }
@@ -177,7 +179,8 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
                 // Fail them now as retryable and refuse new ones until it speaks again.
                 logger.warning("connection to the router dropped; failing in-flight requests", metadata: ["router": "\(endpoint)"])
                 lock.withLock { lastHeartbeatMs = 0 }
-                failAll(WireErrorBody(code: .unavailable, message: "the connection to the router dropped", retryable: true))
+                failAll(WireErrorBody(code: .unavailable, message: "the connection to the router dropped", retryable: true,
+                                      reason: WireErrorBody.Reason.routerLost))
                 dropped = true
             case .handshakeFailedAuth, .handshakeFailed:
                 logger.error("\(event)")

@@ -70,6 +70,8 @@ public struct RouterStats: Sendable, Equatable {
     /// Replicas and gateways cut off because SIGHUP took their key off an allow-list.
     public var peersRevoked = 0
     public var overloaded = 0
+    /// Answers another router started, continued here (`AnswerRequest.resume`).
+    public var resumed = 0
     public var fallbacks = 0
     public var lateResults = 0
     public var tokens: [PoolKind: Int] = [:]
@@ -101,14 +103,18 @@ public final class RouterCore {
         let key: String
         var inflight: Set<SpanKey> = []
         var lastSeenMs: UInt64
+        /// Spans this router may have in flight there: `Ready`'s capacity, or the share the
+        /// replica gives this router when it serves several (1.4 heartbeats; never more).
+        var capacity: UInt32
         init(identity: PeerIdentity, ready: Ready, key: String, now: UInt64) {
             self.identity = identity; self.ready = ready; self.key = key; self.lastSeenMs = now
+            self.capacity = ready.capacity
         }
         /// It handed a span back as unavailable (it is draining for a shutdown or restart): it
         /// finishes what it runs but gets nothing new, or a span would bounce back to it until
         /// its attempts ran out.
         var draining = false
-        var hasRoom: Bool { !draining && inflight.count < max(1, Int(ready.capacity)) }
+        var hasRoom: Bool { !draining && inflight.count < max(1, Int(capacity)) }
     }
 
     final class ActiveRequest {
@@ -130,8 +136,6 @@ public final class RouterCore {
         var spanReplicaDeaths = 0
         var queueUs: UInt64 = 0
         var retries: UInt32 = 0
-        /// Prompt length in the first serving expert's tokens.
-        var promptTokens: UInt32 = 0
         init(request: AnswerRequest, gateway: PeerIdentity, prompt: String, deadlineMs: UInt64, now: UInt64) {
             self.request = request; self.gateway = gateway; self.prompt = prompt
             self.deadlineMs = deadlineMs; self.startedMs = now
@@ -187,7 +191,7 @@ public final class RouterCore {
                 status[pool].replicasDraining &+= 1
             } else {
                 status[pool].replicasReady &+= 1
-                status[pool].capacity &+= replica.ready.capacity
+                status[pool].capacity &+= replica.capacity
             }
         }
         for pool in [PoolKind.emamba, .et5] { status[pool].spansQueued = UInt32(queueDepth(pool)) }
@@ -291,6 +295,11 @@ public final class RouterCore {
         case .heartbeat(let heartbeat):
             // 1.3: a draining replica says so at once (scale-down, SIGTERM); it finishes its spans.
             if heartbeat.draining { replica.draining = true }
+            // 1.4: its share for this router changed (it serves several routers).
+            if heartbeat.capacity > 0 {
+                replica.capacity = min(heartbeat.capacity, replica.ready.capacity)
+                dispatch(replica.ready.pool, now: now, &out)
+            }
         case .disconnect:
             removeReplica(identity, died: false, now: now, &out)
         case .spanResult(let result):
@@ -420,6 +429,16 @@ public final class RouterCore {
                                         nowMs: now)
         let active = ActiveRequest(request: request, gateway: gateway, prompt: prompt,
                                    deadlineMs: deadline, now: now)
+        if let resume = request.resume {
+            // Another router started this answer and died; its gateway hands over the answer
+            // so far. A forged one is refused like any malformed request.
+            if let problem = resume.problem(of: request, maxTextBytes: config.maxPromptBytes) {
+                stats.requestsFailed += 1
+                return refuse(.badRequest, "cannot resume the answer: \(problem)", retryable: false)
+            }
+            active.progress = resume
+            stats.resumed += 1
+        }
         // Admission: the first span must find a pool with room, or the request is refused now.
         guard let pool = choosePool(for: active, admission: true, &out) else { return }
         requests[request.requestId] = active
@@ -545,7 +564,6 @@ public final class RouterCore {
         forwarded.gateScore = active.spanScore
         forwarded.queueUs = (flight.dispatchedMs - min(flight.dispatchedMs, active.spanQueuedMs)) * 1000
         let tokens = UInt32(result.pieces.count)
-        if active.progress.spans == 0 { active.promptTokens = result.promptTokens }
         active.progress.append(result, pool: flight.pool)
         active.affinity[flight.pool] = replica.identity
         active.span = nil
@@ -645,7 +663,7 @@ public final class RouterCore {
 
     private func complete(_ active: ActiveRequest, _ finishReason: FinishReason, now: UInt64, _ out: inout [RouterAction]) {
         let stats = DoneStats(
-            finish: finishReason, spans: active.progress.spans, promptTokens: active.promptTokens,
+            finish: finishReason, spans: active.progress.spans, promptTokens: active.progress.promptTokens,
             completionTokens: active.progress.tokens,
             emambaTokens: active.progress.tokensByPool[.emamba] ?? 0, et5Tokens: active.progress.tokensByPool[.et5] ?? 0,
             totalUs: (now - min(now, active.startedMs)) * 1000, queueUs: active.queueUs,

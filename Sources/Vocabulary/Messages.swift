@@ -84,8 +84,12 @@ public struct Heartbeat: Sendable, Equatable {
     public var et5Replicas: UInt32
     /// 1.3, expert -> router: draining; route nothing new to it.
     public var draining: Bool
-    public init(load: UInt32 = 0, emambaReplicas: UInt32 = 0, et5Replicas: UInt32 = 0, draining: Bool = false) {
+    /// 1.4, expert -> router: this router's share of the replica's capacity now (0: `Ready`'s).
+    public var capacity: UInt32
+    public init(load: UInt32 = 0, emambaReplicas: UInt32 = 0, et5Replicas: UInt32 = 0, draining: Bool = false,
+                capacity: UInt32 = 0) {
         self.load = load; self.emambaReplicas = emambaReplicas; self.et5Replicas = et5Replicas; self.draining = draining
+        self.capacity = capacity
     }
 }
 
@@ -106,12 +110,15 @@ public struct AnswerRequest: Sendable, Equatable {
     public var spanTokens: UInt32 = 0
     /// 1.2: the time left when sent (0: none given). See `Deadline`.
     public var deadlineMs: UInt32 = 0
+    /// 1.4: the answer so far when it moves to another router (nil: a new answer).
+    public var resume: AnswerProgress?
     public init(requestId: String, question: String, context: String = "", maxNewTokens: UInt32 = 64,
                 policy: Policy = Policy(), sampling: Sampling = Sampling(), deadlineUnixMs: UInt64 = 0,
-                spanTokens: UInt32 = 0, deadlineMs: UInt32 = 0) {
+                spanTokens: UInt32 = 0, deadlineMs: UInt32 = 0, resume: AnswerProgress? = nil) {
         self.requestId = requestId; self.question = question; self.context = context
         self.maxNewTokens = maxNewTokens; self.policy = policy; self.sampling = sampling
         self.deadlineUnixMs = deadlineUnixMs; self.spanTokens = spanTokens; self.deadlineMs = deadlineMs
+        self.resume = resume
     }
 }
 
@@ -134,6 +141,9 @@ public struct WireErrorBody: Sendable, Equatable, Error {
     public enum Reason {
         /// The prompt is over `limits.max_prompt_bytes` or `limits.max_prompt_tokens` (code badRequest).
         public static let promptTooLong = "prompt_too_long"
+        /// Made by a gateway, never sent: its connection to the answer's router dropped or the
+        /// router fell silent, so the answer may continue on another router (`RouterPool`).
+        public static let routerLost = "router_lost"
     }
 }
 

@@ -30,6 +30,7 @@ typealias CAnswerEvent = Mambaformer__Wire__AnswerEvent
 typealias CPoolStatusRequest = Mambaformer__Wire__PoolStatusRequest
 typealias CPoolLoad = Mambaformer__Wire__PoolLoad
 typealias CPoolStatus = Mambaformer__Wire__PoolStatus
+typealias CResume = Mambaformer__Wire__Resume
 
 extension Envelope {
     /// The protobuf encoding of this envelope (one ZeroMQ frame).
@@ -231,6 +232,7 @@ private final class CArena {
         c.pointee.emamba_replicas = h.emambaReplicas
         c.pointee.et5_replicas = h.et5Replicas
         c.pointee.draining = h.draining ? 1 : 0
+        c.pointee.capacity = h.capacity
         return c
     }
 
@@ -245,6 +247,24 @@ private final class CArena {
         c.pointee.deadline_unix_ms = r.deadlineUnixMs
         c.pointee.span_tokens = r.spanTokens
         c.pointee.deadline_ms = r.deadlineMs
+        if let progress = r.resume { c.pointee.resume = resume(progress) }
+        return c
+    }
+
+    func resume(_ p: AnswerProgress) -> UnsafeMutablePointer<CResume> {
+        let c: UnsafeMutablePointer<CResume> = make(mambaformer__wire__resume__init)
+        c.pointee.text = string(p.text)
+        c.pointee.tokens = p.tokens
+        c.pointee.emamba_tokens = p.tokensByPool[.emamba] ?? 0
+        c.pointee.et5_tokens = p.tokensByPool[.et5] ?? 0
+        c.pointee.spans = p.spans
+        c.pointee.previous_pool = Mambaformer__Wire__PoolKind(rawValue: UInt32((p.previousPool ?? .unspecified).rawValue))
+        if let confidence = p.previousConfidence, let entropy = p.previousEntropy {
+            c.pointee.has_previous_scores = 1
+            c.pointee.previous_confidence = confidence
+            c.pointee.previous_entropy = entropy
+        }
+        c.pointee.prompt_tokens = p.promptTokens
         return c
     }
 
@@ -351,7 +371,8 @@ private enum CReader {
         case MAMBAFORMER__WIRE__ENVELOPE__BODY_HEARTBEAT:
             guard let h = c.heartbeat else { throw WireError.missingField("Envelope.body") }
             body = .heartbeat(Heartbeat(load: h.pointee.load, emambaReplicas: h.pointee.emamba_replicas,
-                                        et5Replicas: h.pointee.et5_replicas, draining: h.pointee.draining != 0))
+                                        et5Replicas: h.pointee.et5_replicas, draining: h.pointee.draining != 0,
+                                        capacity: h.pointee.capacity))
         case MAMBAFORMER__WIRE__ENVELOPE__BODY_DISCONNECT:
             guard let d = c.disconnect else { throw WireError.missingField("Envelope.body") }
             body = .disconnect(Disconnect(reason: try text(d.pointee.reason, "Disconnect.reason")))
@@ -454,7 +475,20 @@ private enum CReader {
                              sampling: try sampling(c.sampling, "AnswerRequest.sampling"),
                              deadlineUnixMs: c.deadline_unix_ms,
                              spanTokens: c.span_tokens,
-                             deadlineMs: c.deadline_ms)
+                             deadlineMs: c.deadline_ms,
+                             resume: try c.resume.map { try resume($0.pointee) })
+    }
+
+    /// Read as sent; whether it fits its request is the router's check (`AnswerProgress.problem`).
+    static func resume(_ c: CResume) throws -> AnswerProgress {
+        let previous = try pool(c.previous_pool.rawValue, "Resume.previous_pool")
+        let scored = c.has_previous_scores != 0
+        return AnswerProgress(text: try text(c.text, "Resume.text"), tokens: c.tokens,
+                              tokensByPool: [.emamba: c.emamba_tokens, .et5: c.et5_tokens], spans: c.spans,
+                              previousPool: previous == .unspecified ? nil : previous,
+                              previousConfidence: scored ? try finite(c.previous_confidence, "Resume.previous_confidence") : nil,
+                              previousEntropy: scored ? try finite(c.previous_entropy, "Resume.previous_entropy") : nil,
+                              promptTokens: c.prompt_tokens)
     }
 
     static func error(_ p: UnsafeMutablePointer<CError>?, _ field: String) throws -> WireErrorBody {

@@ -45,9 +45,10 @@ final class ExpertCoreTests: XCTestCase {
 
     var runner = FakeRunner()
 
-    func makeCore(capacity: Int = 4, heartbeatMs: UInt64 = 1000) -> ExpertCore {
+    func makeCore(capacity: Int = 4, heartbeatMs: UInt64 = 1000, links: Int = 1) -> ExpertCore {
         var config = ExpertCore.Config()
         config.pool = .et5; config.replicaId = "et5-1@ward"; config.modelId = "m"; config.capacity = capacity
+        config.links = links
         config.heartbeatIntervalMs = heartbeatMs; config.liveness = 3; config.drainTimeoutMs = 5_000
         runner = FakeRunner()
         return ExpertCore(config: config, runner: runner, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
@@ -59,7 +60,17 @@ final class ExpertCoreTests: XCTestCase {
     }
 
     func sent(_ actions: [ExpertAction]) -> [Body] {
-        actions.compactMap { if case .send(let e) = $0 { return e.body }; return nil }
+        actions.compactMap { if case .send(let e, _) = $0 { return e.body }; return nil }
+    }
+
+    /// What went to router `link`.
+    func sent(_ actions: [ExpertAction], to link: Int) -> [Body] {
+        actions.compactMap { if case .send(let e, let l) = $0, l == link { return e.body }; return nil }
+    }
+
+    /// The share (`Heartbeat.capacity`) last announced to `link` in `actions`, if any.
+    func share(_ actions: [ExpertAction], to link: Int) -> UInt32? {
+        sent(actions, to: link).compactMap { if case .heartbeat(let hb) = $0, hb.capacity > 0 { return hb.capacity }; return nil }.last
     }
 
     func isReady(_ body: Body) -> Bool { if case .ready = body { return true }; return false }
@@ -122,7 +133,7 @@ final class ExpertCoreTests: XCTestCase {
         _ = core.received(.success(Envelope(.heartbeat(Heartbeat()))), now: 2_900, wallNowMs: 0)
         XCTAssertTrue(core.tick(now: 5_000).isEmpty, "a heartbeat resets the clock")
         let out = core.tick(now: 6_000)
-        XCTAssertEqual(out.first, .reconnect)
+        XCTAssertEqual(out.first, .reconnect(link: 0))
         XCTAssertTrue(sent(out).contains(where: isReady))
         XCTAssertEqual(core.stats.reconnects, 1)
         XCTAssertTrue(core.tick(now: 6_100).isEmpty, "one reconnect, then a fresh window")
@@ -207,5 +218,100 @@ final class ExpertCoreTests: XCTestCase {
         XCTAssertTrue(core.received(.success(Envelope(.answerRequest(AnswerRequest(requestId: "x", question: "q")))), now: 1, wallNowMs: 0).isEmpty)
         XCTAssertEqual(core.stats.droppedFrames, 2)
         XCTAssertEqual(core.waitingCount, 0)
+    }
+
+    // MARK: - Several routers
+
+    func heartbeat() -> Result<Envelope, WireError> { .success(Envelope(.heartbeat(Heartbeat()))) }
+
+    func testEveryRouterGetsTheReadyAndASingleRouterNoShares() {
+        let shared = makeCore(capacity: 4, links: 3)
+        let out = shared.start(now: 0)
+        for link in 0..<3 { XCTAssertTrue(sent(out, to: link).contains(where: isReady), "router \(link) hears Ready") }
+        let single = makeCore(capacity: 4)
+        var all = single.start(now: 0) + single.received(heartbeat(), now: 1, wallNowMs: 0)
+        for i in 0..<4 { all += single.received(span("r\(i)"), now: 2, wallNowMs: 0) }
+        XCTAssertNil(share(all, to: 0), "one router: Ready's capacity is its share, nothing more is said")
+    }
+
+    func testSharesFollowWhatTheOtherRoutersUseAndTheBatchNeverExceedsCapacity() {
+        let core = makeCore(capacity: 4, links: 2)
+        _ = core.start(now: 0)
+        var out = core.received(heartbeat(), link: 0, now: 1, wallNowMs: 0)
+        out += core.received(heartbeat(), link: 1, now: 1, wallNowMs: 0)
+        XCTAssertEqual(share(out, to: 0), 4, "both idle: each may use the whole batch")
+        XCTAssertEqual(share(out, to: 1), 4)
+        // Router 0 fills the batch: router 1's share shrinks to the even split, not to zero.
+        out = []
+        for i in 0..<4 { out += core.received(span("a\(i)"), link: 0, now: 2, wallNowMs: 0) }
+        XCTAssertEqual(share(out, to: 1), 2)
+        // Router 1 uses its share at the same time: the surplus waits here, the batch stays at 4.
+        for i in 0..<2 { out += core.received(span("b\(i)"), link: 1, now: 3, wallNowMs: 0) }
+        XCTAssertEqual(share(out, to: 0), 2, "router 0 is told to leave room for router 1")
+        _ = admitAll(core, now: 3)
+        XCTAssertEqual(core.activeCount, 4)
+        XCTAssertEqual(core.waitingCount, 2)
+        // Each result goes back to the router that sent its span.
+        var results: [Int: [String]] = [:]
+        for t in 4..<12 {
+            let step = core.step(now: UInt64(t)) + admitAll(core, now: UInt64(t))
+            XCTAssertLessThanOrEqual(runner.activeCount, 4, "never more than the capacity in one batch")
+            for link in 0..<2 {
+                for case .spanResult(let r) in sent(step, to: link) { results[link, default: []].append(r.requestId) }
+            }
+        }
+        XCTAssertEqual(Set(results[0] ?? []), ["a0", "a1", "a2", "a3"])
+        XCTAssertEqual(Set(results[1] ?? []), ["b0", "b1"])
+    }
+
+    func testASilentRouterLosesItsSpansAndTheOthersKeepTheirs() {
+        let core = makeCore(capacity: 4, heartbeatMs: 1000, links: 2)
+        _ = core.start(now: 0)
+        _ = core.received(span("mine"), link: 0, now: 100, wallNowMs: 0)
+        _ = core.received(span("orphan"), link: 1, now: 100, wallNowMs: 0)
+        runner.tokensPerSpan = 1_000
+        _ = admitAll(core, now: 100)
+        _ = core.received(heartbeat(), link: 0, now: 3_000, wallNowMs: 0)
+        let out = core.tick(now: 3_200)
+        XCTAssertEqual(out.first, .reconnect(link: 1), "only the silent router is reconnected to")
+        XCTAssertTrue(sent(out, to: 1).contains(where: isReady))
+        XCTAssertEqual(runner.cancelled, ["orphan"], "its result could reach no one: its place is freed")
+        XCTAssertEqual(core.activeCount, 1)
+        XCTAssertEqual(core.stats.orphaned, 1)
+    }
+
+    func testAnAnswerThatMovedToAnotherRouterReplacesItsOldSpan() {
+        let core = makeCore(capacity: 4, links: 2)
+        _ = core.start(now: 0)
+        _ = core.received(span("moved"), link: 0, now: 1, wallNowMs: 0)
+        _ = admitAll(core, now: 1)
+        // Router 0 died; the gateway resumed the answer on router 1, which sends its next span.
+        _ = core.received(span("moved"), link: 1, now: 2, wallNowMs: 0)
+        XCTAssertEqual(runner.cancelled, ["moved"], "the old router's span stops")
+        _ = admitAll(core, now: 2)
+        // The old router (back, or late) cannot cancel what is now the new router's.
+        _ = core.received(.success(Envelope(.cancel(Cancel(requestId: "moved")))), link: 0, now: 2, wallNowMs: 0)
+        XCTAssertEqual(runner.cancelled, ["moved"])
+        var out: [ExpertAction] = []
+        for t in 3..<6 { out += core.step(now: UInt64(t)) }
+        XCTAssertEqual(sent(out, to: 1).filter { if case .spanResult = $0 { return true }; return false }.count, 1)
+        XCTAssertTrue(sent(out, to: 0).allSatisfy { if case .spanResult = $0 { return false }; return true })
+    }
+
+    func testDrainTellsEveryRouterAndHandsBackToTheSender() {
+        let core = makeCore(capacity: 1, links: 2)
+        _ = core.start(now: 0)
+        _ = core.received(span("run"), link: 0, now: 1, wallNowMs: 0)
+        _ = admitAll(core, now: 1)
+        _ = core.received(span("wait"), link: 1, now: 1, wallNowMs: 0)
+        let out = core.drain(now: 2)
+        for link in 0..<2 {
+            XCTAssertTrue(sent(out, to: link).contains { if case .heartbeat(let hb) = $0 { return hb.draining }; return false })
+        }
+        XCTAssertTrue(sent(out, to: 1).contains { if case .answerEvent(let e) = $0 { return e.requestId == "wait" }; return false },
+                      "the waiting span goes back to the router it came from")
+        _ = core.step(now: 3); _ = core.step(now: 4)
+        let bye = core.tick(now: 5)
+        XCTAssertEqual(bye.count, 2, "Disconnect to both routers")
     }
 }

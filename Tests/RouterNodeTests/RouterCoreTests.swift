@@ -208,3 +208,120 @@ final class RouterCoreTests: XCTestCase {
         XCTAssertEqual(applyHysteresis(score: 0.55, threshold: 0.5, previous: nil, margin: 0.1), .et5)
     }
 }
+
+/// Several routers (wire 1.4): an answer another router started continues here from the
+/// answer so far, exactly as the first router would have continued it; a replica shared by
+/// several routers gets no more spans from this one than its share.
+final class RouterResumeTests: XCTestCase {
+    let gateway: PeerIdentity = [0xAA]
+    let mamba: PeerIdentity = [1]
+    let t5: PeerIdentity = [3]
+
+    func makeCore() -> RouterCore {
+        var config = RouterConfig()
+        config.spanTokens = 4
+        let core = RouterCore(config: config, gate: AlternatingGate())
+        for (id, pool, name) in [(mamba, PoolKind.emamba, "m1"), (t5, .et5, "t1")] {
+            _ = core.expertFrame(id, .success(Envelope(.ready(Ready(pool: pool, modelId: "m", replicaId: name, capacity: 4, softwareVersion: "t")))), now: 0)
+        }
+        return core
+    }
+
+    func request(_ id: String, resume: AnswerProgress? = nil, maxTokens: UInt32 = 12) -> Result<Envelope, WireError> {
+        .success(Envelope(.answerRequest(AnswerRequest(requestId: id, question: "What is gingivitis?", maxNewTokens: maxTokens,
+                                                       resume: resume))))
+    }
+
+    func span(_ actions: [RouterAction]) -> (PeerIdentity, SpanRequest)? {
+        for case .toExpert(let id, let e) in actions { if case .spanRequest(let s) = e.body { return (id, s) } }
+        return nil
+    }
+
+    func result(_ span: SpanRequest, _ text: String, finish: FinishReason = .none) -> Result<Envelope, WireError> {
+        .success(Envelope(.spanResult(SpanResult(requestId: span.requestId, spanIndex: span.spanIndex,
+                                                 pieces: (0..<4).map { Piece(text: $0 == 0 ? text : "", tokenId: 5, logprob: -0.1 * Float($0 + 1), entropy: 0.5) },
+                                                 text: text, finish: finish, promptTokens: 9))))
+    }
+
+    func testAResumedAnswerContinuesExactlyWhereTheDeadRouterLeftIt() throws {
+        // Router A: the fault-free path, two spans.
+        let a = makeCore()
+        let (_, first) = try XCTUnwrap(span(a.gatewayFrame(gateway, request("r1"), now: 0)))
+        let afterFirst = a.expertFrame(mamba, result(first, "Gum "), now: 1)
+        let (expectedReplica, expectedSecond) = try XCTUnwrap(span(afterFirst))
+        // The gateway's copy of the answer so far, built from the span it was sent.
+        var progress = AnswerProgress()
+        for case .toGateway(_, let e) in afterFirst {
+            if case .answerEvent(let ev) = e.body, case .span(let forwarded) = ev.kind { progress.append(forwarded, pool: forwarded.pool) }
+        }
+        XCTAssertEqual(progress.spans, 1)
+        // Router A dies; router B gets the answer with its progress and continues it.
+        let b = makeCore()
+        let (replica, second) = try XCTUnwrap(span(b.gatewayFrame(gateway, request("r1", resume: progress), now: 5)))
+        XCTAssertEqual(replica, expectedReplica, "the gate decided as the dead router's did (ET5 after EMamba)")
+        var comparable = second
+        comparable.deadlineMs = expectedSecond.deadlineMs
+        XCTAssertEqual(comparable, expectedSecond, "the same span request: index, answer so far, tokens before, budget")
+        XCTAssertEqual(b.stats.resumed, 1)
+        // It finishes with the whole answer's figures.
+        let third = try XCTUnwrap(span(b.expertFrame(t5, result(second, "inflammation"), now: 6))).1
+        let done = b.expertFrame(mamba, result(third, ".", finish: .length), now: 7)
+        let stats = done.compactMap { action -> DoneStats? in
+            if case .toGateway(_, let e) = action, case .answerEvent(let ev) = e.body, case .done(let d) = ev.kind { return d }
+            return nil
+        }.first
+        XCTAssertEqual(stats?.completionTokens, 12)
+        XCTAssertEqual(stats?.spans, 3)
+        XCTAssertEqual(stats?.emambaTokens, 8)
+        XCTAssertEqual(stats?.et5Tokens, 4)
+        XCTAssertEqual(stats?.promptTokens, 9, "the prompt's tokens come with the answer so far")
+    }
+
+    func testAForgedAnswerSoFarIsRefusedAndStartsNothing() {
+        func progress(text: String = "x", tokens: UInt32 = 4, byPool: [PoolKind: UInt32] = [.emamba: 4], spans: UInt32 = 1,
+                      previous: PoolKind? = .emamba, confidence: Float? = 0.5) -> AnswerProgress {
+            AnswerProgress(text: text, tokens: tokens, tokensByPool: byPool, spans: spans, previousPool: previous,
+                           previousConfidence: confidence, previousEntropy: confidence == nil ? nil : 1, promptTokens: 3)
+        }
+        let forged: [(String, AnswerProgress)] = [
+            ("already complete", progress(tokens: 12, byPool: [.emamba: 12])),
+            ("more spans than tokens", progress(spans: 5)),
+            ("no spans", progress(spans: 0)),
+            ("pools that do not add up", progress(byPool: [.emamba: 3, .et5: 3])),
+            ("no previous pool", progress(previous: nil)),
+            ("no scores", progress(confidence: nil)),
+            ("a confidence above 1", progress(confidence: 7)),
+            ("an oversized text", progress(text: String(repeating: "a", count: RouterConfig().maxPromptBytes + 1))),
+        ]
+        for (name, resume) in forged {
+            let core = makeCore()
+            let out = core.gatewayFrame(gateway, request("f", resume: resume), now: 0)
+            XCTAssertNil(span(out), "\(name): nothing dispatched")
+            let refused = out.contains { action in
+                if case .toGateway(_, let e) = action, case .answerEvent(let ev) = e.body, case .error(let err) = ev.kind {
+                    return err.code == .badRequest && !err.retryable && err.message.contains("cannot resume")
+                }
+                return false
+            }
+            XCTAssertTrue(refused, "\(name): refused with a clear error")
+            XCTAssertEqual(core.activeRequests, 0)
+        }
+    }
+
+    func testASharedReplicaGetsNoMoreThanItsShareFromThisRouter() {
+        let core = makeCore()
+        _ = core.expertFrame(mamba, .success(Envelope(.heartbeat(Heartbeat(capacity: 1)))), now: 1)
+        var dispatched = 0
+        for i in 0..<3 {
+            let out = core.gatewayFrame(gateway, .success(Envelope(.answerRequest(AnswerRequest(
+                requestId: "s\(i)", question: "q", maxNewTokens: 8, policy: Policy(forced: .emamba))))), now: 2)
+            dispatched += span(out) == nil ? 0 : 1
+        }
+        XCTAssertEqual(dispatched, 1, "a share of 1: one span in flight there")
+        XCTAssertEqual(core.queueDepth(.emamba), 2)
+        let more = core.expertFrame(mamba, .success(Envelope(.heartbeat(Heartbeat(capacity: 100)))), now: 3)
+        XCTAssertEqual(more.filter { if case .toExpert(_, let e) = $0, case .spanRequest = e.body { return true }; return false }.count, 2,
+                       "a larger share sends what waited, up to Ready's capacity")
+        XCTAssertEqual(core.poolStatus().emamba.capacity, 4, "never more than the replica announced in Ready")
+    }
+}

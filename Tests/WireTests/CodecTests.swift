@@ -19,6 +19,7 @@ enum Samples {
     static let bodies: [Body] = [
         .ready(Ready(pool: .et5, modelId: "flan-t5-small", replicaId: "et5-1", capacity: 8, softwareVersion: "0.1.0")),
         .heartbeat(Heartbeat(load: 5, emambaReplicas: 3, et5Replicas: 1)),
+        .heartbeat(Heartbeat(load: 2, draining: true, capacity: 3)),
         .heartbeat(Heartbeat()),
         .disconnect(Disconnect(reason: "SIGTERM: draining")),
         .answerRequest(AnswerRequest(requestId: "req-1", question: "Does aspirin reduce fever?",
@@ -26,6 +27,11 @@ enum Samples {
                                      maxNewTokens: 256, policy: Policy(costWeight: 0.3, forced: .et5),
                                      sampling: sampling, deadlineUnixMs: 1_800_000_000_000, spanTokens: 16, deadlineMs: 30_000)),
         .answerRequest(AnswerRequest(requestId: "r", question: "q", policy: Policy(costWeight: 0, forced: .unspecified))),
+        // 1.4: an answer moving to another router, with the answer so far.
+        .answerRequest(AnswerRequest(requestId: "moved", question: "q", maxNewTokens: 64, deadlineMs: 9_000,
+                                     resume: AnswerProgress(text: "Gum inflammation 🦷", tokens: 20, tokensByPool: [.emamba: 16, .et5: 4],
+                                                            spans: 2, previousPool: .et5, previousConfidence: 0.625,
+                                                            previousEntropy: 1.75, promptTokens: 31))),
         .answerEvent(AnswerEvent(requestId: "req-42", kind: .span(spanResult))),
         .answerEvent(AnswerEvent(requestId: "req-42", kind: .done(DoneStats(
             finish: .eos, spans: 4, promptTokens: 230, completionTokens: 61, emambaTokens: 45, et5Tokens: 16,

@@ -21,6 +21,7 @@ typedef struct Mambaformer__Wire__Ready Mambaformer__Wire__Ready;
 typedef struct Mambaformer__Wire__Heartbeat Mambaformer__Wire__Heartbeat;
 typedef struct Mambaformer__Wire__Disconnect Mambaformer__Wire__Disconnect;
 typedef struct Mambaformer__Wire__AnswerRequest Mambaformer__Wire__AnswerRequest;
+typedef struct Mambaformer__Wire__Resume Mambaformer__Wire__Resume;
 typedef struct Mambaformer__Wire__Cancel Mambaformer__Wire__Cancel;
 typedef struct Mambaformer__Wire__Error Mambaformer__Wire__Error;
 typedef struct Mambaformer__Wire__Piece Mambaformer__Wire__Piece;
@@ -172,10 +173,16 @@ struct  Mambaformer__Wire__Heartbeat
    * Sent at once when the drain starts, so it stops being routable before any span bounces.
    */
   protobuf_c_boolean draining;
+  /*
+   * 1.4: expert -> router: the spans this router may have in flight at this replica now, its
+   * share of the replica's capacity when the replica serves several routers (0: Ready's
+   * capacity). Sent whenever the share changes. 1.3 routers ignore it and use Ready's.
+   */
+  uint32_t capacity;
 };
 #define MAMBAFORMER__WIRE__HEARTBEAT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mambaformer__wire__heartbeat__descriptor) \
-    , 0, 0, 0, 0 }
+    , 0, 0, 0, 0, 0 }
 
 
 struct  Mambaformer__Wire__Disconnect
@@ -214,10 +221,46 @@ struct  Mambaformer__Wire__AnswerRequest
    * Senders of 1.2 fill both fields, for readers of 1.1.
    */
   uint32_t deadline_ms;
+  /*
+   * 1.4: the answer so far, when a gateway moves an answer to another router because the
+   * first one died: the router continues from it exactly as the first would have. Absent
+   * for a new answer. 1.3 routers ignore it (and would start the answer again).
+   */
+  Mambaformer__Wire__Resume *resume;
 };
 #define MAMBAFORMER__WIRE__ANSWER_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mambaformer__wire__answer_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL, NULL, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL, NULL, 0, 0, 0, NULL }
+
+
+/*
+ * 1.4: an answer part-way, as the gateway merged it from the spans it received: the text and
+ * token counts, the spans so far (the next span's index), and what the gate reads of the
+ * last span (its pool, and its tokens' mean probability and entropy).
+ */
+struct  Mambaformer__Wire__Resume
+{
+  ProtobufCMessage base;
+  char *text;
+  uint32_t tokens;
+  uint32_t emamba_tokens;
+  uint32_t et5_tokens;
+  uint32_t spans;
+  Mambaformer__Wire__PoolKind previous_pool;
+  /*
+   * false before the first span
+   */
+  protobuf_c_boolean has_previous_scores;
+  float previous_confidence;
+  float previous_entropy;
+  /*
+   * the prompt in the first serving expert's tokens
+   */
+  uint32_t prompt_tokens;
+};
+#define MAMBAFORMER__WIRE__RESUME__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mambaformer__wire__resume__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, MAMBAFORMER__WIRE__POOL_KIND__POOL_UNSPECIFIED, 0, 0, 0, 0 }
 
 
 struct  Mambaformer__Wire__Cancel
@@ -611,6 +654,25 @@ Mambaformer__Wire__AnswerRequest *
 void   mambaformer__wire__answer_request__free_unpacked
                      (Mambaformer__Wire__AnswerRequest *message,
                       ProtobufCAllocator *allocator);
+/* Mambaformer__Wire__Resume methods */
+void   mambaformer__wire__resume__init
+                     (Mambaformer__Wire__Resume         *message);
+size_t mambaformer__wire__resume__get_packed_size
+                     (const Mambaformer__Wire__Resume   *message);
+size_t mambaformer__wire__resume__pack
+                     (const Mambaformer__Wire__Resume   *message,
+                      uint8_t             *out);
+size_t mambaformer__wire__resume__pack_to_buffer
+                     (const Mambaformer__Wire__Resume   *message,
+                      ProtobufCBuffer     *buffer);
+Mambaformer__Wire__Resume *
+       mambaformer__wire__resume__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mambaformer__wire__resume__free_unpacked
+                     (Mambaformer__Wire__Resume *message,
+                      ProtobufCAllocator *allocator);
 /* Mambaformer__Wire__Cancel methods */
 void   mambaformer__wire__cancel__init
                      (Mambaformer__Wire__Cancel         *message);
@@ -840,6 +902,9 @@ typedef void (*Mambaformer__Wire__Disconnect_Closure)
 typedef void (*Mambaformer__Wire__AnswerRequest_Closure)
                  (const Mambaformer__Wire__AnswerRequest *message,
                   void *closure_data);
+typedef void (*Mambaformer__Wire__Resume_Closure)
+                 (const Mambaformer__Wire__Resume *message,
+                  void *closure_data);
 typedef void (*Mambaformer__Wire__Cancel_Closure)
                  (const Mambaformer__Wire__Cancel *message,
                   void *closure_data);
@@ -888,6 +953,7 @@ extern const ProtobufCMessageDescriptor mambaformer__wire__ready__descriptor;
 extern const ProtobufCMessageDescriptor mambaformer__wire__heartbeat__descriptor;
 extern const ProtobufCMessageDescriptor mambaformer__wire__disconnect__descriptor;
 extern const ProtobufCMessageDescriptor mambaformer__wire__answer_request__descriptor;
+extern const ProtobufCMessageDescriptor mambaformer__wire__resume__descriptor;
 extern const ProtobufCMessageDescriptor mambaformer__wire__cancel__descriptor;
 extern const ProtobufCMessageDescriptor mambaformer__wire__error__descriptor;
 extern const ProtobufCMessageDescriptor mambaformer__wire__piece__descriptor;

@@ -54,7 +54,7 @@ struct AutoscaleCommand: ParsableCommand {
         for kind in pools { settings[kind] = try NodeConfiguration.autoscaleSettings(cluster, pool: kind) }
         let routerEndpoints = cluster.strings("autoscale.routers")
         try NodeConfiguration.checkWire(cluster, "autoscale.routers")
-        let poller = try PoolStatusPoller(routers: routerEndpoints, curve: try NodeConfiguration.gatewayCurve(cluster))
+        let poller = try PoolStatusPoller(routers: routerEndpoints, curves: try NodeConfiguration.gatewayCurves(cluster, routers: routerEndpoints.count))
         let actuator = SystemdReplicas(hosts: host.isEmpty ? [nil] : host.map { Optional($0) }, logger: logger)
         if host.count > 1, cluster.int("autoscale.max_replicas_per_host") == 0 {
             logger.warning("autoscale: with several --host, max_replicas_per_host counts every host's replicas; set it to the budget of all of them (0 means this host's cores)")

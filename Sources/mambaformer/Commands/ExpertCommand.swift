@@ -11,7 +11,7 @@ import Wire
 struct ExpertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "expert",
-        abstract: "Run one expert replica (EMamba or ET5) connected to a router.",
+        abstract: "Run one expert replica (EMamba or ET5) serving one or more routers.",
         discussion: """
             Settings come from [expert] and [expert.<pool>] of the configuration file; flags override them. \
             Under systemd the unit mambaformer-expert@emamba-3 runs `expert --instance emamba-3`: \
@@ -24,7 +24,7 @@ struct ExpertCommand: ParsableCommand {
     @Option(help: "Which pool this replica serves: emamba or et5.") var kind: String?
     @Option(help: "Pool and replica in one name, POOL-N (a systemd instance name, e.g. emamba-3).") var instance: String?
     @Option(help: .setting("expert.model")) var model: String?
-    @Option(help: .setting("expert.router")) var router: String?
+    @Option(help: .setting("expert.router")) var router: [String] = []
     @Option(help: "Replica name shown in traces and metrics (default: INSTANCE@HOST, else KIND@HOST).") var replicaId: String?
     @Option(help: .setting("expert.threads")) var threads: Int?
     @Option(help: .setting("expert.weights")) var weights: String?
@@ -105,7 +105,7 @@ struct ExpertCommand: ParsableCommand {
         installStopSignals(node.stopRequested)
         // Model loaded and the socket connecting: the replica announces itself (Ready) as its
         // loop starts and reconnects on its own, so systemd need not wait for the router.
-        Readiness.ready("\(replica) serving \(pool) from \(folder.path) via \(settings.router)", logger: logger)
+        Readiness.ready("\(replica) serving \(pool) from \(folder.path) via \(settings.routers.joined(separator: ", "))", logger: logger)
         let stopping = Readiness.notifyStopping(when: node.stopRequested, logger: logger)
         node.run()
         stopping.finish()

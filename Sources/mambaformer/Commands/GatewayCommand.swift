@@ -16,7 +16,7 @@ struct GatewayCommand: AsyncParsableCommand {
 
     @OptionGroup var config: ConfigFileOption
     @Option(help: .setting("gateway.listen")) var listen: String?
-    @Option(help: .setting("gateway.router")) var router: String?
+    @Option(help: .setting("gateway.router")) var router: [String] = []
     @Option(help: .setting("security.auth_tokens_file")) var authTokensFile: String?
     @Option(help: .setting("limits.max_concurrent")) var maxConcurrent: Int?
     @Option(help: .setting("limits.max_tokens")) var maxTokens: Int?
@@ -60,8 +60,11 @@ struct GatewayCommand: AsyncParsableCommand {
 
         let metrics = GatewayMetrics()
         MetricsSystem.bootstrap(metrics.factory)
-        let backend = try RouterClient(endpoint: cluster.gateway.router, curve: try NodeConfiguration.gatewayCurve(cluster),
-                                       logger: logger)
+        let routers = cluster.gateway.routers
+        let curves = try NodeConfiguration.gatewayCurves(cluster, routers: routers.count)
+        let backend = RouterPool(try routers.indices.map { i in
+            try RouterClient(endpoint: routers[i], curve: curves?[i], logger: logger)
+        }, logger: logger)
         let drain = GatewayDrain()
         let tokens = GatewayTokens(gatewayConfig)
         ReloadSignal.install()

@@ -29,6 +29,8 @@ struct UpCommand: ParsableCommand {
     @Option(help: "MambaFormer checkpoint folder (default: router.model of the configuration, models/demo).") var model: String?
     @Option(help: "EMamba replicas.") var emamba = 1
     @Option(help: "ET5 replicas.") var et5 = 1
+    @Option(help: "Routers side by side: every expert serves each, the gateway spreads answers over them and moves an answer whose router dies.")
+    var routers = 1
     @Option(help: "Gateway HTTP address (default: gateway.listen, 127.0.0.1:8080).") var http: String?
     @Option(help: .setting("router.gate")) var gate: String?
     @Option(help: .setting("router.span_tokens")) var spanTokens: UInt32?
@@ -69,8 +71,9 @@ struct UpCommand: ParsableCommand {
         guard mkdtemp(&template) != nil else { throw ValidationError("up: cannot create a private folder in \(NSTemporaryDirectory())") }
         let stateDir = URL(fileURLWithPath: String(cString: template))
         defer { try? FileManager.default.removeItem(at: stateDir) }
-        let frontend = "ipc://\(stateDir.path)/frontend"
-        let backend = "ipc://\(stateDir.path)/backend"
+        guard (1...16).contains(routers) else { throw ValidationError("--routers must be 1...16") }
+        let frontends = (1...routers).map { "ipc://\(stateDir.path)/frontend-\($0)" }
+        let backends = (1...routers).map { "ipc://\(stateDir.path)/backend-\($0)" }
 
         let ranges = try autoscale.map(Self.parseRange)
         var counts: [PoolKind: Int] = [.emamba: emamba, .et5: et5]
@@ -78,19 +81,23 @@ struct UpCommand: ParsableCommand {
 
         let supervisor = Supervisor(logger: logger, logLevel: logLevel, configPath: config.path)
         supervisor.replicaArguments = { pool, number in
-            ["expert", "--kind", "\(pool)", "--model", model, "--router", backend, "--replica-id", "\(pool)-\(number)"] + threadFlags
+            ["expert", "--kind", "\(pool)", "--model", model, "--replica-id", "\(pool)-\(number)"]
+                + backends.flatMap { ["--router", $0] } + threadFlags
         }
         let stop = StopFlag()
         installStopSignals(stop)
 
-        try supervisor.start("router", ["router", "--frontend", frontend, "--backend", backend,
-                                        "--model", model, "--gate", gate, "--span-tokens", "\(spanTokens)"])
+        for (i, (frontend, backend)) in zip(frontends, backends).enumerated() {
+            try supervisor.start(routers == 1 ? "router" : "router-\(i + 1)",
+                                 ["router", "--frontend", frontend, "--backend", backend,
+                                  "--model", model, "--gate", gate, "--span-tokens", "\(spanTokens)"])
+        }
         for pool in [PoolKind.emamba, .et5] {
             for _ in 0..<(counts[pool] ?? 0) { try supervisor.startReplica(pool) }
         }
-        try supervisor.start("gateway", ["gateway", "--listen", http, "--router", frontend])
+        try supervisor.start("gateway", ["gateway", "--listen", http] + frontends.flatMap { ["--router", $0] })
 
-        let scaler = try ranges.isEmpty ? nil : makeAutoscaler(cluster, ranges: ranges, frontend: frontend,
+        let scaler = try ranges.isEmpty ? nil : makeAutoscaler(cluster, ranges: ranges, frontends: frontends,
                                                                 supervisor: supervisor, logger: logger)
         let url = "http://\(http)"
         let deadline = Date().addingTimeInterval(readyTimeout)
@@ -105,7 +112,8 @@ struct UpCommand: ParsableCommand {
                 let range = ranges.first { $0.pool == pool }.map { " (autoscaled \($0.range.lowerBound)-\($0.range.upperBound))" } ?? ""
                 return "\(counts[pool] ?? 0) \(pool == .emamba ? "EMamba" : "ET5")\(range)"
             }
-            print("mambaformer cluster ready at \(url)  (router \(frontend), \(pools.joined(separator: " + ")) replicas)")
+            let routerText = routers == 1 ? "router \(frontends[0])" : "\(routers) routers"
+            print("mambaformer cluster ready at \(url)  (\(routerText), \(pools.joined(separator: " + ")) replicas)")
             print("try: mambaformer ask --url \(url) \"What is gingivitis?\"   — Ctrl-C stops everything")
             fflush(stdout)
             while !stop.isSet, supervisor.failure == nil {
@@ -133,9 +141,9 @@ struct UpCommand: ParsableCommand {
     }
 
     /// The autoscaler of `up`: the [autoscale] settings with each pool's range from the flag,
-    /// asking this cluster's router, acting through the supervisor.
+    /// asking this cluster's routers, acting through the supervisor.
     private func makeAutoscaler(_ cluster: ClusterConfig, ranges: [(pool: PoolKind, range: ClosedRange<Int>)],
-                                frontend: String, supervisor: Supervisor, logger: Logger) throws -> AutoscaleLoop {
+                                frontends: [String], supervisor: Supervisor, logger: Logger) throws -> AutoscaleLoop {
         var settings: [PoolKind: AutoscaleSettings] = [:]
         for (pool, range) in ranges {
             var s = try NodeConfiguration.autoscaleSettings(cluster, pool: pool)
@@ -146,7 +154,7 @@ struct UpCommand: ParsableCommand {
         let policy = AutoscalePolicy(settings: settings, maxReplicasPerHost: NodeConfiguration.maxReplicasPerHost(cluster))
         // The children read the same configuration: with security.curve on, the router's
         // frontend wants a gateway key.
-        let poller = try PoolStatusPoller(routers: [frontend], curve: try NodeConfiguration.gatewayCurve(cluster))
+        let poller = try PoolStatusPoller(routers: frontends, curves: try NodeConfiguration.gatewayCurves(cluster, routers: frontends.count))
         return AutoscaleLoop(policy: policy, poller: poller, actuator: supervisor,
                              intervalMs: cluster.int("autoscale.interval_ms"), logger: logger)
     }

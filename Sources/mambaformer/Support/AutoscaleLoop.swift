@@ -28,11 +28,12 @@ final class PoolStatusPoller {
     private let context: ZmqContext
     private var sockets: [(endpoint: String, socket: ZmqSocket)] = []
 
-    init(routers: [String], curve: CurveClientConfig?) throws {
+    /// `curves`: CURVE settings per router (in the order of `routers`); nil: plain text.
+    init(routers: [String], curves: [CurveClientConfig]?) throws {
         context = try ZmqContext()
-        for endpoint in routers {
+        for (i, endpoint) in routers.enumerated() {
             let socket = try ZmqSocket(context: context, type: .dealer, sendHWM: 4, receiveHWM: 64, lingerMs: 0)
-            if let curve { try socket.enableCurveClient(curve) }
+            if let curves { try socket.enableCurveClient(curves[i]) }
             try socket.connect(endpoint)
             sockets.append((endpoint, socket))
         }

@@ -90,7 +90,7 @@ enum NodeConfiguration {
         let s = config.expert(pool: "\(pool)")
         try checkWire(config, "expert.router", pool: "\(pool)")
         var options = ExpertNode.Options()
-        options.router = s.router
+        options.routers = s.routers
         options.pool = pool
         options.replicaId = replicaId
         options.modelId = modelId
@@ -101,7 +101,7 @@ enum NodeConfiguration {
         options.heartbeatIntervalMs = UInt64(s.heartbeatMs)
         options.ignoreEOS = s.ignoreEOS
         if config.security.curve {
-            options.curve = try clientCurve(config, secretKeySetting: "security.expert_secret_key")
+            options.curves = try clientCurves(config, secretKeySetting: "security.expert_secret_key", routers: s.routers.count)
         }
         return options
     }
@@ -134,9 +134,11 @@ enum NodeConfiguration {
         return g
     }
 
-    static func gatewayCurve(_ config: ClusterConfig) throws -> CurveClientConfig? {
+    /// A frontend client's CURVE settings (gateway, autoscaler), one per router in `routers`;
+    /// nil with CURVE off.
+    static func gatewayCurves(_ config: ClusterConfig, routers: Int) throws -> [CurveClientConfig]? {
         guard config.security.curve else { return nil }
-        return try clientCurve(config, secretKeySetting: "security.gateway_secret_key")
+        return try clientCurves(config, secretKeySetting: "security.gateway_secret_key", routers: routers)
     }
 
     // MARK: CURVE keys
@@ -178,10 +180,20 @@ enum NodeConfiguration {
         return (gateways, experts)
     }
 
-    private static func clientCurve(_ config: ClusterConfig, secretKeySetting: String) throws -> CurveClientConfig {
+    /// The client's key pair with each router's public key: one key for all routers, or one
+    /// per router in the order of the endpoints (routers on several hosts, a key per host).
+    private static func clientCurves(_ config: ClusterConfig, secretKeySetting: String, routers: Int) throws -> [CurveClientConfig] {
         let secret = try readKey(config, secretKeySetting, config.string(secretKeySetting), secret: true)
-        let serverKey = try readKey(config, "security.router_public_key", config.security.routerPublicKey)
-        return CurveClientConfig(publicKey: try Keys.publicKey(fromSecret: secret), secretKey: secret, serverKey: serverKey)
+        let paths = config.security.routerPublicKeys
+        guard paths.count == 1 || paths.count == routers else {
+            throw NodeConfigError("\(config.describe("security.router_public_key")) lists \(paths.count) keys for \(routers) routers: "
+                                  + "give one key for every router, or one per router in the order of the endpoints")
+        }
+        let serverKeys = try paths.map { try readKey(config, "security.router_public_key", $0) }
+        let publicKey = try Keys.publicKey(fromSecret: secret)
+        return (0..<routers).map { i in
+            CurveClientConfig(publicKey: publicKey, secretKey: secret, serverKey: serverKeys[serverKeys.count == 1 ? 0 : i])
+        }
     }
 
     private static func readKey(_ config: ClusterConfig, _ setting: String, _ path: String, secret: Bool = false) throws -> String {
