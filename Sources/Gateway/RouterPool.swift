@@ -109,10 +109,10 @@ public final class RouterPool: AnswerBackend, @unchecked Sendable {
             if await routers[i].status().routerReachable { live.append(i) }
         }
         return lock.withLock {
-            rotation &+= 1
             var load = [Int](repeating: 0, count: routers.count)
             for answer in answers.values { load[answer.router] += 1 }
             let start = rotation % routers.count
+            rotation &+= 1
             return live.sorted { a, b in
                 let ra = (a - start + routers.count) % routers.count, rb = (b - start + routers.count) % routers.count
                 return (load[a], ra) < (load[b], rb)

@@ -10,6 +10,8 @@ final class RouterMetrics {
     private let requestsDone = Counter(label: "mambaformer_router_requests_done_total")
     private let requestsFailed = Counter(label: "mambaformer_router_requests_failed_total")
     private let overloaded = Counter(label: "mambaformer_router_overloaded_total")
+    /// Answers another router started, continued here after it died.
+    private let resumed = Counter(label: "mambaformer_router_answers_resumed_total")
     private let fallbacks = Counter(label: "mambaformer_router_fallbacks_total")
     private let retries = Counter(label: "mambaformer_router_span_retries_total")
     private let deadlineMisses = Counter(label: "mambaformer_router_deadline_misses_total")
@@ -64,6 +66,7 @@ final class RouterMetrics {
         requestsDone.increment(by: stats.requestsDone - last.requestsDone)
         requestsFailed.increment(by: stats.requestsFailed - last.requestsFailed)
         overloaded.increment(by: stats.overloaded - last.overloaded)
+        resumed.increment(by: stats.resumed - last.resumed)
         fallbacks.increment(by: stats.fallbacks - last.fallbacks)
         retries.increment(by: stats.spanRetries - last.spanRetries)
         deadlineMisses.increment(by: stats.deadlineMisses - last.deadlineMisses)

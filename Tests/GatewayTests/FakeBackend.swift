@@ -12,6 +12,8 @@ final class FakeBackend: AnswerBackend, @unchecked Sendable {
         case error(ErrorCode, String = "scripted")
         /// Stop emitting and never finish (the router went quiet).
         case hang
+        /// The connection to this router dropped (what `RouterClient` reports): the answer may move.
+        case lost
     }
 
     private let lock = NSLock()
@@ -64,6 +66,13 @@ final class FakeBackend: AnswerBackend, @unchecked Sendable {
                     return
                 case .hang:
                     while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(20)) }
+                case .lost:
+                    self.lock.withLock { self.statusValue.routerReachable = false }
+                    sink.send(AnswerEvent(requestId: id, kind: .error(WireErrorBody(
+                        code: .unavailable, message: "the connection to the router dropped", retryable: true,
+                        reason: WireErrorBody.Reason.routerLost))))
+                    sink.end()
+                    return
                 }
             }
             sink.end()

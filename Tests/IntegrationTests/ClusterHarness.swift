@@ -77,18 +77,26 @@ final class ClusterHarness {
         return process
     }
 
+    /// Endpoints of router `n` of several (`routerEndpoints(1)` is not the single router's).
+    func routerEndpoints(_ n: Int) -> (frontend: String, backend: String) {
+        ("ipc://\(dir.path)/frontend-\(n)", "ipc://\(dir.path)/backend-\(n)")
+    }
+
     func startRouter(gate: String = "alternate", spanTokens: Int = 4, extra: [String] = [], name: String = "router",
+                     endpoints: (frontend: String, backend: String)? = nil,
                      environment: [String: String] = [:], binary: URL = ClusterHarness.binary) throws {
+        let (frontend, backend) = endpoints ?? (self.frontend, self.backend)
         try start(name, ["router", "--frontend", frontend, "--backend", backend, "--model", model.path,
                              "--gate", gate, "--span-tokens", "\(spanTokens)", "--heartbeat-ms", "500"] + extra,
                   environment: environment, binary: binary)
     }
 
     func startExpert(_ kind: String, id: String, extra: [String] = [], environment: [String: String] = [:],
-                     name: String? = nil, binary: URL = ClusterHarness.binary) throws {
+                     name: String? = nil, routers: [String]? = nil, binary: URL = ClusterHarness.binary) throws {
         // --ignore-eos: answers run to max tokens, so every request spans several spans
         // whatever the (small, demo) model would say.
-        try start(name ?? id, ["expert", "--kind", kind, "--model", model.path, "--router", backend, "--replica-id", id,
+        let routerFlags = (routers ?? [backend]).flatMap { ["--router", $0] }
+        try start(name ?? id, ["expert", "--kind", kind, "--model", model.path] + routerFlags + ["--replica-id", id,
                                "--heartbeat-ms", "500", "--ignore-eos"] + extra, environment: environment, binary: binary)
     }
 
@@ -236,9 +244,10 @@ func question(_ id: String, _ q: String, context: String = "", maxTokens: UInt32
 
 /// Closed-loop load (4 clients) through a gateway with the traffic generator: its report and
 /// each successful answer's text by request index. `onDone` gets the count of finished requests.
-func runLoad(_ base: URL, requests: Int, maxTokens: Int, seed: UInt64, prompts: [Prompt],
-             onDone: @escaping @Sendable (Int) -> Void = { _ in }) async throws -> (LoadReport, [Int: String]) {
-    var plan = LoadPlan(target: base, mode: .closed(concurrency: 4))
+func runLoad(_ base: URL, requests: Int, maxTokens: Int, seed: UInt64, prompts: [Prompt], concurrency: Int = 4,
+             stream: Bool = false, onDone: @escaping @Sendable (Int) -> Void = { _ in }) async throws -> (LoadReport, [Int: String]) {
+    var plan = LoadPlan(target: base, mode: .closed(concurrency: concurrency))
+    plan.stream = stream
     plan.maxRequests = requests
     plan.maxTokens = ValueRange(Double(maxTokens))
     plan.timeoutSeconds = 60
