@@ -46,8 +46,8 @@ docdir="$root$PREFIX/share/doc/mambaformer"
 unitdir="$root/etc/systemd/system"
 confdir="$root/etc/mambaformer"
 statedir="$root/var/lib/mambaformer"
-units=(mambaformer.target mambaformer-router.service mambaformer-gateway.service "mambaformer-expert@.service"
-       mambaformer-autoscaler.service)
+units=(mambaformer.target mambaformer-router.service "mambaformer-router@.service" mambaformer-gateway.service
+       "mambaformer-expert@.service" mambaformer-autoscaler.service)
 polkitdir="$root/etc/polkit-1/rules.d"
 polkit_rule=50-mambaformer-autoscaler.rules
 
@@ -57,7 +57,7 @@ say() { echo "install.sh: $*"; }
 
 if [ "$mode" = uninstall ]; then
   if live_systemd; then
-    instances=$(systemctl list-units --all --plain --no-legend 'mambaformer-expert@*' | awk '{print $1}')
+    instances=$(systemctl list-units --all --plain --no-legend 'mambaformer-expert@*' 'mambaformer-router@*' | awk '{print $1}')
     # shellcheck disable=SC2086
     systemctl disable --now mambaformer.target mambaformer-autoscaler.service mambaformer-router.service \
       mambaformer-gateway.service $instances 2>/dev/null || true
@@ -109,7 +109,7 @@ done
 # systemd >= 254 backs restarts off exponentially (3 s doubling up to 1 min); older ones
 # (Debian 12: 252) would warn about unknown keys, so the drop-in is written only where known.
 sd_version=$(systemctl --version 2>/dev/null | awk 'NR==1 {print $2}' || true)
-for u in mambaformer-router.service mambaformer-gateway.service "mambaformer-expert@.service"; do
+for u in mambaformer-router.service "mambaformer-router@.service" mambaformer-gateway.service "mambaformer-expert@.service"; do
   if [ -n "$sd_version" ] && [ "$sd_version" -ge 254 ] 2>/dev/null; then
     install -d -m 0755 "$unitdir/$u.d"
     printf '[Service]\nRestartSteps=5\nRestartMaxDelaySec=1min\n' > "$unitdir/$u.d/10-backoff.conf"

@@ -45,7 +45,7 @@ final class InstallTests: XCTestCase {
         return out.sorted()
     }
 
-    static let units = ["mambaformer-router.service", "mambaformer-gateway.service",
+    static let units = ["mambaformer-router.service", "mambaformer-router@.service", "mambaformer-gateway.service",
                         "mambaformer-expert@.service", "mambaformer-autoscaler.service", "mambaformer.target"]
     static let polkitRule = "/etc/polkit-1/rules.d/50-mambaformer-autoscaler.rules"
 
@@ -161,7 +161,7 @@ final class InstallTests: XCTestCase {
         // The template is verified through instances of both pools.
         let r = try verify(["mambaformer-router.service", "mambaformer-gateway.service", "mambaformer.target",
                             "mambaformer-expert@emamba-3.service", "mambaformer-expert@et5-1.service",
-                            "mambaformer-autoscaler.service"])
+                            "mambaformer-autoscaler.service", "mambaformer-router@2.service"])
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssertEqual(r.err.trimmingCharacters(in: .whitespacesAndNewlines), "", "systemd-analyze warnings")
     }
@@ -185,7 +185,7 @@ final class InstallTests: XCTestCase {
         try requireSystemdAnalyze()
         let dir = path("/etc/systemd/system")
         for unit in ["mambaformer-router.service", "mambaformer-gateway.service", "mambaformer-expert@emamba-1.service",
-                     "mambaformer-autoscaler.service"] {
+                     "mambaformer-autoscaler.service", "mambaformer-router@1.service"] {
             let r = try Self.run("/usr/bin/systemd-analyze", ["security", "--offline=true", "--root=\(root.path)", "\(dir)/\(unit)"])
             let line = r.out.split(separator: "\n").first { $0.contains("Overall exposure level") } ?? ""
             let score = line.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) }
@@ -209,6 +209,7 @@ final class InstallTests: XCTestCase {
         XCTAssertTrue(router.contains("ReadOnlyPaths=-/var/lib/mambaformer/model"))
         XCTAssertEqual(try hardening("mambaformer-gateway.service"), router)
         XCTAssertEqual(try hardening("mambaformer-expert@.service"), router)
+        XCTAssertEqual(try hardening("mambaformer-router@.service"), router)
         // The autoscaler runs as its own user (polkit lets it start and stop expert units).
         XCTAssertEqual(try hardening("mambaformer-autoscaler.service").filter { !$0.hasPrefix("User=") },
                        router.filter { !$0.hasPrefix("User=") })

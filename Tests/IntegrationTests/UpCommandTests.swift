@@ -104,6 +104,42 @@ final class UpCommandTests: XCTestCase {
         XCTAssertNil(harness.waitForExit("up", timeout: 0.5), "up must keep running")
     }
 
+    func routers(_ port: Int) -> (reachable: Int, configured: Int)? {
+        guard let data = try? Data(contentsOf: URL(string: "http://127.0.0.1:\(port)/readyz")!),
+              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let r = json["routers"] as? [String: Int] else { return nil }
+        return (r["reachable"] ?? 0, r["configured"] ?? 0)
+    }
+
+    /// `up --routers 2`: two routers, every expert serving both, the gateway on both. One router
+    /// killed: closed-loop answers keep succeeding, and the supervisor brings it back.
+    func testTwoRoutersOneKilledKeepsServingAndComesBack() async throws {
+        let harness = try ClusterHarness()
+        defer { harness.stopAll() }
+        let port = ClusterHarness.freePort()
+        try harness.start("up", ["up", "--model", harness.model.path, "--http", "127.0.0.1:\(port)",
+                                 "--emamba", "1", "--et5", "1", "--span-tokens", "4", "--routers", "2"])
+        XCTAssertTrue(waitReady(harness), harness.allLogs())
+        XCTAssertEqual(childPids(harness.log("up")).count, 5, "2 routers, 2 experts, gateway")
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, routers(port)?.reachable != 2 { Thread.sleep(forTimeInterval: 0.1) }
+        XCTAssertEqual(routers(port)?.configured, 2)
+        XCTAssertEqual(routers(port)?.reachable, 2)
+
+        let victim = try XCTUnwrap(pid(of: "router-1", in: harness.log("up")), harness.log("up"))
+        let prompts = ["What is gingivitis?", "What is a molar?", "What is insulin?"].map { Prompt(question: $0) }
+        let (report, _) = try await runLoad(URL(string: "http://127.0.0.1:\(port)")!, requests: 60, maxTokens: 16, seed: 3,
+                                            prompts: prompts) { done in
+            if done == 15 { kill(victim, SIGKILL) }
+        }
+        XCTAssertEqual(report.errors, 0, "\(report.errorSamples)\n\(harness.log("up"))")
+        let back = Date().addingTimeInterval(30)
+        while Date() < back, !(pid(of: "router-1", in: harness.log("up")).map { $0 != victim } ?? false && routers(port)?.reachable == 2) {
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        XCTAssertEqual(routers(port)?.reachable, 2, "router-1 restarted and rejoined: \(harness.log("up"))")
+    }
+
     /// `up --autoscale`: the EMamba pool grows under load and returns to its minimum after the
     /// downscale delay, with no failed request and no scale-down within the delay of a scale-up.
     func testAutoscaleFollowsTheLoadWithoutFailedRequests() async throws {
