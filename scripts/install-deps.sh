@@ -16,6 +16,7 @@ PACKAGES=(
   polkitd                # the autoscaler's rule: start/stop expert units only
   curl                   # used by tests and the demo
   iproute2               # ip netns for the multi-host test
+  haproxy                # the documented TCP load balancer in front of several gateways (its test)
   wordnet-base           # WordNet 3.0: the test that regenerates data/ byte for byte
 )
 
