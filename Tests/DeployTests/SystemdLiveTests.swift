@@ -272,6 +272,46 @@ final class SystemdLiveTests: XCTestCase {
             }
         }
 
+        // 6. Two routers through the template (mambaformer-router@1, @2): every expert serves
+        // both, the gateway spreads over both; SIGKILL of one under load fails nothing, and
+        // systemd brings it back (Restart=on-failure) to be rejoined.
+        XCTAssertEqual(try box.run(["systemctl", "disable", "--now", "mambaformer-autoscaler", "mambaformer-router"]).status, 0)
+        let twoRouters = try box.shell("""
+            sed -i -e 's#^router = "ipc:///run/mambaformer/frontend"#router = ["ipc:///run/mambaformer/frontend-1", "ipc:///run/mambaformer/frontend-2"]#' \
+                   -e 's#^router = "ipc:///run/mambaformer/backend"#router = ["ipc:///run/mambaformer/backend-1", "ipc:///run/mambaformer/backend-2"]#' \
+                /etc/mambaformer/cluster.toml && \
+            systemctl enable --now mambaformer-router@1 mambaformer-router@2 && \
+            systemctl restart mambaformer-gateway 'mambaformer-expert@*'
+            """)
+        XCTAssertEqual(twoRouters.status, 0, twoRouters.out + twoRouters.err)
+        func routersReachable() -> Int? {
+            guard let r = try? box.run(["curl", "-s", "--max-time", "2", "http://127.0.0.1:8080/readyz"]),
+                  let json = try? JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any],
+                  let routers = json["routers"] as? [String: Int] else { return nil }
+            return routers["reachable"]
+        }
+        try box.waitUntil("both routers reachable with replicas", timeout: 60) {
+            routersReachable() == 2 && box.readyz().map { $0.emamba >= 1 && $0.et5 >= 1 } ?? false
+        }
+        var failover: (sent: Int, ok: Int, errors: Int, output: String)?
+        let failoverDone = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            failover = try? box.load(["--concurrency", "4", "--duration", "8s"])
+            failoverDone.signal()
+        }
+        Thread.sleep(forTimeInterval: 3)
+        XCTAssertEqual(try box.run(["systemctl", "kill", "-s", "KILL", "mambaformer-router@1"]).status, 0)
+        failoverDone.wait()
+        XCTAssertGreaterThan(failover?.sent ?? 0, 0, failover?.output ?? "no load output")
+        XCTAssertEqual(failover?.errors, 0, "one of two routers killed under load: \(failover?.output ?? "")")
+        try box.waitUntil("the killed router restarted by systemd and rejoined", timeout: 30) {
+            box.property("mambaformer-router@1.service", "NRestarts") == "1" && routersReachable() == 2
+        }
+        let moved = try box.run(["journalctl", "-u", "mambaformer-gateway", "-o", "cat", "--no-pager"]).out
+            .components(separatedBy: "answer moved to another router").count - 1
+        print("systemd: mambaformer-router@1 SIGKILLed under load (4 clients, 8 s): \(failover?.sent ?? 0) sent, "
+              + "\(failover?.errors ?? -1) errors, \(moved) answers moved to router@2; router@1 restarted and rejoined")
+
         // 4 (continued). Nothing of the canary question or its answer in the whole journal.
         let journal = try box.run(["journalctl", "-o", "cat", "--no-pager"]).out
         XCTAssertGreaterThan(journal.count, 1000, "the journal was read")
