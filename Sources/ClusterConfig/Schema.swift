@@ -251,9 +251,9 @@ public enum Schema {
             add("autoscale", key, type, value, help)
             for pool in pools { add("autoscale.\(pool)", key, type, value, help + " (this pool only)") }
         }
-        // Several routers (one per host) are summed; each is asked like a gateway would.
+        // Several routers: their spans are summed (each its own); every expert serves them all.
         add("autoscale", "routers", .list(.endpoint, maxCount: 16), .list([.string(Schema.defaultFrontend)]),
-            "The routers' frontend endpoints the autoscaler asks for each pool's load (a list; their figures are summed)")
+            "The routers' frontend endpoints the autoscaler asks for each pool's load (a list; their spans are summed, their replicas are the same experts)")
         add("autoscale", "max_replicas_per_host", .int(0...1024), .int(0),
             "Expert replicas of both pools on one host, draining ones included (0: one per core)")
         add("autoscale", "interval_ms", .int(100...60_000), .int(1000), "How often the autoscaler asks the routers and decides")

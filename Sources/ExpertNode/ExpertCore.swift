@@ -33,6 +33,8 @@ public struct ExpertStats: Equatable, Sendable {
     public var cancelled = 0
     /// Spans stopped because their router fell silent or another router took their answer over.
     public var orphaned = 0
+    /// Spans refused because their router already held twice the capacity here.
+    public var refused = 0
 }
 
 /// One expert replica's state machine, free of sockets and clocks like `RouterCore`: frames
@@ -109,6 +111,14 @@ public final class ExpertCore {
     /// Spans from `link` waiting or running here.
     private func claimed(by link: Int) -> Int { owners.values.reduce(0) { $0 + ($1 == link ? 1 : 0) } }
 
+    /// Spans running in the batch, per router.
+    private func runningByLink() -> [Int: Int] {
+        var counts: [Int: Int] = [:]
+        for link in owners.values { counts[link, default: 0] += 1 }
+        for entry in waiting { counts[entry.link, default: 0] -= 1 }
+        return counts
+    }
+
     /// `link`'s share of the batch: what the other routers leave free, at least an even split
     /// among the routers heard from (and at least one span), at most the whole batch.
     func share(of link: Int) -> UInt32 {
@@ -179,11 +189,24 @@ public final class ExpertCore {
         switch envelope.body {
         case .spanRequest(let span):
             if draining { return [handBack(span, link: link)] }
+            // A router never has more than the whole batch here (its share is at most that);
+            // twice that bounds a router that ignores its share, and what it costs the others.
+            if claimed(by: link) >= 2 * config.capacity, owners[span.requestId] != link {
+                stats.refused += 1
+                return [.send(Envelope(.answerEvent(AnswerEvent(requestId: span.requestId, kind: .error(WireErrorBody(
+                    code: .overloaded, message: "replica \(config.replicaId) holds twice its capacity from this router",
+                    retryable: true))))), link: link)]
+            }
             if let owner = owners[span.requestId], owner != link {
-                // The answer moved to this router (its first router died, and the gateway
-                // handed it over): the old router's span for it is an orphan.
+                // The answer moved to this router (its first router died and the gateway handed
+                // it over): the old router's span is an orphan. Should that router still be
+                // alive (two answers with one id), it hears so and retries the span elsewhere.
                 stop(requestId: span.requestId)
                 stats.orphaned += 1
+                out.append(.send(Envelope(.answerEvent(AnswerEvent(requestId: span.requestId, kind: .error(WireErrorBody(
+                    // overloaded, not unavailable: that would take this replica out of its routing.
+                    code: .overloaded, message: "another router took request \(span.requestId) over at replica \(config.replicaId)",
+                    retryable: true))))), link: owner))
             }
             let deadline = Deadline.instant(timeLeft: span.timeLeftMs(wallNowMs: wallNowMs()), nowMs: now)
             waiting.append((span, deadline, link))
@@ -199,9 +222,10 @@ public final class ExpertCore {
         case .heartbeat:
             break
         case .disconnect(let d):
-            // The router does not know us (it restarted): announce ourselves again.
+            // The router does not know us (it restarted): what it sent before is lost with it.
             logger.info("router asked to re-register", metadata: ["reason": "\(loggable(d.reason, limit: 200))", "link": "\(link)"])
-            return register(link, now: now)
+            orphan(link)
+            return register(link, now: now) + announceShares(now: now)
         case .error(let e):
             logger.error("router refused this replica: \(loggable(e.message, limit: 200))", metadata: ["link": "\(link)"])
         default:
@@ -210,6 +234,15 @@ public final class ExpertCore {
         // A router heard from for the first time joins the split.
         if firstWord, links.count > 1 { links[link].announced = 0 }
         return out + announceShares(now: now)
+    }
+
+    /// The router of `link` is gone (silent, or restarted): its spans' results could reach no
+    /// one, and the gateway has moved their answers to another router. Their places are freed.
+    private func orphan(_ link: Int) {
+        for (requestId, owner) in owners where owner == link {
+            stop(requestId: requestId)
+            stats.orphaned += 1
+        }
     }
 
     /// Stops a request's span here (waiting or running) and forgets its session.
@@ -233,12 +266,7 @@ public final class ExpertCore {
             stats.reconnects += 1
             links[link].lastRouterMs = now
             links[link].heard = false
-            // Its spans' results could reach no one (a restarted router does not know them;
-            // the gateway has moved their answers to another router): free their places.
-            for (requestId, owner) in owners where owner == link {
-                stop(requestId: requestId)
-                stats.orphaned += 1
-            }
+            orphan(link)
             out += [.reconnect(link: link)] + register(link, now: now)
         }
         return out.isEmpty ? out : out + announceShares(now: now)
@@ -261,7 +289,12 @@ public final class ExpertCore {
     /// long prefills.
     public func admitNext(now: UInt64) -> [ExpertAction]? {
         guard !draining, !waiting.isEmpty, runner.activeCount < config.capacity else { return nil }
-        let (span, deadline, _) = waiting.removeFirst()
+        // First come, first served, except that a router running less than an even split of
+        // the batch goes first: another router's surplus cannot starve it.
+        let even = max(1, config.capacity / max(1, links.indices.filter { links[$0].heard }.count))
+        let running = runningByLink()
+        let index = links.count > 1 ? (waiting.firstIndex { running[$0.link, default: 0] < even } ?? 0) : 0
+        let (span, deadline, _) = waiting.remove(at: index)
         return runner.admit(span, deadline: deadline, now: now).map { report($0, now: now) } ?? []
     }
 

@@ -4,8 +4,8 @@ import Wire
 /// lead's `RouterClient` (a ZeroMQ DEALER connection to the router); tests use an in-process fake.
 /// Keeping HTTP on one side of this protocol makes every endpoint testable without sockets.
 public protocol AnswerBackend: Sendable {
-    /// Sends the request to the router. Its events go to `sink`: spans (possibly duplicated or
-    /// out of order after router retries), then exactly one `.done` or `.error`, then `end()`.
+    /// Sends the request to the router. Its events go to `sink`: spans (in order; a span may
+    /// come twice, which the merger drops), then exactly one `.done` or `.error`, then `end()`.
     /// Throws when the request cannot be sent at all (router unreachable, queue full).
     func submit(_ request: AnswerRequest, to sink: AnswerSink) async throws
     /// Asks the router to stop working on a request (client gone, deadline, gap). Idempotent.

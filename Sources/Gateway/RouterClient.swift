@@ -70,6 +70,9 @@ public final class RouterClient: AnswerBackend, @unchecked Sendable {
             throw BackendSubmitError(code: .unavailable, message: "the router at \(endpoint) is not answering")
         }
         let sent = lock.withLock {
+            // Checked again under the lock: a connection that dropped since is failing its
+            // sinks, and one registered now would never hear of it.
+            guard lastHeartbeatMs > 0 else { return false }
             sinks[request.requestId] = sink
             let sent = (try? outbox.send(Envelope(.answerRequest(request)), to: nil)) ?? false
             if !sent { sinks[request.requestId] = nil }

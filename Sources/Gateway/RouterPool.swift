@@ -34,6 +34,11 @@ public final class RouterPool: AnswerBackend, @unchecked Sendable {
         /// Bumped on each move: events from an earlier router's submission are ignored.
         var generation = 0
         var moves = 0
+        /// Spans the answer had when it last moved: a retryable refusal before the next span
+        /// means the new router would not take it, so it moves on.
+        var spansAtMove: UInt32?
+        /// How the last span ended: an answer complete but for its `done` is not resumed.
+        var lastFinish: FinishReason = .none
         /// The client went away: a move in progress stops instead of continuing elsewhere.
         var cancelled = false
         init(request: AnswerRequest, sink: AnswerSink, router: Int) {
@@ -134,44 +139,53 @@ public final class RouterPool: AnswerBackend, @unchecked Sendable {
         try await routers[router].submit(request, to: sink)
     }
 
+    /// One event of the answer's current submission. The answer's queue is fed under the lock
+    /// (it only enqueues), so nothing reaches it after its end.
     private func deliver(_ event: AnswerEvent, id: String, generation: Int) {
-        let (answer, forward) = lock.withLock { () -> (Answer?, Bool) in
-            guard let answer = answers[id], answer.generation == generation else { return (nil, false) }
+        let moving = lock.withLock { () -> (Answer, WireErrorBody)? in
+            guard let answer = answers[id], answer.generation == generation else { return nil }
             switch event.kind {
             case .span(let result):
                 // In order: the answer so far grows. A span index already merged is a duplicate.
                 if result.spanIndex == answer.progress.spans {
                     answer.progress.append(result, pool: result.pool)
+                    answer.lastFinish = result.finish
                 } else if result.spanIndex < answer.progress.spans {
-                    return (answer, false)
+                    return nil
                 }
-                return (answer, true)
-            case .error(let error) where error.reason == WireErrorBody.Reason.routerLost:
-                answer.generation += 1   // the old router's end() that follows is not the answer's end
-                return (answer, false)
+            case .error(let error) where error.reason == WireErrorBody.Reason.routerLost
+                || (error.retryable && answer.spansAtMove == answer.progress.spans):
+                // The router died, or the router it moved to refused it (busy, draining) before
+                // adding a span: move (again). The end() that follows is not the answer's end.
+                answer.generation += 1
+                return (answer, error)
             default:
-                return (answer, true)
+                break
             }
+            answer.sink.send(event)
+            return nil
         }
-        guard let answer else { return }
-        if forward { return answer.sink.send(event) }
-        if case .error(let error) = event.kind, error.reason == WireErrorBody.Reason.routerLost {
-            Task { await self.move(answer, after: error) }
-        }
+        if let (answer, error) = moving { Task { await self.move(answer, after: error) } }
     }
 
     private func ended(id: String, generation: Int) {
-        let answer = lock.withLock { () -> Answer? in
-            guard let answer = answers[id], answer.generation == generation else { return nil }
+        lock.withLock {
+            guard let answer = answers[id], answer.generation == generation else { return }
             answers[id] = nil
-            return answer
+            answer.sink.end()
         }
-        answer?.sink.end()
     }
 
     /// The answer's router died: continue it on another live one, from the answer so far.
     private func move(_ answer: Answer, after error: WireErrorBody) async {
-        let (from, progress, moves) = lock.withLock { (answer.router, answer.progress, answer.moves) }
+        let (from, progress, moves, lastFinish) = lock.withLock { (answer.router, answer.progress, answer.moves, answer.lastFinish) }
+        // If it was alive after all (silent for a while, a reset connection), it stops working
+        // on the answer; a dead one does not hear it.
+        await routers[from].cancel(requestId: answer.request.requestId)
+        // The router died between the answer's last span and its `done`: nothing to resume.
+        if lastFinish != .none || progress.tokens >= answer.request.maxNewTokens {
+            return complete(answer, finish: lastFinish == .none ? .length : lastFinish)
+        }
         let elapsed = MonotonicClock.nowMs() - min(MonotonicClock.nowMs(), answer.submittedMs)
         var request = answer.request
         if request.deadlineMs > 0 {
@@ -184,7 +198,10 @@ public final class RouterPool: AnswerBackend, @unchecked Sendable {
         guard moves < routers.count else { return fail(answer, error) }
         for router in await liveRouters(avoiding: from) {
             guard !lock.withLock({ answer.cancelled }) else { return fail(answer, nil) }
-            lock.withLock { answer.moves += 1 }
+            lock.withLock {
+                answer.moves += 1
+                answer.spansAtMove = progress.spans
+            }
             do {
                 try await send(answer, to: router, request: request)
                 lock.withLock { movedCount += 1 }
@@ -204,13 +221,27 @@ public final class RouterPool: AnswerBackend, @unchecked Sendable {
     /// No router can take the answer: the client gets the original failure (retryable), or
     /// nothing more when it went away (`error` nil).
     private func fail(_ answer: Answer, _ error: WireErrorBody?) {
-        let gone = lock.withLock { answers.removeValue(forKey: answer.request.requestId) != nil }
-        guard gone else { return }
-        if var failure = error {
-            failure.reason = ""
-            answer.sink.send(AnswerEvent(requestId: answer.request.requestId, kind: .error(failure)))
+        lock.withLock {
+            guard answers.removeValue(forKey: answer.request.requestId) != nil else { return }
+            if var failure = error {
+                failure.reason = ""
+                answer.sink.send(AnswerEvent(requestId: answer.request.requestId, kind: .error(failure)))
+            }
+            answer.sink.end()
         }
-        answer.sink.end()
+    }
+
+    /// The answer was complete when its router died: its `done`, from the answer so far.
+    private func complete(_ answer: Answer, finish: FinishReason) {
+        lock.withLock {
+            guard answers.removeValue(forKey: answer.request.requestId) != nil else { return }
+            let p = answer.progress
+            answer.sink.send(AnswerEvent(requestId: answer.request.requestId, kind: .done(DoneStats(
+                finish: finish, spans: p.spans, promptTokens: p.promptTokens, completionTokens: p.tokens,
+                emambaTokens: p.tokensByPool[.emamba] ?? 0, et5Tokens: p.tokensByPool[.et5] ?? 0,
+                totalUs: (MonotonicClock.nowMs() - min(MonotonicClock.nowMs(), answer.submittedMs)) * 1000))))
+            answer.sink.end()
+        }
     }
 }
 

@@ -24,6 +24,9 @@ public struct AnswerProgress: Sendable, Equatable {
 
     public init() {}
 
+    /// The most text one token may release in a resumed answer (`problem(of:)`).
+    public static let maxBytesPerToken = 64
+
     /// An answer part-way, as read from the wire (`Resume`); check it with `problem(of:)`.
     public init(text: String, tokens: UInt32, tokensByPool: [PoolKind: UInt32], spans: UInt32, previousPool: PoolKind?,
                 previousConfidence: Float?, previousEntropy: Float?, promptTokens: UInt32) {
@@ -46,7 +49,10 @@ public struct AnswerProgress: Sendable, Equatable {
         if previousConfidence == nil || previousEntropy == nil { return "it lacks the previous span's scores" }
         if let c = previousConfidence, !(c.isFinite && c >= 0 && c <= 1) { return "its previous confidence is not a probability" }
         if let e = previousEntropy, !(e.isFinite && e >= 0) { return "its previous entropy is not finite" }
-        if text.utf8.count > maxTextBytes { return "its text is \(text.utf8.count) bytes; the limit is \(maxTextBytes)" }
+        // A token releases a few bytes of text (the longest vocabulary entries are some tens):
+        // more text than its tokens could have made is not an answer so far but a second prompt.
+        let limit = min(maxTextBytes, Int(tokens) * Self.maxBytesPerToken)
+        if text.utf8.count > limit { return "its text is \(text.utf8.count) bytes; the limit for \(tokens) tokens is \(limit)" }
         return nil
     }
 

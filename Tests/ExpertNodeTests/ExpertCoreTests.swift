@@ -108,11 +108,17 @@ final class ExpertCoreTests: XCTestCase {
     func testAdmissionStopsAtCapacity() {
         let core = makeCore(capacity: 2)
         _ = core.start(now: 0)
-        for i in 0..<5 { _ = core.received(span("r\(i)"), now: 0, wallNowMs: 0) }
+        for i in 0..<4 { _ = core.received(span("r\(i)"), now: 0, wallNowMs: 0) }
         _ = admitAll(core, now: 0)
         XCTAssertEqual(core.activeCount, 2)
-        XCTAssertEqual(core.waitingCount, 3)
-        XCTAssertEqual(core.load, 5, "heartbeats report running and waiting spans")
+        XCTAssertEqual(core.waitingCount, 2)
+        XCTAssertEqual(core.load, 4, "heartbeats report running and waiting spans")
+        // A router sending past twice the capacity (it ignores what it was told) is refused.
+        guard case .answerEvent(let e)? = sent(core.received(span("r4"), now: 0, wallNowMs: 0)).first,
+              case .error(let error) = e.kind else { return XCTFail("not refused") }
+        XCTAssertEqual(error.code, .overloaded)
+        XCTAssertTrue(error.retryable)
+        XCTAssertEqual(core.waitingCount, 2)
     }
 
     func testHeartbeatsGoOutOncePerIntervalWithTheLoad() {
@@ -286,8 +292,12 @@ final class ExpertCoreTests: XCTestCase {
         _ = core.received(span("moved"), link: 0, now: 1, wallNowMs: 0)
         _ = admitAll(core, now: 1)
         // Router 0 died; the gateway resumed the answer on router 1, which sends its next span.
-        _ = core.received(span("moved"), link: 1, now: 2, wallNowMs: 0)
+        let takeover = core.received(span("moved"), link: 1, now: 2, wallNowMs: 0)
         XCTAssertEqual(runner.cancelled, ["moved"], "the old router's span stops")
+        XCTAssertTrue(sent(takeover, to: 0).contains { body in
+            if case .answerEvent(let e) = body, case .error(let err) = e.kind { return err.retryable && err.code == .overloaded }
+            return false
+        }, "were router 0 alive after all, it hears so and retries the span elsewhere (not marking this replica draining)")
         _ = admitAll(core, now: 2)
         // The old router (back, or late) cannot cancel what is now the new router's.
         _ = core.received(.success(Envelope(.cancel(Cancel(requestId: "moved")))), link: 0, now: 2, wallNowMs: 0)
@@ -313,5 +323,38 @@ final class ExpertCoreTests: XCTestCase {
         _ = core.step(now: 3); _ = core.step(now: 4)
         let bye = core.tick(now: 5)
         XCTAssertEqual(bye.count, 2, "Disconnect to both routers")
+    }
+
+    func testARouterThatIgnoresItsShareIsBoundedAndCannotStarveTheOther() {
+        let core = makeCore(capacity: 2, links: 2)
+        _ = core.start(now: 0)
+        _ = core.received(heartbeat(), link: 1, now: 1, wallNowMs: 0)
+        var refused = 0
+        for i in 0..<10 {
+            let out = core.received(span("flood\(i)"), link: 0, now: 1, wallNowMs: 0)
+            refused += sent(out, to: 0).filter { if case .answerEvent = $0 { return true }; return false }.count
+        }
+        XCTAssertEqual(core.waitingCount, 4, "twice the capacity from one router, no more")
+        XCTAssertEqual(refused, 6)
+        XCTAssertEqual(core.stats.refused, 6)
+        // Router 1's span, arriving last, still gets a place in the very next batch.
+        _ = core.received(span("fair"), link: 1, now: 2, wallNowMs: 0)
+        _ = admitAll(core, now: 2)
+        XCTAssertTrue(runner.admitted.map(\.requestId).contains("fair"), "\(runner.admitted.map(\.requestId))")
+        XCTAssertEqual(core.activeCount, 2)
+    }
+
+    func testARouterThatRestartedLosesItsSpansHere() {
+        let core = makeCore(capacity: 4, links: 2)
+        _ = core.start(now: 0)
+        runner.tokensPerSpan = 1_000
+        _ = core.received(span("old"), link: 0, now: 1, wallNowMs: 0)
+        _ = core.received(span("other"), link: 1, now: 1, wallNowMs: 0)
+        _ = admitAll(core, now: 1)
+        // Router 0 came back before its silence was noticed: it does not know us any more.
+        let out = core.received(.success(Envelope(.disconnect(Disconnect(reason: "unknown replica: send Ready")))), link: 0, now: 2, wallNowMs: 0)
+        XCTAssertTrue(sent(out, to: 0).contains(where: isReady))
+        XCTAssertEqual(runner.cancelled, ["old"])
+        XCTAssertEqual(core.activeCount, 1)
     }
 }

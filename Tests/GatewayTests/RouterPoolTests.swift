@@ -116,4 +116,33 @@ final class RouterPoolTests: XCTestCase {
         let status = await pool.status()
         XCTAssertFalse(status.routerReachable)
     }
+
+    func testTheOldRouterIsToldToStopAndACompleteAnswerIsNotResumed() async throws {
+        // The router dies after the answer's last span (finish: length) but before its done.
+        let a = FakeBackend { _ in [.span(0, "The ", .emamba), .span(1, "answer.", .et5), .lost] }
+        let b = Self.router()
+        let pool = RouterPool([a, b], logger: logger)
+        let answer = Collector()
+        try await pool.submit(AnswerRequest(requestId: "r5", question: "q", maxNewTokens: 4), to: answer.sink)
+        XCTAssertTrue(answer.wait())
+        XCTAssertEqual(answer.texts, ["The ", "answer."])
+        guard case .done(let done)? = answer.events.last?.kind else { return XCTFail("no done: \(answer.events)") }
+        XCTAssertEqual(done.completionTokens, 4)
+        XCTAssertEqual(done.finish, .length)
+        XCTAssertTrue(b.submitted.isEmpty, "nothing left to generate: not resumed")
+        XCTAssertEqual(a.cancelled, ["r5"], "the old router is told to stop, should it be alive")
+    }
+
+    func testARouterThatRefusesTheMovedAnswerPassesItOn() async throws {
+        let a = Self.router(dieAfter: 1)
+        let busy = FakeBackend { _ in [.error(.overloaded, "busy")] }
+        let c = Self.router()
+        let pool = RouterPool([a, busy, c], logger: logger)
+        let answer = Collector()
+        try await pool.submit(AnswerRequest(requestId: "r6", question: "q", maxNewTokens: 8), to: answer.sink)
+        XCTAssertTrue(answer.wait())
+        XCTAssertEqual(answer.texts.joined(), "The answer is 42.")
+        XCTAssertFalse(answer.events.contains { if case .error = $0.kind { return true }; return false })
+        XCTAssertEqual(busy.submitted.count + c.submitted.count, busy.submitted.isEmpty ? 1 : 2)
+    }
 }

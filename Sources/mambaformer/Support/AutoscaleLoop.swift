@@ -69,9 +69,11 @@ final class PoolStatusPoller {
                     for pool in [PoolKind.emamba, .et5] {
                         total[pool].spansRunning &+= status[pool].spansRunning
                         total[pool].spansQueued &+= status[pool].spansQueued
-                        total[pool].replicasReady &+= status[pool].replicasReady
-                        total[pool].replicasDraining &+= status[pool].replicasDraining
-                        total[pool].capacity &+= status[pool].capacity
+                        // Every replica serves every router: replicas are the most any router
+                        // sees, not their sum (spans are each router's own, so they add up).
+                        total[pool].replicasReady = max(total[pool].replicasReady, status[pool].replicasReady)
+                        total[pool].replicasDraining = max(total[pool].replicasDraining, status[pool].replicasDraining)
+                        total[pool].capacity = max(total[pool].capacity, status[pool].capacity)
                     }
                     waiting.remove(index)
                     break
