@@ -17,6 +17,7 @@ PACKAGES=(
   curl                   # used by tests and the demo
   iproute2               # ip netns for the multi-host test
   haproxy                # the documented TCP load balancer in front of several gateways (its test)
+  prometheus             # promtool: checks the shipped alert rules and dashboard expressions
   wordnet-base           # WordNet 3.0: the test that regenerates data/ byte for byte
 )
 

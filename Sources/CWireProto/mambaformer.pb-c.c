@@ -907,7 +907,7 @@ const ProtobufCMessageDescriptor mambaformer__wire__sampling__descriptor =
   (ProtobufCMessageInit) mambaformer__wire__sampling__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor mambaformer__wire__policy__field_descriptors[2] =
+static const ProtobufCFieldDescriptor mambaformer__wire__policy__field_descriptors[3] =
 {
   {
     "cost_weight",
@@ -933,15 +933,28 @@ static const ProtobufCFieldDescriptor mambaformer__wire__policy__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "default_cost_weight",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__Policy, default_cost_weight),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mambaformer__wire__policy__field_indices_by_name[] = {
   0,   /* field[0] = cost_weight */
+  2,   /* field[2] = default_cost_weight */
   1,   /* field[1] = forced */
 };
 static const ProtobufCIntRange mambaformer__wire__policy__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor mambaformer__wire__policy__descriptor =
 {
@@ -951,7 +964,7 @@ const ProtobufCMessageDescriptor mambaformer__wire__policy__descriptor =
   "Mambaformer__Wire__Policy",
   "mambaformer.wire",
   sizeof(Mambaformer__Wire__Policy),
-  2,
+  3,
   mambaformer__wire__policy__field_descriptors,
   mambaformer__wire__policy__field_indices_by_name,
   1,  mambaformer__wire__policy__number_ranges,

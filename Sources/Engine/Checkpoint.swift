@@ -2,14 +2,19 @@ import Foundation
 
 /// A MambaFormer checkpoint folder (README.md, "Checkpoints"):
 ///
-///     mambaformer.json   {"format": 1, "emamba": "emamba", "et5": "et5", "gate": "gate"}
+///     mambaformer.json   {"format": 1, "emamba": "emamba", "et5": "et5", "gate": "gate",
+///                         "default_cost_weight": 0.25}
 ///     emamba/  et5/      Hugging Face checkpoints (config.json, model.safetensors, tokenizer.json)
 ///     gate/              gate.json, gate.safetensors (optional until a gate is trained)
+///
+/// `default_cost_weight` (optional, 0…1) is the cost weight a router uses for requests that
+/// give none: the gate's best held-out point, written by `eval --write-default`.
 public struct MambaformerCheckpoint: Sendable {
     public let root: URL
     public let emamba: URL
     public let et5: URL
     public let gate: URL?
+    public let defaultCostWeight: Float?
 
     public enum LoadError: Error, CustomStringConvertible {
         case missing(String)
@@ -51,6 +56,26 @@ public struct MambaformerCheckpoint: Sendable {
         emamba = try folder("emamba", required: true)!
         et5 = try folder("et5", required: true)!
         gate = try folder("gate", required: false)
+        if let value = object["default_cost_weight"] {
+            guard let number = value as? NSNumber, !(value is Bool), (0...1).contains(number.doubleValue) else {
+                throw LoadError.invalid(file: manifest.path, reason: "\"default_cost_weight\" must be a number in [0, 1]")
+            }
+            defaultCostWeight = number.floatValue
+        } else {
+            defaultCostWeight = nil
+        }
+    }
+
+    /// Sets (or replaces) `default_cost_weight` in `mambaformer.json`, keeping every other key.
+    public static func writeDefaultCostWeight(_ weight: Float, root: URL) throws {
+        let manifest = root.appendingPathComponent("mambaformer.json")
+        guard let data = FileManager.default.contents(atPath: manifest.path),
+              var object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw LoadError.invalid(file: manifest.path, reason: "not a JSON object")
+        }
+        object["default_cost_weight"] = Double((weight * 1000).rounded() / 1000)
+        let out = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        try (out + Data("\n".utf8)).write(to: manifest, options: .atomic)
     }
 
     /// `path` may be a MambaFormer checkpoint (then `expert` selects the sub-folder) or a

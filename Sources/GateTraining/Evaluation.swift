@@ -38,6 +38,14 @@ public struct EvaluationReport: Codable, Sendable {
     public var emambaSpanUs: Float
     public var secondsTotal: Double
 
+    /// The gate's best operating point: the cost weight of the `gate@w` row with the highest
+    /// token F1, the cheaper (larger) weight on a tie. What `eval --write-default` stores.
+    public var bestCostWeight: Float? {
+        policies.filter { $0.name.hasPrefix("gate@") }
+            .compactMap { p in p.costWeight.map { (weight: $0, f1: p.f1) } }
+            .max { ($0.f1, $0.weight) < ($1.f1, $1.weight) }?.weight
+    }
+
     /// The markdown table (one row per policy, the oracle last).
     public func markdown() -> String {
         var lines = ["| policy | cost weight | F1 | ROUGE-L | EM | latency ms | ET5 token share | quality vs ET5 | speed-up vs ET5 | above baseline line | Pareto |",

@@ -197,7 +197,7 @@ struct Endpoints: Sendable {
         logger.debug("answer request", metadata: [
             "question_chars": "\(params.question.count)", "context_chars": "\(params.context.count)",
             "max_tokens": "\(params.maxTokens)", "stream": "\(params.stream)",
-            "expert": "\(params.policy.forced)", "cost_weight": "\(params.policy.costWeight)",
+            "expert": "\(params.policy.forced)", "cost_weight": "\(params.policy.defaultCostWeight ? "default" : "\(params.policy.costWeight)")",
         ])
         let run = AnswerRun(requestId: permit.requestId, params: params, backend: backend, config: config,
                             metrics: metrics, logger: logger, permit: permit, started: .now)

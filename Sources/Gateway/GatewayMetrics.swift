@@ -21,12 +21,14 @@ import Wire
 ///                                                 `408` (partial request answered) or `close` (idle)
 /// - `malformed_requests_total{status}`            HTTP the decoder refused: 400 / 431 (never routed)
 /// - `router_reachable`, `replicas{pool}`          last status seen by /readyz or /metrics
+/// - `routers_reachable`, `routers_configured`     several routers: how many answer, of how many
 public final class GatewayMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     public let factory: PrometheusMetricsFactory
     private let inFlightGauge: Meter
     private let reachableGauge: Meter
     private let routersReachable: Meter
+    private let routersConfigured: Meter
     private let emambaReplicas: Meter
     private let et5Replicas: Meter
 
@@ -43,6 +45,7 @@ public final class GatewayMetrics: Sendable {
         inFlightGauge = Meter(label: "mambaformer_gateway_in_flight", factory: factory)
         reachableGauge = Meter(label: "mambaformer_gateway_router_reachable", factory: factory)
         routersReachable = Meter(label: "mambaformer_gateway_routers_reachable", factory: factory)
+        routersConfigured = Meter(label: "mambaformer_gateway_routers_configured", factory: factory)
         emambaReplicas = Meter(label: "mambaformer_gateway_replicas", dimensions: [("pool", "emamba")], factory: factory)
         et5Replicas = Meter(label: "mambaformer_gateway_replicas", dimensions: [("pool", "et5")], factory: factory)
         inFlightGauge.set(0)
@@ -104,6 +107,7 @@ public final class GatewayMetrics: Sendable {
     func backend(_ status: BackendStatus) {
         reachableGauge.set(status.routerReachable ? 1 : 0)
         routersReachable.set(status.routersReachable)
+        routersConfigured.set(status.routersConfigured)
         emambaReplicas.set(status.emambaReplicas)
         et5Replicas.set(status.et5Replicas)
     }

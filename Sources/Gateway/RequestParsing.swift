@@ -110,7 +110,12 @@ enum RequestParsing {
                 params.maxTokens = Int(n)
             }
         }
-        if let w = try json.number("cost_weight", in: 0...1) { params.policy.costWeight = Float(w) }
+        if let w = try json.number("cost_weight", in: 0...1) {
+            params.policy.costWeight = Float(w)
+        } else {
+            // None given: the router's checkpoint knows its best point (a 1.3 router uses 0.5).
+            params.policy.defaultCostWeight = true
+        }
         if let expert = try json.string("expert") {
             switch expert {
             case "emamba": params.policy.forced = .emamba

@@ -39,6 +39,9 @@ public struct RouterConfig: Sendable {
     public var maxPromptBytes = Schema.defaultInt("limits.max_prompt_bytes")
     /// Largest prompt in each pool's tokens (see `PromptCounter`).
     public var maxPromptTokens = Schema.defaultInt("limits.max_prompt_tokens")
+    /// The cost weight of requests that give none (`Policy.defaultCostWeight`): the
+    /// checkpoint's `default_cost_weight`, else 0.5.
+    public var defaultCostWeight = Policy.fallbackCostWeight
     public init() {}
 }
 
@@ -393,6 +396,11 @@ public final class RouterCore {
     // MARK: - Requests
 
     private func admit(_ request: AnswerRequest, from gateway: PeerIdentity, now: UInt64, _ out: inout [RouterAction]) {
+        var request = request
+        if request.policy.defaultCostWeight {
+            request.policy.costWeight = config.defaultCostWeight
+            request.policy.defaultCostWeight = false
+        }
         func refuse(_ code: ErrorCode, _ message: String, retryable: Bool) {
             out.append(.toGateway(gateway, Envelope(.answerEvent(AnswerEvent(
                 requestId: request.requestId, kind: .error(WireErrorBody(code: code, message: message, retryable: retryable)))))))

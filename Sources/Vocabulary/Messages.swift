@@ -58,10 +58,15 @@ public struct Sampling: Sendable, Equatable {
 }
 
 public struct Policy: Sendable, Equatable {
-    public var costWeight: Float = 0.5
+    /// What a router uses when a request gives no cost weight and its checkpoint names no default.
+    public static let fallbackCostWeight: Float = 0.5
+    public var costWeight: Float = Policy.fallbackCostWeight
     public var forced: PoolKind = .unspecified
-    public init(costWeight: Float = 0.5, forced: PoolKind = .unspecified) {
-        self.costWeight = costWeight; self.forced = forced
+    /// 1.4: the client gave no cost weight: the router uses its checkpoint's
+    /// `default_cost_weight` instead of `costWeight` (which stays 0.5 for older routers).
+    public var defaultCostWeight = false
+    public init(costWeight: Float = Policy.fallbackCostWeight, forced: PoolKind = .unspecified, defaultCostWeight: Bool = false) {
+        self.costWeight = costWeight; self.forced = forced; self.defaultCostWeight = defaultCostWeight
     }
 }
 

@@ -213,6 +213,7 @@ private final class CArena {
         let c: UnsafeMutablePointer<CPolicy> = make(mambaformer__wire__policy__init)
         c.pointee.cost_weight = p.costWeight
         c.pointee.forced = Mambaformer__Wire__PoolKind(rawValue: UInt32(p.forced.rawValue))
+        c.pointee.default_cost_weight = p.defaultCostWeight ? 1 : 0
         return c
     }
 
@@ -453,7 +454,8 @@ private enum CReader {
     static func policy(_ p: UnsafeMutablePointer<CPolicy>?, _ field: String) throws -> Policy {
         guard let c = p?.pointee else { return Policy() }
         return Policy(costWeight: try finite(c.cost_weight, field + ".cost_weight"),
-                      forced: try pool(c.forced.rawValue, field + ".forced"))
+                      forced: try pool(c.forced.rawValue, field + ".forced"),
+                      defaultCostWeight: c.default_cost_weight != 0)
     }
 
     static func ready(_ p: UnsafeMutablePointer<CReady>?, _ field: String) throws -> Ready {

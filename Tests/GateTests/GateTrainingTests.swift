@@ -81,6 +81,37 @@ final class GateTrainingTests: XCTestCase {
         }
     }
 
+    /// `default_cost_weight` in mambaformer.json: read (0…1), refused otherwise with the file
+    /// named, and written by `eval --write-default` from the report's best gate row (highest
+    /// F1, the cheaper weight on a tie) without touching the other keys.
+    func testDefaultCostWeightIsReadCheckedAndWrittenFromTheBestGateRow() throws {
+        let root = try makeCheckpoint()
+        XCTAssertNil(try MambaformerCheckpoint(root: root).defaultCostWeight)
+        var report = EvaluationReport(checkpoint: "c", data: "d", examples: 1, gateKind: "trained",
+                                      policies: [PolicyResult(name: "emamba-only"), PolicyResult(name: "et5-only")],
+                                      oracle: PolicyResult(name: "oracle"), gateDecisionUs: 0, emambaSpanUs: 0, secondsTotal: 0)
+        for (w, f1) in [(Float(0), Float(0.18)), (0.25, 0.201), (0.5, 0.176), (0.75, 0.201), (1, 0.07)] {
+            var row = PolicyResult(name: String(format: "gate@%.2f", w), costWeight: w)
+            row.f1 = f1
+            report.policies.append(row)
+        }
+        var random = PolicyResult(name: "random@50%")
+        random.f1 = 0.9
+        report.policies.append(random)
+        XCTAssertEqual(report.bestCostWeight, 0.75, "the best F1, the cheaper of two equal ones; baselines do not count")
+        try MambaformerCheckpoint.writeDefaultCostWeight(0.25, root: root)
+        let checkpoint = try MambaformerCheckpoint(root: root)
+        XCTAssertEqual(checkpoint.defaultCostWeight, 0.25)
+        XCTAssertNotNil(checkpoint.emamba, "the other keys are kept")
+        for bad in ["1.5", "-0.1", "\"0.25\"", "true"] {
+            try #"{"format": 1, "emamba": "emamba", "et5": "et5", "default_cost_weight": \#(bad)}"#.write(
+                to: root.appendingPathComponent("mambaformer.json"), atomically: true, encoding: .utf8)
+            XCTAssertThrowsError(try MambaformerCheckpoint(root: root), bad) { error in
+                XCTAssertTrue("\(error)".contains("default_cost_weight"), "\(error)")
+            }
+        }
+    }
+
     func testGateChoiceFallsBackToTheRuleWithoutATrainedGate() throws {
         let root = try makeCheckpoint()
         let checkpoint = try MambaformerCheckpoint(root: root)

@@ -39,7 +39,7 @@ final class AnswerEndpointTests: XCTestCase {
         XCTAssertEqual(sent.question, "What is it?")
         XCTAssertEqual(sent.context, "ctx")
         XCTAssertEqual(sent.maxNewTokens, 32)
-        XCTAssertEqual(sent.policy, Policy(costWeight: 0.3, forced: .et5))
+        XCTAssertEqual(sent.policy, Policy(costWeight: 0.3, forced: .et5), "a cost weight given is sent as given")
         XCTAssertEqual(sent.sampling.temperature, 0.5)
         XCTAssertEqual(sent.sampling.topP, 0.9)
         XCTAssertEqual(sent.sampling.seed, UInt64.max)

@@ -325,3 +325,30 @@ final class RouterResumeTests: XCTestCase {
         XCTAssertEqual(core.poolStatus().emamba.capacity, 4, "never more than the replica announced in Ready")
     }
 }
+
+/// A request without a cost weight (1.4: `Policy.defaultCostWeight`) runs at the router's
+/// checkpoint default; one with a cost weight runs at its own.
+final class DefaultCostWeightTests: XCTestCase {
+    final class RecordingGate: SpanGate, @unchecked Sendable {
+        var weights: [Float] = []
+        let kind = "recording"
+        func decide(_ input: GateInput) -> GateDecision {
+            weights.append(input.policy.costWeight)
+            return GateDecision(pool: .emamba, score: 0)
+        }
+    }
+
+    func testTheCheckpointDefaultAppliesOnlyWhenTheClientGaveNone() {
+        let gate = RecordingGate()
+        var config = RouterConfig()
+        config.defaultCostWeight = 0.25
+        let core = RouterCore(config: config, gate: gate)
+        _ = core.expertFrame([1], .success(Envelope(.ready(Ready(pool: .emamba, modelId: "m", replicaId: "m1", capacity: 4, softwareVersion: "t")))), now: 0)
+        for (id, policy) in [("default", Policy(costWeight: 0.5, defaultCostWeight: true)), ("given", Policy(costWeight: 0.9)),
+                             ("zero", Policy(costWeight: 0))] {
+            _ = core.gatewayFrame([0xAA], .success(Envelope(.answerRequest(AnswerRequest(requestId: id, question: "q", policy: policy)))), now: 0)
+        }
+        XCTAssertEqual(gate.weights, [0.25, 0.9, 0], "the default for the first; the client's own for the others (0 included)")
+        XCTAssertEqual(RouterConfig().defaultCostWeight, 0.5, "a checkpoint without default_cost_weight: 0.5, as before")
+    }
+}

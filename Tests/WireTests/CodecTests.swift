@@ -28,7 +28,8 @@ enum Samples {
                                      sampling: sampling, deadlineUnixMs: 1_800_000_000_000, spanTokens: 16, deadlineMs: 30_000)),
         .answerRequest(AnswerRequest(requestId: "r", question: "q", policy: Policy(costWeight: 0, forced: .unspecified))),
         // 1.4: an answer moving to another router, with the answer so far.
-        .answerRequest(AnswerRequest(requestId: "moved", question: "q", maxNewTokens: 64, deadlineMs: 9_000,
+        .answerRequest(AnswerRequest(requestId: "moved", question: "q", maxNewTokens: 64,
+                                     policy: Policy(costWeight: 0.5, defaultCostWeight: true), deadlineMs: 9_000,
                                      resume: AnswerProgress(text: "Gum inflammation 🦷", tokens: 20, tokensByPool: [.emamba: 16, .et5: 4],
                                                             spans: 2, previousPool: .et5, previousConfidence: 0.625,
                                                             previousEntropy: 1.75, promptTokens: 31))),

@@ -130,10 +130,16 @@ struct  Mambaformer__Wire__Policy
    * POOL_UNSPECIFIED = let the gate decide
    */
   Mambaformer__Wire__PoolKind forced;
+  /*
+   * 1.4: the client gave no cost weight: the router uses its checkpoint's default_cost_weight
+   * (its best held-out point) instead of cost_weight, which a 1.4 gateway sets to 0.5 for
+   * routers that do not know this field.
+   */
+  protobuf_c_boolean default_cost_weight;
 };
 #define MAMBAFORMER__WIRE__POLICY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mambaformer__wire__policy__descriptor) \
-    , 0, MAMBAFORMER__WIRE__POOL_KIND__POOL_UNSPECIFIED }
+    , 0, MAMBAFORMER__WIRE__POOL_KIND__POOL_UNSPECIFIED, 0 }
 
 
 /*

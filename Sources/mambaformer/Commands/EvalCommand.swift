@@ -30,6 +30,9 @@ struct EvalCommand: AsyncParsableCommand {
     @Option(help: "OpenBLAS threads.") var threads = 1
     @Option(help: "Expert weight matrices: auto (as stored), f32, bf16, int8 or w8a8 (measures what narrowing costs).")
     var weights: WeightFormat = .auto
+    @Flag(name: .customLong("write-default"),
+          help: "Write the gate's best cost weight (highest F1; the cheaper on a tie) into the checkpoint's mambaformer.json as default_cost_weight: what routers use for requests that give none. Evaluate on held-out data (the validation split).")
+    var writeDefault = false
 
     func parsedWeights() throws -> [Float] {
         try costWeights.split(separator: ",").map { part in
@@ -65,5 +68,10 @@ struct EvalCommand: AsyncParsableCommand {
             try encoder.encode(result).write(to: URL(fileURLWithPath: json))
         }
         if let report { try result.html().write(to: URL(fileURLWithPath: report), atomically: true, encoding: .utf8) }
+        if writeDefault {
+            guard let best = result.bestCostWeight else { throw ValidationError("--write-default: no gate@ cost weight was evaluated") }
+            try MambaformerCheckpoint.writeDefaultCostWeight(best, root: URL(fileURLWithPath: checkpoint))
+            print(String(format: "wrote default_cost_weight %.2f into %@/mambaformer.json", best, checkpoint))
+        }
     }
 }

@@ -60,6 +60,10 @@ struct RouterCommand: ParsableCommand {
         }
         let spanGate = try makeGate(settings.gate, model: settings.model, logger: logger)
         let counter = try promptCounter(model: settings.model)
+        // Requests without a cost weight get the checkpoint's best held-out point.
+        if let weight = (try? MambaformerCheckpoint(root: URL(fileURLWithPath: settings.model)))?.defaultCostWeight {
+            options.core.defaultCostWeight = weight
+        }
         let node = try RouterNode(options: options, gate: spanGate, counter: counter, logger: logger)
         installStopSignals(node.stopRequested)
         ReloadSignal.install()
