@@ -13,7 +13,11 @@ import Wire
 // touches only `terminal` and `timer`, under `lock`.
 final class AnswerRun: @unchecked Sendable {
     enum Step {
+        /// A merged span; with `stop` strings, its `text` is what may be sent now (a tail that
+        /// could begin a stop string waits for the next span).
         case span(SpanResult)
+        /// Text held back for a stop string that never came, released at the end of the answer.
+        case text(String)
         /// Nothing happened for `keepAliveMs`: a streaming writer sends an SSE comment.
         case idle
         case finished(AnswerResponse)
@@ -38,7 +42,11 @@ final class AnswerRun: @unchecked Sendable {
 
     // Consumer-side state: touched only by the one task calling `next()`.
     private var merger: SpanMerger
-    private var ready: [SpanResult] = []
+    private var ready: [Step] = []
+    /// Matches `stop` strings on the merged text (nil without them).
+    private var stopper: StopMatcher?
+    /// A stop string matched: the answer ends once `ready` is sent.
+    private var stopped = false
     private var firstSpanAt: ContinuousClock.Instant?
     private var lastActivity: ContinuousClock.Instant
     private var delivered = false
@@ -67,6 +75,7 @@ final class AnswerRun: @unchecked Sendable {
         self.started = started
         self.deadline = started + .milliseconds(params.deadlineMs + config.deadlineGraceMs)
         self.merger = SpanMerger(requestId: requestId)
+        self.stopper = params.stop.isEmpty ? nil : StopMatcher(params.stop)
         self.lastActivity = started
         (inputs, inbox) = AsyncStream<Input>.makeStream()
     }
@@ -131,7 +140,11 @@ final class AnswerRun: @unchecked Sendable {
         while true {
             if !ready.isEmpty {
                 lastActivity = .now
-                return .span(ready.removeFirst())
+                return ready.removeFirst()
+            }
+            if stopped {
+                // The rest of the answer is not wanted: the router stops generating it.
+                return terminate(.finished(response("stop", stats: nil)), outcome: "ok", cancelBackend: true)
             }
             if delivered || lock.withLock({ terminal }) { return nil }
             armTimer()
@@ -174,7 +187,15 @@ final class AnswerRun: @unchecked Sendable {
                         firstSpanAt = now
                         metrics.firstSpan(after: now - started)
                     }
-                    ready += released
+                    for var span in released where !stopped {
+                        if var stopper {
+                            let (text, matched) = stopper.append(span.text)
+                            self.stopper = stopper
+                            span.text = text
+                            stopped = matched
+                        }
+                        ready.append(.span(span))
+                    }
                 case .done(let stats):
                     return complete(stats)
                 case .error(let wire):
@@ -223,6 +244,16 @@ final class AnswerRun: @unchecked Sendable {
             default: reason = stats.completionTokens >= UInt32(params.maxTokens) ? "length" : "eos"
             }
             if stats.queueUs > 0 { metrics.routerQueue(microseconds: stats.queueUs) }
+            // Text held back for a stop string that never came goes out before the end.
+            if var stopper, case let tail = stopper.flush(), !tail.isEmpty {
+                self.stopper = stopper
+                ready.append(.text(tail))
+                let finished = response(reason, stats: stats)
+                return terminate(.finished(finished), outcome: "ok").map { end in
+                    ready.append(end)
+                    return ready.removeFirst()
+                }
+            }
             return terminate(.finished(response(reason, stats: stats)), outcome: "ok")
         }
     }
@@ -280,7 +311,7 @@ final class AnswerRun: @unchecked Sendable {
         let usage = usage(stats: stats)
         let total = Double((ContinuousClock.now - started) / .microseconds(1)) / 1000
         let seed = params.sampling.temperature > 0 ? params.sampling.seed : nil
-        return AnswerResponse(id: requestId, answer: merger.text, finishReason: reason, usage: usage, trace: trace,
+        return AnswerResponse(id: requestId, answer: stopper?.answer ?? merger.text, finishReason: reason, usage: usage, trace: trace,
                               timings: .init(queueMs: rounded(Double(stats?.queueUs ?? 0) / 1000, places: 3),
                                              totalMs: rounded(total, places: 3)),
                               seed: seed)

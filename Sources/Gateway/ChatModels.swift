@@ -98,5 +98,6 @@ struct ChatChunk: Encodable {
 
 enum ChatFormat {
     /// OpenAI's vocabulary: "stop" for a natural end, "length" for the token limit.
+    /// Ours → OpenAI's: "length" stays; "eos" and a stop string ("stop") are both "stop".
     static func finishReason(_ reason: String) -> String { reason == "length" ? "length" : "stop" }
 }

@@ -67,6 +67,9 @@ struct Endpoints: Sendable {
                 switch step {
                 case .span(let span):
                     return .write("event: span\nid: \(span.spanIndex)\ndata: \(JSON.encode(SpanEvent(span)))\n\n")
+                case .text(let text):
+                    // With `stop`: text held back in case it began a stop string, released at the end.
+                    return .write("event: text\ndata: \(JSON.encode(["text": text]))\n\n")
                 case .idle:
                     return .write(": keep-alive\n\n")
                 case .finished(let answer):
@@ -109,6 +112,8 @@ struct Endpoints: Sendable {
                 switch step {
                 case .span(let span):
                     return .write(chunk(.init(content: span.text), routing: .span(.init(span))))
+                case .text(let text):
+                    return .write(chunk(.init(content: text)))
                 case .idle:
                     return .write(": keep-alive\n\n")
                 case .finished(let answer):
@@ -210,7 +215,7 @@ struct Endpoints: Sendable {
         let outcome: Result<AnswerResponse, GatewayError> = try await request.body.consumeWithInboundCloseHandler { _ in
             while let step = await run.next() {
                 switch step {
-                case .span, .idle: continue
+                case .span, .text, .idle: continue
                 case .finished(let answer): return .success(answer)
                 case .failed(let error): return .failure(error)
                 }

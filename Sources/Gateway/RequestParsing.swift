@@ -10,6 +10,8 @@ struct AnswerParams: Equatable {
     var sampling = Sampling()
     var stream = false
     var deadlineMs: Int
+    /// Stop strings (`stop`): the answer ends before the first one (matched at the gateway).
+    var stop: [String] = []
 
     /// The wire request, with the gateway's id and its deadline (time left, and the wall-clock
     /// instant 1.1 routers read).
@@ -83,7 +85,7 @@ enum RequestParsing {
     }
 
     static let answerFields = ["question", "context", "max_tokens", "cost_weight", "expert", "temperature",
-                               "top_p", "top_k", "seed", "repetition_penalty", "stream", "deadline_ms"]
+                               "top_p", "top_k", "seed", "repetition_penalty", "stream", "deadline_ms", "stop"]
 
     /// `POST /v1/answer`. Unknown fields are REFUSED (422 `unknown_field`): this API is ours, and
     /// a misspelt `max_token` or `temprature` silently ignored would change a clinical answer
@@ -138,6 +140,30 @@ enum RequestParsing {
         if let r = try json.number("repetition_penalty", in: 0...10) { params.sampling.repetitionPenalty = Float(r) }
         if let s = try json.bool("stream") { params.stream = s }
         if let d = try json.int("deadline_ms", in: 1...Int64(config.maxDeadlineMs)) { params.deadlineMs = Int(d) }
+        params.stop = try stopStrings(json)
+    }
+
+    /// `stop`: one string or up to four (OpenAI's shape), each 1…128 bytes; null or [] is none.
+    private static func stopStrings(_ json: JSONFields) throws -> [String] {
+        guard let value = json.values["stop"], value != .null else { return [] }
+        let items: [JSONValue]
+        switch value {
+        case .string: items = [value]
+        case .array(let a): items = a
+        default: throw GatewayError.invalidType("stop", expected: "a string or an array of strings", got: value.kindName)
+        }
+        guard items.count <= StopMatcher.maxCount else {
+            throw GatewayError.invalidValue("stop", "at most \(StopMatcher.maxCount) stop strings, got \(items.count)")
+        }
+        return try items.enumerated().map { i, item in
+            guard case .string(let s) = item else {
+                throw GatewayError.invalidType("stop[\(i)]", expected: "a string", got: item.kindName)
+            }
+            guard (1...StopMatcher.maxBytes).contains(s.utf8.count) else {
+                throw GatewayError.invalidValue("stop[\(i)]", "must be 1 to \(StopMatcher.maxBytes) bytes, got \(s.utf8.count)")
+            }
+            return s
+        }
     }
 
     private static func checkPrompt(_ params: AnswerParams, config: GatewayConfig) throws {
@@ -159,7 +185,7 @@ enum RequestParsing {
     /// `POST /v1/chat/completions`. Unknown fields are IGNORED here: OpenAI client libraries and
     /// frameworks send fields we have no use for (`user`, `presence_penalty`, `logprobs`, ...),
     /// and refusing them would break "existing clients work unchanged". Fields that would change
-    /// the answer's shape if ignored (`n` > 1, `stop`, `tools`) are refused with 422 `unsupported`.
+    /// the answer's shape if ignored (`n` > 1, `tools`) are refused with 422 `unsupported`.
     ///
     /// Messages map to the expert's inputs: the last message must be the user's and is the
     /// question; everything before it (system prompt, earlier turns as "role: text") is the context.
@@ -191,9 +217,6 @@ enum RequestParsing {
 
         if let n = try json.int("n", in: Int64.min...Int64.max), n != 1 {
             throw GatewayError.unsupported("n", "only one choice per request is supported")
-        }
-        if let stop = json.values["stop"], stop != .null, stop != .array([]) {
-            throw GatewayError.unsupported("stop", "stop sequences are not supported")
         }
         if let tools = json.values["tools"], tools != .null, tools != .array([]) {
             throw GatewayError.unsupported("tools", "tool calling is not supported")

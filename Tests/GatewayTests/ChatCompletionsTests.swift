@@ -81,7 +81,6 @@ final class ChatCompletionsTests: XCTestCase {
         let backend = FakeBackend.simple()
         let cases: [(String, HTTPResponse.Status, String)] = [
             (#"{"messages": [{"role": "user", "content": "q"}], "n": 2}"#, .unprocessableContent, "unsupported"),
-            (#"{"messages": [{"role": "user", "content": "q"}], "stop": ["\n"]}"#, .unprocessableContent, "unsupported"),
             (#"{"messages": []}"#, .unprocessableContent, "invalid_value"),
             (#"{"model": "m"}"#, .unprocessableContent, "missing_field"),
             (#"{"messages": [{"role": "assistant", "content": "a"}]}"#, .unprocessableContent, "invalid_value"),
@@ -91,6 +90,7 @@ final class ChatCompletionsTests: XCTestCase {
             (#"{"messages": [{"role": "user", "content": ""}]}"#, .unprocessableContent, "empty_question"),
             (#"{"messages": [{"role": "user", "content": "q"}], "max_tokens": 9999}"#, .unprocessableContent, "max_tokens_too_large"),
             (#"{"messages": "#, .badRequest, "invalid_json"),
+            (#"{"messages": [{"role": "user", "content": "q"}], "stop": ["a", "b", "c", "d", "e"]}"#, .unprocessableContent, "invalid_value"),
         ]
         try await TestSupport.app(backend).test(.router) { client in
             for (json, status, code) in cases {
