@@ -457,6 +457,51 @@ void   mambaformer__wire__piece__free_unpacked
   assert(message->base.descriptor == &mambaformer__wire__piece__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   mambaformer__wire__token_logprob__init
+                     (Mambaformer__Wire__TokenLogprob         *message)
+{
+  static const Mambaformer__Wire__TokenLogprob init_value = MAMBAFORMER__WIRE__TOKEN_LOGPROB__INIT;
+  *message = init_value;
+}
+size_t mambaformer__wire__token_logprob__get_packed_size
+                     (const Mambaformer__Wire__TokenLogprob *message)
+{
+  assert(message->base.descriptor == &mambaformer__wire__token_logprob__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mambaformer__wire__token_logprob__pack
+                     (const Mambaformer__Wire__TokenLogprob *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mambaformer__wire__token_logprob__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mambaformer__wire__token_logprob__pack_to_buffer
+                     (const Mambaformer__Wire__TokenLogprob *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mambaformer__wire__token_logprob__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mambaformer__Wire__TokenLogprob *
+       mambaformer__wire__token_logprob__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mambaformer__Wire__TokenLogprob *)
+     protobuf_c_message_unpack (&mambaformer__wire__token_logprob__descriptor,
+                                allocator, len, data);
+}
+void   mambaformer__wire__token_logprob__free_unpacked
+                     (Mambaformer__Wire__TokenLogprob *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mambaformer__wire__token_logprob__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   mambaformer__wire__span_request__init
                      (Mambaformer__Wire__SpanRequest         *message)
 {
@@ -1189,7 +1234,7 @@ const ProtobufCMessageDescriptor mambaformer__wire__disconnect__descriptor =
   (ProtobufCMessageInit) mambaformer__wire__disconnect__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor mambaformer__wire__answer_request__field_descriptors[10] =
+static const ProtobufCFieldDescriptor mambaformer__wire__answer_request__field_descriptors[11] =
 {
   {
     "request_id",
@@ -1311,6 +1356,18 @@ static const ProtobufCFieldDescriptor mambaformer__wire__answer_request__field_d
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "top_logprobs",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__AnswerRequest, top_logprobs),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mambaformer__wire__answer_request__field_indices_by_name[] = {
   2,   /* field[2] = context */
@@ -1323,11 +1380,12 @@ static const unsigned mambaformer__wire__answer_request__field_indices_by_name[]
   9,   /* field[9] = resume */
   5,   /* field[5] = sampling */
   7,   /* field[7] = span_tokens */
+  10,   /* field[10] = top_logprobs */
 };
 static const ProtobufCIntRange mambaformer__wire__answer_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor mambaformer__wire__answer_request__descriptor =
 {
@@ -1337,7 +1395,7 @@ const ProtobufCMessageDescriptor mambaformer__wire__answer_request__descriptor =
   "Mambaformer__Wire__AnswerRequest",
   "mambaformer.wire",
   sizeof(Mambaformer__Wire__AnswerRequest),
-  10,
+  11,
   mambaformer__wire__answer_request__field_descriptors,
   mambaformer__wire__answer_request__field_indices_by_name,
   1,  mambaformer__wire__answer_request__number_ranges,
@@ -1614,7 +1672,7 @@ const ProtobufCMessageDescriptor mambaformer__wire__error__descriptor =
   (ProtobufCMessageInit) mambaformer__wire__error__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor mambaformer__wire__piece__field_descriptors[4] =
+static const ProtobufCFieldDescriptor mambaformer__wire__piece__field_descriptors[5] =
 {
   {
     "text",
@@ -1664,17 +1722,30 @@ static const ProtobufCFieldDescriptor mambaformer__wire__piece__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "top",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mambaformer__Wire__Piece, n_top),
+    offsetof(Mambaformer__Wire__Piece, top),
+    &mambaformer__wire__token_logprob__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mambaformer__wire__piece__field_indices_by_name[] = {
   3,   /* field[3] = entropy */
   2,   /* field[2] = logprob */
   0,   /* field[0] = text */
   1,   /* field[1] = token_id */
+  4,   /* field[4] = top */
 };
 static const ProtobufCIntRange mambaformer__wire__piece__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor mambaformer__wire__piece__descriptor =
 {
@@ -1684,14 +1755,78 @@ const ProtobufCMessageDescriptor mambaformer__wire__piece__descriptor =
   "Mambaformer__Wire__Piece",
   "mambaformer.wire",
   sizeof(Mambaformer__Wire__Piece),
-  4,
+  5,
   mambaformer__wire__piece__field_descriptors,
   mambaformer__wire__piece__field_indices_by_name,
   1,  mambaformer__wire__piece__number_ranges,
   (ProtobufCMessageInit) mambaformer__wire__piece__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor mambaformer__wire__span_request__field_descriptors[10] =
+static const ProtobufCFieldDescriptor mambaformer__wire__token_logprob__field_descriptors[3] =
+{
+  {
+    "token_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__TokenLogprob, token_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "text",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__TokenLogprob, text),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "logprob",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__TokenLogprob, logprob),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mambaformer__wire__token_logprob__field_indices_by_name[] = {
+  2,   /* field[2] = logprob */
+  1,   /* field[1] = text */
+  0,   /* field[0] = token_id */
+};
+static const ProtobufCIntRange mambaformer__wire__token_logprob__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor mambaformer__wire__token_logprob__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mambaformer.wire.TokenLogprob",
+  "TokenLogprob",
+  "Mambaformer__Wire__TokenLogprob",
+  "mambaformer.wire",
+  sizeof(Mambaformer__Wire__TokenLogprob),
+  3,
+  mambaformer__wire__token_logprob__field_descriptors,
+  mambaformer__wire__token_logprob__field_indices_by_name,
+  1,  mambaformer__wire__token_logprob__number_ranges,
+  (ProtobufCMessageInit) mambaformer__wire__token_logprob__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mambaformer__wire__span_request__field_descriptors[11] =
 {
   {
     "request_id",
@@ -1813,6 +1948,18 @@ static const ProtobufCFieldDescriptor mambaformer__wire__span_request__field_des
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "top_logprobs",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mambaformer__Wire__SpanRequest, top_logprobs),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mambaformer__wire__span_request__field_indices_by_name[] = {
   3,   /* field[3] = answer_so_far */
@@ -1825,11 +1972,12 @@ static const unsigned mambaformer__wire__span_request__field_indices_by_name[] =
   5,   /* field[5] = sampling */
   7,   /* field[7] = session_hint */
   1,   /* field[1] = span_index */
+  10,   /* field[10] = top_logprobs */
 };
 static const ProtobufCIntRange mambaformer__wire__span_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor mambaformer__wire__span_request__descriptor =
 {
@@ -1839,7 +1987,7 @@ const ProtobufCMessageDescriptor mambaformer__wire__span_request__descriptor =
   "Mambaformer__Wire__SpanRequest",
   "mambaformer.wire",
   sizeof(Mambaformer__Wire__SpanRequest),
-  10,
+  11,
   mambaformer__wire__span_request__field_descriptors,
   mambaformer__wire__span_request__field_indices_by_name,
   1,  mambaformer__wire__span_request__number_ranges,

@@ -26,9 +26,12 @@ public struct Sampler {
     /// repetition penalty, before temperature/top-k/top-p: they measure the expert's confidence,
     /// independent of how adventurous the sampling is. `suppress` ids are never picked (EOS
     /// when generation must go on, as transformers' `min_new_tokens`).
-    public mutating func next(logits: UnsafeBufferPointer<Float>, history: [Int], suppress: Set<Int>) -> (token: Int, logprob: Float, entropy: Float) {
+    /// `alternatives` > 0 also returns that many most likely tokens of the same distribution
+    /// (most likely first, the lower id on a tie), for `top_logprobs`.
+    public mutating func next(logits: UnsafeBufferPointer<Float>, history: [Int], suppress: Set<Int>,
+                              alternatives: Int = 0) -> (token: Int, logprob: Float, entropy: Float, top: [(token: Int, logprob: Float)]) {
         let n = logits.count
-        guard n > 0 else { return (0, 0, 0) }
+        guard n > 0 else { return (0, 0, 0, []) }
         var scores = Array(logits)
         if repetitionPenalty != 1, repetitionPenalty > 0 {
             for t in Set(history) where t >= 0 && t < n {
@@ -56,7 +59,19 @@ public struct Sampler {
             token = sample(scores)
         }
         let logprob = scores[token] > -.infinity ? Float(Double(scores[token]) - logZ) : -.infinity
-        return (token, logprob, Float(entropy))
+        var top: [(token: Int, logprob: Float)] = []
+        if alternatives > 0 {
+            // A partial selection: k passes over the row, k ≤ 5.
+            var taken = Set<Int>()
+            for _ in 0..<min(alternatives, n) {
+                var best = -1
+                for t in 0..<n where !taken.contains(t) && scores[t] > -.infinity && (best < 0 || scores[t] > scores[best]) { best = t }
+                guard best >= 0 else { break }
+                taken.insert(best)
+                top.append((best, Float(Double(scores[best]) - logZ)))
+            }
+        }
+        return (token, logprob, Float(entropy), top)
     }
 
     /// First index of the maximum (as torch.argmax).

@@ -47,6 +47,8 @@ final class AnswerRun: @unchecked Sendable {
     private var stopper: StopMatcher?
     /// A stop string matched: the answer ends once `ready` is sent.
     private var stopped = false
+    /// Bytes of the pieces' text passed through the stop matcher so far.
+    private var pieceBytes = 0
     private var firstSpanAt: ContinuousClock.Instant?
     private var lastActivity: ContinuousClock.Instant
     private var delivered = false
@@ -193,6 +195,9 @@ final class AnswerRun: @unchecked Sendable {
                             self.stopper = stopper
                             span.text = text
                             stopped = matched
+                            // The matched span keeps only the tokens before the stop string.
+                            if matched, let end = stopper.matchedAt { span.pieces = Self.pieces(span.pieces, from: pieceBytes, upTo: end) }
+                            pieceBytes += span.pieces.reduce(0) { $0 + $1.text.utf8.count }
                         }
                         ready.append(.span(span))
                     }
@@ -314,6 +319,29 @@ final class AnswerRun: @unchecked Sendable {
         return AnswerResponse(id: requestId, answer: stopper?.answer ?? merger.text, finishReason: reason, usage: usage, trace: trace,
                               timings: .init(queueMs: rounded(Double(stats?.queueUs ?? 0) / 1000, places: 3),
                                              totalMs: rounded(total, places: 3)),
-                              seed: seed)
+                              seed: seed, logprobs: params.logprobs ? answerLogprobs() : nil)
+    }
+
+    /// Every token of the answer (up to a stop string), with its log-probability.
+    private func answerLogprobs() -> [TokenLogprobEntry] {
+        var entries: [TokenLogprobEntry] = []
+        var bytes = 0
+        for var span in merger.merged {
+            if let end = stopper?.matchedAt {
+                span.pieces = Self.pieces(span.pieces, from: bytes, upTo: end)
+            }
+            bytes += span.pieces.reduce(0) { $0 + $1.text.utf8.count }
+            entries += TokenLogprobEntry.entries(span)
+        }
+        return entries
+    }
+
+    /// The pieces whose text ends at or before byte `end` of the answer, the first starting at byte `start`.
+    static func pieces(_ pieces: [Piece], from start: Int, upTo end: Int) -> [Piece] {
+        var offset = start
+        return Array(pieces.prefix { piece in
+            offset += piece.text.utf8.count
+            return offset <= end
+        })
     }
 }

@@ -16,7 +16,16 @@ struct ChatCompletion: Encodable {
         var index = 0
         var message: Message
         var finishReason: String
-        enum CodingKeys: String, CodingKey { case index, message, finishReason = "finish_reason" }
+        /// With `logprobs`; OpenAI sends `"logprobs": null` otherwise.
+        var logprobs: ChatLogprobs?
+        enum CodingKeys: String, CodingKey { case index, message, finishReason = "finish_reason", logprobs }
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(index, forKey: .index)
+            try c.encode(message, forKey: .message)
+            try c.encode(finishReason, forKey: .finishReason)
+            if let logprobs { try c.encode(logprobs, forKey: .logprobs) } else { try c.encodeNil(forKey: .logprobs) }
+        }
     }
     struct Message: Encodable {
         var role = "assistant"
@@ -81,18 +90,50 @@ struct ChatChunk: Encodable {
         var index = 0
         var delta: Delta
         var finishReason: String?
-        enum CodingKeys: String, CodingKey { case index, delta, finishReason = "finish_reason" }
+        /// With `logprobs`: this chunk's tokens.
+        var logprobs: ChatLogprobs?
+        enum CodingKeys: String, CodingKey { case index, delta, finishReason = "finish_reason", logprobs }
         // OpenAI sends `"finish_reason": null` on every chunk but the last; clients expect the key.
         func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(index, forKey: .index)
             try c.encode(delta, forKey: .delta)
             if let finishReason { try c.encode(finishReason, forKey: .finishReason) } else { try c.encodeNil(forKey: .finishReason) }
+            if let logprobs { try c.encode(logprobs, forKey: .logprobs) } else { try c.encodeNil(forKey: .logprobs) }
         }
     }
     struct Delta: Encodable {
         var role: String?
         var content: String?
+    }
+}
+
+/// OpenAI's `choices[].logprobs`: `{"content": [{token, logprob, bytes, top_logprobs}], "refusal": null}`.
+struct ChatLogprobs: Encodable {
+    var content: [Item]
+    struct Item: Encodable {
+        var token: String
+        var logprob: Double
+        var bytes: [UInt8]
+        var topLogprobs: [Top]
+        enum CodingKeys: String, CodingKey { case token, logprob, bytes, topLogprobs = "top_logprobs" }
+    }
+    struct Top: Encodable {
+        var token: String
+        var logprob: Double
+        var bytes: [UInt8]
+    }
+    init(_ entries: [TokenLogprobEntry]) {
+        content = entries.map { e in
+            Item(token: e.token, logprob: e.logprob, bytes: Array(e.token.utf8),
+                 topLogprobs: e.topLogprobs.map { Top(token: $0.token, logprob: $0.logprob, bytes: Array($0.token.utf8)) })
+        }
+    }
+    enum CodingKeys: String, CodingKey { case content, refusal }
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(content, forKey: .content)
+        try c.encodeNil(forKey: .refusal)
     }
 }
 

@@ -66,7 +66,7 @@ struct Endpoints: Sendable {
             return sse(run, first: first, request: request) { step in
                 switch step {
                 case .span(let span):
-                    return .write("event: span\nid: \(span.spanIndex)\ndata: \(JSON.encode(SpanEvent(span)))\n\n")
+                    return .write("event: span\nid: \(span.spanIndex)\ndata: \(JSON.encode(SpanEvent(span, logprobs: params.logprobs)))\n\n")
                 case .text(let text):
                     // With `stop`: text held back in case it began a stop string, released at the end.
                     return .write("event: text\ndata: \(JSON.encode(["text": text]))\n\n")
@@ -96,14 +96,16 @@ struct Endpoints: Sendable {
                 let completion = ChatCompletion(
                     id: id, created: created, model: chat.model,
                     choices: [.init(message: .init(content: answer.answer),
-                                    finishReason: ChatFormat.finishReason(answer.finishReason))],
+                                    finishReason: ChatFormat.finishReason(answer.finishReason),
+                                    logprobs: chat.params.logprobs ? ChatLogprobs(answer.logprobs ?? []) : nil)],
                     usage: ChatUsage(answer.usage), mambaformer: ChatRouting(answer))
                 return Self.json(JSON.encode(completion))
             }
             let first = try await firstStep(run)
-            @Sendable func chunk(_ delta: ChatChunk.Delta, finish: String? = nil, routing: ChatChunk.Routing? = nil) -> String {
+            @Sendable func chunk(_ delta: ChatChunk.Delta, finish: String? = nil, routing: ChatChunk.Routing? = nil,
+                                 logprobs: ChatLogprobs? = nil) -> String {
                 "data: " + JSON.encode(ChatChunk(id: id, created: created, model: chat.model,
-                                                 choices: [.init(delta: delta, finishReason: finish)],
+                                                 choices: [.init(delta: delta, finishReason: finish, logprobs: logprobs)],
                                                  mambaformer: routing)) + "\n\n"
             }
             // OpenAI streams open with a role-only delta.
@@ -111,7 +113,8 @@ struct Endpoints: Sendable {
             return sse(run, first: first, request: request, preamble: opening) { step in
                 switch step {
                 case .span(let span):
-                    return .write(chunk(.init(content: span.text), routing: .span(.init(span))))
+                    return .write(chunk(.init(content: span.text), routing: .span(.init(span)),
+                                        logprobs: chat.params.logprobs ? ChatLogprobs(TokenLogprobEntry.entries(span)) : nil))
                 case .text(let text):
                     return .write(chunk(.init(content: text)))
                 case .idle:

@@ -12,13 +12,16 @@ struct AnswerParams: Equatable {
     var deadlineMs: Int
     /// Stop strings (`stop`): the answer ends before the first one (matched at the gateway).
     var stop: [String] = []
+    /// `logprobs`: each token's log-probability in the response; `topLogprobs` alternatives each.
+    var logprobs = false
+    var topLogprobs = 0
 
     /// The wire request, with the gateway's id and its deadline (time left, and the wall-clock
     /// instant 1.1 routers read).
     func wireRequest(requestId: String, now: Date, spanTokens: UInt32) -> AnswerRequest {
         var request = AnswerRequest(requestId: requestId, question: question, context: context,
                                     maxNewTokens: UInt32(maxTokens), policy: policy, sampling: sampling,
-                                    spanTokens: spanTokens)
+                                    spanTokens: spanTokens, topLogprobs: logprobs ? UInt32(topLogprobs) : 0)
         request.setDeadline(timeLeft: UInt64(max(1, deadlineMs)), wallNowMs: UInt64(max(0, now.timeIntervalSince1970 * 1000)))
         return request
     }
@@ -85,7 +88,8 @@ enum RequestParsing {
     }
 
     static let answerFields = ["question", "context", "max_tokens", "cost_weight", "expert", "temperature",
-                               "top_p", "top_k", "seed", "repetition_penalty", "stream", "deadline_ms", "stop"]
+                               "top_p", "top_k", "seed", "repetition_penalty", "stream", "deadline_ms", "stop",
+                               "logprobs", "top_logprobs"]
 
     /// `POST /v1/answer`. Unknown fields are REFUSED (422 `unknown_field`): this API is ours, and
     /// a misspelt `max_token` or `temprature` silently ignored would change a clinical answer
@@ -141,6 +145,14 @@ enum RequestParsing {
         if let s = try json.bool("stream") { params.stream = s }
         if let d = try json.int("deadline_ms", in: 1...Int64(config.maxDeadlineMs)) { params.deadlineMs = Int(d) }
         params.stop = try stopStrings(json)
+        params.logprobs = try json.bool("logprobs") ?? false
+        if let n = try json.int("top_logprobs", in: 0...Int64(TopLogprobs.max)) {
+            // As OpenAI: alternatives come with the tokens' own log-probabilities.
+            guard params.logprobs || n == 0 else {
+                throw GatewayError.invalidValue("top_logprobs", "needs \"logprobs\": true")
+            }
+            params.topLogprobs = Int(n)
+        }
     }
 
     /// `stop`: one string or up to four (OpenAI's shape), each 1…128 bytes; null or [] is none.

@@ -19,10 +19,21 @@ func rounded(_ x: Double, places: Int) -> Double {
 }
 
 extension SpanEvent {
-    init(_ span: SpanResult) {
+    init(_ span: SpanResult, logprobs: Bool = false) {
         let t = AnswerResponse.TraceEntry(span)
         self.init(span: t.span, text: span.text, expert: t.expert, replica: t.replica, tokens: t.tokens,
-                  gateScore: t.gateScore, ms: t.ms)
+                  gateScore: t.gateScore, ms: t.ms, logprobs: logprobs ? TokenLogprobEntry.entries(span) : nil)
+    }
+}
+
+extension TokenLogprobEntry {
+    /// A span's tokens. JSON has no -inf: a log-probability below -9999 is given as -9999 (as OpenAI does).
+    static func entries(_ span: SpanResult) -> [TokenLogprobEntry] {
+        func finite(_ x: Float) -> Double { x.isNaN ? -9999 : max(-9999, Double(x)) }
+        return span.pieces.map { piece in
+            TokenLogprobEntry(token: piece.text, logprob: finite(piece.logprob), expert: span.pool.description,
+                              topLogprobs: piece.top.map { Alternative(token: $0.text, logprob: finite($0.logprob)) })
+        }
     }
 }
 

@@ -16,6 +16,9 @@ public struct AnswerResponse: Codable, Sendable, Equatable {
     /// The sampling seed the answer was generated with (sampled requests only): the client's,
     /// or one the gateway drew. The same request with this seed gives the same answer.
     public var seed: UInt64?
+    /// With `logprobs`: each token of the answer, its log-probability and the expert's most
+    /// likely alternatives (`top_logprobs`).
+    public var logprobs: [TokenLogprobEntry]?
 
     public struct Usage: Codable, Sendable, Equatable {
         public var promptTokens: Int
@@ -60,12 +63,12 @@ public struct AnswerResponse: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, answer, finishReason = "finish_reason", usage, trace, timings, seed
+        case id, answer, finishReason = "finish_reason", usage, trace, timings, seed, logprobs
     }
 
     public init(id: String, answer: String, finishReason: String, usage: Usage, trace: [TraceEntry], timings: Timings,
-                seed: UInt64? = nil) {
-        self.seed = seed
+                seed: UInt64? = nil, logprobs: [TokenLogprobEntry]? = nil) {
+        self.seed = seed; self.logprobs = logprobs
         self.id = id; self.answer = answer; self.finishReason = finishReason; self.usage = usage
         self.trace = trace; self.timings = timings
     }
@@ -81,6 +84,26 @@ public struct AnswerResponse: Codable, Sendable, Equatable {
     }
 }
 
+/// One generated token with `logprobs`: its text (as it joined the answer), its log-probability
+/// under the expert that generated it, that expert, and its most likely alternatives there
+/// (each decoded on its own; EMamba and ET5 have different vocabularies).
+public struct TokenLogprobEntry: Codable, Sendable, Equatable {
+    public var token: String
+    public var logprob: Double
+    public var expert: String
+    public var topLogprobs: [Alternative]
+
+    public struct Alternative: Codable, Sendable, Equatable {
+        public var token: String
+        public var logprob: Double
+        public init(token: String, logprob: Double) { self.token = token; self.logprob = logprob }
+    }
+    enum CodingKeys: String, CodingKey { case token, logprob, expert, topLogprobs = "top_logprobs" }
+    public init(token: String, logprob: Double, expert: String, topLogprobs: [Alternative]) {
+        self.token = token; self.logprob = logprob; self.expert = expert; self.topLogprobs = topLogprobs
+    }
+}
+
 /// The payload of an SSE `span` event: the span's text and its trace entry.
 public struct SpanEvent: Codable, Sendable, Equatable {
     public var span: Int
@@ -90,13 +113,16 @@ public struct SpanEvent: Codable, Sendable, Equatable {
     public var tokens: Int
     public var gateScore: Double
     public var ms: Double
+    /// With `logprobs`: this span's tokens.
+    public var logprobs: [TokenLogprobEntry]?
     enum CodingKeys: String, CodingKey {
-        case span, text, expert, replica, tokens, gateScore = "gate_score", ms
+        case span, text, expert, replica, tokens, gateScore = "gate_score", ms, logprobs
     }
 
-    public init(span: Int, text: String, expert: String, replica: String, tokens: Int, gateScore: Double, ms: Double) {
+    public init(span: Int, text: String, expert: String, replica: String, tokens: Int, gateScore: Double, ms: Double,
+                logprobs: [TokenLogprobEntry]? = nil) {
         self.span = span; self.text = text; self.expert = expert; self.replica = replica
-        self.tokens = tokens; self.gateScore = gateScore; self.ms = ms
+        self.tokens = tokens; self.gateScore = gateScore; self.ms = ms; self.logprobs = logprobs
     }
 }
 

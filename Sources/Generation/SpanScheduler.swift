@@ -227,7 +227,7 @@ public final class SpanScheduler {
         }
         let history = seq.session.consumed
         let pick = seq.logits.withUnsafeBufferPointer {
-            seq.sampler.next(logits: $0, history: history, suppress: suppressed)
+            seq.sampler.next(logits: $0, history: history, suppress: suppressed, alternatives: Int(seq.span.topLogprobs))
         }
         if pick.token == model.eosTokenId { return finish(seq, .eos) }
         var piece: String
@@ -239,7 +239,12 @@ public final class SpanScheduler {
             piece = String(piece.drop { $0.isWhitespace })
             if !piece.isEmpty { seq.stripLeadingSpace = false }
         }
-        seq.pieces.append(Piece(text: piece, tokenId: UInt32(pick.token), logprob: pick.logprob, entropy: pick.entropy))
+        // Alternatives are decoded on their own (the chosen token's text is in context).
+        let top = pick.top.map { alternative in
+            TokenLogprob(tokenId: UInt32(alternative.token), text: (try? tokenizer.decode([alternative.token])) ?? "",
+                         logprob: alternative.logprob)
+        }
+        seq.pieces.append(Piece(text: piece, tokenId: UInt32(pick.token), logprob: pick.logprob, entropy: pick.entropy, top: top))
         seq.text += piece
         let budget = Int(seq.span.maxNewTokens)
         if seq.pieces.count >= budget && (seq.detokenizer.isClean || seq.pieces.count >= budget + maxOverrun) {

@@ -59,9 +59,11 @@ public struct AnswerProgress: Sendable, Equatable {
     /// The request for the next span: self-contained (the prompt and the answer so far), so
     /// any replica of either pool can serve it.
     public func nextSpan(of request: AnswerRequest, prompt: String, spanTokens: UInt32) -> SpanRequest {
-        SpanRequest(requestId: request.requestId, spanIndex: spans, prompt: prompt, answerSoFar: text,
-                    maxNewTokens: min(spanTokens, request.maxNewTokens - min(tokens, request.maxNewTokens)),
-                    sampling: request.sampling, sessionHint: request.requestId, answerTokensBefore: tokens)
+        var span = SpanRequest(requestId: request.requestId, spanIndex: spans, prompt: prompt, answerSoFar: text,
+                               maxNewTokens: min(spanTokens, request.maxNewTokens - min(tokens, request.maxNewTokens)),
+                               sampling: request.sampling, sessionHint: request.requestId, answerTokensBefore: tokens)
+        span.topLogprobs = min(request.topLogprobs, TopLogprobs.max)
+        return span
     }
 
     /// A span's result, served by `pool`, joins the answer.

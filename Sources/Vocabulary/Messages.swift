@@ -117,13 +117,15 @@ public struct AnswerRequest: Sendable, Equatable {
     public var deadlineMs: UInt32 = 0
     /// 1.4: the answer so far when it moves to another router (nil: a new answer).
     public var resume: AnswerProgress?
+    /// 1.4: alternatives per token wanted (0 = none, at most `TopLogprobs.max`).
+    public var topLogprobs: UInt32 = 0
     public init(requestId: String, question: String, context: String = "", maxNewTokens: UInt32 = 64,
                 policy: Policy = Policy(), sampling: Sampling = Sampling(), deadlineUnixMs: UInt64 = 0,
-                spanTokens: UInt32 = 0, deadlineMs: UInt32 = 0, resume: AnswerProgress? = nil) {
+                spanTokens: UInt32 = 0, deadlineMs: UInt32 = 0, resume: AnswerProgress? = nil, topLogprobs: UInt32 = 0) {
         self.requestId = requestId; self.question = question; self.context = context
         self.maxNewTokens = maxNewTokens; self.policy = policy; self.sampling = sampling
         self.deadlineUnixMs = deadlineUnixMs; self.spanTokens = spanTokens; self.deadlineMs = deadlineMs
-        self.resume = resume
+        self.resume = resume; self.topLogprobs = topLogprobs
     }
 }
 
@@ -152,14 +154,30 @@ public struct WireErrorBody: Sendable, Equatable, Error {
     }
 }
 
+/// One alternative at a step (1.4): a token, its text decoded on its own, its log-probability.
+public struct TokenLogprob: Sendable, Equatable {
+    public var tokenId: UInt32
+    public var text: String
+    public var logprob: Float
+    public init(tokenId: UInt32, text: String, logprob: Float) { self.tokenId = tokenId; self.text = text; self.logprob = logprob }
+}
+
 public struct Piece: Sendable, Equatable {
     public var text: String
     public var tokenId: UInt32
     public var logprob: Float
     public var entropy: Float
-    public init(text: String, tokenId: UInt32, logprob: Float = 0, entropy: Float = 0) {
-        self.text = text; self.tokenId = tokenId; self.logprob = logprob; self.entropy = entropy
+    /// 1.4: the most likely tokens at this step, most likely first (when asked for).
+    public var top: [TokenLogprob]
+    public init(text: String, tokenId: UInt32, logprob: Float = 0, entropy: Float = 0, top: [TokenLogprob] = []) {
+        self.text = text; self.tokenId = tokenId; self.logprob = logprob; self.entropy = entropy; self.top = top
     }
+}
+
+/// The most alternatives per token a request may ask for (OpenAI's `top_logprobs` limit is 20;
+/// ours is 5: every alternative travels with every token).
+public enum TopLogprobs {
+    public static let max: UInt32 = 5
 }
 
 public struct SpanRequest: Sendable, Equatable {
@@ -175,13 +193,15 @@ public struct SpanRequest: Sendable, Equatable {
     public var answerTokensBefore: UInt32 = 0
     /// 1.2: the time left when sent (0: none given). See `Deadline`.
     public var deadlineMs: UInt32 = 0
+    /// 1.4: alternatives per token in `Piece.top` (0 = none, at most `TopLogprobs.max`).
+    public var topLogprobs: UInt32 = 0
     public init(requestId: String, spanIndex: UInt32, prompt: String, answerSoFar: String, maxNewTokens: UInt32,
                 sampling: Sampling = Sampling(), deadlineUnixMs: UInt64 = 0, sessionHint: String = "",
-                answerTokensBefore: UInt32 = 0, deadlineMs: UInt32 = 0) {
+                answerTokensBefore: UInt32 = 0, deadlineMs: UInt32 = 0, topLogprobs: UInt32 = 0) {
         self.requestId = requestId; self.spanIndex = spanIndex; self.prompt = prompt
         self.answerSoFar = answerSoFar; self.maxNewTokens = maxNewTokens; self.sampling = sampling
         self.deadlineUnixMs = deadlineUnixMs; self.sessionHint = sessionHint
-        self.answerTokensBefore = answerTokensBefore; self.deadlineMs = deadlineMs
+        self.answerTokensBefore = answerTokensBefore; self.deadlineMs = deadlineMs; self.topLogprobs = topLogprobs
     }
 }
 

@@ -31,6 +31,7 @@ typealias CPoolStatusRequest = Mambaformer__Wire__PoolStatusRequest
 typealias CPoolLoad = Mambaformer__Wire__PoolLoad
 typealias CPoolStatus = Mambaformer__Wire__PoolStatus
 typealias CResume = Mambaformer__Wire__Resume
+typealias CTokenLogprob = Mambaformer__Wire__TokenLogprob
 
 extension Envelope {
     /// The protobuf encoding of this envelope (one ZeroMQ frame).
@@ -249,6 +250,7 @@ private final class CArena {
         c.pointee.span_tokens = r.spanTokens
         c.pointee.deadline_ms = r.deadlineMs
         if let progress = r.resume { c.pointee.resume = resume(progress) }
+        c.pointee.top_logprobs = r.topLogprobs
         return c
     }
 
@@ -290,6 +292,7 @@ private final class CArena {
         c.pointee.session_hint = string(r.sessionHint)
         c.pointee.answer_tokens_before = r.answerTokensBefore
         c.pointee.deadline_ms = r.deadlineMs
+        c.pointee.top_logprobs = r.topLogprobs
         return c
     }
 
@@ -305,6 +308,18 @@ private final class CArena {
                 p.pointee.token_id = piece.tokenId
                 p.pointee.logprob = piece.logprob
                 p.pointee.entropy = piece.entropy
+                if !piece.top.isEmpty {
+                    let alternatives = pointers(piece.top.count, of: CTokenLogprob.self)
+                    for (j, alternative) in piece.top.enumerated() {
+                        let a: UnsafeMutablePointer<CTokenLogprob> = make(mambaformer__wire__token_logprob__init)
+                        a.pointee.token_id = alternative.tokenId
+                        a.pointee.text = string(alternative.text)
+                        a.pointee.logprob = alternative.logprob
+                        alternatives[j] = a
+                    }
+                    p.pointee.n_top = piece.top.count
+                    p.pointee.top = alternatives
+                }
                 array[i] = p
             }
             c.pointee.n_pieces = r.pieces.count
@@ -478,7 +493,8 @@ private enum CReader {
                              deadlineUnixMs: c.deadline_unix_ms,
                              spanTokens: c.span_tokens,
                              deadlineMs: c.deadline_ms,
-                             resume: try c.resume.map { try resume($0.pointee) })
+                             resume: try c.resume.map { try resume($0.pointee) },
+                             topLogprobs: min(c.top_logprobs, TopLogprobs.max))
     }
 
     /// Read as sent; whether it fits its request is the router's check (`AnswerProgress.problem`).
@@ -513,7 +529,8 @@ private enum CReader {
                            deadlineUnixMs: c.deadline_unix_ms,
                            sessionHint: try text(c.session_hint, "SpanRequest.session_hint"),
                            answerTokensBefore: c.answer_tokens_before,
-                           deadlineMs: c.deadline_ms)
+                           deadlineMs: c.deadline_ms,
+                           topLogprobs: min(c.top_logprobs, TopLogprobs.max))
     }
 
     static func spanResult(_ p: UnsafeMutablePointer<CSpanResult>?, _ field: String) throws -> SpanResult {
@@ -525,10 +542,21 @@ private enum CReader {
         pieces.reserveCapacity(c.n_pieces)
         for i in 0..<c.n_pieces {
             guard let piece = c.pieces?[i]?.pointee else { throw WireError.missingField(field + ".pieces[\(i)]") }
-            pieces.append(Piece(text: try text(piece.text, field + ".pieces[\(i)].text"),
+            let name = field + ".pieces[\(i)]"
+            guard piece.n_top <= Int(TopLogprobs.max) else {
+                throw WireError.tooManyItems(field: name + ".top", count: piece.n_top, limit: Int(TopLogprobs.max))
+            }
+            var top: [TokenLogprob] = []
+            for j in 0..<piece.n_top {
+                guard let a = piece.top?[j]?.pointee else { throw WireError.missingField(name + ".top[\(j)]") }
+                top.append(TokenLogprob(tokenId: a.token_id, text: try text(a.text, name + ".top[\(j)].text"),
+                                        logprob: try notNaN(a.logprob, name + ".top[\(j)].logprob")))
+            }
+            pieces.append(Piece(text: try text(piece.text, name + ".text"),
                                 tokenId: piece.token_id,
-                                logprob: try notNaN(piece.logprob, field + ".pieces[\(i)].logprob"),
-                                entropy: try notNaN(piece.entropy, field + ".pieces[\(i)].entropy")))
+                                logprob: try notNaN(piece.logprob, name + ".logprob"),
+                                entropy: try notNaN(piece.entropy, name + ".entropy"),
+                                top: top))
         }
         return SpanResult(requestId: try text(c.request_id, field + ".request_id"),
                           spanIndex: c.span_index,

@@ -4,7 +4,25 @@ import Foundation
 
 final class SamplerTests: XCTestCase {
     func next(_ s: inout Sampler, _ logits: [Float], history: [Int] = [], suppress: Set<Int> = []) -> (token: Int, logprob: Float, entropy: Float) {
-        logits.withUnsafeBufferPointer { s.next(logits: $0, history: history, suppress: suppress) }
+        let r = logits.withUnsafeBufferPointer { s.next(logits: $0, history: history, suppress: suppress) }
+        return (r.token, r.logprob, r.entropy)
+    }
+
+    /// `top_logprobs`: the most likely tokens of the model's distribution (after suppression and
+    /// the repetition penalty, before temperature), most likely first, the lower id on a tie.
+    func testAlternativesAreTheMostLikelyTokensWithTheirLogprobs() {
+        var s = Sampler(temperature: 1.5, topK: 0, topP: 1, seed: 3, repetitionPenalty: 1)
+        let logits: [Float] = [0, log(3), 0, log(4), -.infinity]   // 0.1, 0.3, 0.1, 0.4, 0 (+0.1 below)
+        let full = logits + [0]
+        let r = full.withUnsafeBufferPointer { s.next(logits: $0, history: [], suppress: [], alternatives: 3) }
+        XCTAssertEqual(r.top.map(\.token), [3, 1, 0])
+        XCTAssertEqual(r.top[0].logprob, log(0.4), accuracy: 1e-6)
+        XCTAssertEqual(r.top[1].logprob, log(0.3), accuracy: 1e-6)
+        XCTAssertEqual(r.top[2].logprob, log(0.1), accuracy: 1e-6)
+        let suppressed = full.withUnsafeBufferPointer { s.next(logits: $0, history: [], suppress: [3], alternatives: 8) }
+        XCTAssertEqual(suppressed.top.map(\.token), [1, 0, 2, 5], "a suppressed or impossible token is no alternative")
+        let none = full.withUnsafeBufferPointer { s.next(logits: $0, history: [], suppress: []) }
+        XCTAssertTrue(none.top.isEmpty)
     }
 
     func testGreedyPicksArgmaxWithLogprobAndEntropy() {

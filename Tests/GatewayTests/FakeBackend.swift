@@ -49,7 +49,14 @@ final class FakeBackend: AnswerBackend, @unchecked Sendable {
                 if Task.isCancelled { break }
                 switch action {
                 case .span(let index, let text, let pool, let tokens):
-                    let pieces = (0..<tokens).map { Piece(text: "", tokenId: UInt32($0)) }
+                    // The first token carries the span's text; each has a log-probability, and
+                    // the alternatives a request asked for.
+                    let pieces = (0..<tokens).map { i in
+                        Piece(text: i == 0 ? text : "", tokenId: UInt32(i), logprob: -0.25 * Float(i + 1), entropy: 1,
+                              top: (0..<Int(request.topLogprobs)).map { k in
+                                  TokenLogprob(tokenId: UInt32(100 + k), text: "alt\(k)", logprob: -1 - Float(k))
+                              })
+                    }
                     sink.send(AnswerEvent(requestId: id, kind: .span(SpanResult(
                         requestId: id, spanIndex: index, pieces: pieces, text: text, computeUs: 1234,
                         promptTokens: 7, replicaId: "\(pool)-0", pool: pool, gateScore: pool == .et5 ? 0.8 : 0.1))))

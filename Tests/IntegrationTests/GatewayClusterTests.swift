@@ -158,3 +158,29 @@ final class GatewayClusterTests: XCTestCase {
         XCTFail("no expert was told to cancel\n\(cluster.allLogs())")
     }
 }
+
+/// `logprobs` through the real cluster: the experts compute each token's log-probability and
+/// their own most likely alternatives. Greedy decoding picks the most likely token, so each
+/// token's log-probability is its first alternative's, and alternatives come most likely first.
+final class LogprobsClusterTests: XCTestCase {
+    func testExpertsReturnLogprobsAndAlternatives() throws {
+        let harness = try ClusterHarness()
+        defer { harness.stopAll() }
+        let port = try harness.startSmallCluster()
+        let ask = RawHTTP.request("POST", "/v1/answer", headers: ["Content-Type: application/json"],
+                                  body: Array(#"{"question":"What is gingivitis?","max_tokens":12,"logprobs":true,"top_logprobs":3}"#.utf8))
+        let reply = try RawHTTP.exchange(port: port, ask)
+        XCTAssertEqual(reply.status, 200, reply.summary)
+        let answer = try JSONDecoder().decode(AnswerResponse.self, from: Data(reply.body.utf8))
+        let entries = try XCTUnwrap(answer.logprobs)
+        XCTAssertEqual(entries.count, answer.usage.completionTokens)
+        XCTAssertEqual(Set(entries.map(\.expert)), ["emamba", "et5"], "the alternating gate: both experts' tokens")
+        for entry in entries {
+            XCTAssertEqual(entry.topLogprobs.count, 3)
+            XCTAssertLessThanOrEqual(entry.logprob, 0)
+            XCTAssertEqual(entry.logprob, entry.topLogprobs[0].logprob, accuracy: 1e-5, "greedy: the chosen token is the most likely")
+            XCTAssertTrue(zip(entry.topLogprobs, entry.topLogprobs.dropFirst()).allSatisfy { $0.logprob >= $1.logprob })
+        }
+        XCTAssertEqual(entries.map(\.token).joined(), answer.answer)
+    }
+}

@@ -8,7 +8,8 @@ enum Samples {
 
     static let spanResult = SpanResult(
         requestId: "req-42", spanIndex: 3,
-        pieces: [Piece(text: "Aspirin", tokenId: 1234, logprob: -0.25, entropy: 1.5),
+        pieces: [Piece(text: "Aspirin", tokenId: 1234, logprob: -0.25, entropy: 1.5,
+                       top: [TokenLogprob(tokenId: 1234, text: "Asp", logprob: -0.25), TokenLogprob(tokenId: 7, text: "▁The", logprob: -2.5)]),
                  Piece(text: " inhibits", tokenId: 99, logprob: -.infinity, entropy: 0),
                  Piece(text: "", tokenId: 7, logprob: -3, entropy: 2.25),
                  Piece(text: " COX-1 → ✓ 日本語 🩺", tokenId: 4_000_000_000, logprob: -1e-7, entropy: 9.5)],
@@ -28,6 +29,7 @@ enum Samples {
                                      sampling: sampling, deadlineUnixMs: 1_800_000_000_000, spanTokens: 16, deadlineMs: 30_000)),
         .answerRequest(AnswerRequest(requestId: "r", question: "q", policy: Policy(costWeight: 0, forced: .unspecified))),
         // 1.4: an answer moving to another router, with the answer so far.
+        .answerRequest(AnswerRequest(requestId: "logprobs", question: "q", topLogprobs: 5)),
         .answerRequest(AnswerRequest(requestId: "moved", question: "q", maxNewTokens: 64,
                                      policy: Policy(costWeight: 0.5, defaultCostWeight: true), deadlineMs: 9_000,
                                      resume: AnswerProgress(text: "Gum inflammation 🦷", tokens: 20, tokensByPool: [.emamba: 16, .et5: 4],
@@ -45,7 +47,8 @@ enum Samples {
         .cancel(Cancel(requestId: "req-9")),
         .spanRequest(SpanRequest(requestId: "req-42", spanIndex: 2, prompt: "question: ...\ncontext: ...",
                                  answerSoFar: "Aspirin", maxNewTokens: 16, sampling: sampling,
-                                 deadlineUnixMs: 1_800_000_000_123, sessionHint: "req-42", answerTokensBefore: 32, deadlineMs: 4_321)),
+                                 deadlineUnixMs: 1_800_000_000_123, sessionHint: "req-42", answerTokensBefore: 32, deadlineMs: 4_321,
+                                 topLogprobs: 3)),
         .spanResult(spanResult),
         .spanResult(SpanResult(requestId: "x", spanIndex: 0)),
         .error(WireErrorBody(code: .unauthorized, message: "unknown replica", retryable: false)),
@@ -289,5 +292,12 @@ final class CodecTests: XCTestCase {
         ]
         XCTAssertEqual(Set(errors.map(\.kind)).count, errors.count)
         for e in errors { XCTAssertFalse(e.description.isEmpty) }
+    }
+
+    /// A hostile expert cannot inflate a piece with alternatives: more than 5 is refused.
+    func testTooManyAlternativesAreRefused() throws {
+        let top = (0..<6).map { TokenLogprob(tokenId: UInt32($0), text: "t", logprob: -1) }
+        let frame = Envelope(.spanResult(SpanResult(requestId: "r", spanIndex: 0, pieces: [Piece(text: "a", tokenId: 1, top: top)]))).encoded()
+        XCTAssertThrowsError(try Envelope.decode(frame)) { error in XCTAssertTrue("\(error)".contains("top"), "\(error)") }
     }
 }

@@ -25,6 +25,7 @@ typedef struct Mambaformer__Wire__Resume Mambaformer__Wire__Resume;
 typedef struct Mambaformer__Wire__Cancel Mambaformer__Wire__Cancel;
 typedef struct Mambaformer__Wire__Error Mambaformer__Wire__Error;
 typedef struct Mambaformer__Wire__Piece Mambaformer__Wire__Piece;
+typedef struct Mambaformer__Wire__TokenLogprob Mambaformer__Wire__TokenLogprob;
 typedef struct Mambaformer__Wire__SpanRequest Mambaformer__Wire__SpanRequest;
 typedef struct Mambaformer__Wire__SpanResult Mambaformer__Wire__SpanResult;
 typedef struct Mambaformer__Wire__DoneStats Mambaformer__Wire__DoneStats;
@@ -233,10 +234,15 @@ struct  Mambaformer__Wire__AnswerRequest
    * for a new answer. 1.3 routers ignore it (and would start the answer again).
    */
   Mambaformer__Wire__Resume *resume;
+  /*
+   * 1.4: the client wants each token's most likely alternatives (0 = none, at most 5); every
+   * token's own log-probability always comes with its piece.
+   */
+  uint32_t top_logprobs;
 };
 #define MAMBAFORMER__WIRE__ANSWER_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mambaformer__wire__answer_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL, NULL, 0, 0, 0, NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL, NULL, 0, 0, 0, NULL, 0 }
 
 
 /*
@@ -309,10 +315,31 @@ struct  Mambaformer__Wire__Piece
   uint32_t token_id;
   float logprob;
   float entropy;
+  /*
+   * 1.4: the most likely tokens at this step (at most 5, most likely first), when the span
+   * asked for them (SpanRequest.top_logprobs). The expert's own vocabulary.
+   */
+  size_t n_top;
+  Mambaformer__Wire__TokenLogprob **top;
 };
 #define MAMBAFORMER__WIRE__PIECE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mambaformer__wire__piece__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0,NULL }
+
+
+/*
+ * 1.4: one alternative token at a step: its id, its text decoded on its own, its log-probability.
+ */
+struct  Mambaformer__Wire__TokenLogprob
+{
+  ProtobufCMessage base;
+  uint32_t token_id;
+  char *text;
+  float logprob;
+};
+#define MAMBAFORMER__WIRE__TOKEN_LOGPROB__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mambaformer__wire__token_logprob__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, 0 }
 
 
 /*
@@ -349,10 +376,14 @@ struct  Mambaformer__Wire__SpanRequest
    * 1.2: the time left when sent, in ms (as AnswerRequest.deadline_ms)
    */
   uint32_t deadline_ms;
+  /*
+   * 1.4: alternatives per token in Piece.top (0 = none, at most 5)
+   */
+  uint32_t top_logprobs;
 };
 #define MAMBAFORMER__WIRE__SPAN_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mambaformer__wire__span_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL, 0, (char *)protobuf_c_empty_string, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL, 0, (char *)protobuf_c_empty_string, 0, 0, 0 }
 
 
 /*
@@ -736,6 +767,25 @@ Mambaformer__Wire__Piece *
 void   mambaformer__wire__piece__free_unpacked
                      (Mambaformer__Wire__Piece *message,
                       ProtobufCAllocator *allocator);
+/* Mambaformer__Wire__TokenLogprob methods */
+void   mambaformer__wire__token_logprob__init
+                     (Mambaformer__Wire__TokenLogprob         *message);
+size_t mambaformer__wire__token_logprob__get_packed_size
+                     (const Mambaformer__Wire__TokenLogprob   *message);
+size_t mambaformer__wire__token_logprob__pack
+                     (const Mambaformer__Wire__TokenLogprob   *message,
+                      uint8_t             *out);
+size_t mambaformer__wire__token_logprob__pack_to_buffer
+                     (const Mambaformer__Wire__TokenLogprob   *message,
+                      ProtobufCBuffer     *buffer);
+Mambaformer__Wire__TokenLogprob *
+       mambaformer__wire__token_logprob__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mambaformer__wire__token_logprob__free_unpacked
+                     (Mambaformer__Wire__TokenLogprob *message,
+                      ProtobufCAllocator *allocator);
 /* Mambaformer__Wire__SpanRequest methods */
 void   mambaformer__wire__span_request__init
                      (Mambaformer__Wire__SpanRequest         *message);
@@ -920,6 +970,9 @@ typedef void (*Mambaformer__Wire__Error_Closure)
 typedef void (*Mambaformer__Wire__Piece_Closure)
                  (const Mambaformer__Wire__Piece *message,
                   void *closure_data);
+typedef void (*Mambaformer__Wire__TokenLogprob_Closure)
+                 (const Mambaformer__Wire__TokenLogprob *message,
+                  void *closure_data);
 typedef void (*Mambaformer__Wire__SpanRequest_Closure)
                  (const Mambaformer__Wire__SpanRequest *message,
                   void *closure_data);
@@ -963,6 +1016,7 @@ extern const ProtobufCMessageDescriptor mambaformer__wire__resume__descriptor;
 extern const ProtobufCMessageDescriptor mambaformer__wire__cancel__descriptor;
 extern const ProtobufCMessageDescriptor mambaformer__wire__error__descriptor;
 extern const ProtobufCMessageDescriptor mambaformer__wire__piece__descriptor;
+extern const ProtobufCMessageDescriptor mambaformer__wire__token_logprob__descriptor;
 extern const ProtobufCMessageDescriptor mambaformer__wire__span_request__descriptor;
 extern const ProtobufCMessageDescriptor mambaformer__wire__span_result__descriptor;
 extern const ProtobufCMessageDescriptor mambaformer__wire__done_stats__descriptor;
