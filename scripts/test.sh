@@ -20,6 +20,12 @@ if ! python3 -c "import pytest" 2>/dev/null; then
 fi
 python3 -m pytest -q tools/dataset/tests tools/train/tests
 
+# The official OpenAI client, for the compatibility test (OpenAIClientTests), pinned.
+if ! python3 -c "import openai, sys; sys.exit(openai.__version__ != '1.109.1')" 2>/dev/null; then
+  python3 -m pip install -q "openai==1.109.1" 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages "openai==1.109.1"
+fi
+
 # The previous release, for the upgrade test (built once; a few minutes the first time).
 bash scripts/build-previous-release.sh
 export MAMBAFORMER_UPGRADE_TEST=required
