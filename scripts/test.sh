@@ -20,6 +20,11 @@ if ! python3 -c "import pytest" 2>/dev/null; then
 fi
 python3 -m pytest -q tools/dataset/tests tools/train/tests
 
+# schemathesis, for the OpenAPI contract test (SchemathesisTests), pinned.
+if ! python3 -c "import schemathesis, sys; sys.exit(schemathesis.__version__ != '4.1.4')" 2>/dev/null; then
+  python3 -m pip install -q "schemathesis==4.1.4" 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages "schemathesis==4.1.4"
+fi
 # The official OpenAI client, for the compatibility test (OpenAIClientTests), pinned.
 if ! python3 -c "import openai, sys; sys.exit(openai.__version__ != '1.109.1')" 2>/dev/null; then
   python3 -m pip install -q "openai==1.109.1" 2>/dev/null \

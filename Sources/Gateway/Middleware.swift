@@ -124,6 +124,11 @@ struct FrontMiddleware: RouterMiddleware {
         case let e as HTTPError:
             switch e.status {
             case .notFound:
+                // A method no route lists (TRACE, a made-up one) on a path that exists: 405 too.
+                let path = AuthMiddleware.canonicalPath(request.uri.path)
+                if let route = Endpoints.routes.first(where: { $0.path == path }) {
+                    return .methodNotAllowed(path: route.path, allowed: route.method)
+                }
                 return GatewayError(.notFound, "not_found", "no endpoint \(request.method.rawValue) \(request.uri.path)")
             case .methodNotAllowed:
                 return GatewayError(.methodNotAllowed, "method_not_allowed",

@@ -146,16 +146,14 @@ enum RequestParsing {
         if let d = try json.int("deadline_ms", in: 1...Int64(config.maxDeadlineMs)) { params.deadlineMs = Int(d) }
         params.stop = try stopStrings(json)
         params.logprobs = try json.bool("logprobs") ?? false
-        if let n = try json.int("top_logprobs", in: 0...Int64(TopLogprobs.max)) {
-            // As OpenAI: alternatives come with the tokens' own log-probabilities.
-            guard params.logprobs || n == 0 else {
-                throw GatewayError.invalidValue("top_logprobs", "needs \"logprobs\": true")
-            }
+        // Alternatives come with the tokens' own log-probabilities: without `logprobs` they are
+        // not asked for (the value is still checked).
+        if let n = try json.int("top_logprobs", in: 0...Int64(TopLogprobs.max)), params.logprobs {
             params.topLogprobs = Int(n)
         }
     }
 
-    /// `stop`: one string or up to four (OpenAI's shape), each 1…128 bytes; null or [] is none.
+    /// `stop`: one string or up to four (OpenAI's shape), each 1…128 characters; null or [] is none.
     private static func stopStrings(_ json: JSONFields) throws -> [String] {
         guard let value = json.values["stop"], value != .null else { return [] }
         let items: [JSONValue]
@@ -171,8 +169,8 @@ enum RequestParsing {
             guard case .string(let s) = item else {
                 throw GatewayError.invalidType("stop[\(i)]", expected: "a string", got: item.kindName)
             }
-            guard (1...StopMatcher.maxBytes).contains(s.utf8.count) else {
-                throw GatewayError.invalidValue("stop[\(i)]", "must be 1 to \(StopMatcher.maxBytes) bytes, got \(s.utf8.count)")
+            guard (1...StopMatcher.maxLength).contains(s.unicodeScalars.count) else {
+                throw GatewayError.invalidValue("stop[\(i)]", "must be 1 to \(StopMatcher.maxLength) characters, got \(s.unicodeScalars.count)")
             }
             return s
         }
@@ -220,9 +218,9 @@ enum RequestParsing {
             }
             turns.append((role, try content(of: m, name: name)))
         }
-        guard let last = turns.last, last.role == "user" else {
-            throw GatewayError.invalidValue("messages", "the last message must have role \"user\" (it is the question)")
-        }
+        // The last message, whatever its role (a user's question, a tool's result, an
+        // assistant's prefix to continue), is what the experts answer; the rest is context.
+        guard let last = turns.last else { throw GatewayError.invalidValue("messages", "must not be empty") }
         let context = turns.dropLast().map { turn -> String in
             turn.role == "system" || turn.role == "developer" ? turn.text : "\(turn.role): \(turn.text)"
         }.filter { !$0.isEmpty }.joined(separator: "\n\n")
@@ -246,7 +244,8 @@ enum RequestParsing {
 
     /// Message content: a string, or an array of `{"type": "text", "text": ...}` parts.
     private static func content(of m: JSONFields, name: String) throws -> String {
-        guard let value = m.values["content"], value != .null else { return "" }
+        // Every message says something (no tool calls here, whose messages may lack content).
+        guard let value = m.values["content"] else { throw GatewayError.missingField(name + ".content") }
         switch value {
         case .string(let s):
             return s

@@ -7,9 +7,10 @@
 /// Matching is on UTF-8 bytes; a stop string is valid UTF-8, so a match and a held tail always
 /// begin on a character boundary.
 struct StopMatcher {
-    /// At most this many stop strings (OpenAI's limit), each 1…`maxBytes` bytes.
+    /// At most this many stop strings (OpenAI's limit), each 1…`maxLength` characters (Unicode
+    /// scalars, as JSON Schema counts them: at most 512 bytes).
     static let maxCount = 4
-    static let maxBytes = 128
+    static let maxLength = 128
 
     private let stops: [[UInt8]]
     private var text: [UInt8] = []

@@ -83,7 +83,7 @@ final class ChatCompletionsTests: XCTestCase {
             (#"{"messages": [{"role": "user", "content": "q"}], "n": 2}"#, .unprocessableContent, "unsupported"),
             (#"{"messages": []}"#, .unprocessableContent, "invalid_value"),
             (#"{"model": "m"}"#, .unprocessableContent, "missing_field"),
-            (#"{"messages": [{"role": "assistant", "content": "a"}]}"#, .unprocessableContent, "invalid_value"),
+            (#"{"messages": [{"role": "tool", "content": []}]}"#, .unprocessableContent, "empty_question"),
             (#"{"messages": [{"role": "wizard", "content": "a"}]}"#, .unprocessableContent, "invalid_value"),
             (#"{"messages": [{"role": "user", "content": 5}]}"#, .unprocessableContent, "invalid_type"),
             (#"{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}"#, .unprocessableContent, "unsupported"),
@@ -100,6 +100,21 @@ final class ChatCompletionsTests: XCTestCase {
             }
         }
         XCTAssertTrue(backend.submitted.isEmpty)
+    }
+
+    /// The last message is the question whatever its role (a tool's result, an assistant's
+    /// prefix): what the spec allows is answered, not refused.
+    func testTheLastMessageOfAnyRoleIsTheQuestion() async throws {
+        let backend = FakeBackend.simple()
+        try await TestSupport.app(backend).test(.router) { client in
+            let r = try await TestSupport.post(client, "/v1/chat/completions", #"""
+                {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Look it up."},
+                              {"role": "tool", "content": "Gingivitis is inflammation of the gums."}]}
+                """#)
+            XCTAssertEqual(r.status, .ok, TestSupport.text(r))
+        }
+        XCTAssertEqual(backend.submitted.last?.question, "Gingivitis is inflammation of the gums.")
+        XCTAssertEqual(backend.submitted.last?.context, "Be brief.\n\nuser: Look it up.")
     }
 
     func testStreamErrorIsADataChunk() async throws {

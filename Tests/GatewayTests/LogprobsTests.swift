@@ -79,11 +79,15 @@ final class LogprobsTests: XCTestCase {
 
     func testLogprobsAreValidated() async throws {
         try await TestSupport.app(FakeBackend.simple()).test(.router) { client in
-            for body in [#"{"question": "q", "top_logprobs": 2}"#, #"{"question": "q", "logprobs": true, "top_logprobs": 6}"#,
+            for body in [#"{"question": "q", "logprobs": true, "top_logprobs": 6}"#, #"{"question": "q", "top_logprobs": -1}"#,
                          #"{"question": "q", "logprobs": "yes"}"#] {
                 let r = try await TestSupport.post(client, "/v1/answer", body)
                 XCTAssertEqual(r.status, .unprocessableContent, body)
             }
+            // Without `logprobs`, `top_logprobs` asks for nothing (the spec allows the pair).
+            let ignored = try TestSupport.decode(AnswerResponse.self, try await TestSupport.post(client, "/v1/answer",
+                #"{"question": "q", "logprobs": false, "top_logprobs": 2}"#))
+            XCTAssertNil(ignored.logprobs)
             let chat = try await TestSupport.post(client, "/v1/chat/completions",
                 #"{"messages": [{"role": "user", "content": "q"}], "logprobs": true, "top_logprobs": 20}"#)
             XCTAssertEqual(chat.status, .unprocessableContent, "more than 5 alternatives is refused, not silently cut")

@@ -118,7 +118,8 @@ final class OpenAPIConformanceTests: XCTestCase {
     func testAMethodAPathLacksIs405WithAllow() async throws {
         try await TestSupport.app(FakeBackend.simple()).test(.router) { client in
             for (method, path, allow) in [(HTTPRequest.Method.get, "/v1/answer", "POST"), (.delete, "/v1/chat/completions", "POST"),
-                                          (.post, "/healthz", "GET"), (.put, "/v1/models", "GET")] {
+                                          (.post, "/healthz", "GET"), (.put, "/v1/models", "GET"),
+                                          (.trace, "/readyz", "GET"), (HTTPRequest.Method("PURGE")!, "/v1/answer", "POST")] {
                 let r = try await client.execute(uri: path, method: method)
                 XCTAssertEqual(r.status, .methodNotAllowed, "\(method) \(path)")
                 XCTAssertEqual(r.headers[.allow], allow)
