@@ -177,7 +177,9 @@ enum RequestParsing {
     }
 
     private static func checkPrompt(_ params: AnswerParams, config: GatewayConfig) throws {
-        if params.question.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+        // Blank as JSON Schema validators written in Python see it too (they count the
+        // separators U+001C–U+001F as whitespace).
+        if params.question.unicodeScalars.allSatisfy({ CharacterSet.whitespacesAndNewlines.contains($0) || (0x1C...0x1F).contains($0.value) }) {
             throw GatewayError.emptyQuestion
         }
         // The canonical prompt, as the router and the experts count it: one limit, one count.
