@@ -69,6 +69,26 @@ public struct GatewayClient: Sendable {
         return (replicas["emamba"] ?? 0, replicas["et5"] ?? 0)
     }
 
+    /// `GET /v1/models`: the model ids an OpenAI-compatible server (this gateway or another) lists.
+    public func models() async throws -> [String] {
+        var request = URLRequest(url: baseURL.appendingPathComponent("v1/models"))
+        request.timeoutInterval = min(timeout, 10)
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        let data: Data, response: URLResponse
+        do { (data, response) = try await URLSession.shared.data(for: request) } catch {
+            throw ClientError.transport("\(error)")
+        }
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        guard status == 200 else {
+            throw ClientError.http(status: status, error: try? JSONDecoder().decode(ErrorEnvelope.self, from: data).error)
+        }
+        struct List: Decodable { struct Model: Decodable { var id: String }; var data: [Model] }
+        guard let list = try? JSONDecoder().decode(List.self, from: data) else {
+            throw ClientError.malformed("GET /v1/models is not a model list ({\"data\": [{\"id\": ...}]})")
+        }
+        return list.data.map(\.id)
+    }
+
     /// Non-streaming: the whole answer at once.
     public func answer(_ query: Query) async throws -> AnswerResponse {
         var query = query

@@ -5,8 +5,8 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// One `/v1/answer` request over a fresh HTTP/1.1 connection (the gateway answers with
-/// `Connection: close` anyway), on SwiftNIO. A hand-sized client rather than URLSession:
+/// One `/v1/answer` (or, with the OpenAI API, `/v1/chat/completions`) request over a fresh
+/// HTTP/1.1 connection (the gateway answers with `Connection: close` anyway), on SwiftNIO. A hand-sized client rather than URLSession:
 /// it time-stamps each SSE event on the event loop as its bytes arrive, tells a refused
 /// connect from a mid-response close from a timeout, and its per-request cost stays small
 /// at the loads a load generator must sustain.
@@ -16,16 +16,24 @@ struct AnswerExchange {
     let path: String
     let token: String?
     let group: EventLoopGroup
+    let api: LoadPlan.API
+    /// OpenAI API: the model named in every request.
+    let model: String
+    let ignoreEOS: Bool
 
-    init(target: URL, token: String?, group: EventLoopGroup) throws {
+    init(target: URL, api: LoadPlan.API = .native, model: String = "", ignoreEOS: Bool = false,
+         token: String?, group: EventLoopGroup) throws {
         guard let host = target.host, !host.isEmpty else { throw LoadGenError.invalidTarget(target.absoluteString) }
         self.host = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
         port = target.port ?? 80
         var base = target.path
         if base.hasSuffix("/") { base.removeLast() }
-        path = base + "/v1/answer"
+        path = base + (api == .openai ? "/v1/chat/completions" : "/v1/answer")
         self.token = token
         self.group = group
+        self.api = api
+        self.model = model
+        self.ignoreEOS = ignoreEOS
     }
 
     /// Sends `body` and waits for the complete answer, an error, or `timeout` seconds.
@@ -33,7 +41,12 @@ struct AnswerExchange {
     func run(_ body: AnswerBody, requestId: String, intendedNs: UInt64, timeout: Double) async -> RequestOutcome {
         let sentNs = monotonicNs()
         let payload: Data
-        do { payload = try JSONEncoder().encode(body) } catch {
+        do {
+            switch api {
+            case .native: payload = try JSONEncoder().encode(body)
+            case .openai: payload = try JSONEncoder().encode(body.chat(model: model, ignoreEOS: ignoreEOS))
+            }
+        } catch {
             return RequestOutcome(intendedNs: intendedNs, sentNs: sentNs, endNs: monotonicNs(),
                                   result: .failed(.protocol, code: nil, detail: "cannot encode the request: \(error)"))
         }
@@ -48,7 +61,7 @@ struct AnswerExchange {
 
         let loop = group.next()
         let promise = loop.makePromise(of: ExchangeHandler.Ending.self)
-        let handler = ExchangeHandler(head: head, body: payload, streaming: body.stream, promise: promise)
+        let handler = ExchangeHandler(head: head, body: payload, api: api, streaming: body.stream, promise: promise)
         let timeoutAmount = TimeAmount.nanoseconds(Int64(max(0.001, timeout) * 1e9))
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(timeoutAmount)
@@ -105,11 +118,13 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
         var result: RequestOutcome.Result
     }
 
-    /// A non-streaming answer is a few KB; anything near this is not our gateway.
+    /// A non-streaming answer is a few KB, a stream of long answer some hundred KB; anything
+    /// near this is not a server answering our requests.
     static let maxBody = 16 << 20
 
     private let head: HTTPRequestHead
     private let body: Data
+    private let api: LoadPlan.API
     private let streaming: Bool
     private let promise: EventLoopPromise<Ending>
     private let state = NIOLockedValueBox((finished: false, timedOut: false))
@@ -119,9 +134,12 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
     private var spans: [(ns: UInt64, tokens: Int)] = []
     private var done: AnswerSummary?
     private var streamFailure: RequestOutcome.Result?
+    private var streamedBytes = 0
+    /// OpenAI streams: what the chunks said so far.
+    private var chat = ChatStream()
 
-    init(head: HTTPRequestHead, body: Data, streaming: Bool, promise: EventLoopPromise<Ending>) {
-        self.head = head; self.body = body; self.streaming = streaming; self.promise = promise
+    init(head: HTTPRequestHead, body: Data, api: LoadPlan.API, streaming: Bool, promise: EventLoopPromise<Ending>) {
+        self.head = head; self.body = body; self.api = api; self.streaming = streaming; self.promise = promise
     }
 
     var hasTimedOut: Bool { state.withLockedValue { $0.timedOut } }
@@ -155,7 +173,18 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
         case .body(let chunk):
             if streaming && status == 200 {
                 let now = monotonicNs()
-                for event in sse.feed(chunk.readableBytesView) { take(event, at: now) }
+                streamedBytes += chunk.readableBytes
+                if streamedBytes > Self.maxBody {
+                    finish(.failed(.protocol, code: nil, detail: "stream over \(Self.maxBody) bytes"))
+                    context.close(promise: nil)
+                    return
+                }
+                for event in sse.feed(chunk.readableBytesView) {
+                    switch api {
+                    case .native: take(event, at: now)
+                    case .openai: takeChunk(event, at: now)
+                    }
+                }
                 if done != nil || streamFailure != nil { complete(context) }
             } else {
                 buffer.append(contentsOf: chunk.readableBytesView)
@@ -191,6 +220,23 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
         }
     }
 
+    /// One event of an OpenAI stream: a `chat.completion.chunk`, an error object, or `[DONE]`.
+    /// Each chunk with text counts as a "span" for time to first token and per-token latency;
+    /// how many tokens each carried is known only at the end (the usage chunk), so it is set then.
+    private func takeChunk(_ event: SSEParser.Event, at ns: UInt64) {
+        if event.data == "[DONE]" {
+            done = chat.summary()
+            spans = chat.spans(arrivals: spans.map(\.ns))
+            return
+        }
+        switch chat.take(Data(event.data.utf8)) {
+        case .text: spans.append((ns, 0))
+        case .nothing: break
+        case .error(let code): streamFailure = .failed(.streamError, code: code ?? "unknown", detail: "error object after the stream began")
+        case .unparsable(let why): streamFailure = .failed(.protocol, code: nil, detail: "unparsable chunk: \(why)")
+        }
+    }
+
     /// The response ended (or a streaming answer delivered its last event).
     private func complete(_ context: ChannelHandlerContext) {
         defer { context.close(promise: nil) }
@@ -211,7 +257,10 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
             return
         }
         do {
-            finish(.ok(try JSONDecoder().decode(AnswerSummary.self, from: Data(buffer))))
+            switch api {
+            case .native: finish(.ok(try JSONDecoder().decode(AnswerSummary.self, from: Data(buffer))))
+            case .openai: finish(.ok(try JSONDecoder().decode(ChatCompletion.self, from: Data(buffer)).summary))
+            }
         } catch {
             finish(.failed(.protocol, code: nil, detail: "unparsable answer: \(error)"))
         }
@@ -243,7 +292,19 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler, @un
 }
 
 /// `{"error": {"code": ...}}` → the code.
-private func errorCode(_ data: Data) -> String? {
-    struct Envelope: Decodable { struct Body: Decodable { var code: String }; var error: Body }
-    return (try? JSONDecoder().decode(Envelope.self, from: data))?.error.code
+func errorCode(_ data: Data) -> String? {
+    struct Envelope: Decodable { var error: ErrorObject }
+    return (try? JSONDecoder().decode(Envelope.self, from: data))?.error.name
+}
+
+/// An error object's code; OpenAI-style servers may leave `code` null (or make it a number)
+/// and say `type` instead.
+struct ErrorObject: Decodable {
+    var name: String?
+    enum CodingKeys: String, CodingKey { case code, type }
+    init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let code = (try? c.decodeIfPresent(String.self, forKey: .code)) ?? (try? c.decodeIfPresent(Int.self, forKey: .code))?.map(String.init)
+        name = code ?? (try? c.decodeIfPresent(String.self, forKey: .type)) ?? nil
+    }
 }

@@ -67,7 +67,7 @@ public enum HTMLReport {
         s += "<td>\(fmt(r.throughput.requestsPerSecond))</td><td>\(fmt(r.throughput.okPerSecond))</td><td>\(fmt(r.throughput.tokensPerSecond))</td></tr></table>\n"
         s += "<table><tr><th>ms</th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>mean</th></tr>\n"
         let rows: [(String, LoadReport.Percentiles?)] = [
-            ("latency", r.latencyMs), ("service time", r.serviceTimeMs), ("time to first span", r.ttfsMs), ("per token", r.perTokenMs),
+            ("latency", r.latencyMs), ("service time", r.serviceTimeMs), (r.api == "openai" ? "time to first token" : "time to first span", r.ttfsMs), ("per token", r.perTokenMs),
         ]
         for (name, p) in rows {
             guard let p else { continue }

@@ -13,6 +13,8 @@ public enum LoadGenError: Error, CustomStringConvertible, Equatable {
     case badWorkloadLine(path: String, line: Int, reason: String)
     case unreadableReport(path: String, reason: String)
     case cannotWriteReport(path: String, reason: String)
+    /// `--api openai` without `--model`, and the server's model list did not help.
+    case noModel(target: String, reason: String)
 
     public var description: String {
         switch self {
@@ -35,6 +37,8 @@ public enum LoadGenError: Error, CustomStringConvertible, Equatable {
             return "cannot read the report \(path): \(reason)"
         case .cannotWriteReport(let path, let reason):
             return "cannot write \(path): \(reason)"
+        case .noModel(let target, let reason):
+            return "no model to name for \(target): \(reason). Pass --model with the name the server serves."
         }
     }
 }

@@ -23,9 +23,25 @@ public struct LoadPlan: Sendable {
         }
     }
 
+    /// Which HTTP API the requests speak.
+    public enum API: String, Sendable, Equatable, CaseIterable {
+        /// Our own `POST /v1/answer` (routing trace and time to first span included).
+        case native
+        /// `POST /v1/chat/completions` of any OpenAI-compatible server (ours, llama.cpp's
+        /// llama-server, vLLM, TGI): how users compare one server with another.
+        case openai
+    }
+
     /// Gateway base URL, e.g. http://127.0.0.1:8080.
     public var target: URL
     public var mode: Mode
+    public var api: API = .native
+    /// OpenAI API: the `model` field (nil: the first model of the server's `GET /v1/models`).
+    public var model: String?
+    /// OpenAI API: ask the server to ignore end-of-sequence (`"ignore_eos": true`, a vLLM and
+    /// llama.cpp extension that OpenAI itself lacks), so every answer is `max_tokens` long and
+    /// servers are compared on equal work. Servers without it ignore the field.
+    public var ignoreEOS = false
     /// Stop issuing after this many requests (nil: no count bound).
     public var maxRequests: Int?
     /// Stop issuing after this many seconds (nil: no time bound). In-flight requests finish.
@@ -83,6 +99,10 @@ public struct LoadPlan: Sendable {
         }
         if let cw = costWeight, cw.low < 0 || cw.high > 1 {
             throw LoadGenError.invalidOption(option: "--cost-weight", value: "\(cw)", reason: "must lie within 0...1")
+        }
+        if ignoreEOS && api != .openai {
+            throw LoadGenError.invalidOption(option: "--ignore-eos", value: "true",
+                                             reason: "only with --api openai (our /v1/answer has no such field; start the experts with --ignore-eos)")
         }
         if let expert, !["emamba", "et5", "auto"].contains(expert) {
             throw LoadGenError.invalidOption(option: "--expert", value: expert, reason: "must be emamba, et5 or auto")

@@ -13,6 +13,11 @@ public struct LoadReport: Codable, Sendable, Equatable {
     public var concurrency: Int?
     public var schedule: String?
     public var stream: Bool
+    /// "native" (`/v1/answer`) or "openai" (`/v1/chat/completions`); nil in reports from
+    /// before the choice existed (native).
+    public var api: String? = nil
+    /// The OpenAI API's model name.
+    public var model: String? = nil
     public var seed: UInt64
     public var maxTokens: String
     public var costWeight: String?
@@ -37,7 +42,8 @@ public struct LoadReport: Codable, Sendable, Equatable {
     public var latencyMs: Percentiles
     /// The same from the actual send (differs from `latencyMs` when the open loop fell behind).
     public var serviceTimeMs: Percentiles
-    /// Time to the first span event (streaming runs).
+    /// Time to the first span event (streaming runs); with the OpenAI API, to the first chunk
+    /// with text (time to first token).
     public var ttfsMs: Percentiles?
     /// Inter-span gap per token (streaming runs).
     public var perTokenMs: Percentiles?
@@ -124,7 +130,7 @@ public struct LoadReport: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case version, target, mode, concurrency, schedule, stream, seed
+        case version, target, mode, concurrency, schedule, stream, api, model, seed
         case maxTokens = "max_tokens", costWeight = "cost_weight", longShare = "long_share", workload
         case startedAt = "started_at", durationSeconds = "duration_s"
         case sent, ok, errors, errorsByClass = "errors_by_class", errorCodes = "error_codes", errorSamples = "error_samples"

@@ -37,7 +37,9 @@ public final class LoadRunner: @unchecked Sendable {
 
     public func run() async throws -> LoadReport {
         try plan.validate()
-        let exchange = try AnswerExchange(target: plan.target, token: plan.bearerToken, group: group)
+        let model = try await resolvedModel()
+        let exchange = try AnswerExchange(target: plan.target, api: plan.api, model: model ?? "", ignoreEOS: plan.ignoreEOS,
+                                          token: plan.bearerToken, group: group)
         // Whole seconds: report.json then round-trips exactly (ISO 8601 without fractions).
         let startedAt = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
         let start = monotonicNs()
@@ -128,10 +130,28 @@ public final class LoadRunner: @unchecked Sendable {
         progressTask.cancel()
         replicaTask.cancel()
         var report = stats.report(plan: plan, workload: workload.source, startedAt: startedAt)
+        report.model = model
         let replicas = replicaSamples.withLockedValue { $0 }
         report.replicas = replicas.isEmpty ? nil : replicas
         logger.debug("load test done", metadata: ["sent": "\(report.sent)", "ok": "\(report.ok)", "errors": "\(report.errors)"])
         return report
+    }
+}
+
+extension LoadRunner {
+    /// The OpenAI API's `model`: the plan's, else the first the server lists (as vLLM's and
+    /// llmperf's benchmarks ask for one; every OpenAI server lists what it serves).
+    func resolvedModel() async throws -> String? {
+        guard plan.api == .openai else { return nil }
+        if let model = plan.model { return model }
+        let models: [String]
+        do { models = try await GatewayClient(baseURL: plan.target, token: plan.bearerToken, timeout: 10).models() } catch {
+            throw LoadGenError.noModel(target: plan.target.absoluteString, reason: "\(error)")
+        }
+        guard let first = models.first else {
+            throw LoadGenError.noModel(target: plan.target.absoluteString, reason: "GET /v1/models lists none")
+        }
+        return first
     }
 }
 

@@ -140,7 +140,7 @@ public final class LoadStats: @unchecked Sendable {
             return LoadReport(
                 version: LoadReport.currentVersion,
                 target: plan.target.absoluteString, mode: plan.mode.name, concurrency: plan.mode.concurrency,
-                schedule: plan.mode.schedule?.description, stream: plan.stream, seed: plan.seed,
+                schedule: plan.mode.schedule?.description, stream: plan.stream, api: plan.api.rawValue, seed: plan.seed,
                 maxTokens: plan.maxTokens.description, costWeight: plan.costWeight?.description,
                 longShare: plan.longShare, workload: workload,
                 startedAt: startedAt, durationSeconds: wall,

@@ -124,4 +124,39 @@ public struct AnswerBody: Encodable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case question, context, maxTokens = "max_tokens", costWeight = "cost_weight", expert, stream
     }
+
+    /// The same request as an OpenAI chat completion: the context as the system message, the
+    /// question as the user's (our gateway maps them back to context and question), greedy
+    /// like `/v1/answer`'s default, with usage in the stream's last chunk. `cost_weight` and
+    /// `expert` are our extensions; other servers ignore unknown fields.
+    func chat(model: String, ignoreEOS: Bool) -> ChatBody {
+        var messages: [ChatBody.Message] = []
+        if let context, !context.isEmpty { messages.append(.init(role: "system", content: context)) }
+        messages.append(.init(role: "user", content: question))
+        return ChatBody(model: model, messages: messages, maxTokens: maxTokens, temperature: 0, stream: stream,
+                        streamOptions: stream ? .init(includeUsage: true) : nil, ignoreEOS: ignoreEOS ? true : nil,
+                        costWeight: costWeight, expert: expert)
+    }
+}
+
+/// A `/v1/chat/completions` body (the OpenAI fields the load generator sends).
+struct ChatBody: Encodable, Sendable, Equatable {
+    struct Message: Encodable, Sendable, Equatable { var role: String; var content: String }
+    struct StreamOptions: Encodable, Sendable, Equatable {
+        var includeUsage: Bool
+        enum CodingKeys: String, CodingKey { case includeUsage = "include_usage" }
+    }
+    var model: String
+    var messages: [Message]
+    var maxTokens: Int?
+    var temperature: Double
+    var stream: Bool
+    var streamOptions: StreamOptions?
+    var ignoreEOS: Bool?
+    var costWeight: Double?
+    var expert: String?
+    enum CodingKeys: String, CodingKey {
+        case model, messages, maxTokens = "max_tokens", temperature, stream, streamOptions = "stream_options",
+             ignoreEOS = "ignore_eos", costWeight = "cost_weight", expert
+    }
 }

@@ -86,7 +86,7 @@ final class LoadGenClusterTests: XCTestCase {
     }
 
     /// What every real-cluster run must satisfy.
-    func checkInvariants(_ r: LoadReport, sent: Int, file: StaticString = #filePath, line: UInt = #line) {
+    func checkInvariants(_ r: LoadReport, sent: Int, openai: Bool = false, file: StaticString = #filePath, line: UInt = #line) {
         let context = "errors \(r.errorCodes) \(r.errorSamples)\n\(Self.cluster?.allLogs() ?? "")"
         XCTAssertEqual(r.sent, sent, file: file, line: line)
         XCTAssertEqual(r.sent, r.ok + r.errors, "sent = ok + errors", file: file, line: line)
@@ -99,7 +99,8 @@ final class LoadGenClusterTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(r.ok * 10, r.sent * 8, context, file: file, line: line)
         // --ignore-eos: every answer is exactly max_tokens long, split between the experts.
         XCTAssertEqual(r.tokens.completion, r.ok * Self.maxTokens, file: file, line: line)
-        XCTAssertEqual(r.tokens.perExpert.values.reduce(0, +), r.tokens.completion, file: file, line: line)
+        // The OpenAI API has no routing trace.
+        XCTAssertEqual(r.tokens.perExpert.values.reduce(0, +), openai ? 0 : r.tokens.completion, file: file, line: line)
         XCTAssertEqual(r.finishReasons["length"], r.ok, file: file, line: line)
         let p = r.latencyMs
         XCTAssertEqual(p.count, r.ok, file: file, line: line)
@@ -173,6 +174,34 @@ final class LoadGenClusterTests: XCTestCase {
         let refused = try Self.cli(["loadgen", "--url", "http://10.255.255.1:8080", "--requests", "1"])
         XCTAssertNotEqual(refused.status, 0)
         XCTAssertTrue(refused.err.contains("--allow-remote"), refused.err)
+    }
+
+    /// `--api openai` against the gateway's own `/v1/chat/completions`: the same counts as the
+    /// native API, time to first token from the stream, the model from `GET /v1/models`.
+    func testOpenAIAPIAgainstTheGatewaysChatEndpoint() async throws {
+        for stream in [false, true] {
+            var p = plan(.closed(concurrency: 2), requests: 6)
+            p.api = .openai
+            p.stream = stream
+            let report = try await LoadRunner(plan: p, workload: workload).run()
+            checkInvariants(report, sent: 6, openai: true)
+            XCTAssertEqual(report.api, "openai")
+            XCTAssertEqual(report.model, "mambaformer", "the first id of the gateway's /v1/models")
+            XCTAssertGreaterThan(report.tokens.prompt, 0, "usage counted")
+            if stream {
+                let ttft = try XCTUnwrap(report.ttfsMs, "time to first token from the stream")
+                XCTAssertEqual(ttft.count, report.ok)
+                XCTAssertLessThanOrEqual(ttft.p50, report.latencyMs.p50)
+                XCTAssertNotNil(report.perTokenMs, "two spans per answer: at least one gap")
+            } else {
+                XCTAssertNil(report.ttfsMs)
+            }
+        }
+        let run = try Self.cli(["loadgen", "--api", "openai", "--url", base.absoluteString, "--stream", "--concurrency", "2",
+                                "--requests", "4", "--max-tokens", "\(Self.maxTokens)", "--long-share", "0", "--quiet",
+                                "--workload", ClusterHarness.repositoryRoot.appendingPathComponent("data/test.jsonl").path])
+        XCTAssertEqual(run.status, 0, run.err)
+        XCTAssertTrue(run.out.contains("sent 4 · ok 4") && run.out.contains("first token"), run.out)
     }
 
     static func cli(_ arguments: [String]) throws -> CommandRun {

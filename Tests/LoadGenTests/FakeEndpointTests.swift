@@ -10,10 +10,11 @@ final class FakeEndpointTests: XCTestCase {
     let workload = try! Workload(prompts: [Prompt(question: "What is gingivitis?"), Prompt(question: "q", context: "long")])
 
     func run(_ behaviors: [FakeGateway.Behavior], mode: LoadPlan.Mode, requests: Int?, duration: Double? = nil,
-             stream: Bool = false, timeout: Double = 5) async throws -> LoadReport {
+             stream: Bool = false, timeout: Double = 5, api: LoadPlan.API = .native) async throws -> LoadReport {
         let fake = try FakeGateway(behaviors)
         self.fake = fake
         var plan = LoadPlan(target: fake.url, mode: mode)
+        plan.api = api
         plan.maxRequests = requests
         plan.durationSeconds = duration
         plan.stream = stream
@@ -154,5 +155,81 @@ final class FakeEndpointTests: XCTestCase {
         XCTAssertGreaterThan(report.sent, 4)
         XCTAssertLessThan(report.sent, 40)
         XCTAssertEqual(report.sent, report.ok + report.errors)
+    }
+
+    // MARK: --api openai
+
+    func testOpenAIRequestsNameTheListedModelAndCountUsage() async throws {
+        let report = try await run([.chat, .status(429, code: "rate_limit_exceeded")], mode: .closed(concurrency: 2),
+                                   requests: 6, api: .openai)
+        XCTAssertEqual(report.ok, 3)
+        XCTAssertEqual(report.errorsByClass["http_429"], 3)
+        XCTAssertEqual(report.errorCodes["http_429/rate_limit_exceeded"], 3)
+        XCTAssertEqual(report.tokens.completion, 24)
+        XCTAssertEqual(report.tokens.prompt, 15)
+        XCTAssertEqual(report.finishReasons["length"], 3)
+        XCTAssertEqual(report.tokens.perExpert, [:], "an OpenAI server names no experts")
+        XCTAssertEqual(report.api, "openai")
+        XCTAssertEqual(report.model, "fake-model", "the first of GET /v1/models")
+        let fake = try XCTUnwrap(fake)
+        XCTAssertEqual(Set(fake.requestPaths), ["/v1/chat/completions"])
+        let body = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(fake.requestBodies[0].utf8)) as? [String: Any])
+        XCTAssertEqual(body["model"] as? String, "fake-model")
+        XCTAssertEqual(body["max_tokens"] as? Int, 8)
+        XCTAssertEqual(body["temperature"] as? Double, 0)
+        XCTAssertNil(body["ignore_eos"], "sent only when asked for")
+        let messages = try XCTUnwrap(body["messages"] as? [[String: String]])
+        XCTAssertEqual(messages.last?["role"], "user")
+    }
+
+    func testOpenAIStreamsMeasureTimeToFirstTokenAndSpreadUsageOverChunks() async throws {
+        // 4 text chunks 30 ms apart carrying 8 tokens by the usage chunk: 2 tokens per chunk,
+        // so each of the 3 gaps (~30 ms) counts as 2 tokens of ~15 ms.
+        let report = try await run([.chatStream(chunks: 4, tokens: 8, gapMs: 30, usage: true)], mode: .closed(concurrency: 1),
+                                   requests: 3, stream: true, api: .openai)
+        XCTAssertEqual(report.ok, 3, "\(report.errorSamples)")
+        XCTAssertEqual(report.tokens.completion, 24)
+        let ttft = try XCTUnwrap(report.ttfsMs)
+        XCTAssertEqual(ttft.count, 3)
+        XCTAssertGreaterThanOrEqual(ttft.p50, 25)
+        XCTAssertLessThan(ttft.p50, report.latencyMs.p50)
+        let perToken = try XCTUnwrap(report.perTokenMs)
+        XCTAssertEqual(perToken.count, 3 * 3 * 2)
+        XCTAssertGreaterThan(perToken.p50, 8)
+        XCTAssertLessThan(perToken.p50, 30)
+        let body = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try XCTUnwrap(fake).requestBodies[0].utf8)) as? [String: Any])
+        XCTAssertEqual((body["stream_options"] as? [String: Bool])?["include_usage"], true)
+    }
+
+    func testOpenAIStreamWithoutUsageCountsOneTokenPerChunk() async throws {
+        let report = try await run([.chatStream(chunks: 5, tokens: 0, gapMs: 5, usage: false)], mode: .closed(concurrency: 1),
+                                   requests: 2, stream: true, api: .openai)
+        XCTAssertEqual(report.ok, 2, "\(report.errorSamples)")
+        XCTAssertEqual(report.tokens.completion, 10)
+    }
+
+    func testOpenAIErrorObjectInAStreamIsAStreamError() async throws {
+        let report = try await run([.chatStreamThenError], mode: .closed(concurrency: 1), requests: 2, stream: true, api: .openai)
+        XCTAssertEqual(report.errorsByClass["stream_error"], 2)
+        XCTAssertEqual(report.errorCodes["stream_error/server_error"], 2, "a null code falls back to the type")
+    }
+
+    func testOpenAINeedsAModelWhenTheServerListsNone() async throws {
+        // A native fake's 404 for /v1/models would do too; here nothing listens at all.
+        let fake = try FakeGateway([.chat])
+        let url = fake.url
+        fake.shutdown()
+        var plan = LoadPlan(target: url, mode: .closed(concurrency: 1))
+        plan.api = .openai
+        plan.maxRequests = 1
+        do {
+            _ = try await LoadRunner(plan: plan, workload: workload).run()
+            XCTFail("ran without a model")
+        } catch let error as LoadGenError {
+            XCTAssertTrue("\(error)".contains("--model"), "\(error)")
+        }
+        plan.ignoreEOS = true
+        plan.api = .native
+        XCTAssertThrowsError(try plan.validate(), "--ignore-eos is an OpenAI field")
     }
 }

@@ -23,11 +23,19 @@ final class FakeGateway: @unchecked Sendable {
         case stream(spans: Int, tokens: Int, gapMs: Int)
         /// SSE: one span, then the gateway's error event.
         case streamThenError
+        /// OpenAI: a `chat.completion` of 8 tokens.
+        case chat
+        /// OpenAI SSE: a role chunk, `chunks` text chunks `gapMs` apart, a finish chunk, a usage
+        /// chunk of `tokens` completion tokens when `usage`, then `[DONE]`.
+        case chatStream(chunks: Int, tokens: Int, gapMs: Int, usage: Bool)
+        /// OpenAI SSE: one text chunk, then an error object with a null code (as vLLM sends).
+        case chatStreamThenError
     }
 
     let behaviors: [Behavior]
     private let counter = NIOLockedValueBox(0)
     private let bodies = NIOLockedValueBox<[String]>([])
+    private let paths = NIOLockedValueBox<[String]>([])
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private var channel: Channel?
     private(set) var port = 0
@@ -48,9 +56,12 @@ final class FakeGateway: @unchecked Sendable {
 
     var url: URL { URL(string: "http://127.0.0.1:\(port)")! }
     var requestBodies: [String] { bodies.withLockedValue { $0 } }
+    /// The path of every counted request, in arrival order.
+    var requestPaths: [String] { paths.withLockedValue { $0 } }
 
-    fileprivate func next(body: String) -> Behavior {
+    fileprivate func next(body: String, path: String) -> Behavior {
         bodies.withLockedValue { $0.append(body) }
+        paths.withLockedValue { $0.append(path) }
         return counter.withLockedValue { n in
             defer { n += 1 }
             return behaviors[n % behaviors.count]
@@ -78,6 +89,8 @@ private final class FakeHandler: ChannelInboundHandler, @unchecked Sendable {
     let server: FakeGateway
     var body = ""
     var isProbe = false
+    var isModels = false
+    var path = ""
     init(server: FakeGateway) { self.server = server }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -85,11 +98,14 @@ private final class FakeHandler: ChannelInboundHandler, @unchecked Sendable {
         case .head(let head):
             body = ""
             isProbe = head.method == .GET && head.uri.hasSuffix("/readyz")
+            isModels = head.method == .GET && head.uri.hasSuffix("/v1/models")
+            path = head.uri
         case .body(let b): body += String(buffer: b)
         case .end:
             // The load generator's replica sampling: answered, never counted as a request.
             if isProbe { return send(context, 200, #"{"status":"ready","router_reachable":true,"replicas":{"emamba":2,"et5":1}}"#) }
-            respond(context, server.next(body: body))
+            if isModels { return send(context, 200, #"{"object":"list","data":[{"id":"fake-model","object":"model","owned_by":"test"}]}"#) }
+            respond(context, server.next(body: body, path: path))
         }
     }
 
@@ -123,12 +139,52 @@ private final class FakeHandler: ChannelInboundHandler, @unchecked Sendable {
                 self.event(context, "done", done)
                 context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
             }
+        case .chat, .chatStream, .chatStreamThenError:
+            chatResponse(context, behavior)
         case .streamThenError:
             writeHead(context, sse: true)
             event(context, "span", #"{"span":0,"text":"t","expert":"emamba","replica":"e1","tokens":4,"gate_score":0.1,"ms":1}"#)
             event(context, "error", #"{"error":{"code":"deadline_exceeded","message":"late","request_id":"x","type":"timeout"}}"#)
             context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
         }
+    }
+
+    private func chatResponse(_ context: ChannelHandlerContext, _ behavior: FakeGateway.Behavior) {
+        let loop = context.eventLoop
+        func chunk(_ delta: String, finish: String? = nil) -> String {
+            #"{"id":"c","object":"chat.completion.chunk","created":1,"model":"fake-model","choices":[{"index":0,"delta":\#(delta),"finish_reason":\#(finish.map { "\"\($0)\"" } ?? "null")}]}"#
+        }
+        switch behavior {
+        case .chat:
+            send(context, 200, #"{"id":"c","object":"chat.completion","created":1,"model":"fake-model","choices":[{"index":0,"message":{"role":"assistant","content":"a b c"},"finish_reason":"length"}],"usage":{"prompt_tokens":5,"completion_tokens":8,"total_tokens":13}}"#)
+        case .chatStream(let chunks, let tokens, let gap, let usage):
+            writeHead(context, sse: true)
+            data(context, chunk(#"{"role":"assistant","content":""}"#))
+            for i in 0..<chunks {
+                loop.scheduleTask(in: .milliseconds(Int64(gap * (i + 1)))) { self.data(context, chunk(#"{"content":"t\#(i) "}"#)) }
+            }
+            loop.scheduleTask(in: .milliseconds(Int64(gap * chunks + 5))) {
+                self.data(context, chunk("{}", finish: "length"))
+                if usage {
+                    self.data(context, #"{"id":"c","object":"chat.completion.chunk","created":1,"model":"fake-model","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":\#(tokens),"total_tokens":\#(tokens + 5)}}"#)
+                }
+                self.data(context, "[DONE]")
+                context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+            }
+        case .chatStreamThenError:
+            writeHead(context, sse: true)
+            data(context, chunk(#"{"content":"t"}"#))
+            data(context, #"{"error":{"message":"the engine died","type":"server_error","code":null}}"#)
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+        default:
+            send(context, 500, "not a chat behavior")
+        }
+    }
+
+    /// An unnamed SSE event (OpenAI's chunks).
+    private func data(_ context: ChannelHandlerContext, _ data: String) {
+        guard context.channel.isActive else { return }
+        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: "data: \(data)\n\n")))), promise: nil)
     }
 
     private func writeHead(_ context: ChannelHandlerContext, sse: Bool) {

@@ -15,13 +15,25 @@ struct LoadgenCommand: AsyncParsableCommand {
         (Poisson arrivals) or --schedule "step:2,4,8:20s" / "ramp:1-10:60s"; latencies count \
         from each request's scheduled time (coordinated-omission correct). The run ends after \
         --requests or --duration, whichever comes first. Only loopback targets unless --allow-remote.
+        --api openai drives any OpenAI-compatible server through /v1/chat/completions instead \
+        (ours, llama.cpp's llama-server, vLLM): the same schedules, percentiles and report.
         Example: mambaformer loadgen --concurrency 4 --requests 200 --report out/
+        Another server: mambaformer loadgen --api openai --url http://127.0.0.1:8081 --stream --ignore-eos --max-tokens 64
         Compare two runs: mambaformer loadgen --compare before/report.json after/report.json
         """
     )
 
     @Option(help: "Gateway base URL.")
     var url: String = "http://127.0.0.1:8080"
+
+    @Option(help: "native (our /v1/answer, with the routing split) or openai (/v1/chat/completions of any OpenAI-compatible server).")
+    var api: String = "native"
+
+    @Option(help: "OpenAI API: the model to name (default: the first of the server's GET /v1/models).")
+    var model: String?
+
+    @Flag(name: .customLong("ignore-eos"), help: "OpenAI API: send \"ignore_eos\": true (vLLM, llama.cpp) so every answer is --max-tokens long.")
+    var ignoreEOS = false
 
     @Option(help: "Closed loop: number of concurrent clients (default 1 when no --rate/--schedule).")
     var concurrency: Int?
@@ -56,7 +68,7 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Option(help: "Force one expert: emamba, et5 or auto.")
     var expert: String?
 
-    @Flag(help: "Stream answers (server-sent events): also measures time to first span and per-token latency.")
+    @Flag(help: "Stream answers (server-sent events): also measures time to first span (first token with --api openai) and per-token latency.")
     var stream = false
 
     @Option(help: "Seed of the arrivals and prompt choices (same seed, same requests).")
@@ -94,6 +106,8 @@ struct LoadgenCommand: AsyncParsableCommand {
             throw ValidationError("--concurrency (closed loop) and --rate/--schedule (open loop) exclude each other")
         }
         if rate != nil && schedule != nil { throw ValidationError("give --rate or --schedule, not both") }
+        guard LoadPlan.API(rawValue: api) != nil else { throw ValidationError("--api \"\(api)\": expected native or openai") }
+        if api != "openai" && (model != nil || ignoreEOS) { throw ValidationError("--model and --ignore-eos go with --api openai") }
         if let duration, parseSeconds(duration) == nil {
             throw ValidationError("--duration \"\(duration)\": expected a duration such as 60s, 5m or 500ms")
         }
@@ -157,6 +171,9 @@ struct LoadgenCommand: AsyncParsableCommand {
             mode = .closed(concurrency: concurrency ?? 1)
         }
         var plan = LoadPlan(target: target, mode: mode)
+        plan.api = LoadPlan.API(rawValue: api) ?? .native
+        plan.model = model
+        plan.ignoreEOS = ignoreEOS
         plan.durationSeconds = duration.flatMap(parseSeconds)
         plan.maxRequests = requests ?? (duration == nil ? 100 : nil)
         plan.longShare = longShare
@@ -183,7 +200,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         }
         row("latency", r.latencyMs)
         row("service time", r.serviceTimeMs)
-        row("first span", r.ttfsMs)
+        row(r.api == "openai" ? "first token" : "first span", r.ttfsMs)
         row("per token", r.perTokenMs)
         let errors = r.errorsByClass.filter { $0.value > 0 }.sorted { $0.key < $1.key }
         if !errors.isEmpty { lines.append("errors: " + errors.map { "\($0.key) \($0.value)" }.joined(separator: ", ")) }
