@@ -19,11 +19,34 @@ public protocol ExpertModel: AnyObject {
     /// Advance every session by exactly one token in ONE batched pass (GEMMs over the batch).
     /// Returns logits row-major [sessions.count × vocabSize].
     func step(_ sessions: [ModelSession], tokens: [Int]) throws -> [Float]
+    /// Prefill several sessions at once: each consumes its `tokens[i]` (at least one) like
+    /// `feed`, with the projections run as GEMMs over all their rows together rather than one
+    /// session after another (batched prefill). Returns each session's last logits, row-major
+    /// [sessions.count × vocabSize]. A refused call (a foreign or repeated session, an empty
+    /// or invalid token list) changes no session. Has a default (one `feed` each).
+    func feedMany(_ sessions: [ModelSession], tokens: [[Int]]) throws -> [Float]
     /// The decoder_start_token_id for T5 (0 for HF T5), nil for Mamba.
     var decoderStartTokenId: Int? { get }
 }
 
 extension ExpertModel {
+    public func feedMany(_ sessions: [ModelSession], tokens: [[Int]]) throws -> [Float] {
+        guard sessions.count == tokens.count else {
+            throw EngineError.invalidArgument("feedMany got \(sessions.count) sessions but \(tokens.count) token lists")
+        }
+        guard Set(sessions.map(ObjectIdentifier.init)).count == sessions.count else {
+            throw EngineError.invalidArgument("feedMany got the same session twice")
+        }
+        for seq in tokens {
+            guard !seq.isEmpty else { throw EngineError.emptyInput("feedMany needs at least one token per session") }
+            try validateTokens(seq, vocabSize: vocabSize)
+        }
+        var rows: [Float] = []
+        rows.reserveCapacity(sessions.count * vocabSize)
+        for (session, seq) in zip(sessions, tokens) { rows += try feed(session, tokens: seq) }
+        return rows
+    }
+
     public func feedAll(_ session: ModelSession, tokens: [Int]) throws -> [Float] {
         var rows: [Float] = []
         rows.reserveCapacity(tokens.count * vocabSize)

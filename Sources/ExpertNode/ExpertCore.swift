@@ -15,7 +15,8 @@ public enum ExpertAction: Equatable {
 /// is the real one; tests use a fake.
 public protocol SpanRunner: AnyObject {
     var activeCount: Int { get }
-    func admit(_ span: SpanRequest, deadline: UInt64, now: UInt64) -> SpanOutcome?
+    /// Admits spans together (one batched prefill); the outcomes of those that end at once.
+    func admit(_ spans: [(span: SpanRequest, deadline: UInt64)], now: UInt64) -> [SpanOutcome]
     func step(now: UInt64) -> [SpanOutcome]
     /// Stops the request's sequence and forgets its cached session; whether one was running.
     @discardableResult func cancel(requestId: String) -> Bool
@@ -59,6 +60,10 @@ public final class ExpertCore {
         public var modelId = ""
         /// Concurrent sequences in one batch, over all routers (announced in `Ready`).
         public var capacity = 8
+        /// Prompt text (prompt and answer so far, bytes) admitted in one batched prefill: about
+        /// 2,000 tokens, a few seconds of the largest expert on one core, so a burst of long
+        /// prompts still reaches the routers' heartbeats in time (one span always goes alone).
+        public var prefillBatchBytes = 8192
         /// Routers served (one connection each).
         public var links = 1
         public var heartbeatIntervalMs: UInt64 = 1000
@@ -284,18 +289,29 @@ public final class ExpertCore {
         return out
     }
 
-    /// The next waiting span joins the batch (its prefill runs now), while there is room:
-    /// nil when none can. One at a time, so the loop can keep the routers informed between
-    /// long prefills.
+    /// Waiting spans join the batch while there is room, prefilled together (one batched
+    /// prefill rather than one after another), up to `prefillBatchBytes` of prompt text (at
+    /// least one span): nil when none can join. A bounded batch, so the loop can keep the
+    /// routers informed between long prefills.
     public func admitNext(now: UInt64) -> [ExpertAction]? {
         guard !draining, !waiting.isEmpty, runner.activeCount < config.capacity else { return nil }
         // First come, first served, except that a router running less than an even split of
         // the batch goes first: another router's surplus cannot starve it.
         let even = max(1, config.capacity / max(1, links.indices.filter { links[$0].heard }.count))
-        let running = runningByLink()
-        let index = links.count > 1 ? (waiting.firstIndex { running[$0.link, default: 0] < even } ?? 0) : 0
-        let (span, deadline, _) = waiting.remove(at: index)
-        return runner.admit(span, deadline: deadline, now: now).map { report($0, now: now) } ?? []
+        var running = runningByLink()
+        var batch: [(span: SpanRequest, deadline: UInt64)] = []
+        var bytes = 0
+        while !waiting.isEmpty, runner.activeCount + batch.count < config.capacity {
+            let index = links.count > 1 ? (waiting.firstIndex { running[$0.link, default: 0] < even } ?? 0) : 0
+            let span = waiting[index].span
+            let size = span.prompt.utf8.count + span.answerSoFar.utf8.count
+            if !batch.isEmpty && bytes + size > config.prefillBatchBytes { break }
+            let (taken, deadline, link) = waiting.remove(at: index)
+            batch.append((taken, deadline))
+            running[link, default: 0] += 1
+            bytes += size
+        }
+        return runner.admit(batch, now: now).flatMap { report($0, now: now) }
     }
 
     /// One batched decode step over the running sequences; the spans it finishes.

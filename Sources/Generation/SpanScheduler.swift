@@ -147,43 +147,80 @@ public final class SpanScheduler {
     /// and `now` are monotonic milliseconds (0: no deadline), converted from the span's time
     /// left when it arrived.
     public func admit(_ span: SpanRequest, deadline: UInt64, now: UInt64) -> SpanOutcome? {
-        let start = DispatchTime.now().uptimeNanoseconds
-        if let refusal = tooLong(span) { return .failure(requestId: span.requestId, refusal) }
+        admit([(span, deadline)], now: now).first
+    }
+
+    /// Admits several spans with one batched prefill (`ExpertModel.feedMany`: the projections
+    /// run over all their new tokens at once) instead of one prefill after another. Returns
+    /// the outcomes of the spans that end at once (refused, EOS, error), in order.
+    public func admit(_ spans: [(span: SpanRequest, deadline: UInt64)], now: UInt64) -> [SpanOutcome] {
+        struct Prepared {
+            let span: SpanRequest, deadline: UInt64, inputs: PromptFormat.Inputs
+            let session: ModelSession, kept: Int, start: UInt64
+        }
+        var outcomes: [SpanOutcome] = []
+        var prepared: [Prepared] = []
+        for (span, deadline) in spans {
+            let start = DispatchTime.now().uptimeNanoseconds
+            if let refusal = tooLong(span) { outcomes.append(.failure(requestId: span.requestId, refusal)); continue }
+            do {
+                let inputs = try format.inputs(for: span, model: model, tokenizer: tokenizer)
+                if (inputs.encoder?.count ?? inputs.decoder.count) > Self.trimAfterPromptTokens {
+                    trimDueMs = MonotonicClock.nowMs() + Self.trimDelayMs
+                }
+                if let refusal = tooLong(span, inputs) { outcomes.append(.failure(requestId: span.requestId, refusal)); continue }
+                guard !inputs.decoder.isEmpty else {
+                    outcomes.append(.failure(requestId: span.requestId,
+                                             WireErrorBody(code: .badRequest, message: "empty input", retryable: false)))
+                    continue
+                }
+                var session: ModelSession
+                var kept = 0
+                if let cached = cache.take(span.sessionHint), cached.encoderInput == inputs.encoder {
+                    session = cached
+                    let common = zip(cached.consumed, inputs.decoder).prefix { $0 == $1 }.count
+                    // Re-feed at least the last token: its logits start the span.
+                    kept = session.truncate(to: min(common, inputs.decoder.count - 1))
+                } else {
+                    session = try model.makeSession(encoderInput: inputs.encoder)
+                }
+                prepared.append(Prepared(span: span, deadline: deadline, inputs: inputs, session: session, kept: kept, start: start))
+            } catch {
+                outcomes.append(.failure(requestId: span.requestId,
+                                         WireErrorBody(code: .internalError, message: "\(error)", retryable: false)))
+            }
+        }
+        guard !prepared.isEmpty else { return outcomes }
+        let rows: [Float]
         do {
-            let inputs = try format.inputs(for: span, model: model, tokenizer: tokenizer)
-            if (inputs.encoder?.count ?? inputs.decoder.count) > Self.trimAfterPromptTokens {
-                trimDueMs = MonotonicClock.nowMs() + Self.trimDelayMs
+            rows = try model.feedMany(prepared.map(\.session), tokens: prepared.map { Array($0.inputs.decoder[$0.kept...]) })
+        } catch {
+            return outcomes + prepared.map {
+                .failure(requestId: $0.span.requestId, WireErrorBody(code: .internalError, message: "\(error)", retryable: false))
             }
-            if let refusal = tooLong(span, inputs) { return .failure(requestId: span.requestId, refusal) }
-            guard !inputs.decoder.isEmpty else {
-                return .failure(requestId: span.requestId, WireErrorBody(code: .badRequest, message: "empty input", retryable: false))
-            }
-            var session: ModelSession
-            var kept = 0
-            if let cached = cache.take(span.sessionHint), cached.encoderInput == inputs.encoder {
-                session = cached
-                let common = zip(cached.consumed, inputs.decoder).prefix { $0 == $1 }.count
-                // Re-feed at least the last token: its logits start the span.
-                kept = session.truncate(to: min(common, inputs.decoder.count - 1))
-            } else {
-                session = try model.makeSession(encoderInput: inputs.encoder)
-            }
-            let logits = try model.feed(session, tokens: Array(inputs.decoder[kept...]))
-            let s = span.sampling
+        }
+        let v = model.vocabSize
+        for (i, p) in prepared.enumerated() {
+            let s = p.span.sampling
             // The wire's 0 means "not set" (proto3): top_p 0 is off (1), not "keep one token",
             // which would turn every sampled request without top_p into greedy decoding.
             let sampler = Sampler(temperature: s.temperature, topK: Int(s.topK), topP: s.topP > 0 ? s.topP : 1,
-                                  seed: s.seed &+ UInt64(span.answerTokensBefore), repetitionPenalty: s.repetitionPenalty)
+                                  seed: s.seed &+ UInt64(p.span.answerTokensBefore), repetitionPenalty: s.repetitionPenalty)
+            let detokenizer: StreamDecoder
+            do { detokenizer = try tokenizer.makeStreamDecoder(context: p.inputs.decoder) } catch {
+                outcomes.append(.failure(requestId: p.span.requestId,
+                                         WireErrorBody(code: .internalError, message: "\(error)", retryable: false)))
+                continue
+            }
             let sequence = Sequence(
-                span: span, session: session, sampler: sampler, logits: logits,
-                detokenizer: try tokenizer.makeStreamDecoder(context: inputs.decoder),
-                cachedPrefix: kept, promptTokens: inputs.decoder.count + (inputs.encoder?.count ?? 0), startNs: start,
-                deadline: deadline, stripLeadingSpace: span.answerSoFar.isEmpty)
+                span: p.span, session: p.session, sampler: sampler, logits: Array(rows[(i * v)..<((i + 1) * v)]),
+                detokenizer: detokenizer,
+                cachedPrefix: p.kept, promptTokens: p.inputs.decoder.count + (p.inputs.encoder?.count ?? 0), startNs: p.start,
+                deadline: p.deadline, stripLeadingSpace: p.span.answerSoFar.isEmpty)
             active.append(sequence)
-            return advance(sequence, now: now)
-        } catch {
-            return .failure(requestId: span.requestId, WireErrorBody(code: .internalError, message: "\(error)", retryable: false))
+            if let outcome = advance(sequence, now: now) { outcomes.append(outcome) }
         }
+        return outcomes
     }
 
     /// One batched decode step over every sequence with a token to consume.

@@ -53,6 +53,39 @@ final class MambaConsistencyTests: XCTestCase {
         XCTAssertGreaterThan(maxAbsDiff(alone, last), 1e-3)
     }
 
+    func testBatchedPrefillEqualsOneFeedEach() throws {
+        // Sessions of different lengths, one already part-way (its state carries), packed into
+        // passes of 5 rows: sessions share a pass and the 7-token one is split across two.
+        let prompts = [[1, 2, 3], [9, 8, 7, 6, 5, 4, 3], [100], [40, 41]]
+        let started = try model.makeSession(encoderInput: nil)
+        _ = try model.feed(started, tokens: [60, 61])
+        let sessions = [try model.makeSession(encoderInput: nil), try model.makeSession(encoderInput: nil),
+                        try model.makeSession(encoderInput: nil), started]
+        for chunk in [5, 256] {
+            model.prefillChunk = chunk
+            let fresh = chunk == 5 ? sessions : try sessions.indices.map { i -> ModelSession in
+                let s = try model.makeSession(encoderInput: nil)
+                if i == 3 { _ = try model.feed(s, tokens: [60, 61]) }
+                return s
+            }
+            let batched = try model.feedMany(fresh, tokens: prompts)
+            XCTAssertEqual(batched.count, 4 * 160)
+            for (i, p) in prompts.enumerated() {
+                let single = try model.feed(try model.makeSession(encoderInput: nil), tokens: (i == 3 ? [60, 61] : []) + p)
+                XCTAssertLessThan(maxAbsDiff(Array(batched[(i * 160)..<((i + 1) * 160)]), single), 1e-5, "chunk \(chunk), sequence \(i)")
+                XCTAssertEqual(fresh[i].consumed, (i == 3 ? [60, 61] : []) + p)
+            }
+        }
+        model.prefillChunk = 256
+        // Refused as a whole, changing nothing: a repeated session, an empty list, a bad id.
+        let a = try model.makeSession(encoderInput: nil), b = try model.makeSession(encoderInput: nil)
+        XCTAssertThrowsError(try model.feedMany([a, a], tokens: [[1], [2]]))
+        XCTAssertThrowsError(try model.feedMany([a, b], tokens: [[1], []]))
+        XCTAssertThrowsError(try model.feedMany([a, b], tokens: [[1], [160]]))
+        XCTAssertEqual(a.consumed, [])
+        XCTAssertEqual(b.consumed, [])
+    }
+
     func testBatchedStepEqualsSingleSteps() throws {
         let prompts = [[1, 2, 3], [9, 8, 7, 6, 5], [100]]
         let sessions = try prompts.map { p -> ModelSession in

@@ -175,6 +175,21 @@ final class T5ParityTests: XCTestCase {
         }
     }
 
+    func testBatchedPrefillEqualsPerSessionFeed() throws {
+        let (model, ref) = try fixture("t5-gated-untied")
+        let prompts = [ref.input_ids, Array(ref.input_ids.prefix(5)), [9, 8, 7, 1]]
+        let decoder = [[0, 5, 17, 250], [0], [0, 44, 120]]
+        let sessions = try prompts.map { try model.makeSession(encoderInput: $0) }
+        let batched = try model.feedMany(sessions, tokens: decoder)
+        XCTAssertEqual(batched.count, 3 * model.vocabSize)
+        for i in 0..<3 {
+            let expected = try model.feed(try model.makeSession(encoderInput: prompts[i]), tokens: decoder[i])
+            let err = maxAbsError(Array(batched[(i * model.vocabSize)..<((i + 1) * model.vocabSize)]), expected)
+            XCTAssertLessThanOrEqual(err, 5e-5, "session \(i): batched prefill differs by \(err)")
+            XCTAssertEqual(sessions[i].consumed, decoder[i])
+        }
+    }
+
     func testTruncateThenRefeedEqualsFreshRun() throws {
         for name in ["t5-relu-tied", "t5-gated-untied"] {
             let (model, ref) = try fixture(name)

@@ -13,14 +13,19 @@ final class ExpertCoreTests: XCTestCase {
         struct Running { var span: SpanRequest; var deadline: UInt64; var left: Int }
         var running: [Running] = []
         var admitted: [(requestId: String, deadline: UInt64)] = []
+        /// The request ids of each `admit` call: one batched prefill each.
+        var batches: [[String]] = []
         var cancelled: [String] = []
         var tokensPerSpan = 2
         var activeCount: Int { running.count }
 
-        func admit(_ span: SpanRequest, deadline: UInt64, now: UInt64) -> SpanOutcome? {
-            admitted.append((span.requestId, deadline))
-            running.append(Running(span: span, deadline: deadline, left: tokensPerSpan))
-            return nil
+        func admit(_ spans: [(span: SpanRequest, deadline: UInt64)], now: UInt64) -> [SpanOutcome] {
+            batches.append(spans.map(\.span.requestId))
+            for (span, deadline) in spans {
+                admitted.append((span.requestId, deadline))
+                running.append(Running(span: span, deadline: deadline, left: tokensPerSpan))
+            }
+            return []
         }
 
         func step(now: UInt64) -> [SpanOutcome] {
@@ -79,6 +84,25 @@ final class ExpertCoreTests: XCTestCase {
         var out: [ExpertAction] = []
         while let a = core.admitNext(now: now) { out += a }
         return out
+    }
+
+    func testSpansThatArriveTogetherArePrefilledInOneBatchWithinTheByteBudget() {
+        let core = makeCore(capacity: 4)
+        _ = core.start(now: 0)
+        for id in ["a", "b", "c", "d", "e"] { _ = core.received(span(id), now: 0, wallNowMs: 0) }
+        _ = admitAll(core, now: 0)
+        XCTAssertEqual(runner.batches, [["a", "b", "c", "d"]], "one batched prefill, up to the capacity")
+        XCTAssertEqual(core.waitingCount, 1)
+
+        // A byte budget smaller than two prompts: one span per prefill (a span always goes alone).
+        var config = ExpertCore.Config()
+        config.capacity = 4; config.prefillBatchBytes = 15
+        runner = FakeRunner()
+        let small = ExpertCore(config: config, runner: runner, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+        _ = small.start(now: 0)
+        for id in ["a", "b", "c"] { _ = small.received(span(id), now: 0, wallNowMs: 0) }
+        _ = admitAll(small, now: 0)
+        XCTAssertEqual(runner.batches, [["a"], ["b"], ["c"]], "\"question: q\" is 11 bytes: two exceed 15")
     }
 
     func testStartAnnouncesThePoolReplicaAndCapacity() {

@@ -42,6 +42,14 @@ final class SpanSchedulerTests: XCTestCase {
             s.consumed += tokens
             return logits(after: s)
         }
+        /// The session count of each batched prefill.
+        var prefills: [Int] = []
+        func feedMany(_ sessions: [ModelSession], tokens: [[Int]]) throws -> [Float] {
+            prefills.append(sessions.count)
+            var rows: [Float] = []
+            for (session, seq) in zip(sessions, tokens) { rows += try feed(session, tokens: seq) }
+            return rows
+        }
         func step(_ sessions: [ModelSession], tokens: [Int]) throws -> [Float] {
             batches.append(sessions.count)
             var rows: [Float] = []
@@ -103,6 +111,25 @@ final class SpanSchedulerTests: XCTestCase {
             XCTAssertEqual(r.pieces.map { Int($0.tokenId) }, Array(script.prefix(3)))
             XCTAssertEqual(r.finish, .none, "budget reached, more may follow")
             XCTAssertEqual(r.text, try tokenizer.decode(Array(script.prefix(3))).trimmingCharacters(in: .whitespaces))
+        }
+    }
+
+    /// Spans admitted together share one prefill and then decode exactly as if admitted one by one;
+    /// a refused span among them fails alone.
+    func testSpansAdmittedTogetherShareOnePrefill() throws {
+        let model = ScriptedModel(script: script, vocabSize: tokenizer.vocabSize, eos: 0)
+        let scheduler = makeScheduler(model, limits: { var l = SpanScheduler.Limits(); l.maxPromptBytes = 64; return l }())
+        var tooLong = request("c")
+        tooLong.prompt = String(repeating: "x", count: 65)
+        let refused = scheduler.admit([(request("a"), 0), (tooLong, 0), (request("b"), 0)], now: 0)
+        guard case .failure(let id, _)? = refused.first, refused.count == 1 else { return XCTFail("\(refused)") }
+        XCTAssertEqual(id, "c")
+        XCTAssertEqual(model.prefills, [2], "a and b in one batched prefill")
+        let outcomes = run(scheduler, nil)
+        XCTAssertEqual(outcomes.count, 2)
+        for outcome in outcomes {
+            guard case .result(let r) = outcome else { return XCTFail("\(outcome)") }
+            XCTAssertEqual(r.pieces.map { Int($0.tokenId) }, Array(script.prefix(3)))
         }
     }
 

@@ -91,6 +91,53 @@ public final class MambaModel: ExpertModel {
         return logits
     }
 
+    /// Batched prefill: the sessions' tokens are packed into passes of at most `prefillChunk`
+    /// rows, in order, so a pass holds the next tokens of several sessions (each at most once:
+    /// a session that does not fit ends the pass and continues in the next, its state carried
+    /// across). Each pass is one `run`: GEMMs over all its rows, the scan per session.
+    public func feedMany(_ sessions: [ModelSession], tokens: [[Int]]) throws -> [Float] {
+        guard sessions.count == tokens.count else {
+            throw EngineError.invalidArgument("feedMany got \(sessions.count) sessions but \(tokens.count) token lists")
+        }
+        guard !sessions.isEmpty else { return [] }
+        let own = try sessions.map { try mine($0) }
+        guard Set(own.map(ObjectIdentifier.init)).count == own.count else {
+            throw EngineError.invalidArgument("feedMany got the same session twice")
+        }
+        for seq in tokens {
+            guard !seq.isEmpty else { throw EngineError.emptyInput("feedMany needs at least one token per session") }
+            try validateTokens(seq, vocabSize: vocabSize)
+        }
+        let chunk = max(prefillChunk, 1)
+        var logits = [Float](repeating: 0, count: sessions.count * vocabSize)
+        var next = 0, offset = 0        // the session being packed, and how far into its tokens
+        while next < own.count {
+            var passTokens: [Int] = []
+            var segments: [(firstRow: Int, rows: Int, session: MambaSession)] = []
+            var finishing: [(session: Int, row: Int)] = []
+            var pieces: [(MambaSession, [Int])] = []
+            while next < own.count, passTokens.count < chunk {
+                let seq = tokens[next]
+                let take = min(seq.count - offset, chunk - passTokens.count)
+                let piece = Array(seq[offset..<(offset + take)])
+                segments.append((firstRow: passTokens.count, rows: take, session: own[next]))
+                pieces.append((own[next], piece))
+                passTokens += piece
+                offset += take
+                if offset == seq.count {
+                    finishing.append((session: next, row: passTokens.count - 1))
+                    next += 1; offset = 0
+                }
+            }
+            let rows = run(tokens: passTokens, segments: segments, logitRows: finishing.map(\.row))
+            for (i, f) in finishing.enumerated() {
+                for j in 0..<vocabSize { logits[f.session * vocabSize + j] = rows[i * vocabSize + j] }
+            }
+            for (session, piece) in pieces { session.append(piece) }
+        }
+        return logits
+    }
+
     // MARK: - Forward
 
     private func prefill(_ session: ModelSession, tokens: [Int], allLogits: Bool) throws -> [Float] {

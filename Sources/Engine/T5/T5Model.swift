@@ -106,6 +106,17 @@ public final class T5Model: ExpertModel {
         return try run(sessions, tokens.map { [$0] }, allRows: false)
     }
 
+    /// The decoder over every session's new tokens in one pass (each session's encoder ran
+    /// when it was made).
+    public func feedMany(_ sessions: [ModelSession], tokens: [[Int]]) throws -> [Float] {
+        guard sessions.count == tokens.count else {
+            throw EngineError.invalidArgument("feedMany: \(sessions.count) sessions but \(tokens.count) token lists")
+        }
+        guard !sessions.isEmpty else { return [] }
+        defer { if tokens.contains(where: { $0.count > 1 }) { workspace.shrink(keepingFloats: steadyScratchFloats) } }
+        return try run(sessions, tokens, allRows: false)
+    }
+
     /// Validates everything first (so a refused call leaves every session unchanged), runs
     /// the decoder once over all sessions' new tokens, and returns the logits of each
     /// session's last token, or of every token when `allRows`.
