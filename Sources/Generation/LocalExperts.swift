@@ -64,4 +64,23 @@ public final class LocalExperts {
         }
         return Answer(text: progress.text, spans: spans, finish: .length)
     }
+
+    /// The first span of every request at once on one expert (batched prefill, then batched
+    /// decode steps until each ends): what one expert process does with a burst, without the
+    /// sockets. Returns the tokens generated. The reference `cluster-bench batching` holds a
+    /// real expert process to.
+    public func burst(_ pool: PoolKind, requests: [AnswerRequest], spanTokens: UInt32) throws -> Int {
+        guard let scheduler = schedulers[pool] else { throw WireErrorBody(code: .badRequest, message: "no \(pool) expert", retryable: false) }
+        let spans = requests.map { AnswerProgress().nextSpan(of: $0, prompt: $0.canonicalPrompt, spanTokens: spanTokens) }
+        var outcomes = scheduler.admit(spans.map { ($0, UInt64(0)) }, now: 0)
+        while scheduler.activeCount > 0 { outcomes += scheduler.step(now: 0) }
+        var generated = 0
+        for outcome in outcomes {
+            switch outcome {
+            case .failure(_, let error): throw error
+            case .result(let result): generated += result.pieces.count
+            }
+        }
+        return generated
+    }
 }

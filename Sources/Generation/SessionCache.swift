@@ -5,7 +5,8 @@ import Engine
 /// Bounded by entries and bytes; the least recently used session is evicted first.
 /// A miss only costs a recomputation: every span request is self-contained.
 public final class SessionCache {
-    private struct Entry { var session: ModelSession; var lastUse: UInt64 }
+    /// `pending`: tokens the span generated but the session has not consumed (its last one).
+    private struct Entry { var session: ModelSession; var pending: [Int]; var lastUse: UInt64 }
     private var entries: [String: Entry] = [:]
     private var clock: UInt64 = 0
     let maxEntries: Int
@@ -19,13 +20,13 @@ public final class SessionCache {
     public var count: Int { entries.count }
 
     /// Takes the session out of the cache (a session is used by one span at a time).
-    func take(_ key: String) -> ModelSession? {
-        entries.removeValue(forKey: key)?.session
+    func take(_ key: String) -> (session: ModelSession, pending: [Int])? {
+        entries.removeValue(forKey: key).map { ($0.session, $0.pending) }
     }
 
-    func put(_ key: String, _ session: ModelSession) {
+    func put(_ key: String, _ session: ModelSession, pending: [Int] = []) {
         clock += 1
-        entries[key] = Entry(session: session, lastUse: clock)
+        entries[key] = Entry(session: session, pending: pending, lastUse: clock)
         evict()
     }
 

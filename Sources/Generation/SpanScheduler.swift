@@ -164,7 +164,7 @@ public final class SpanScheduler {
             let start = DispatchTime.now().uptimeNanoseconds
             if let refusal = tooLong(span) { outcomes.append(.failure(requestId: span.requestId, refusal)); continue }
             do {
-                let inputs = try format.inputs(for: span, model: model, tokenizer: tokenizer)
+                var inputs = try format.inputs(for: span, model: model, tokenizer: tokenizer)
                 if (inputs.encoder?.count ?? inputs.decoder.count) > Self.trimAfterPromptTokens {
                     trimDueMs = MonotonicClock.nowMs() + Self.trimDelayMs
                 }
@@ -176,8 +176,17 @@ public final class SpanScheduler {
                 }
                 var session: ModelSession
                 var kept = 0
-                if let cached = cache.take(span.sessionHint), cached.encoderInput == inputs.encoder {
+                if let (cached, pending) = cache.take(span.sessionHint), cached.encoderInput == inputs.encoder {
                     session = cached
+                    // This expert wrote the answer so far: its own tokens are the input, when they
+                    // spell the same text. Re-tokenizing the text can split it otherwise (a model
+                    // need not generate canonical tokens), which would cost the whole state.
+                    let own = cached.consumed + pending
+                    if own.count <= 2 * inputs.decoder.count + 16, own != inputs.decoder,
+                       zip(own, inputs.decoder).prefix(while: { $0 == $1 }).count < cached.consumed.count,
+                       let mine = try? tokenizer.decode(own), let theirs = try? tokenizer.decode(inputs.decoder), mine == theirs {
+                        inputs.decoder = own
+                    }
                     let common = zip(cached.consumed, inputs.decoder).prefix { $0 == $1 }.count
                     // Re-feed at least the last token: its logits start the span.
                     kept = session.truncate(to: min(common, inputs.decoder.count - 1))
@@ -306,7 +315,8 @@ public final class SpanScheduler {
         if keepSession {
             // The state now covers every consumed token: a restorable point for the next span.
             seq.session.markSnapshot()
-            cache.put(seq.span.sessionHint, seq.session)
+            // The last token was sampled, never fed: the next span starts by feeding it.
+            cache.put(seq.span.sessionHint, seq.session, pending: seq.pendingToken == nil ? seq.pieces.suffix(1).map { Int($0.tokenId) } : [])
         } else {
             cache.remove(seq.span.sessionHint)
         }

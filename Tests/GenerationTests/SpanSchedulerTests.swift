@@ -172,6 +172,28 @@ final class SpanSchedulerTests: XCTestCase {
         XCTAssertEqual(again.cachedPrefixTokens, 0)
     }
 
+    /// A model need not generate canonical tokens: when the answer so far re-tokenizes otherwise,
+    /// the next span on the same expert still continues from its own tokens (feeding only the
+    /// one it sampled last) instead of recomputing the whole prompt.
+    func testTheNextSpanContinuesFromTheExpertsOwnTokensWhenTheTextRetokenizesOtherwise() throws {
+        let canonical = try tokenizer.encode(" the patient", addSpecialTokens: false).ids
+        let split = try tokenizer.encode(" the pat", addSpecialTokens: false).ids + tokenizer.encode("ient", addSpecialTokens: false).ids
+        XCTAssertNotEqual(split, canonical, "the test needs a non-canonical split")
+        XCTAssertEqual(try tokenizer.decode(split), try tokenizer.decode(canonical))
+        let rest = try tokenizer.encode(" should rinse", addSpecialTokens: false).ids
+        let model = ScriptedModel(script: split + rest, vocabSize: tokenizer.vocabSize, eos: 0)
+        let scheduler = makeScheduler(model)
+        guard case .result(let first)? = run(scheduler, scheduler.admit(request("a", budget: UInt32(split.count)), deadline: 0, now: 0)).first
+        else { return XCTFail() }
+        XCTAssertEqual(first.pieces.map { Int($0.tokenId) }, split)
+        let promptTokens = try XCTUnwrap(model.feeds.first).count
+        let next = run(scheduler, scheduler.admit(request("a", answerSoFar: first.text, budget: UInt32(rest.count)), deadline: 0, now: 0))
+        guard case .result(let second)? = next.first else { return XCTFail("\(next)") }
+        XCTAssertEqual(model.feeds.last, [split.last!], "only the last sampled token was fed")
+        XCTAssertEqual(Int(second.cachedPrefixTokens), promptTokens + split.count - 1)
+        XCTAssertEqual(second.pieces.map { Int($0.tokenId) }, rest, "the script continued from the expert's own tokens")
+    }
+
     func testADeadlineEndsTheSpan() {
         let model = ScriptedModel(script: script, vocabSize: tokenizer.vocabSize, eos: 0)
         let scheduler = makeScheduler(model)

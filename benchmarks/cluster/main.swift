@@ -9,7 +9,9 @@
 //
 //   cluster-bench batching --bin PATH --model DIR [--kind emamba] [--tokens 64] [--concurrency 1,8]
 //       Token throughput of one real expert process behind a real router with N concurrent
-//       requests (continuous batching), versus N = 1.
+//       requests (continuous batching), versus N = 1, and versus the same burst run in this
+//       process by the same scheduler without sockets (`LocalExperts.burst`; DIR must then be a
+//       MambaFormer checkpoint): what the node costs around the engine.
 //
 //   cluster-bench e2e --bin PATH --model DIR [--tokens 64] [--span-tokens 16] [--requests 20]
 //       One answer at a time through gateway + router + experts (HTTP, ZeroMQ, 3–4 processes)
@@ -24,7 +26,9 @@
 //
 // Prints one JSON line per measurement.
 import Foundation
+import Engine
 import Gate
+import Generation
 import RouterNode
 import Wire
 #if canImport(Glibc)
@@ -242,14 +246,38 @@ func batchingBenchmark(bin: String, model: String, kind: String, tokens: UInt32,
         if (try? burst(1)) != nil { registered = true } else { Thread.sleep(forTimeInterval: 0.1) }
     }
     guard registered else { throw CocoaError(.fileReadUnknown) }
+    // The same bursts in this process, one BLAS thread like the expert (loaded after the
+    // expert has warmed up, measured after it, never beside it).
+    let local = try? LocalExperts(checkpoint: MambaformerCheckpoint(root: URL(fileURLWithPath: model)), ignoreEOS: true)
+    func requests(_ n: Int) -> [AnswerRequest] {
+        round += 1
+        return (0..<n).map { i in
+            AnswerRequest(requestId: "l\(round)-\(i)", question: "What is gingivitis? Explain it briefly \(i).",
+                          maxNewTokens: tokens, policy: Policy(costWeight: 0.5, forced: pool), spanTokens: tokens)
+        }
+    }
     var baseline: Double?
     for n in concurrencies {
         var runs: [Double] = []
         for _ in 0..<3 { runs.append(try burst(n).tokensPerSecond) }
         let median = runs.sorted()[1]
         if n == concurrencies.first { baseline = median }
-        print(String(format: "{\"bench\":\"batching\",\"kind\":\"%@\",\"concurrency\":%d,\"tokens_per_request\":%d,\"tokens_per_s_median\":%.1f,\"vs_first\":%.2f}",
-                     kind, n, tokens, median, median / (baseline ?? median)))
+        var inProcess = "null", ratio = "null"
+        if let local {
+            var localRuns: [Double] = []
+            for _ in 0..<3 {
+                let batch = requests(n)
+                let start = nowNs()
+                let generated = try local.burst(pool, requests: batch, spanTokens: tokens)
+                localRuns.append(Double(generated) / (Double(nowNs() - start) / 1e9))
+            }
+            let localMedian = localRuns.sorted()[1]
+            inProcess = String(format: "%.1f", localMedian)
+            ratio = String(format: "%.2f", median / localMedian)
+        }
+        print(String(format: "{\"bench\":\"batching\",\"kind\":\"%@\",\"concurrency\":%d,\"tokens_per_request\":%d,\"tokens_per_s_median\":%.1f,\"vs_first\":%.2f,",
+                     kind, n, tokens, median, median / (baseline ?? median))
+              + "\"in_process_tokens_per_s\":\(inProcess),\"node_vs_in_process\":\(ratio)}")
     }
     client.close()
     context.terminate()
