@@ -205,7 +205,7 @@ func batchingBenchmark(bin: String, model: String, kind: String, tokens: UInt32,
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     let frontend = "ipc://\(dir.path)/f", backend = "ipc://\(dir.path)/b"
     let capacity = concurrencies.max() ?? 8
-    let router = try Child(bin, ["router", "--frontend", frontend, "--backend", backend, "--gate", "rule",
+    let router = try Child(bin, ["router", "--frontend", frontend, "--backend", backend, "--model", model, "--gate", "rule",
                                  "--span-tokens", "\(tokens)", "--log-level", "warning"], log: dir.appendingPathComponent("router.log"))
     defer { router.stop() }
     let expert = try Child(bin, ["expert", "--kind", kind, "--model", model, "--router", backend, "--ignore-eos",
