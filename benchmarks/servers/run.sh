@@ -14,8 +14,8 @@
 #   SERVERS_CLIENTS="1 4 8 16"        closed-loop client counts
 #   SERVERS_TOKENS=64                 tokens per answer
 #   SERVERS_ROUNDS=4                  requests per client per cell (at least 8 per cell)
-#   SERVERS_OURS="f32 bf16 w8a8"      our expert weight formats
-#   SERVERS_GGUF="f32 q8_0"           llama-server's model formats
+#   SERVERS_OURS="f32 bf16 w8a8"      our expert weight formats ("" skips our side)
+#   SERVERS_GGUF="f32 q8_0"           llama-server's model formats ("" skips it)
 #   SERVERS_EMAMBA=2                  our EMamba replicas (one per core)
 #   SERVERS_LLAMA_THREADS=2           llama-server's threads (all the cores)
 #
@@ -29,8 +29,8 @@ work="${SERVERS_WORK:-/tmp/servers}"
 clients="${SERVERS_CLIENTS:-1 4 8 16}"
 tokens="${SERVERS_TOKENS:-64}"
 rounds="${SERVERS_ROUNDS:-4}"
-ours_formats="${SERVERS_OURS:-f32 bf16 w8a8}"
-gguf_formats="${SERVERS_GGUF:-f32 q8_0}"
+ours_formats="${SERVERS_OURS-f32 bf16 w8a8}"
+gguf_formats="${SERVERS_GGUF-f32 q8_0}"
 emamba="${SERVERS_EMAMBA:-2}"
 llama_threads="${SERVERS_LLAMA_THREADS:-2}"
 py="$venv/bin/python"
