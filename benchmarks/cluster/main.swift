@@ -227,8 +227,18 @@ func batchingBenchmark(bin: String, model: String, kind: String, tokens: UInt32,
             _ = try client.send(Envelope(.answerRequest(request)), to: nil)
         }
         var done = 0, generated = 0
+        var lastHeartbeat = nowNs(), lastEvent = nowNs()
         while done < n {
-            guard let e = try next(client, timeoutMs: 120_000) else { throw CocoaError(.fileReadUnknown) }
+            // Heartbeat like a gateway: the router drops a client silent for 3 s, and its answers.
+            if nowNs() - lastHeartbeat > 1_000_000_000 {
+                _ = try client.send(Envelope(.heartbeat(Heartbeat())), to: nil)
+                lastHeartbeat = nowNs()
+            }
+            guard let e = try next(client, timeoutMs: 500) else {
+                if nowNs() - lastEvent > 120_000_000_000 { throw CocoaError(.fileReadUnknown) }
+                continue
+            }
+            lastEvent = nowNs()
             guard case .answerEvent(let event) = e.body else { continue }
             switch event.kind {
             case .span(let s): generated += s.pieces.count
