@@ -60,20 +60,8 @@ for q in float32 int8; do
 done
 gguf="$work/mamba130m-f32.gguf"
 if [ ! -f "$gguf" ]; then
-  # The converter needs a numeric time_step_rank (our config says "auto", as transformers
-  # accepts) and, without tokenizer.json, uses the GPT-NeoX vocabulary it ships: mamba-130m's.
-  src="$work/mamba130m-gguf-src"
-  rm -rf "$src"; mkdir -p "$src"
-  ln -s "$work/mamba130m/model.safetensors" "$src/model.safetensors"
-  "$py" - "$work/mamba130m/config.json" "$src/config.json" <<'PY'
-import json, math, sys
-c = json.load(open(sys.argv[1]))
-if c.get("time_step_rank", "auto") == "auto":
-    c["time_step_rank"] = math.ceil(c["hidden_size"] / 16)
-json.dump(c, open(sys.argv[2], "w"), indent=2)
-PY
   log "converting mamba130m to GGUF f32"
-  "$py" "$venv/share/llama.cpp/convert_hf_to_gguf.py" "$src" --outtype f32 --outfile "$gguf" >&2
+  "$here/mamba-gguf.sh" "$py" "$venv/share/llama.cpp/convert_hf_to_gguf.py" "$work/mamba130m" "$gguf"
 fi
 
 # 4. Back to back, per thread count: ours, then the peers, on the same files. A cell that

@@ -49,19 +49,8 @@ mkdir -p "$work/results"
 [ -f "$work/mamba130m/model.safetensors" ] || { log "writing $work/mamba130m"; "$bench" write-mamba130m "$work/mamba130m" >&2; }
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 if [ ! -f "$work/mamba130m-f32.gguf" ]; then
-  # The converter needs a numeric time_step_rank and, without tokenizer.json, uses the
-  # GPT-NeoX vocabulary it ships: mamba-130m's own.
-  src="$work/mamba130m-gguf-src"; rm -rf "$src"; mkdir -p "$src"
-  ln -s "$work/mamba130m/model.safetensors" "$src/model.safetensors"
-  "$py" - "$work/mamba130m/config.json" "$src/config.json" <<'PY'
-import json, math, sys
-c = json.load(open(sys.argv[1]))
-if c.get("time_step_rank", "auto") == "auto":
-    c["time_step_rank"] = math.ceil(c["hidden_size"] / 16)
-json.dump(c, open(sys.argv[2], "w"), indent=2)
-PY
   log "converting mamba130m to GGUF f32"
-  "$py" "$llama/share/llama.cpp/convert_hf_to_gguf.py" "$src" --outtype f32 --outfile "$work/mamba130m-f32.gguf" >&2
+  "$root/benchmarks/peers/mamba-gguf.sh" "$py" "$llama/share/llama.cpp/convert_hf_to_gguf.py" "$work/mamba130m" "$work/mamba130m-f32.gguf"
 fi
 for f in $gguf_formats; do
   [ "$f" = f32 ] || [ -f "$work/mamba130m-$f.gguf" ] || \
