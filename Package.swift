@@ -41,6 +41,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras", exact: "1.35.2"),
         // Also through hummingbird; named for the HTTP field types the gateway's middleware reads.
         .package(url: "https://github.com/apple/swift-http-types", exact: "1.8.0"),
+        // Also through hummingbird; named for the audit trail's HMAC-SHA-256 chain.
+        .package(url: "https://github.com/apple/swift-crypto", exact: "4.5.2"),
     ],
     targets: [
         // System libraries (Debian packages, see scripts/install-deps.sh).
@@ -105,8 +107,13 @@ let package = Package(
         // The gateway's HTTP API from the outside: its JSON models, the one SSE parser, and a
         // URLSession client (`mambaformer ask`, the tests); the load generator parses with it too.
         .target(name: "GatewayClient", swiftSettings: v6),
+        // The gateway's tamper-evident audit trail: HMAC-chained JSON lines, their writer, the verifier.
+        .target(name: "Audit", dependencies: [
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: v6),
         .target(name: "Gateway", dependencies: [
-            "Wire", "GatewayClient", "ClusterConfig",
+            "Wire", "GatewayClient", "ClusterConfig", "Audit",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -144,7 +151,7 @@ let package = Package(
         // The one executable.
         .executableTarget(name: "mambaformer", dependencies: [
             "Wire", "Kernels", "Tokenizers", "Engine", "Gate", "GateTraining",
-            "RouterNode", "ExpertNode", "Gateway", "GatewayClient", "LoadGen", "MetricsEndpoint", "CSupport", "ClusterConfig", "Autoscaling",
+            "RouterNode", "ExpertNode", "Gateway", "GatewayClient", "LoadGen", "MetricsEndpoint", "CSupport", "ClusterConfig", "Autoscaling", "Audit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -188,7 +195,7 @@ let package = Package(
             "ClusterConfig", "TestCommon", .product(name: "TOMLKit", package: "TOMLKit"),
         ], swiftSettings: v5),
         .testTarget(name: "GatewayTests", dependencies: [
-            "Gateway", "GatewayClient", "Wire", "TestCommon",
+            "Gateway", "GatewayClient", "Wire", "TestCommon", "ClusterConfig", "Audit",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -40,6 +40,7 @@ ALLOWED = {
     "Autoscaling": {"Vocabulary"},             # a policy: no sockets, no processes
     "MetricsEndpoint": set(),
     "GatewayClient": set(),                    # the HTTP API from outside: Foundation only
+    "Audit": set(),                            # the audit trail's format, writer and verifier
     "TestCommon": set(),
 }
 

@@ -73,7 +73,7 @@ public struct ClusterConfig {
     private static func environmentProblems(_ environment: [String: String]) -> [ConfigProblem] {
         var problems: [ConfigProblem] = []
         let known = Dictionary(uniqueKeysWithValues: Schema.settings.map { ($0.environmentName, $0) })
-        let sectionPrefixes = ["ROUTER_", "GATEWAY_", "EXPERT_", "SECURITY_", "LIMITS_", "AUTOSCALE_"].map { "MAMBAFORMER_" + $0 }
+        let sectionPrefixes = ["ROUTER_", "GATEWAY_", "EXPERT_", "SECURITY_", "LIMITS_", "AUTOSCALE_", "AUDIT_"].map { "MAMBAFORMER_" + $0 }
         for (name, text) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix("MAMBAFORMER_") {
             guard let setting = known[name] else {
                 // MAMBAFORMER_CONFIG, MAMBAFORMER_LOG_LEVEL, ... are not settings; a name shaped
@@ -171,7 +171,12 @@ public struct ClusterConfig {
             maxBodyBytes: int("limits.max_body_bytes"), maxPromptBytes: int("limits.max_prompt_bytes"),
             authTokensFile: optionalPath("security.auth_tokens_file"), metricsAuth: bool("gateway.metrics_auth"),
             allowUnauthenticated: bool("security.allow_unauthenticated"),
-            authFailuresPerMinute: int("security.auth_failures_per_minute"))
+            authFailuresPerMinute: int("security.auth_failures_per_minute"),
+            clients: file?.clients ?? [],
+            audit: AuditSettings(path: optionalPath("audit.path"), hmacKeyFile: string("audit.hmac_key_file"),
+                                 rotateBytes: int("audit.rotate_bytes"), headIntervalS: int("audit.head_interval_s"),
+                                 queue: int("audit.queue"), includeText: bool("security.allow_audit_text"),
+                                 allowUnaudited: bool("security.allow_unaudited_answers")))
     }
 
     public func expert(pool: String) -> ExpertSettings {
@@ -247,6 +252,9 @@ public struct GatewaySettings: Equatable, Sendable {
     public var metricsAuth: Bool
     public var allowUnauthenticated: Bool
     public var authFailuresPerMinute: Int
+    /// `[[clients]]`: named clients' limits (only from the file).
+    public var clients: [ClientLimits]
+    public var audit: AuditSettings
 }
 
 public struct ExpertSettings: Equatable, Sendable {
@@ -318,4 +326,16 @@ public struct ExpertInstance: Equatable, Sendable {
         let base = instance?.replicaId ?? pool
         return shortHost.isEmpty ? base : "\(base)@\(shortHost)"
     }
+}
+
+/// The gateway's audit trail ([audit] and its two `security.allow_*` opt-outs).
+public struct AuditSettings: Equatable, Sendable {
+    /// nil: no audit log.
+    public var path: String?
+    public var hmacKeyFile: String
+    public var rotateBytes: Int
+    public var headIntervalS: Int
+    public var queue: Int
+    public var includeText: Bool
+    public var allowUnaudited: Bool
 }

@@ -11,6 +11,8 @@ public struct ConfigFile {
     public private(set) var entries: [String: (value: ConfigValue, line: Int)] = [:]
     /// Unknown keys and wrong types/ranges, in file order.
     public private(set) var problems: [ConfigProblem] = []
+    /// The `[[clients]]` tables: named clients' limits (see `ClientLimits`).
+    public private(set) var clients: [ClientLimits] = []
 
     public static func load(path: String) throws -> ConfigFile {
         var isDirectory: ObjCBool = false
@@ -37,6 +39,11 @@ public struct ConfigFile {
                                             column: error.source.begin.column, message: error.description)
         }
         let lines = TOMLLineIndex(text: text)
+        if let node = table["clients"] {
+            let parsed = Self.clients(node, path: path, headerLines: Self.clientHeaderLines(text))
+            clients = parsed.clients
+            problems += parsed.problems
+        }
         walk(table, prefix: [], lines: lines)
         problems.sort { a, b in
             if case .file(_, let la) = a.origin, case .file(_, let lb) = b.origin, la != lb { return la < lb }
@@ -47,6 +54,7 @@ public struct ConfigFile {
     private mutating func walk(_ table: TOMLTable, prefix: [String], lines: TOMLLineIndex) {
         let section = prefix.joined(separator: ".")
         for (key, node) in table {
+            if prefix.isEmpty, key == "clients" { continue }   // read above
             let path = (prefix + [key]).joined(separator: ".")
             let origin = ConfigOrigin.file(path: self.path, line: lines.line(of: prefix + [key]))
             if let sub = node.table {

@@ -163,7 +163,7 @@ public enum Schema {
     public static let defaultBackend = "ipc://\(runtimeDirectory)/backend"
     /// Sections whose settings [SECTION.emamba] / [SECTION.et5] may override for one pool.
     public static let pooledSections = ["expert", "autoscale"]
-    public static let sections = ["router", "gateway", "expert", "security", "limits", "autoscale"]
+    public static let sections = ["router", "gateway", "expert", "security", "limits", "autoscale", "audit"]
         + pooledSections.flatMap { section in pools.map { "\(section).\($0)" } }
 
     /// Settings of [expert] that [expert.emamba] / [expert.et5] may override for one pool.
@@ -286,6 +286,23 @@ public enum Schema {
         // Slows token guessing.
         add("security", "auth_failures_per_minute", .int(0...1_000_000), .int(30),
             "Failed token checks one client address may make per minute before 429 (0: no limit)")
+
+        // Text in the audit log is patient data in a second place; an answer that could not be
+        // audited is one the security office cannot account for.
+        add("security", "allow_audit_text", .bool, .bool(false),
+            "Write the prompt and the answer themselves into the audit log, not only their keyed hashes (patient data in the log)")
+        add("security", "allow_unaudited_answers", .bool, .bool(false),
+            "When the audit log cannot be written, keep answering (default: new requests get 503 until it can)")
+
+        // The gateway's audit trail: one HMAC-chained JSON line per API request.
+        add("audit", "path", .path, .string(""), "Audit log file, one JSON line per API request (empty: no audit log)")
+        add("audit", "hmac_key_file", .path, .string("/etc/mambaformer/keys/audit.key"),
+            "Secret key (at least 32 bytes, mode 600) for the audit chain's MACs and the prompt and answer hashes")
+        add("audit", "rotate_bytes", .int(4096...(1 << 40)), .int(64 << 20),
+            "Rotate the audit log when it reaches this size; the chain continues in the next file")
+        add("audit", "head_interval_s", .int(1...3600), .int(60),
+            "How often the audit chain's head (last sequence number and MAC) is written to the gateway's log")
+        add("audit", "queue", .int(1...1_000_000), .int(1024), "Audit lines waiting to be written before the log counts as failed")
 
         add("limits", "max_concurrent", .int(1...100_000), .int(64), "Answer requests in flight at one gateway before 429")
         add("limits", "max_tokens", .int(1...65_536), .int(512), "Largest max_tokens a client may ask for")

@@ -37,6 +37,10 @@ final class AnswerRun: @unchecked Sendable {
     private let metrics: GatewayMetrics
     private let logger: Logger
     private let permit: ConcurrencyLimiter.Permit
+    /// The client's quota claim (nil: not limited); settled with the tokens generated.
+    private let quota: ClientQuotas.Permit?
+    /// The authenticated client's name (per-client metrics).
+    private let client: String?
     private let started: ContinuousClock.Instant
     private let deadline: ContinuousClock.Instant
 
@@ -66,7 +70,7 @@ final class AnswerRun: @unchecked Sendable {
 
     init(requestId: String, params: AnswerParams, backend: AnswerBackend, config: GatewayConfig,
          metrics: GatewayMetrics, logger: Logger, permit: ConcurrencyLimiter.Permit,
-         started: ContinuousClock.Instant) {
+         quota: ClientQuotas.Permit? = nil, client: String? = nil, started: ContinuousClock.Instant) {
         self.requestId = requestId
         self.params = params
         self.backend = backend
@@ -74,6 +78,8 @@ final class AnswerRun: @unchecked Sendable {
         self.metrics = metrics
         self.logger = logger
         self.permit = permit
+        self.quota = quota
+        self.client = client
         self.started = started
         self.deadline = started + .milliseconds(params.deadlineMs + config.deadlineGraceMs)
         self.merger = SpanMerger(requestId: requestId)
@@ -92,6 +98,8 @@ final class AnswerRun: @unchecked Sendable {
         }
         inbox.finish()
         permit.release()
+        // A run that never finished: what it generated is unknown, so the reservation stays.
+        quota?.end(generated: params.maxTokens)
     }
 
     /// Sends the request. Failures here happen before any byte of the response, so they
@@ -288,7 +296,9 @@ final class AnswerRun: @unchecked Sendable {
         let usage = usage(stats: nil)
         metrics.tokens(usage.emambaTokens, expert: .emamba)
         metrics.tokens(usage.et5Tokens, expert: .et5)
+        if let client { metrics.clientTokens(usage.completionTokens, client: client) }
         metrics.answer(outcome: outcome)
+        quota?.end(generated: usage.completionTokens)
         permit.release()
     }
 

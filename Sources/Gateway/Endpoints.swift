@@ -14,6 +14,7 @@ struct Endpoints: Sendable {
     let metrics: GatewayMetrics
     let limiter: ConcurrencyLimiter
     let drain: GatewayDrain
+    let quotas: ClientQuotas
 
     /// Every endpoint and its one method. A method an endpoint lacks gets `405` with `Allow`
     /// (RFC 9110), not `404`: the path exists.
@@ -56,14 +57,16 @@ struct Endpoints: Sendable {
     func answer(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         var request = request
         let params = try RequestParsing.answer(try await readBody(&request), config: config)
+        context.audit.prompt(question: params.question, context: params.context)
         let run = try await startRun(params, context)
         return try await closingConnection {
             if !params.stream {
                 let result = try await collect(run, request: request)
+                context.audit.answered(result)
                 return Self.json(JSON.encode(result))
             }
             let first = try await firstStep(run)
-            return sse(run, first: first, request: request) { step in
+            return sse(run, first: first, request: request, audit: context.audit) { step in
                 switch step {
                 case .span(let span):
                     return .write("event: span\nid: \(span.spanIndex)\ndata: \(JSON.encode(SpanEvent(span, logprobs: params.logprobs)))\n\n")
@@ -87,12 +90,14 @@ struct Endpoints: Sendable {
     func chat(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         var request = request
         let chat = try RequestParsing.chat(try await readBody(&request), config: config)
+        context.audit.prompt(question: chat.params.question, context: chat.params.context)
         let run = try await startRun(chat.params, context)
         let id = "chatcmpl-\(run.requestId)"
         let created = Int(Date().timeIntervalSince1970)
         return try await closingConnection {
             if !chat.params.stream {
                 let answer = try await collect(run, request: request)
+                context.audit.answered(answer)
                 let completion = ChatCompletion(
                     id: id, created: created, model: chat.model,
                     choices: [.init(message: .init(content: answer.answer),
@@ -110,7 +115,7 @@ struct Endpoints: Sendable {
             }
             // OpenAI streams open with a role-only delta.
             let opening = chunk(.init(role: "assistant", content: ""))
-            return sse(run, first: first, request: request, preamble: opening) { step in
+            return sse(run, first: first, request: request, audit: context.audit, preamble: opening) { step in
                 switch step {
                 case .span(let span):
                     return .write(chunk(.init(content: span.text), routing: .span(.init(span)),
@@ -195,7 +200,23 @@ struct Endpoints: Sendable {
             metrics.answer(outcome: "rejected")
             throw GatewayError.draining(retryAfter: config.retryAfterSeconds)
         }
+        // The client's own quota first: a client over its limit learns that, not that the
+        // cluster is busy; and a request the cluster refuses is refunded to the client.
+        let client = context.client.value
+        var quota: ClientQuotas.Permit?
+        switch quotas.admit(client: client, maxTokens: params.maxTokens) {
+        case .unlimited: break
+        case .admitted(let permit): quota = permit
+        case .refused(let refusal):
+            metrics.answer(outcome: "rejected")
+            metrics.quotaRejected(client: client ?? "", limit: refusal.limit)
+            throw GatewayError.quotaExceeded(refusal)
+        case .impossible(let tpm):
+            metrics.quotaRejected(client: client ?? "", limit: "tpm")
+            throw GatewayError.maxTokensOverQuota(params.maxTokens, tpm: tpm)
+        }
         guard let permit = limiter.tryAcquire(requestId: context.requestId) else {
+            quota?.refund()
             metrics.answer(outcome: "rejected")
             throw GatewayError.overloaded(limit: limiter.limit, retryAfter: config.retryAfterSeconds)
         }
@@ -208,7 +229,7 @@ struct Endpoints: Sendable {
             "expert": "\(params.policy.forced)", "cost_weight": "\(params.policy.defaultCostWeight ? "default" : "\(params.policy.costWeight)")",
         ])
         let run = AnswerRun(requestId: permit.requestId, params: params, backend: backend, config: config,
-                            metrics: metrics, logger: logger, permit: permit, started: .now)
+                            metrics: metrics, logger: logger, permit: permit, quota: quota, client: client, started: .now)
         try await run.start()
         return run
     }
@@ -247,8 +268,12 @@ struct Endpoints: Sendable {
 
     /// A `text/event-stream` response fed by the run. A client that disconnects — noticed either
     /// by the inbound side closing or by a failed write — cancels the run on the router.
-    private func sse(_ run: AnswerRun, first: AnswerRun.Step, request: Request, preamble: String = "",
+    /// The audit line is written before the last event; if it cannot be, that event becomes an
+    /// `audit_unavailable` error (unless unaudited answers are allowed).
+    private func sse(_ run: AnswerRun, first: AnswerRun.Step, request: Request, audit note: AuditNote, preamble: String = "",
                      render: @escaping @Sendable (AnswerRun.Step) -> Frame) -> Response {
+        note.streams()
+        let retryAfter = config.retryAfterSeconds
         let headers: HTTPFields = [
             .contentType: "text/event-stream; charset=utf-8",
             .cacheControl: "no-cache",
@@ -264,7 +289,19 @@ struct Endpoints: Sendable {
                         case .write(let text):
                             try await writer.write(ByteBuffer(string: pending + text))
                             pending = ""
-                        case .last(let text):
+                        case .last(var text):
+                            if let audit = note.audit {
+                                var error: String?
+                                switch current {
+                                case .finished(let answer): note.answered(answer)
+                                case .failed(let failure): note.answered(failure.partial); error = failure.code
+                                default: break
+                                }
+                                if !(await audit.seal(note, status: 200, error: error)),
+                                   case .last(let refusal) = render(.failed(.auditUnavailable(retryAfter: retryAfter))) {
+                                    text = refusal
+                                }
+                            }
                             try await writer.write(ByteBuffer(string: pending + text))
                             return
                         }

@@ -23,9 +23,11 @@ public func makeGatewayApplication(
     metrics: GatewayMetrics = GatewayMetrics(),
     drain: GatewayDrain = GatewayDrain(),
     tokens: GatewayTokens? = nil,
+    quotas: ClientQuotas? = nil,
+    audit: GatewayAudit? = nil,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) -> Application<RouterResponder<GatewayRequestContext>> {
-    let router = makeGatewayRouter(config: config, backend: backend, metrics: metrics, drain: drain, tokens: tokens)
+    let router = makeGatewayRouter(config: config, backend: backend, metrics: metrics, drain: drain, tokens: tokens, quotas: quotas, audit: audit)
     let readTimeout = TimeAmount.milliseconds(Int64(config.readTimeoutMs))
     let headerLimits = HTTP1Channel.Configuration.DecoderConfiguration(
         maxHeaderFieldSize: 80 * 1024, maxHeaderListSize: 80 * 1024, maxHeaderFieldCount: 1000)
@@ -47,17 +49,23 @@ public func makeGatewayApplication(
 
 /// The router alone (middleware + endpoints), for embedding or testing.
 /// - tokens: the accepted tokens, shared with whoever reloads them (SIGHUP); by default the config's.
+/// - quotas: the clients' limits, shared the same way; by default the config's `clients`.
+/// - audit: the audit trail (nil: none).
 public func makeGatewayRouter(config: GatewayConfig, backend: AnswerBackend,
                               metrics: GatewayMetrics = GatewayMetrics(),
                               drain: GatewayDrain = GatewayDrain(),
-                              tokens: GatewayTokens? = nil) -> Router<GatewayRequestContext> {
+                              tokens: GatewayTokens? = nil,
+                              quotas: ClientQuotas? = nil,
+                              audit: GatewayAudit? = nil) -> Router<GatewayRequestContext> {
     let limiter = ConcurrencyLimiter(limit: config.maxConcurrent) { metrics.inFlight($0) }
     drain.attach(limiter)
     let router = Router(context: GatewayRequestContext.self)
     // Middleware first: Hummingbird wraps each route with the middleware present when it is added.
-    router.add(middleware: FrontMiddleware(metrics: metrics))
+    router.add(middleware: FrontMiddleware(metrics: metrics, audit: audit, retryAfterSeconds: config.retryAfterSeconds))
     router.add(middleware: AuthMiddleware(tokens: tokens ?? GatewayTokens(config), metricsAuth: config.metricsAuth,
                                           failuresPerMinute: config.authFailuresPerMinute))
-    Endpoints(config: config, backend: backend, metrics: metrics, limiter: limiter, drain: drain).register(on: router)
+    let quotas = quotas ?? ClientQuotas(config.clients, metrics: metrics)
+    Endpoints(config: config, backend: backend, metrics: metrics, limiter: limiter, drain: drain, quotas: quotas)
+        .register(on: router)
     return router
 }

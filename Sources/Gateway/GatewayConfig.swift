@@ -61,6 +61,8 @@ public struct GatewayConfig: Sendable {
     /// Listening beyond loopback with no tokens is refused at start unless this is set
     /// (`security.allow_unauthenticated`, `--allow-unauthenticated`).
     public var allowUnauthenticated = Schema.defaultBool("security.allow_unauthenticated")
+    /// Named clients' limits (`[[clients]]`); a name no token carries limits nobody.
+    public var clients: [ClientLimits] = []
     /// Failed token checks per client address per minute before its requests get 429 (0: off).
     public var authFailuresPerMinute = Schema.defaultInt("security.auth_failures_per_minute")
 

@@ -95,6 +95,20 @@ public struct GatewayError: Error, CustomStringConvertible, Sendable {
               "the gateway is serving its limit of \(limit) concurrent requests; retry later",
               retryAfter: retryAfter)
     }
+    /// The client's own limit (`[[clients]]`), not the cluster's load (`overloaded`).
+    static func quotaExceeded(_ refusal: ClientQuotas.Refusal) -> GatewayError {
+        .init(.tooManyRequests, "quota_exceeded", refusal.message + "; retry after \(refusal.retryAfter) s",
+              retryAfter: refusal.retryAfter)
+    }
+    static func maxTokensOverQuota(_ asked: Int, tpm: Int) -> GatewayError {
+        .init(.unprocessableContent, "max_tokens_over_quota",
+              "max_tokens \(asked) exceeds this client's whole quota of \(tpm) tokens per minute (tpm); ask for fewer")
+    }
+    static func auditUnavailable(retryAfter: Int) -> GatewayError {
+        .init(.serviceUnavailable, "audit_unavailable",
+              "the audit log cannot be written, and no request is served unaudited; the operator must make it writable "
+              + "(disk full?) or set security.allow_unaudited_answers", retryAfter: retryAfter)
+    }
     static func draining(retryAfter: Int) -> GatewayError {
         .init(.serviceUnavailable, "draining", "the gateway is shutting down; retry (another instance may serve it)",
               retryAfter: retryAfter)

@@ -22,6 +22,10 @@ import Wire
 /// - `malformed_requests_total{status}`            HTTP the decoder refused: 400 / 431 (never routed)
 /// - `router_reachable`, `replicas{pool}`          last status seen by /readyz or /metrics
 /// - `routers_reachable`, `routers_configured`     several routers: how many answer, of how many
+/// - `quota_rejections_total{client,limit}`        requests a client's own limit refused (rpm / tpm / max_concurrent)
+/// - `client_tokens_total{client}`                 generated tokens per named client
+/// - `client_in_flight{client}`                    answers in flight per client with a `[[clients]]` table
+/// - `audit_lines_total{result}`                   audit lines `written`, or `failed` (queue full, write failed)
 public final class GatewayMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     public let factory: PrometheusMetricsFactory
@@ -86,6 +90,25 @@ public final class GatewayMetrics: Sendable {
         guard count > 0 else { return }
         Counter(label: "mambaformer_gateway_tokens_total", dimensions: [("expert", expert.description)],
                 factory: factory).increment(by: count)
+    }
+
+    func quotaRejected(client: String, limit: String) {
+        Counter(label: "mambaformer_gateway_quota_rejections_total", dimensions: [("client", client), ("limit", limit)],
+                factory: factory).increment()
+    }
+
+    func clientTokens(_ count: Int, client: String) {
+        Counter(label: "mambaformer_gateway_client_tokens_total", dimensions: [("client", client)],
+                factory: factory).increment(by: count)
+    }
+
+    func clientInFlight(_ n: Int, client: String) {
+        Meter(label: "mambaformer_gateway_client_in_flight", dimensions: [("client", client)], factory: factory).set(n)
+    }
+
+    func auditLine(written: Bool) {
+        Counter(label: "mambaformer_gateway_audit_lines_total", dimensions: [("result", written ? "written" : "failed")],
+                factory: factory).increment()
     }
 
     func answer(outcome: String) {

@@ -16,6 +16,8 @@ public struct GatewayRequestContext: RequestContext {
     /// The authenticated client's name, set by the door for the access log and the metrics
     /// that the outer middleware writes (shared: the context is copied on the way in).
     let client = ClientName()
+    /// What this request's audit line will say (when there is an audit log).
+    let audit = AuditNote()
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
@@ -45,6 +47,9 @@ extension HTTPField.Name {
 struct FrontMiddleware: RouterMiddleware {
     typealias Context = GatewayRequestContext
     let metrics: GatewayMetrics
+    /// The audit trail (nil: none): every request but the probes and `/metrics` gets a line.
+    var audit: GatewayAudit? = nil
+    var retryAfterSeconds = 1
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let started = ContinuousClock.now
@@ -53,9 +58,17 @@ struct FrontMiddleware: RouterMiddleware {
         context.requestId = requestId
         context.logger[metadataKey: "request_id"] = .string(requestId)
         let endpoint = Self.endpointLabel(request.uri.path)
+        let note = context.audit
+        let audit = Self.isProbe(request) ? nil : self.audit
+        if let audit {
+            note.begin(audit, requestId: requestId, address: context.clientAddress, method: request.method.rawValue,
+                       endpoint: endpoint == "other" ? AuthMiddleware.canonicalPath(request.uri.path).prefix(256).description : endpoint)
+        }
 
         var response: Response
+        var errorCode: String?
         do {
+            if let audit, audit.refusesRequests { throw GatewayError.auditUnavailable(retryAfter: retryAfterSeconds) }
             response = try await next(request, context)
         } catch {
             let gatewayError = Self.gatewayError(from: error, request: request)
@@ -63,7 +76,18 @@ struct FrontMiddleware: RouterMiddleware {
             if gatewayError.status == .internalServerError {
                 context.logger.error("request failed", metadata: ["error": "\(error)"])
             }
+            errorCode = gatewayError.code
+            note.answered(gatewayError.partial)
             response = Self.errorResponse(gatewayError, requestId: requestId)
+        }
+        // Whole responses are audited before any byte of them is sent; a stream seals its line
+        // before its last event (Endpoints.sse). No line, no answer.
+        if let audit {
+            note.authenticated(as: context.client.value)
+            if !note.streaming, errorCode != "audit_unavailable",
+               !(await audit.seal(note, status: Int(response.status.code), error: errorCode)) {
+                response = Self.errorResponse(.auditUnavailable(retryAfter: retryAfterSeconds), requestId: requestId)
+            }
         }
         response.headers[.requestId] = requestId
 
@@ -76,6 +100,10 @@ struct FrontMiddleware: RouterMiddleware {
         let body = response.body
         response.body = ResponseBody(contentLength: body.contentLength) { writer in
             defer {
+                // A stream that ended early (the client hung up): its line still gets written.
+                if let audit, !note.isSealed {
+                    Task { _ = await audit.seal(note, status: Int(status), error: "client_closed") }
+                }
                 let elapsed = ContinuousClock.now - started
                 let name = clientName.value
                 metrics.request(endpoint: endpoint, status: status, duration: elapsed, client: name)
@@ -89,6 +117,16 @@ struct FrontMiddleware: RouterMiddleware {
             try await body.write(writer)
         }
         return response
+    }
+
+    /// Probes and metrics: no audit line (orchestrators call them every few seconds, and they
+    /// carry no patient data).
+    static func isProbe(_ request: Request) -> Bool {
+        guard request.method == .get else { return false }
+        switch AuthMiddleware.canonicalPath(request.uri.path) {
+        case "/healthz", "/readyz", "/metrics": return true
+        default: return false
+        }
     }
 
     /// Accept a client's id only if it is short printable ASCII without separators (it goes into

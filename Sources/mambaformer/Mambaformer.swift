@@ -14,7 +14,7 @@ struct Mambaformer: AsyncParsableCommand {
             GatewayCommand.self, RouterCommand.self, ExpertCommand.self, UpCommand.self,
             AskCommand.self, InferCommand.self, TokenizeCommand.self, GateCommand.self,
             EvalCommand.self, LoadgenCommand.self, KeygenCommand.self, ScaleCommand.self,
-            AutoscaleCommand.self,
+            AutoscaleCommand.self, AuditCommand.self,
         ]
     )
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Audit
 import ClusterConfig
 import Foundation
 import Gateway
@@ -67,9 +68,14 @@ struct GatewayCommand: AsyncParsableCommand {
         }, logger: logger)
         let drain = GatewayDrain()
         let tokens = GatewayTokens(gatewayConfig)
+        let quotas = ClientQuotas(gatewayConfig.clients, metrics: metrics)
+        warnAboutUnknownClients(gatewayConfig, logger: logger)
+        let auditLog = try openAuditLog(cluster.gateway.audit, logger: logger)
+        let audit = auditLog.map { GatewayAudit(log: $0.log, key: $0.key, includeText: cluster.gateway.audit.includeText,
+                                                allowUnaudited: cluster.gateway.audit.allowUnaudited, metrics: metrics) }
         ReloadSignal.install()
         let app = makeGatewayApplication(config: gatewayConfig, backend: backend, logger: logger, metrics: metrics,
-                                         drain: drain, tokens: tokens, onServerRunning: { port in
+                                         drain: drain, tokens: tokens, quotas: quotas, audit: audit, onServerRunning: { port in
             Readiness.ready("gateway listening on \(gatewayConfig.host):\(port)", logger: logger)
         })
         // SIGTERM/SIGINT: services stop in reverse order. systemd hears STOPPING=1; new
@@ -77,7 +83,8 @@ struct GatewayCommand: AsyncParsableCommand {
         let group = ServiceGroup(configuration: .init(
             // Shut down in reverse order: the router connection after the drain (answers in flight
             // keep it), the token reloader last, so that it never delays the drain.
-            services: [.init(service: TokenReloader(path: gatewayConfig.authTokensFile, tokens: tokens, logger: logger)),
+            services: [.init(service: AuditCloser(log: auditLog?.log)),
+                       .init(service: GatewayReloader(reload: reloadedSettings, tokens: tokens, quotas: quotas, logger: logger)),
                        .init(service: backend),
                        .init(service: app), .init(service: Drainer(drain: drain, logger: logger)),
                        .init(service: StoppingNotifier(logger: logger))],
@@ -86,28 +93,71 @@ struct GatewayCommand: AsyncParsableCommand {
     }
 }
 
-/// SIGHUP: the token file again (revoke or add a client without a restart). An invalid file
-/// keeps the tokens in force and says why; a file that now holds no tokens is invalid too.
-struct TokenReloader: Service {
-    let path: String?
+extension GatewayCommand {
+    /// The gateway's settings as the files say now (SIGHUP): the same checks as at start.
+    func reloadedSettings() throws -> GatewayConfig {
+        try NodeConfiguration.gatewayConfig(try NodeConfiguration.load(config, overrides))
+    }
+
+    /// The audit log when `audit.path` is set: its key must load and its last line verify.
+    func openAuditLog(_ s: AuditSettings, logger: Logger) throws -> (log: AuditLog, key: AuditKey)? {
+        guard let path = s.path else { return nil }
+        let key = try AuditKey.load(path: s.hmacKeyFile)
+        var options = AuditLog.Options()
+        options.rotateBytes = s.rotateBytes
+        options.queueLimit = s.queue
+        options.headInterval = .seconds(s.headIntervalS)
+        let log = try AuditLog(path: path, key: key, options: options, logger: logger)
+        logger.notice("audit log open", metadata: ["path": "\(path)", "next_seq": "\(log.head.nextSeq)",
+                                                   "text": "\(s.includeText ? "included (security.allow_audit_text)" : "hashed")"])
+        return (log, key)
+    }
+
+    /// A `[[clients]]` name that no token carries limits nobody: most likely a typo.
+    func warnAboutUnknownClients(_ g: GatewayConfig, logger: Logger) {
+        let named = Set(g.clientNames.values)
+        for client in g.clients where !named.contains(client.name) {
+            logger.warning("[[clients]] \(client.name): no token in security.auth_tokens_file has this name; its limits apply to nobody")
+        }
+    }
+}
+
+/// SIGHUP: the configuration file and the token file again, to revoke or add a client or
+/// change its limits without a restart. Either file invalid: everything stays as it was, and
+/// the log says why (a token file that now holds no tokens is invalid too).
+struct GatewayReloader: Service {
+    let reload: @Sendable () throws -> GatewayConfig
     let tokens: GatewayTokens
+    let quotas: ClientQuotas
     let logger: Logger
     func run() async throws {
         while !Task.isCancelled, !Task.isShuttingDownGracefully {
             try? await Task.sleep(for: .milliseconds(250))
             guard ReloadSignal.take() else { continue }
-            guard let path else {
-                logger.info("SIGHUP: no token file to reload (authentication is off)")
-                continue
-            }
             do {
-                let named = try GatewayConfig.loadAuthTokens(path: path)
-                tokens.replace(Set(named.keys), names: named)
-                logger.notice("SIGHUP: tokens reloaded", metadata: ["clients": "\(named.count)"])
+                let fresh = try reload()
+                if fresh.authTokensFile == nil, tokens.count > 0 {
+                    logger.error("SIGHUP: not reloaded: security.auth_tokens_file is now empty; turning authentication off takes a restart")
+                    continue
+                }
+                tokens.replace(fresh.authTokens, names: fresh.clientNames)
+                quotas.replace(fresh.clients)
+                logger.notice("SIGHUP: tokens and client limits reloaded",
+                              metadata: ["tokens": "\(fresh.authTokens.count)", "clients_with_limits": "\(fresh.clients.count)"])
             } catch {
-                logger.error("SIGHUP: tokens not reloaded, the previous \(tokens.count) stay: \(error)")
+                logger.error("SIGHUP: not reloaded, the previous tokens and client limits stay: \(error)")
             }
         }
+    }
+}
+
+/// Closes the audit log last (first in the service list): the drain's answers are audited,
+/// and the closing head goes to the journal.
+struct AuditCloser: Service {
+    let log: AuditLog?
+    func run() async throws {
+        try? await gracefulShutdown()
+        log?.close()
     }
 }
 

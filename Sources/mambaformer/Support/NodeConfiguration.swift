@@ -130,6 +130,7 @@ enum NodeConfiguration {
             g.clientNames = named
             g.authTokensFile = path
         }
+        g.clients = s.clients
         try g.validate()
         return g
     }

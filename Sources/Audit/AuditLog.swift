@@ -1,0 +1,245 @@
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The audit log's writer: records go through a bounded queue to one thread that seals each
+/// (`AuditChain`) and hands it to the OS with write(2); `append` returns once that is done, so
+/// the caller can hold the answer's last byte until its line is written.
+///
+/// Failures: a full queue or a failed write makes the log *failed* (`isHealthy` false). A
+/// failed write is cut back off the file (ftruncate), so the chain never holds half a line.
+/// While failed, records are refused at once; every second the thread tries to write an
+/// `audit_resumed` line (saying how many records were refused), and once that succeeds the log
+/// is healthy again. Whether requests go on meanwhile is the gateway's decision.
+///
+/// Rotation: when a line would take the file past `rotateBytes`, the file is renamed to
+/// `PATH.<first seq, 12 digits>` and a new one begun; the chain continues, so
+/// `audit verify PATH.* PATH` (the shell sorts the names oldest first) checks them all.
+// Sendable: the queue and state are guarded by `condition`; the file is the thread's alone.
+public final class AuditLog: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var rotateBytes = 64 << 20
+        public var queueLimit = 1024
+        /// How often the chain's head goes to `logger` (the journal), off the file.
+        public var headInterval: Duration = .seconds(60)
+        public var retryInterval: Duration = .seconds(1)
+        public init() {}
+    }
+
+    public let path: String
+    private let key: AuditKey
+    private let options: Options
+    private let logger: Logger
+
+    private struct Pending { let fields: String; let done: @Sendable (Bool) -> Void }
+    private let condition = NSCondition()
+    private var queue: [Pending] = []
+    private var healthy = true
+    private var stopping = false
+    private var refusedWhileFailed = 0
+    private var thread: Thread?
+
+    // The writer thread's own state.
+    private var fd: Int32 = -1
+    private var size = 0
+    private var nextSeq: UInt64 = 0
+    private var prev = AuditChain.genesis
+    private var fileFirstSeq: UInt64 = 0
+    private var lastHeadLogged: ContinuousClock.Instant = .now
+
+    /// Opens (or creates, mode 600) the log and continues its chain from the last line, which
+    /// must verify under `key`.
+    public init(path: String, key: AuditKey, options: Options = Options(), logger: Logger) throws {
+        self.path = path
+        self.key = key
+        self.options = options
+        self.logger = logger
+        try openFile()
+        try recoverHead()
+        let thread = Thread { [unowned self] in self.run() }
+        thread.name = "audit-log"
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Whether records are being written (false after a failed write or a full queue, until a write succeeds).
+    public var isHealthy: Bool { condition.withLock { healthy } }
+
+    /// The chain's head: the next line's sequence number and the last line's MAC.
+    public var head: (nextSeq: UInt64, mac: String) { condition.withLock { (nextSeq, prev) } }
+
+    /// Seals and writes one record (its JSON fields without braces). True once write(2) has
+    /// taken the whole line; false if the log is failed, the queue full, or the write failed.
+    public func append(_ fields: String) async -> Bool {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let accepted = condition.withLock { () -> Bool in
+                guard healthy, !stopping, queue.count < options.queueLimit else {
+                    if healthy, !stopping {
+                        healthy = false
+                        logger.error("audit log queue full (\(options.queueLimit) lines): the disk is too slow")
+                    }
+                    refusedWhileFailed += 1
+                    return false
+                }
+                queue.append(Pending(fields: fields, done: { continuation.resume(returning: $0) }))
+                condition.signal()
+                return true
+            }
+            if !accepted { continuation.resume(returning: false) }
+        }
+    }
+
+    /// Writes what is queued, logs the head, closes the file.
+    public func close() {
+        condition.withLock { stopping = true; condition.signal() }
+        while condition.withLock({ thread != nil }) { usleep(1000) }
+    }
+
+    // MARK: The writer thread
+
+    private func run() {
+        var lastRetry = ContinuousClock.now
+        while true {
+            condition.lock()
+            while queue.isEmpty, !stopping {
+                _ = condition.wait(until: Date(timeIntervalSinceNow: 0.25))
+                if !healthy || ContinuousClock.now - lastHeadLogged >= options.headInterval { break }
+            }
+            let batch = queue
+            queue.removeAll()
+            let done = stopping && batch.isEmpty
+            let failed = !healthy
+            condition.unlock()
+
+            if failed, ContinuousClock.now - lastRetry >= options.retryInterval {
+                lastRetry = .now
+                tryResume()
+            }
+            for pending in batch { pending.done(write(pending.fields)) }
+            if ContinuousClock.now - lastHeadLogged >= options.headInterval || done { logHead() }
+            if done { break }
+        }
+        if fd >= 0 { Glibc.close(fd); fd = -1 }
+        condition.withLock { thread = nil }
+    }
+
+    /// One sealed line onto the file, rotating first when it would not fit.
+    private func write(_ fields: String) -> Bool {
+        if !condition.withLock({ healthy }) {
+            condition.withLock { refusedWhileFailed += 1 }
+            return false
+        }
+        let (line, mac) = AuditChain.seal(seq: nextSeq, prev: prev, fields: fields, key: key)
+        let bytes = Array(line.utf8)
+        if size > 0, size + bytes.count > options.rotateBytes, !rotate() { return fail("rotation failed") }
+        guard writeAll(bytes) else { return fail(String(cString: strerror(errno))) }
+        size += bytes.count
+        condition.withLock { nextSeq += 1; prev = mac }
+        return true
+    }
+
+    /// write(2) until every byte is taken; on failure the file is cut back to where it was.
+    private func writeAll(_ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            if n <= 0 {
+                let saved = errno
+                if offset > 0 { _ = ftruncate(fd, off_t(size)) }
+                errno = saved
+                return false
+            }
+            offset += n
+        }
+        return true
+    }
+
+    private func fail(_ why: String) -> Bool {
+        condition.withLock {
+            if healthy { logger.error("audit log \(path) cannot be written: \(why)") }
+            healthy = false
+            refusedWhileFailed += 1
+        }
+        return false
+    }
+
+    /// While failed: write a line saying how many records were lost; success ends the failure.
+    private func tryResume() {
+        let lost = condition.withLock { refusedWhileFailed }
+        let fields = #""event":"audit_resumed","time":"\#(AuditLog.timestamp(Date()))","records_refused":\#(lost)"#
+        let (line, mac) = AuditChain.seal(seq: nextSeq, prev: prev, fields: fields, key: key)
+        let bytes = Array(line.utf8)
+        if size > 0, size + bytes.count > options.rotateBytes, !rotate() { return }
+        guard writeAll(bytes) else { return }
+        size += bytes.count
+        condition.withLock {
+            nextSeq += 1; prev = mac
+            refusedWhileFailed = 0
+            healthy = true
+        }
+        logger.notice("audit log writable again", metadata: ["records_refused": "\(lost)"])
+    }
+
+    private func rotate() -> Bool {
+        var rotated = path + "." + String(format: "%012llu", fileFirstSeq)
+        // Never over an older file (a chain restarted by hand can repeat numbers).
+        while FileManager.default.fileExists(atPath: rotated) { rotated += "-" + String(UInt32.random(in: 0...UInt32.max), radix: 16) }
+        guard rename(path, rotated) == 0 else { return false }
+        Glibc.close(fd)
+        fd = -1
+        do { try openFile() } catch { return false }
+        fileFirstSeq = condition.withLock { nextSeq }
+        logger.notice("audit log rotated", metadata: ["file": "\(rotated)", "next_seq": "\(fileFirstSeq)"])
+        return true
+    }
+
+    private func logHead() {
+        lastHeadLogged = .now
+        let (seq, mac) = head
+        guard seq > 0 else { return }
+        // Off the file: cutting lines off the end of the log leaves this behind in the journal.
+        logger.notice("audit chain head", metadata: ["audit_seq": "\(seq - 1)", "audit_mac": "\(mac)"])
+    }
+
+    private func openFile() throws {
+        fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw AuditError.cannotOpen(path: path, errno: errno) }
+        var st = stat()
+        size = fstat(fd, &st) == 0 ? Int(st.st_size) : 0
+    }
+
+    /// The chain continues from the file's last line, which must verify.
+    private func recoverHead() throws {
+        guard size > 0, let handle = FileHandle(forReadingAtPath: path) else { return }
+        defer { try? handle.close() }
+        let tail = min(size, 1 << 20)
+        try handle.seek(toOffset: UInt64(size - tail))
+        let bytes = Array(handle.readData(ofLength: tail))
+        guard bytes.last == 0x0A else { throw AuditError.tailDoesNotVerify(path: path) }
+        let body = bytes.dropLast()
+        let start = body.lastIndex(of: 0x0A).map { $0 + 1 } ?? body.startIndex
+        guard let opened = AuditChain.open(Array(body[start...]), key: key) else { throw AuditError.tailDoesNotVerify(path: path) }
+        nextSeq = opened.seq + 1
+        prev = opened.mac
+        // The file's first sequence number names it when it is rotated.
+        try handle.seek(toOffset: 0)
+        let head = Array(handle.readData(ofLength: 64))
+        let prefix = Array(#"{"seq":"#.utf8)
+        fileFirstSeq = head.starts(with: prefix)
+            ? UInt64(String(decoding: head.dropFirst(prefix.count).prefix { $0 >= 0x30 && $0 <= 0x39 }, as: UTF8.self)) ?? opened.seq
+            : opened.seq
+    }
+
+    /// RFC 3339 UTC with milliseconds, as the lines carry it.
+    public static func timestamp(_ date: Date) -> String {
+        let ms = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        var t = time_t(ms / 1000)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
+                      Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), Int(ms % 1000))
+    }
+}

@@ -1,0 +1,144 @@
+import Audit
+import Foundation
+import GatewayClient
+import Logging
+
+/// The gateway's side of the audit trail (`audit.path`): one sealed JSON line per API request
+/// (not the probes or `/metrics`), written before the answer's last byte goes out.
+///
+/// A line holds who (client name and address), what (endpoint, status, error code), how much
+/// (prompt and completion tokens, latency), which experts served it (each span's expert and
+/// replica), and keyed hashes of the prompt and the answer, never their text unless
+/// `security.allow_audit_text`. When the log cannot be written, new requests get
+/// `503 audit_unavailable` and an answer whose line failed is withheld, unless
+/// `security.allow_unaudited_answers`.
+public final class GatewayAudit: Sendable {
+    let log: AuditLog
+    let key: AuditKey
+    let includeText: Bool
+    let allowUnaudited: Bool
+    let metrics: GatewayMetrics?
+
+    public init(log: AuditLog, key: AuditKey, includeText: Bool = false, allowUnaudited: Bool = false,
+                metrics: GatewayMetrics? = nil) {
+        self.log = log; self.key = key; self.includeText = includeText; self.allowUnaudited = allowUnaudited
+        self.metrics = metrics
+    }
+
+    /// New requests must be refused: the log is failed and unaudited answers are not allowed.
+    var refusesRequests: Bool { !allowUnaudited && !log.isHealthy }
+
+    /// Writes the request's line (once). False when it could not be written and answers must
+    /// then be withheld.
+    func seal(_ note: AuditNote, status: Int, error: String?) async -> Bool {
+        guard let fields = note.take(status: status, error: error, audit: self) else { return true }
+        let written = await log.append(fields)
+        metrics?.auditLine(written: written)
+        return written || allowUnaudited
+    }
+
+    struct Record: Encodable {
+        struct Span: Encodable { let span: Int; let expert: String; let replica: String; let tokens: Int }
+        let time: String
+        let requestId: String
+        let client: String?
+        let address: String
+        let method: String
+        let endpoint: String
+        let status: Int
+        let error: String?
+        let finishReason: String?
+        let promptTokens: Int
+        let completionTokens: Int
+        let spans: [Span]
+        let latencyMs: Double
+        let promptHmac: String?
+        let answerHmac: String?
+        let prompt: String?
+        let answer: String?
+
+        enum CodingKeys: String, CodingKey {
+            case time, requestId = "request_id", client, address, method, endpoint, status, error
+            case finishReason = "finish_reason", promptTokens = "prompt_tokens", completionTokens = "completion_tokens"
+            case spans, latencyMs = "latency_ms", promptHmac = "prompt_hmac", answerHmac = "answer_hmac", prompt, answer
+        }
+
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(time, forKey: .time); try c.encode(requestId, forKey: .requestId)
+            try c.encode(client, forKey: .client); try c.encode(address, forKey: .address)
+            try c.encode(method, forKey: .method); try c.encode(endpoint, forKey: .endpoint)
+            try c.encode(status, forKey: .status); try c.encode(error, forKey: .error)
+            try c.encode(finishReason, forKey: .finishReason)
+            try c.encode(promptTokens, forKey: .promptTokens); try c.encode(completionTokens, forKey: .completionTokens)
+            try c.encode(spans, forKey: .spans); try c.encode(latencyMs, forKey: .latencyMs)
+            try c.encode(promptHmac, forKey: .promptHmac); try c.encode(answerHmac, forKey: .answerHmac)
+            try c.encodeIfPresent(prompt, forKey: .prompt); try c.encodeIfPresent(answer, forKey: .answer)
+        }
+    }
+}
+
+/// What one request's audit line will say, filled as the request goes: the door sets who and
+/// where, the endpoint adds the prompt and the answer. Shared through the request context
+/// (the context is copied on the way in).
+final class AuditNote: @unchecked Sendable {
+    private let lock = NSLock()
+    private var sealed = false
+    private var recorder: GatewayAudit?
+    private var requestId = ""
+    private var client: String?
+    private var address = ""
+    private var method = ""
+    private var endpoint = ""
+    private var received = Date()
+    private var started = ContinuousClock.now
+    private var prompt: String?
+    private var answer: AnswerResponse?
+    /// Set by a streaming endpoint, which seals the line itself before its last event.
+    private(set) var streaming: Bool {
+        get { lock.withLock { _streaming } }
+        set { lock.withLock { _streaming = newValue } }
+    }
+    private var _streaming = false
+
+    var audit: GatewayAudit? { lock.withLock { recorder } }
+    var isSealed: Bool { lock.withLock { sealed } }
+
+    func begin(_ recorder: GatewayAudit, requestId: String, address: String, method: String, endpoint: String) {
+        lock.withLock {
+            self.recorder = recorder; self.requestId = requestId; self.address = address
+            self.method = method; self.endpoint = endpoint; received = Date(); started = .now
+        }
+    }
+
+    func authenticated(as client: String?) { lock.withLock { self.client = client } }
+
+    /// The prompt as the models see it: question and context, separated by a NUL byte.
+    func prompt(question: String, context: String) { lock.withLock { prompt = question + "\u{0}" + context } }
+
+    func answered(_ response: AnswerResponse?) { if let response { lock.withLock { answer = response } } }
+
+    func streams() { streaming = true }
+
+    /// The line's fields (JSON without braces), once; nil when already sealed or not audited.
+    fileprivate func take(status: Int, error: String?, audit: GatewayAudit) -> String? {
+        let record: GatewayAudit.Record? = lock.withLock {
+            guard !sealed, recorder != nil else { return nil }
+            sealed = true
+            let answerText = answer?.answer
+            return GatewayAudit.Record(
+                time: AuditLog.timestamp(received), requestId: requestId, client: client, address: address,
+                method: method, endpoint: endpoint, status: status, error: error, finishReason: answer?.finishReason,
+                promptTokens: answer?.usage.promptTokens ?? 0, completionTokens: answer?.usage.completionTokens ?? 0,
+                spans: (answer?.trace ?? []).map { .init(span: $0.span, expert: $0.expert, replica: $0.replica, tokens: $0.tokens) },
+                latencyMs: Double((ContinuousClock.now - started) / .microseconds(1)) / 1000,
+                promptHmac: prompt.map(audit.key.hash), answerHmac: answerText.map(audit.key.hash),
+                prompt: audit.includeText ? prompt : nil, answer: audit.includeText ? answerText : nil)
+        }
+        guard let record else { return nil }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        guard let data = try? encoder.encode(record), data.count >= 2 else { return nil }
+        return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
+    }
+}
