@@ -182,7 +182,7 @@ final class HostileClientTests: XCTestCase {
         // A broken file (no token) changes nothing and says why.
         try reload("# emptied by mistake\n")
         XCTAssertEqual(try RawHTTP.exchange(port: port, post("/v1/answer", Self.question, token: newcomer)).status, 200)
-        XCTAssertTrue(harness.log("gateway").contains("tokens not reloaded"), harness.log("gateway"))
+        XCTAssertTrue(harness.log("gateway").contains("SIGHUP: not reloaded"), harness.log("gateway"))
 
         let log = harness.log("gateway")
         XCTAssertTrue(log.contains("client_name=test-client") && log.contains("client_name=triage"), log)
