@@ -43,6 +43,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", exact: "1.8.0"),
         // Also through hummingbird; named for the audit trail's HMAC-SHA-256 chain.
         .package(url: "https://github.com/apple/swift-crypto", exact: "4.5.2"),
+        // Also through hummingbird; named for HTTPS at the gateway (a context swapped on SIGHUP).
+        .package(url: "https://github.com/apple/swift-nio-ssl", exact: "2.37.6"),
     ],
     targets: [
         // System libraries (Debian packages, see scripts/install-deps.sh).
@@ -123,6 +125,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ], swiftSettings: v6),

@@ -15,6 +15,7 @@ PACKAGES=(
   dbus                   # the system bus of that systemd (systemctl as the autoscaler's user)
   polkitd                # the autoscaler's rule: start/stop expert units only
   curl                   # used by tests and the demo
+  openssl                # the TLS test makes its CA and certificates at test time
   iproute2               # ip netns for the multi-host test
   haproxy                # the documented TCP load balancer in front of several gateways (its test)
   prometheus             # promtool: checks the shipped alert rules and dashboard expressions

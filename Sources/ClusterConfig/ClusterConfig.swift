@@ -173,6 +173,9 @@ public struct ClusterConfig {
             allowUnauthenticated: bool("security.allow_unauthenticated"),
             authFailuresPerMinute: int("security.auth_failures_per_minute"),
             clients: file?.clients ?? [],
+            tlsCert: optionalPath("gateway.tls_cert"), tlsKey: optionalPath("gateway.tls_key"),
+            tlsClientCA: optionalPath("gateway.tls_client_ca"), tlsRequireClientCert: bool("gateway.tls_require_client_cert"),
+            allowPlaintextHTTP: bool("security.allow_plaintext_http"),
             audit: AuditSettings(path: optionalPath("audit.path"), hmacKeyFile: string("audit.hmac_key_file"),
                                  rotateBytes: int("audit.rotate_bytes"), headIntervalS: int("audit.head_interval_s"),
                                  queue: int("audit.queue"), includeText: bool("security.allow_audit_text"),
@@ -254,6 +257,11 @@ public struct GatewaySettings: Equatable, Sendable {
     public var authFailuresPerMinute: Int
     /// `[[clients]]`: named clients' limits (only from the file).
     public var clients: [ClientLimits]
+    public var tlsCert: String?
+    public var tlsKey: String?
+    public var tlsClientCA: String?
+    public var tlsRequireClientCert: Bool
+    public var allowPlaintextHTTP: Bool
     public var audit: AuditSettings
 }
 

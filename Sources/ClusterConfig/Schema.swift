@@ -239,6 +239,13 @@ public enum Schema {
         add("gateway", "read_timeout_ms", .int(1...3_600_000), .int(30_000),
             "A request (head and body) must arrive within this many ms of connecting or of the previous response, else 408")
         add("gateway", "log_level", .choice(logLevels), .string("info"), "Log level (trace, debug, info, notice, warning, error, critical)")
+        // HTTPS at the gateway; reloaded on SIGHUP (new connections get the new files).
+        add("gateway", "tls_cert", .path, .string(""), "PEM certificate chain for HTTPS (with tls_key; \"\": plain HTTP)")
+        add("gateway", "tls_key", .path, .string(""), "PEM private key of tls_cert (mode 600)")
+        add("gateway", "tls_client_ca", .path, .string(""),
+            "PEM CA of accepted client certificates (mTLS); a certificate's subject CN names a client no token names")
+        add("gateway", "tls_require_client_cert", .bool, .bool(false),
+            "Refuse clients without a certificate from tls_client_ca (else one presented must verify)")
         add("gateway", "metrics_auth", .bool, .bool(false), "GET /metrics needs a bearer token too (when tokens are configured)")
 
         for (key, type, value, help) in expertKeys {
@@ -289,6 +296,9 @@ public enum Schema {
 
         // Text in the audit log is patient data in a second place; an answer that could not be
         // audited is one the security office cannot account for.
+        // Behind a proxy that terminates TLS, say.
+        add("security", "allow_plaintext_http", .bool, .bool(false),
+            "Let a gateway serve plain HTTP beyond loopback (only behind a proxy that terminates TLS)")
         add("security", "allow_audit_text", .bool, .bool(false),
             "Write the prompt and the answer themselves into the audit log, not only their keyed hashes (patient data in the log)")
         add("security", "allow_unaudited_answers", .bool, .bool(false),

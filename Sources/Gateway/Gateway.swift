@@ -25,9 +25,11 @@ public func makeGatewayApplication(
     tokens: GatewayTokens? = nil,
     quotas: ClientQuotas? = nil,
     audit: GatewayAudit? = nil,
+    tls: GatewayTLS? = nil,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) -> Application<RouterResponder<GatewayRequestContext>> {
-    let router = makeGatewayRouter(config: config, backend: backend, metrics: metrics, drain: drain, tokens: tokens, quotas: quotas, audit: audit)
+    let router = makeGatewayRouter(config: config, backend: backend, metrics: metrics, drain: drain, tokens: tokens, quotas: quotas, audit: audit,
+                                   clientCertificates: tls != nil && config.tlsClientCA != nil)
     let readTimeout = TimeAmount.milliseconds(Int64(config.readTimeoutMs))
     let headerLimits = HTTP1Channel.Configuration.DecoderConfiguration(
         maxHeaderFieldSize: 80 * 1024, maxHeaderListSize: 80 * 1024, maxHeaderFieldCount: 1000)
@@ -40,7 +42,8 @@ public func makeGatewayApplication(
         httpDecoderConfiguration: headerLimits)
     return Application(
         router: router,
-        server: .http1(configuration: http1),
+        // HTTPS when the config names a certificate (`tls` holds it, reloadable); else plain HTTP.
+        server: tls.map { $0.serverBuilder(http1) } ?? .http1(configuration: http1),
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: "mambaformer-gateway"),
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? config.port) },
         logger: logger
@@ -51,19 +54,23 @@ public func makeGatewayApplication(
 /// - tokens: the accepted tokens, shared with whoever reloads them (SIGHUP); by default the config's.
 /// - quotas: the clients' limits, shared the same way; by default the config's `clients`.
 /// - audit: the audit trail (nil: none).
+/// - clientCertificates: TLS with client certificates: a verified certificate's CN names a
+///   client that no token names.
 public func makeGatewayRouter(config: GatewayConfig, backend: AnswerBackend,
                               metrics: GatewayMetrics = GatewayMetrics(),
                               drain: GatewayDrain = GatewayDrain(),
                               tokens: GatewayTokens? = nil,
                               quotas: ClientQuotas? = nil,
-                              audit: GatewayAudit? = nil) -> Router<GatewayRequestContext> {
+                              audit: GatewayAudit? = nil,
+                              clientCertificates: Bool = false) -> Router<GatewayRequestContext> {
     let limiter = ConcurrencyLimiter(limit: config.maxConcurrent) { metrics.inFlight($0) }
     drain.attach(limiter)
     let router = Router(context: GatewayRequestContext.self)
     // Middleware first: Hummingbird wraps each route with the middleware present when it is added.
     router.add(middleware: FrontMiddleware(metrics: metrics, audit: audit, retryAfterSeconds: config.retryAfterSeconds))
     router.add(middleware: AuthMiddleware(tokens: tokens ?? GatewayTokens(config), metricsAuth: config.metricsAuth,
-                                          failuresPerMinute: config.authFailuresPerMinute))
+                                          failuresPerMinute: config.authFailuresPerMinute,
+                                          clientCertificates: clientCertificates))
     let quotas = quotas ?? ClientQuotas(config.clients, metrics: metrics)
     Endpoints(config: config, backend: backend, metrics: metrics, limiter: limiter, drain: drain, quotas: quotas)
         .register(on: router)

@@ -66,6 +66,22 @@ public struct GatewayConfig: Sendable {
     /// Failed token checks per client address per minute before its requests get 429 (0: off).
     public var authFailuresPerMinute = Schema.defaultInt("security.auth_failures_per_minute")
 
+    // MARK: TLS
+
+    /// PEM certificate chain and private key: serve HTTPS (nil: plain HTTP).
+    public var tlsCert: String?
+    public var tlsKey: String?
+    /// PEM CA whose client certificates are accepted (nil: none asked for).
+    public var tlsClientCA: String?
+    /// A client without a certificate from `tlsClientCA` cannot connect.
+    public var tlsRequireClientCert = Schema.defaultBool("gateway.tls_require_client_cert")
+    /// Plain HTTP beyond loopback (behind a TLS-terminating proxy): `security.allow_plaintext_http`.
+    public var allowPlaintextHTTP = Schema.defaultBool("security.allow_plaintext_http")
+
+    public var servesTLS: Bool { tlsCert != nil }
+    /// Every client proves who it is with a certificate.
+    public var requiresClientCertificates: Bool { servesTLS && tlsClientCA != nil && tlsRequireClientCert }
+
     // MARK: Readiness
 
     /// Pools that must each have a live replica for `/readyz` to say ready (empty: any replica).
@@ -93,6 +109,13 @@ public struct GatewayConfig: Sendable {
         if isUnauthenticatedBeyondLoopback, !allowUnauthenticated {
             throw GatewayConfigError.unauthenticatedBeyondLoopback(host: host)
         }
+        try need((tlsCert == nil) == (tlsKey == nil), "tlsCert", "gateway.tls_cert and gateway.tls_key go together: set both or neither")
+        try need(tlsClientCA == nil || servesTLS, "tlsClientCA", "gateway.tls_client_ca needs gateway.tls_cert and gateway.tls_key")
+        try need(!tlsRequireClientCert || tlsClientCA != nil, "tlsRequireClientCert",
+                 "gateway.tls_require_client_cert needs gateway.tls_client_ca (the CA the certificates must come from)")
+        if !servesTLS, !Self.isLoopback(host), !allowPlaintextHTTP {
+            throw GatewayConfigError.plaintextBeyondLoopback(host: host)
+        }
         try need(maxTokens >= 1, "maxTokens", "must be positive, got \(maxTokens)")
         try need((1...maxTokens).contains(defaultMaxTokens), "defaultMaxTokens",
                  "must be 1...maxTokens (\(maxTokens)), got \(defaultMaxTokens)")
@@ -107,7 +130,9 @@ public struct GatewayConfig: Sendable {
     }
 
     /// Listening where other machines reach it, with no tokens.
-    public var isUnauthenticatedBeyondLoopback: Bool { authTokens.isEmpty && !Self.isLoopback(host) }
+    public var isUnauthenticatedBeyondLoopback: Bool {
+        authTokens.isEmpty && !requiresClientCertificates && !Self.isLoopback(host)
+    }
 
     /// Whether `host` only accepts connections from this machine.
     public static func isLoopback(_ host: String) -> Bool {
@@ -177,11 +202,19 @@ public enum GatewayConfigError: Error, CustomStringConvertible, Equatable {
     case tokenFileEmpty(path: String)
     case tokenFileTooOpen(path: String, mode: Int)
     case unauthenticatedBeyondLoopback(host: String)
+    case plaintextBeyondLoopback(host: String)
+    case tlsFile(setting: String, path: String, reason: String)
 
     public var description: String {
         switch self {
         case .invalidValue(let field, let reason):
             return "gateway config: \(field) \(reason)"
+        case .plaintextBeyondLoopback(let host):
+            return "the gateway would serve plain HTTP on \(host), where prompts and answers cross the network in clear text: "
+                + "set gateway.tls_cert and gateway.tls_key, listen on 127.0.0.1, or, behind a proxy that terminates TLS, "
+                + "set security.allow_plaintext_http = true (--allow-plaintext-http)"
+        case .tlsFile(let setting, let path, let reason):
+            return "\(setting) \(path): \(reason)"
         case .tokenFileUnreadable(let path):
             return "auth token file \(path) cannot be read (missing or no permission)"
         case .tokenFileInvalid(let path, let line, let reason):

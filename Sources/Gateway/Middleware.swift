@@ -3,6 +3,7 @@ import GatewayClient
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
 import NIOHTTP1
 
 /// Per-request state the gateway adds to Hummingbird's context.
@@ -13,6 +14,8 @@ public struct GatewayRequestContext: RequestContext {
     /// The peer's IP address ("" when unknown, e.g. in tests without a socket): logged with
     /// every refused request, and the key of the failed-token throttle.
     public var clientAddress: String
+    /// The connection (its TLS handler holds the client's certificate).
+    let channel: any Channel
     /// The authenticated client's name, set by the door for the access log and the metrics
     /// that the outer middleware writes (shared: the context is copied on the way in).
     let client = ClientName()
@@ -22,6 +25,7 @@ public struct GatewayRequestContext: RequestContext {
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.clientAddress = source.channel.remoteAddress?.ipAddress ?? ""
+        self.channel = source.channel
     }
 }
 
@@ -206,16 +210,22 @@ struct AuthMiddleware: RouterMiddleware {
     let tokens: GatewayTokens
     let metricsAuth: Bool
     let throttle: AuthFailureThrottle
+    /// TLS asks for client certificates: a verified one's subject CN names the client when no
+    /// token line does (and is the only name when there are no tokens).
+    let clientCertificates: Bool
 
-    init(tokens: GatewayTokens, metricsAuth: Bool = false, failuresPerMinute: Int = 0) {
+    init(tokens: GatewayTokens, metricsAuth: Bool = false, failuresPerMinute: Int = 0, clientCertificates: Bool = false) {
         self.tokens = tokens
         self.metricsAuth = metricsAuth
         self.throttle = AuthFailureThrottle(perMinute: failuresPerMinute)
+        self.clientCertificates = clientCertificates
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let current = tokens.current
+        let certificateName = clientCertificates ? await GatewayTLS.peerCommonName(context.channel) : nil
         guard !current.isEmpty, !isOpenProbe(request) else {
+            if let certificateName { context.client.value = certificateName }
             return try await next(request, context)
         }
         let client = context.clientAddress
@@ -226,13 +236,13 @@ struct AuthMiddleware: RouterMiddleware {
             throttle.failed(client)
             throw GatewayError.unauthorized
         }
-        var matched: String?
-        for token in current where Self.constantTimeEquals(token.secret, presented) { matched = token.name }
-        guard let name = matched else {
+        var matched: GatewayTokens.Token?
+        for token in current where Self.constantTimeEquals(token.secret, presented) { matched = token }
+        guard let token = matched else {
             throttle.failed(client)
             throw GatewayError.unauthorized
         }
-        context.client.value = name
+        context.client.value = token.named ? token.name : certificateName ?? token.name
         return try await next(request, context)
     }
 
@@ -328,7 +338,12 @@ final class AuthFailureThrottle: @unchecked Sendable {
 /// The accepted tokens and their clients' names, replaced whole on a reload (SIGHUP): a
 /// request sees either the old set or the new one.
 public final class GatewayTokens: @unchecked Sendable {
-    struct Token { let name: String; let secret: [UInt8] }
+    struct Token {
+        let name: String
+        let secret: [UInt8]
+        /// The token file gave the name (`name:token`); else it is the fingerprint name.
+        let named: Bool
+    }
     private let lock = NSLock()
     private var tokens: [Token] = []
 
@@ -338,7 +353,10 @@ public final class GatewayTokens: @unchecked Sendable {
     public var count: Int { current.count }
 
     public func replace(_ secrets: Set<String>, names: [String: String]) {
-        let fresh = secrets.sorted().map { Token(name: names[$0] ?? GatewayConfig.defaultClientName($0), secret: Array($0.utf8)) }
+        let fresh = secrets.sorted().map { secret in
+            Token(name: names[secret] ?? GatewayConfig.defaultClientName(secret), secret: Array(secret.utf8),
+                  named: names[secret].map { $0 != GatewayConfig.defaultClientName(secret) } ?? false)
+        }
         lock.lock(); tokens = fresh; lock.unlock()
     }
 }

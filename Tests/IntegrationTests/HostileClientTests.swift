@@ -200,8 +200,15 @@ final class HostileClientTests: XCTestCase {
         XCTAssertNotEqual(harness.waitForExit("open-gateway"), 0, "started without tokens on 0.0.0.0")
         XCTAssertTrue(harness.log("open-gateway").contains("security.allow_unauthenticated"), harness.log("open-gateway"))
 
+        // Tokens but no TLS: refused too (the tokens and the prompts would cross the network in clear).
+        let tokens = try tokenFile(harness)
+        try harness.start("plain-gateway", ["gateway", "--listen", "0.0.0.0:\(port)", "--router", harness.frontend,
+                                            "--auth-tokens-file", tokens])
+        XCTAssertNotEqual(harness.waitForExit("plain-gateway"), 0, "served plain HTTP on 0.0.0.0")
+        XCTAssertTrue(harness.log("plain-gateway").contains("security.allow_plaintext_http"), harness.log("plain-gateway"))
+
         try harness.start("proxied-gateway", ["gateway", "--listen", "0.0.0.0:\(port)", "--router", harness.frontend,
-                                              "--allow-unauthenticated"])
+                                              "--allow-unauthenticated", "--allow-plaintext-http"])
         let deadline = Date().addingTimeInterval(20)
         var healthy = false
         while Date() < deadline, !healthy {
@@ -210,6 +217,7 @@ final class HostileClientTests: XCTestCase {
         }
         XCTAssertTrue(healthy, harness.log("proxied-gateway"))
         XCTAssertTrue(harness.log("proxied-gateway").contains("without authentication"), harness.log("proxied-gateway"))
+        XCTAssertTrue(harness.log("proxied-gateway").contains("serving plain HTTP"), harness.log("proxied-gateway"))
     }
 
     // MARK: Hostile prompts

@@ -24,6 +24,11 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: .setting("limits.max_body_bytes")) var maxBodyBytes: Int?
     @Option(help: .setting("limits.max_prompt_bytes")) var maxPromptBytes: Int?
     @Flag(help: .setting("security.allow_unauthenticated")) var allowUnauthenticated = false
+    @Option(help: .setting("gateway.tls_cert")) var tlsCert: String?
+    @Option(help: .setting("gateway.tls_key")) var tlsKey: String?
+    @Option(help: .setting("gateway.tls_client_ca")) var tlsClientCa: String?
+    @Flag(help: .setting("gateway.tls_require_client_cert")) var tlsRequireClientCert = false
+    @Flag(help: .setting("security.allow_plaintext_http")) var allowPlaintextHttp = false
     @Option(help: .setting("gateway.deadline_ms")) var deadlineMs: Int?
     @Option(help: .setting("gateway.span_tokens")) var spanTokens: UInt32?
     @Option(help: .setting("gateway.read_timeout_ms")) var readTimeoutMs: Int?
@@ -40,6 +45,11 @@ struct GatewayCommand: AsyncParsableCommand {
         o.set("limits.max_body_bytes", maxBodyBytes)
         o.set("limits.max_prompt_bytes", maxPromptBytes)
         o.set("security.allow_unauthenticated", allowUnauthenticated ? true : nil)
+        o.set("gateway.tls_cert", tlsCert)
+        o.set("gateway.tls_key", tlsKey)
+        o.set("gateway.tls_client_ca", tlsClientCa)
+        o.set("gateway.tls_require_client_cert", tlsRequireClientCert ? true : nil)
+        o.set("security.allow_plaintext_http", allowPlaintextHttp ? true : nil)
         o.set("gateway.deadline_ms", deadlineMs)
         o.set("gateway.span_tokens", spanTokens)
         o.set("gateway.read_timeout_ms", readTimeoutMs)
@@ -70,13 +80,17 @@ struct GatewayCommand: AsyncParsableCommand {
         let tokens = GatewayTokens(gatewayConfig)
         let quotas = ClientQuotas(gatewayConfig.clients, metrics: metrics)
         warnAboutUnknownClients(gatewayConfig, logger: logger)
+        let tls = gatewayConfig.servesTLS ? try GatewayTLS(gatewayConfig) : nil
+        if !gatewayConfig.servesTLS, !GatewayConfig.isLoopback(gatewayConfig.host) {
+            logger.warning("serving plain HTTP on \(gatewayConfig.host) (security.allow_plaintext_http = true): only behind a proxy that terminates TLS")
+        }
         let auditLog = try openAuditLog(cluster.gateway.audit, logger: logger)
         let audit = auditLog.map { GatewayAudit(log: $0.log, key: $0.key, includeText: cluster.gateway.audit.includeText,
                                                 allowUnaudited: cluster.gateway.audit.allowUnaudited, metrics: metrics) }
         ReloadSignal.install()
         let app = makeGatewayApplication(config: gatewayConfig, backend: backend, logger: logger, metrics: metrics,
-                                         drain: drain, tokens: tokens, quotas: quotas, audit: audit, onServerRunning: { port in
-            Readiness.ready("gateway listening on \(gatewayConfig.host):\(port)", logger: logger)
+                                         drain: drain, tokens: tokens, quotas: quotas, audit: audit, tls: tls, onServerRunning: { port in
+            Readiness.ready("gateway listening on \(tls == nil ? "http" : "https")://\(gatewayConfig.host):\(port)", logger: logger)
         })
         // SIGTERM/SIGINT: services stop in reverse order. systemd hears STOPPING=1; new
         // answers get 503 while those in flight finish; then the server stops; exit 0.
@@ -84,7 +98,7 @@ struct GatewayCommand: AsyncParsableCommand {
             // Shut down in reverse order: the router connection after the drain (answers in flight
             // keep it), the token reloader last, so that it never delays the drain.
             services: [.init(service: AuditCloser(log: auditLog?.log)),
-                       .init(service: GatewayReloader(reload: reloadedSettings, tokens: tokens, quotas: quotas, logger: logger)),
+                       .init(service: GatewayReloader(reload: reloadedSettings, tokens: tokens, quotas: quotas, tls: tls, logger: logger)),
                        .init(service: backend),
                        .init(service: app), .init(service: Drainer(drain: drain, logger: logger)),
                        .init(service: StoppingNotifier(logger: logger))],
@@ -122,13 +136,15 @@ extension GatewayCommand {
     }
 }
 
-/// SIGHUP: the configuration file and the token file again, to revoke or add a client or
-/// change its limits without a restart. Either file invalid: everything stays as it was, and
-/// the log says why (a token file that now holds no tokens is invalid too).
+/// SIGHUP: the configuration file, the token file and the TLS files again, to revoke or add a
+/// client, change its limits or renew a certificate without a restart. Any file invalid:
+/// everything stays as it was, and the log says why (a token file that now holds no tokens is
+/// invalid too). Turning authentication or TLS on or off takes a restart.
 struct GatewayReloader: Service {
     let reload: @Sendable () throws -> GatewayConfig
     let tokens: GatewayTokens
     let quotas: ClientQuotas
+    let tls: GatewayTLS?
     let logger: Logger
     func run() async throws {
         while !Task.isCancelled, !Task.isShuttingDownGracefully {
@@ -140,9 +156,14 @@ struct GatewayReloader: Service {
                     logger.error("SIGHUP: not reloaded: security.auth_tokens_file is now empty; turning authentication off takes a restart")
                     continue
                 }
+                if (tls != nil) != fresh.servesTLS {
+                    logger.error("SIGHUP: not reloaded: turning TLS \(fresh.servesTLS ? "on" : "off") takes a restart")
+                    continue
+                }
+                try tls?.reload(fresh)   // first: the step that can still fail
                 tokens.replace(fresh.authTokens, names: fresh.clientNames)
                 quotas.replace(fresh.clients)
-                logger.notice("SIGHUP: tokens and client limits reloaded",
+                logger.notice("SIGHUP: tokens, client limits\(tls == nil ? "" : " and TLS certificates") reloaded",
                               metadata: ["tokens": "\(fresh.authTokens.count)", "clients_with_limits": "\(fresh.clients.count)"])
             } catch {
                 logger.error("SIGHUP: not reloaded, the previous tokens and client limits stay: \(error)")

@@ -131,6 +131,11 @@ enum NodeConfiguration {
             g.authTokensFile = path
         }
         g.clients = s.clients
+        g.tlsCert = s.tlsCert
+        g.tlsKey = s.tlsKey
+        g.tlsClientCA = s.tlsClientCA
+        g.tlsRequireClientCert = s.tlsRequireClientCert
+        g.allowPlaintextHTTP = s.allowPlaintextHTTP
         try g.validate()
         return g
     }
