@@ -58,7 +58,8 @@ public final class AuditLog: @unchecked Sendable {
         self.logger = logger
         try openFile()
         try recoverHead()
-        let thread = Thread { [unowned self] in self.run() }
+        // The thread keeps the log alive until `close()`.
+        let thread = Thread { self.run() }
         thread.name = "audit-log"
         self.thread = thread
         thread.start()
