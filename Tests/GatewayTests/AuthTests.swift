@@ -102,4 +102,44 @@ final class AuthTests: XCTestCase {
         c.defaultMaxTokens = c.maxTokens + 1
         XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("defaultMaxTokens")) }
     }
+
+    /// Beyond loopback: tokens (or required client certificates) and TLS (or the opt-out).
+    func testTransportSecurityBeyondLoopback() {
+        var c = GatewayConfig(host: "0.0.0.0", port: 8443)
+        c.authTokens = ["a-token-of-sixteen-chars"]
+        XCTAssertThrowsError(try c.validate()) { XCTAssertEqual($0 as? GatewayConfigError, .plaintextBeyondLoopback(host: "0.0.0.0")) }
+        c.allowPlaintextHTTP = true
+        XCTAssertNoThrow(try c.validate())
+        c.allowPlaintextHTTP = false
+        c.tlsCert = "/etc/tls/gw.pem"
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("tls_cert and gateway.tls_key go together")) }
+        c.tlsKey = "/etc/tls/gw.key"
+        XCTAssertNoThrow(try c.validate())
+        c.tlsRequireClientCert = true
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("needs gateway.tls_client_ca")) }
+        // Required client certificates are a credential: no token file needed.
+        c.tlsClientCA = "/etc/tls/ca.pem"
+        c.authTokens = []
+        XCTAssertFalse(c.isUnauthenticatedBeyondLoopback)
+        XCTAssertNoThrow(try c.validate())
+        c.tlsRequireClientCert = false
+        XCTAssertThrowsError(try c.validate()) { XCTAssertEqual($0 as? GatewayConfigError, .unauthenticatedBeyondLoopback(host: "0.0.0.0")) }
+        // On loopback plain HTTP stays the default.
+        XCTAssertNoThrow(try GatewayConfig(host: "127.0.0.1", port: 8080).validate())
+    }
+
+    /// Files that do not load are refused with the setting's name, never served half-way.
+    func testTLSFilesThatDoNotLoadAreNamed() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gw-tls-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var c = GatewayConfig()
+        c.tlsCert = dir.appendingPathComponent("missing.pem").path
+        c.tlsKey = dir.appendingPathComponent("missing.key").path
+        XCTAssertThrowsError(try GatewayTLS(c)) { XCTAssertTrue("\($0)".hasPrefix("gateway.tls_cert "), "\($0)") }
+        let garbage = dir.appendingPathComponent("garbage.pem").path
+        try "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".write(toFile: garbage, atomically: true, encoding: .utf8)
+        c.tlsCert = garbage
+        XCTAssertThrowsError(try GatewayTLS(c)) { XCTAssertTrue("\($0)".hasPrefix("gateway.tls_cert "), "\($0)") }
+    }
 }

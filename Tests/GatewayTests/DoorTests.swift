@@ -55,6 +55,7 @@ final class DoorTests: XCTestCase {
 
     func testListeningBeyondLoopbackNeedsTokensOrTheOptOut() throws {
         var config = GatewayConfig(host: "0.0.0.0", port: 0)
+        config.allowPlaintextHTTP = true   // TLS is AuthTests.testTransportSecurityBeyondLoopback's
         XCTAssertThrowsError(try config.validate()) { error in
             XCTAssertEqual(error as? GatewayConfigError, .unauthenticatedBeyondLoopback(host: "0.0.0.0"))
             XCTAssertTrue("\(error)".contains("security.allow_unauthenticated"))
