@@ -4,12 +4,21 @@ import Logging
 import Glibc
 #endif
 
+/// A value behind a lock (the queue-full warning's last time).
+final class LockedValue<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T
+    init(_ value: T) { self.value = value }
+    func withLock<R>(_ body: (inout T) -> R) -> R { lock.lock(); defer { lock.unlock() }; return body(&value) }
+}
+
 /// The audit log's writer: records go through a bounded queue to one thread that seals each
 /// (`AuditChain`) and hands it to the OS with write(2); `append` returns once that is done, so
 /// the caller can hold the answer's last byte until its line is written.
 ///
-/// Failures: a full queue or a failed write makes the log *failed* (`isHealthy` false). A
-/// failed write is cut back off the file (ftruncate), so the chain never holds half a line.
+/// Failures: a failed write makes the log *failed* (`isHealthy` false); it is cut back off the
+/// file (ftruncate), so the chain never holds half a line. A full queue refuses only the
+/// record that found it full.
 /// While failed, records are refused at once; every second the thread tries to write an
 /// `audit_resumed` line (saying how many records were refused), and once that succeeds the log
 /// is healthy again. Whether requests go on meanwhile is the gateway's decision.
@@ -40,6 +49,7 @@ public final class AuditLog: @unchecked Sendable {
     private var stopping = false
     private var refusedWhileFailed = 0
     private var thread: Thread?
+    private let lastQueueFullLog = LockedValue(ContinuousClock.now - .seconds(10))
 
     // The writer thread's own state.
     private var fd: Int32 = -1
@@ -75,18 +85,21 @@ public final class AuditLog: @unchecked Sendable {
     /// taken the whole line; false if the log is failed, the queue full, or the write failed.
     public func append(_ fields: String) async -> Bool {
         await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            let accepted = condition.withLock { () -> Bool in
-                guard healthy, !stopping, queue.count < options.queueLimit else {
-                    if healthy, !stopping {
-                        healthy = false
-                        logger.error("audit log queue full (\(options.queueLimit) lines): the disk is too slow")
-                    }
+            let (accepted, queueFull) = condition.withLock { () -> (Bool, Bool) in
+                guard healthy, !stopping else {
                     refusedWhileFailed += 1
-                    return false
+                    return (false, false)
                 }
+                // A full queue refuses this record only (its request gets the log's failure
+                // answer); the lines queued before it are still written, and the log stays up.
+                guard queue.count < options.queueLimit else { return (false, true) }
                 queue.append(Pending(fields: fields, done: { continuation.resume(returning: $0) }))
                 condition.signal()
-                return true
+                return (true, false)
+            }
+            if queueFull, ContinuousClock.now - lastQueueFullLog.withLock({ $0 }) >= .seconds(1) {
+                lastQueueFullLog.withLock { $0 = .now }
+                logger.error("audit log queue full (\(options.queueLimit) lines): the disk does not keep up; records are refused")
             }
             if !accepted { continuation.resume(returning: false) }
         }
@@ -189,9 +202,17 @@ public final class AuditLog: @unchecked Sendable {
         // Never over an older file (a chain restarted by hand can repeat numbers).
         while FileManager.default.fileExists(atPath: rotated) { rotated += "-" + String(UInt32.random(in: 0...UInt32.max), radix: 16) }
         guard rename(path, rotated) == 0 else { return false }
-        Glibc.close(fd)
-        fd = -1
-        do { try openFile() } catch { return false }
+        // The open descriptor follows the renamed file: it stays usable until the new one opens.
+        let old = fd
+        do { try openFile() } catch {
+            // Put the full file back and keep appending to it; the next line tries again.
+            _ = rename(rotated, path)
+            fd = old
+            var st = stat()
+            size = fstat(fd, &st) == 0 ? Int(st.st_size) : size
+            return false
+        }
+        Glibc.close(old)
         fileFirstSeq = condition.withLock { nextSeq }
         logger.notice("audit log rotated", metadata: ["file": "\(rotated)", "next_seq": "\(fileFirstSeq)"])
         return true
@@ -212,26 +233,68 @@ public final class AuditLog: @unchecked Sendable {
         size = fstat(fd, &st) == 0 ? Int(st.st_size) : 0
     }
 
-    /// The chain continues from the file's last line, which must verify.
+    /// The chain continues from the last line written: the current file's, or, when it is empty
+    /// (a rotation just happened), the newest rotated file's. That line must verify.
     private func recoverHead() throws {
-        guard size > 0, let handle = FileHandle(forReadingAtPath: path) else { return }
+        if size > 0 {
+            let last = try Self.lastLine(of: path, size: size, key: key)
+            nextSeq = last.seq + 1
+            prev = last.mac
+            fileFirstSeq = Self.firstSeq(of: path) ?? last.seq
+            return
+        }
+        if let newest = Self.rotatedFiles(of: path).last,
+           let bytes = (try? FileManager.default.attributesOfItem(atPath: newest))?[.size] as? Int, bytes > 0 {
+            let last = try Self.lastLine(of: newest, size: bytes, key: key)
+            nextSeq = last.seq + 1
+            prev = last.mac
+            fileFirstSeq = nextSeq
+        }
+    }
+
+    /// The rotated files of `path` (`PATH.<12 digits>[-suffix]`), oldest first.
+    static func rotatedFiles(of path: String) -> [String] {
+        let url = URL(fileURLWithPath: path)
+        let folder = url.deletingLastPathComponent().path
+        let prefix = url.lastPathComponent + "."
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        return names.filter { name in
+            name.hasPrefix(prefix) && name.dropFirst(prefix.count).prefix(12).allSatisfy(\.isNumber)
+                && name.dropFirst(prefix.count).count >= 12
+        }.sorted().map { folder + "/" + $0 }
+    }
+
+    /// The last line of a file, verified. Reads backwards in growing windows, so a long line
+    /// (with `security.allow_audit_text`, a prompt near the size limit) is still found.
+    static func lastLine(of path: String, size: Int, key: AuditKey) throws -> (seq: UInt64, prev: String, mac: String) {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw AuditError.logUnreadable(path: path) }
         defer { try? handle.close() }
-        let tail = min(size, 1 << 20)
-        try handle.seek(toOffset: UInt64(size - tail))
-        let bytes = Array(handle.readData(ofLength: tail))
-        guard bytes.last == 0x0A else { throw AuditError.tailDoesNotVerify(path: path) }
-        let body = bytes.dropLast()
-        let start = body.lastIndex(of: 0x0A).map { $0 + 1 } ?? body.startIndex
-        guard let opened = AuditChain.open(Array(body[start...]), key: key) else { throw AuditError.tailDoesNotVerify(path: path) }
-        nextSeq = opened.seq + 1
-        prev = opened.mac
-        // The file's first sequence number names it when it is rotated.
-        try handle.seek(toOffset: 0)
+        var window = min(size, 1 << 20)
+        while true {
+            try handle.seek(toOffset: UInt64(size - window))
+            let bytes = Array(handle.readData(ofLength: window))
+            guard bytes.last == 0x0A else { throw AuditError.tailDoesNotVerify(path: path) }
+            let body = bytes.dropLast()
+            if let newline = body.lastIndex(of: 0x0A) {
+                guard let opened = AuditChain.open(Array(body[(newline + 1)...]), key: key) else { throw AuditError.tailDoesNotVerify(path: path) }
+                return opened
+            }
+            if window == size {
+                guard let opened = AuditChain.open(Array(body), key: key) else { throw AuditError.tailDoesNotVerify(path: path) }
+                return opened
+            }
+            window = min(size, window * 4)
+        }
+    }
+
+    /// The first line's sequence number (names the file when it is rotated).
+    static func firstSeq(of path: String) -> UInt64? {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
         let head = Array(handle.readData(ofLength: 64))
         let prefix = Array(#"{"seq":"#.utf8)
-        fileFirstSeq = head.starts(with: prefix)
-            ? UInt64(String(decoding: head.dropFirst(prefix.count).prefix { $0 >= 0x30 && $0 <= 0x39 }, as: UTF8.self)) ?? opened.seq
-            : opened.seq
+        guard head.starts(with: prefix) else { return nil }
+        return UInt64(String(decoding: head.dropFirst(prefix.count).prefix { $0 >= 0x30 && $0 <= 0x39 }, as: UTF8.self))
     }
 
     /// RFC 3339 UTC with milliseconds, as the lines carry it.

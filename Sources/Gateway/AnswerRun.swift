@@ -111,10 +111,12 @@ final class AnswerRun: @unchecked Sendable {
         do {
             try await backend.submit(request, to: sink)
         } catch let error as BackendSubmitError {
+            quota?.refund()   // the cluster refused it: it costs the client nothing
             finish(outcome: "rejected")
             throw GatewayError.fromWire(error.wire, retryAfter: config.retryAfterSeconds,
                                         deadlineMs: params.deadlineMs, partial: nil)
         } catch {
+            quota?.refund()
             finish(outcome: "rejected")
             throw GatewayError(.serviceUnavailable, "unavailable", "the router cannot be reached: \(error)",
                                retryAfter: config.retryAfterSeconds)

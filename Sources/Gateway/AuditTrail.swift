@@ -2,6 +2,7 @@ import Audit
 import Foundation
 import GatewayClient
 import Logging
+import Wire
 
 /// The gateway's side of the audit trail (`audit.path`): one sealed JSON line per API request
 /// (not the probes or `/metrics`), written before the answer's last byte goes out.
@@ -31,10 +32,17 @@ public final class GatewayAudit: Sendable {
     /// Writes the request's line (once). False when it could not be written and answers must
     /// then be withheld.
     func seal(_ note: AuditNote, status: Int, error: String?) async -> Bool {
-        guard let fields = note.take(status: status, error: error, audit: self) else { return true }
-        let written = await log.append(fields)
-        metrics?.auditLine(written: written)
-        return written || allowUnaudited
+        switch note.take(status: status, error: error, audit: self) {
+        case .alreadySealed:
+            return true
+        case .unencodable:
+            metrics?.auditLine(written: false)
+            return allowUnaudited
+        case .fields(let fields):
+            let written = await log.append(fields)
+            metrics?.auditLine(written: written)
+            return written || allowUnaudited
+        }
     }
 
     struct Record: Encodable {
@@ -94,6 +102,9 @@ final class AuditNote: @unchecked Sendable {
     private var started = ContinuousClock.now
     private var prompt: String?
     private var answer: AnswerResponse?
+    /// What a stream has sent so far: a client that hangs up mid-answer has still been shown it.
+    private var streamedText = ""
+    private var streamedSpans: [AnswerResponse.TraceEntry] = []
     /// Set by a streaming endpoint, which seals the line itself before its last event.
     private(set) var streaming: Bool {
         get { lock.withLock { _streaming } }
@@ -118,27 +129,43 @@ final class AuditNote: @unchecked Sendable {
 
     func answered(_ response: AnswerResponse?) { if let response { lock.withLock { answer = response } } }
 
+    /// A span a stream sent (and text it released at the end).
+    func streamed(_ span: SpanResult) {
+        lock.withLock { streamedText += span.text; streamedSpans.append(AnswerResponse.TraceEntry(span)) }
+    }
+    func streamed(text: String) { lock.withLock { streamedText += text } }
+
     func streams() { streaming = true }
 
-    /// The line's fields (JSON without braces), once; nil when already sealed or not audited.
-    fileprivate func take(status: Int, error: String?, audit: GatewayAudit) -> String? {
+    /// No line for this request (refused because the log is down, or an address the failed-token
+    /// throttle already blocks: counted in metrics and the access log instead).
+    func discard() { lock.withLock { sealed = true } }
+
+    enum Take { case alreadySealed, unencodable, fields(String) }
+
+    /// The line's fields (JSON without braces), once.
+    fileprivate func take(status: Int, error: String?, audit: GatewayAudit) -> Take {
         let record: GatewayAudit.Record? = lock.withLock {
             guard !sealed, recorder != nil else { return nil }
             sealed = true
-            let answerText = answer?.answer
+            // The final answer when there is one, else what a stream had sent before it ended.
+            let answerText = answer?.answer ?? (streamedSpans.isEmpty && streamedText.isEmpty ? nil : streamedText)
+            let trace = answer?.trace ?? streamedSpans
             return GatewayAudit.Record(
                 time: AuditLog.timestamp(received), requestId: requestId, client: client, address: address,
                 method: method, endpoint: endpoint, status: status, error: error, finishReason: answer?.finishReason,
-                promptTokens: answer?.usage.promptTokens ?? 0, completionTokens: answer?.usage.completionTokens ?? 0,
-                spans: (answer?.trace ?? []).map { .init(span: $0.span, expert: $0.expert, replica: $0.replica, tokens: $0.tokens) },
+                promptTokens: answer?.usage.promptTokens ?? 0,
+                completionTokens: answer?.usage.completionTokens ?? trace.reduce(0) { $0 + $1.tokens },
+                spans: trace.map { .init(span: $0.span, expert: $0.expert, replica: $0.replica, tokens: $0.tokens) },
                 latencyMs: Double((ContinuousClock.now - started) / .microseconds(1)) / 1000,
                 promptHmac: prompt.map(audit.key.hash), answerHmac: answerText.map(audit.key.hash),
                 prompt: audit.includeText ? prompt : nil, answer: audit.includeText ? answerText : nil)
         }
-        guard let record else { return nil }
+        guard let record else { return .alreadySealed }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
-        guard let data = try? encoder.encode(record), data.count >= 2 else { return nil }
-        return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
+        // Fail closed: a line that cannot be encoded is a line not written.
+        guard let data = try? encoder.encode(record), data.count >= 2 else { return .unencodable }
+        return .fields(String(decoding: data.dropFirst().dropLast(), as: UTF8.self))
     }
 }

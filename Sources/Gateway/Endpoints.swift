@@ -15,6 +15,8 @@ struct Endpoints: Sendable {
     let limiter: ConcurrencyLimiter
     let drain: GatewayDrain
     let quotas: ClientQuotas
+    /// The audit trail, when there is one: `/readyz` says not ready while it refuses requests.
+    var audit: GatewayAudit? = nil
 
     /// Every endpoint and its one method. A method an endpoint lacks gets `405` with `Allow`
     /// (RFC 9110), not `404`: the path exists.
@@ -162,7 +164,8 @@ struct Endpoints: Sendable {
         let status = await backend.status()
         metrics.backend(status)
         let draining = drain.isDraining
-        let ready = !draining && status.isReady(requiring: config.readyRequiresPools)
+        // A gateway whose audit log refuses requests is taken out of the load balancer's rotation.
+        let ready = !draining && status.isReady(requiring: config.readyRequiresPools) && !(audit?.refusesRequests ?? false)
         let body = #"{"status":"\#(draining ? "draining" : ready ? "ready" : "not_ready")","router_reachable":\#(status.routerReachable),"#
             + #""routers":{"reachable":\#(status.routersReachable),"configured":\#(status.routersConfigured)},"#
             + #""replicas":{"emamba":\#(status.emambaReplicas),"et5":\#(status.et5Replicas)}}"#
@@ -285,6 +288,11 @@ struct Endpoints: Sendable {
                     var step: AnswerRun.Step? = first
                     var pending = preamble
                     while let current = step {
+                        switch current {
+                        case .span(let span): note.streamed(span)
+                        case .text(let text): note.streamed(text: text)
+                        default: break
+                        }
                         switch render(current) {
                         case .write(let text):
                             try await writer.write(ByteBuffer(string: pending + text))
@@ -312,10 +320,18 @@ struct Endpoints: Sendable {
                 }
             } catch {
                 await run.cancel()
+                await Self.sealCutShort(note)
                 throw error
             }
+            // Ended without its last event (the client hung up): what was sent is audited.
+            await Self.sealCutShort(note)
             try await writer.finish(nil)
         })
+    }
+
+    /// The line of a stream that ended before its last event, with the text it had sent.
+    static func sealCutShort(_ note: AuditNote) async {
+        if let audit = note.audit, !note.isSealed { _ = await audit.seal(note, status: 200, error: "client_closed") }
     }
 
     static func json(_ body: String, status: HTTPResponse.Status = .ok) -> Response {

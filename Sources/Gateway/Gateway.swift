@@ -72,7 +72,7 @@ public func makeGatewayRouter(config: GatewayConfig, backend: AnswerBackend,
                                           failuresPerMinute: config.authFailuresPerMinute,
                                           clientCertificates: clientCertificates))
     let quotas = quotas ?? ClientQuotas(config.clients, metrics: metrics)
-    Endpoints(config: config, backend: backend, metrics: metrics, limiter: limiter, drain: drain, quotas: quotas)
+    Endpoints(config: config, backend: backend, metrics: metrics, limiter: limiter, drain: drain, quotas: quotas, audit: audit)
         .register(on: router)
     return router
 }

@@ -85,6 +85,10 @@ public struct GatewayError: Error, CustomStringConvertible, Sendable {
     }
     static let unauthorized = GatewayError(.unauthorized, "unauthorized",
                                            "missing or invalid bearer token (Authorization: Bearer <token>)")
+    static func certificateNameInvalid(_ name: String) -> GatewayError {
+        .init(.unauthorized, "unauthorized", "the client certificate's subject CN \(JSON.encode(name)) is not a client name "
+              + "(1-64 of A-Z a-z 0-9 . _ -); ask for a certificate whose CN is the application's name")
+    }
     static func authThrottled(retryAfter: Int) -> GatewayError {
         .init(.tooManyRequests, "auth_throttled",
               "too many failed token checks from this address; retry after \(retryAfter) s with a valid token",

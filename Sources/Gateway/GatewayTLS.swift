@@ -1,3 +1,4 @@
+import ClusterConfig
 import Foundation
 import HummingbirdCore
 import Logging
@@ -73,10 +74,15 @@ public final class GatewayTLS: @unchecked Sendable {
         }
     }
 
-    /// The subject common name of the client's verified certificate (nil: none presented, or no TLS).
-    static func peerCommonName(_ channel: any Channel) async -> String? {
-        guard let certificate = try? await channel.nioSSL_peerCertificate().get() else { return nil }
-        return certificate.subjectName.last(where: { $0.type == .commonName })?.value
+    enum PeerName: Equatable { case none, valid(String), invalid(String) }
+
+    /// The subject common name of the client's verified certificate: `none` when no certificate
+    /// was presented (or no TLS); `invalid` when it is not a client name (1-64 of
+    /// `[A-Za-z0-9._-]`, the token file's alphabet), which is refused rather than used.
+    static func peerCommonName(_ channel: any Channel) async -> PeerName {
+        guard let certificate = try? await channel.nioSSL_peerCertificate().get() else { return .none }
+        let name = certificate.subjectName.last(where: { $0.type == .commonName })?.value ?? ""
+        return ClientLimits.isValidName(name) ? .valid(name) : .invalid(name)
     }
 }
 

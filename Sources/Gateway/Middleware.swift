@@ -66,7 +66,8 @@ struct FrontMiddleware: RouterMiddleware {
         let audit = Self.isProbe(request) ? nil : self.audit
         if let audit {
             note.begin(audit, requestId: requestId, address: context.clientAddress, method: request.method.rawValue,
-                       endpoint: endpoint == "other" ? AuthMiddleware.canonicalPath(request.uri.path).prefix(256).description : endpoint)
+                       endpoint: endpoint == "other" ? String(decoding: AuthMiddleware.canonicalPath(request.uri.path).utf8.prefix(256),
+                                                              as: UTF8.self) : endpoint)
         }
 
         var response: Response
@@ -82,14 +83,16 @@ struct FrontMiddleware: RouterMiddleware {
             }
             errorCode = gatewayError.code
             note.answered(gatewayError.partial)
+            // Not audited: a refusal because the log is down cannot be written; an address the
+            // throttle already blocks would let one client fill the disk (both are counted).
+            if gatewayError.code == "audit_unavailable" || gatewayError.code == "auth_throttled" { note.discard() }
             response = Self.errorResponse(gatewayError, requestId: requestId)
         }
         // Whole responses are audited before any byte of them is sent; a stream seals its line
         // before its last event (Endpoints.sse). No line, no answer.
         if let audit {
             note.authenticated(as: context.client.value)
-            if !note.streaming, errorCode != "audit_unavailable",
-               !(await audit.seal(note, status: Int(response.status.code), error: errorCode)) {
+            if !note.streaming, !(await audit.seal(note, status: Int(response.status.code), error: errorCode)) {
                 response = Self.errorResponse(.auditUnavailable(retryAfter: retryAfterSeconds), requestId: requestId)
             }
         }
@@ -223,7 +226,16 @@ struct AuthMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let current = tokens.current
-        let certificateName = clientCertificates ? await GatewayTLS.peerCommonName(context.channel) : nil
+        var certificateName: String?
+        if clientCertificates {
+            switch await GatewayTLS.peerCommonName(context.channel) {
+            case .none: break
+            case .valid(let name): certificateName = name
+            case .invalid(let name):
+                // A name that cannot be a client's could neither be limited nor told apart.
+                if !isOpenProbe(request) { throw GatewayError.certificateNameInvalid(String(name.prefix(64))) }
+            }
+        }
         guard !current.isEmpty, !isOpenProbe(request) else {
             if let certificateName { context.client.value = certificateName }
             return try await next(request, context)

@@ -3,6 +3,7 @@ import GatewayClient
 import HTTPTypes
 import NIOCore
 import NIOHTTPTypes
+import NIOSSL
 
 /// Slowloris protection, like nginx's `client_header_timeout` + `client_body_timeout`: a
 /// connection must deliver a complete request (head and body) within `timeout` of connecting or
@@ -63,7 +64,12 @@ final class RequestReadTimeout: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Lifecycle
 
     func handlerAdded(context: ChannelHandlerContext) {
-        try? context.pipeline.syncOperations.addHandler(input, position: .first)
+        // Behind TLS the observer goes after the TLS handler: handshake records are not a request.
+        if let tls = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self) {
+            try? context.pipeline.syncOperations.addHandler(input, position: .after(tls))
+        } else {
+            try? context.pipeline.syncOperations.addHandler(input, position: .first)
+        }
         if context.channel.isActive { startWaiting(context) }
     }
 

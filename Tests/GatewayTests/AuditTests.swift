@@ -1,6 +1,10 @@
 import Audit
 import ClusterConfig
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import GatewayClient
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -107,6 +111,17 @@ final class AuditTests: XCTestCase {
         verifier.partial = true
         XCTAssertNotNil(try finding([rotated[0], path]))
 
+        // A rotation whose next line never came (a full disk, say): the chain continues from
+        // the newest rotated file instead of starting again.
+        let current = try lines(path)
+        let firstOfCurrent = try XCTUnwrap(AuditChain.open(Array(current[0].utf8), key: key)).seq
+        try FileManager.default.moveItem(atPath: path, toPath: path + "." + String(format: "%012llu", firstOfCurrent))
+        try await write(2, to: path, options: options)
+        let all = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+            .filter { $0.hasPrefix("audit.log.") }.sorted().map { dir.appendingPathComponent($0).path }
+        guard case .success(let after) = try verifier.verify(paths: all + [path]) else { return XCTFail("chain restarted after a rotation") }
+        XCTAssertEqual(after.lastSeq, 16)
+
         // A log whose last line was altered is not continued: the gateway says how to go on.
         var edited = try lines(path)
         edited[edited.count - 1] = edited[edited.count - 1].replacingOccurrences(of: "test", with: "tset")
@@ -190,6 +205,35 @@ final class AuditTests: XCTestCase {
         XCTAssertNil(try finding([path]))
     }
 
+    /// A stream the client leaves mid-answer: its line records what was sent before.
+    func testAStreamCutShortIsAuditedWithWhatItSent() async throws {
+        let path = dir.appendingPathComponent("audit.log").path
+        let log = try AuditLog(path: path, key: key, logger: logger)
+        let backend = FakeBackend { _ in [.span(0, "first"), .sleep(100), .span(1, " second"), .sleep(30_000), .done()] }
+        let app = makeGatewayApplication(config: TestSupport.config(), backend: backend, logger: logger,
+                                         audit: GatewayAudit(log: log, key: key))
+        try await app.test(.live) { client in
+            let port = try XCTUnwrap(client.port)
+            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/v1/answer")!)
+            request.httpMethod = "POST"
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            request.setValue("cut-short", forHTTPHeaderField: "X-Request-Id")
+            request.httpBody = Data(#"{"question": "q", "stream": true}"#.utf8)
+            let sse = SSEStream.open(request)
+            var received = 0
+            for try await _ in sse.stream { received += 1; if received == 2 { break } }
+            sse.cancel()
+            _ = await backend.waitForCancel("cut-short", timeout: .seconds(5))
+        }
+        let deadline = Date().addingTimeInterval(5)
+        while (try? lines(path).count) ?? 0 < 1, Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        log.close()
+        let record = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try XCTUnwrap(lines(path).first).utf8)) as? [String: Any])
+        XCTAssertEqual(record["error"] as? String, "client_closed")
+        XCTAssertEqual(record["answer_hmac"] as? String, key.hash("first second"), "what the client was shown")
+        XCTAssertEqual((record["spans"] as? [Any])?.count, 2)
+    }
+
     /// The log cannot be written: no answer goes out (503), unless unaudited answers are allowed.
     func testNoAnswerWithoutItsLine() async throws {
         for allow in [false, true] {
@@ -205,9 +249,11 @@ final class AuditTests: XCTestCase {
                 } else {
                     XCTAssertEqual(first.status, .serviceUnavailable)
                     XCTAssertEqual(try TestSupport.error(first).code, "audit_unavailable")
-                    XCTAssertFalse(TestSupport.text(first).contains("42"), "the answer went out unaudited")
+                    XCTAssertFalse(TestSupport.text(first).contains("answer is 42"), "the answer went out unaudited")
                     XCTAssertEqual(later.status, .serviceUnavailable)
                     XCTAssertEqual(streamed.status, .serviceUnavailable)
+                    let ready = try await client.execute(uri: "/readyz", method: .get)
+                    XCTAssertEqual(ready.status, .serviceUnavailable, "a gateway that refuses everything is not ready")
                     let probe = try await client.execute(uri: "/healthz", method: .get)
                     XCTAssertEqual(probe.status, .ok)
                 }

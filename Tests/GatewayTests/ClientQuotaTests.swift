@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import Wire
 import XCTest
 @testable import Gateway
 
@@ -154,5 +155,23 @@ final class ClientQuotaTests: XCTestCase {
         XCTAssertTrue(text.contains(#"mambaformer_gateway_requests_total{endpoint="/v1/answer",status="200",client="free"} 5"#), text)
         XCTAssertTrue(text.contains(#"mambaformer_gateway_client_in_flight{client="limited"} 0"#), text)
         XCTAssertEqual(backend.submitted.count, 7)
+    }
+
+    /// A request the router refuses (overloaded) costs the client nothing, not even a request of its rpm.
+    func testARequestTheClusterRefusesIsRefunded() async throws {
+        let backend = FakeBackend.simple()
+        backend.submitError = BackendSubmitError(code: .overloaded, message: "busy")
+        let token = "limited-token-0123456789"
+        let app = TestSupport.app(backend) {
+            $0.authTokens = [token]; $0.clientNames = [token: "limited"]
+            $0.clients = [ClientLimits(name: "limited", rpm: 1)]
+        }
+        try await app.test(.router) { client in
+            for _ in 0..<3 {
+                let r = try await TestSupport.post(client, "/v1/answer", #"{"question": "q"}"#,
+                                                   headers: [.contentType: "application/json", .authorization: "Bearer \(token)"])
+                XCTAssertEqual(try TestSupport.error(r).code, "overloaded", "the cluster's refusal, not the client's quota")
+            }
+        }
     }
 }

@@ -25,14 +25,26 @@ final class GatewayTLSTests: XCTestCase {
         try openssl(["req", "-new"] + ec + ["-keyout", path("\(server).key"), "-out", path("\(server).csr"), "-subj", "/CN=localhost"])
         try openssl(["x509", "-req", "-in", path("\(server).csr"), "-CA", path("\(ca).pem"), "-CAkey", path("\(ca).key"),
                      "-CAcreateserial", "-days", "30", "-out", path("\(server).pem"), "-extfile", path("server.ext")])
-        try "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n"
-            .write(toFile: path("client.ext"), atomically: true, encoding: .utf8)
-        try openssl(["req", "-new"] + ec + ["-keyout", path("\(client).key"), "-out", path("\(client).csr"), "-subj", "/O=Test/CN=\(client)"])
-        try openssl(["x509", "-req", "-in", path("\(client).csr"), "-CA", path("\(ca).pem"), "-CAkey", path("\(ca).key"),
-                     "-CAcreateserial", "-days", "30", "-out", path("\(client).pem"), "-extfile", path("client.ext")])
-        for key in ["\(ca).key", "\(server).key", "\(client).key"] {
+        for key in ["\(ca).key", "\(server).key"] {
             try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path(key))
         }
+        try makeClient(dir, ca: ca, file: client, commonName: client)
+    }
+
+    /// A client certificate with subject CN `commonName` from the CA `ca` in `dir`: FILE.pem, FILE.key.
+    static func makeClient(_ dir: URL, ca: String = "ca", file: String, commonName: String) throws {
+        func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+        let run = { (arguments: [String]) throws in
+            let r = try runCommand("/usr/bin/openssl", arguments)
+            guard r.status == 0 else { throw NSError(domain: "openssl", code: Int(r.status), userInfo: [NSLocalizedDescriptionKey: r.err]) }
+        }
+        try "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n"
+            .write(toFile: path("client.ext"), atomically: true, encoding: .utf8)
+        try run(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-noenc", "-keyout", path("\(file).key"),
+                 "-out", path("\(file).csr"), "-subj", "/O=Test/CN=\(commonName)"])
+        try run(["x509", "-req", "-in", path("\(file).csr"), "-CA", path("\(ca).pem"), "-CAkey", path("\(ca).key"),
+                 "-CAcreateserial", "-days", "30", "-out", path("\(file).pem"), "-extfile", path("client.ext")])
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path("\(file).key"))
     }
 
     /// curl's exit status and the body (`-s`: no progress; `-w`: the status code on its own line).
@@ -149,5 +161,10 @@ final class GatewayTLSTests: XCTestCase {
         let named = try Self.curl(url, identity + ask)
         XCTAssertEqual(named.status, 200, named.body)
         XCTAssertTrue(harness.log("gateway").contains("client_name=triage-tool"), harness.log("gateway"))
+        // A CN that is no client name (it could neither be limited nor told apart) is refused.
+        try Self.makeClient(pki, file: "spaced", commonName: "Triage Tool")
+        let spaced = try Self.curl(url, ["--cacert", file("ca.pem"), "--cert", file("spaced.pem"), "--key", file("spaced.key")] + ask)
+        XCTAssertEqual(spaced.status, 401, spaced.body)
+        XCTAssertTrue(spaced.body.contains("is not a client name"), spaced.body)
     }
 }

@@ -51,6 +51,10 @@ struct AuditVerifyCommand: AsyncParsableCommand {
             let range = summary.firstSeq.map { "sequence numbers \($0)...\(summary.lastSeq ?? $0)" } ?? "no lines"
             print("audit trail intact: \(summary.lines) lines in \(paths.count) file(s), \(range)")
             if let mac = summary.lastMac, let seq = summary.lastSeq { print("head: \(seq):\(mac)") }
+            if heads.isEmpty {
+                print("note: without --head, lines cut off the end cannot be detected; pass the last "
+                      + "`audit chain head` from the gateway's log (journalctl -u mambaformer-gateway | grep 'audit chain head')")
+            }
         case .failure(let finding):
             print("audit trail NOT intact: \(finding)")
             throw ExitCode(1)

@@ -98,7 +98,8 @@ struct GatewayCommand: AsyncParsableCommand {
             // Shut down in reverse order: the router connection after the drain (answers in flight
             // keep it), the token reloader last, so that it never delays the drain.
             services: [.init(service: AuditCloser(log: auditLog?.log)),
-                       .init(service: GatewayReloader(reload: reloadedSettings, tokens: tokens, quotas: quotas, tls: tls, logger: logger)),
+                       .init(service: GatewayReloader(reload: reloadedSettings, tokens: tokens, quotas: quotas, tls: tls,
+                                                       started: gatewayConfig, logger: logger)),
                        .init(service: backend),
                        .init(service: app), .init(service: Drainer(drain: drain, logger: logger)),
                        .init(service: StoppingNotifier(logger: logger))],
@@ -129,6 +130,8 @@ extension GatewayCommand {
 
     /// A `[[clients]]` name that no token carries limits nobody: most likely a typo.
     func warnAboutUnknownClients(_ g: GatewayConfig, logger: Logger) {
+        // With client certificates a table may be for a certificate's CN: nothing to check against.
+        guard g.tlsClientCA == nil else { return }
         let named = Set(g.clientNames.values)
         for client in g.clients where !named.contains(client.name) {
             logger.warning("[[clients]] \(client.name): no token in security.auth_tokens_file has this name; its limits apply to nobody")
@@ -145,6 +148,8 @@ struct GatewayReloader: Service {
     let tokens: GatewayTokens
     let quotas: ClientQuotas
     let tls: GatewayTLS?
+    /// The settings the gateway started with.
+    let started: GatewayConfig
     let logger: Logger
     func run() async throws {
         while !Task.isCancelled, !Task.isShuttingDownGracefully {
@@ -158,6 +163,11 @@ struct GatewayReloader: Service {
                 }
                 if (tls != nil) != fresh.servesTLS {
                     logger.error("SIGHUP: not reloaded: turning TLS \(fresh.servesTLS ? "on" : "off") takes a restart")
+                    continue
+                }
+                // Who counts as authenticated is fixed at start (how clients are named follows it).
+                if (started.tlsClientCA != nil) != (fresh.tlsClientCA != nil) || started.tlsRequireClientCert != fresh.tlsRequireClientCert {
+                    logger.error("SIGHUP: not reloaded: adding or removing gateway.tls_client_ca or changing gateway.tls_require_client_cert takes a restart")
                     continue
                 }
                 try tls?.reload(fresh)   // first: the step that can still fail
