@@ -3,6 +3,8 @@
 //   engine-bench write-mamba130m DIR            writes a random mamba-130m checkpoint (f32)
 //   engine-bench write-t5small DIR              writes a random t5-small checkpoint (f32) + a
 //                                               word-level tokenizer (for peers' converters)
+//   engine-bench write-mamba370m DIR            the same at mamba-370m's shapes (the capacity guide)
+//   engine-bench write-t5base DIR               the same at t5-base's shapes (the capacity guide)
 //   engine-bench run DIR [--threads N] [--prompt 256] [--steps 32] [--batches 1,8] [--repeat 3]
 //                        [--weights auto|f32|bf16|int8|w8a8]   matrices as stored, widened, rounded to bf16, int8, or int8 × int8
 //                        [--isa 0|1|2]  cap the decode kernels' instruction set (generic, AVX2, AVX-512)
@@ -51,7 +53,14 @@ case "write-mamba130m":
     try RandomMambaCheckpoint.write(.mamba130m, to: dir, seed: 1)
     print("wrote \(dir.path)")
 case "write-t5small":
-    try RandomT5Checkpoint.writeT5Small(to: dir, seed: 1)
+    try RandomT5Checkpoint.write(RandomT5Checkpoint.t5Small, to: dir, seed: 1)
+    print("wrote \(dir.path)")
+case "write-mamba370m":
+    // mamba-370m: d_model 1024, 48 layers, d_state 16, expand 2, vocab 50280.
+    try RandomMambaCheckpoint.write(.init(vocabSize: 50280, hiddenSize: 1024, stateSize: 16, layers: 48), to: dir, seed: 1)
+    print("wrote \(dir.path)")
+case "write-t5base":
+    try RandomT5Checkpoint.write(RandomT5Checkpoint.t5Base, to: dir, seed: 1)
     print("wrote \(dir.path)")
 case "run":
     let threads = Int(option("--threads", args) ?? "1") ?? 1
@@ -111,12 +120,17 @@ default:
 
 /// A random `T5ForConditionalGeneration` folder at t5-small's shapes (d_model 512, 6 + 6
 /// layers, 8 heads × 64, d_ff 2048 ReLU, vocab 32128, tied embeddings as the original
-/// t5-small): config.json + model.safetensors (f32) in the Hugging Face layout, plus a
-/// word-level tokenizer (tokenizer.json + tokenizer_config.json) covering every id, because
-/// CTranslate2's converter reads the vocabulary and the special tokens from a tokenizer.
+/// t5-small) or t5-base's (768, 12 + 12, 12 × 64, 3072): config.json + model.safetensors (f32)
+/// in the Hugging Face layout, plus a word-level tokenizer (tokenizer.json +
+/// tokenizer_config.json) covering every id, because CTranslate2's converter reads the
+/// vocabulary and the special tokens from a tokenizer.
 enum RandomT5Checkpoint {
-    static func writeT5Small(to directory: URL, seed: UInt64) throws {
-        let vocab = 32128, d = 512, heads = 8, dKV = 64, ff = 2048, layers = 6, buckets = 32
+    struct Shape { var d: Int, heads: Int, ff: Int, layers: Int }
+    static let t5Small = Shape(d: 512, heads: 8, ff: 2048, layers: 6)
+    static let t5Base = Shape(d: 768, heads: 12, ff: 3072, layers: 12)
+
+    static func write(_ shape: Shape, to directory: URL, seed: UInt64) throws {
+        let vocab = 32128, d = shape.d, heads = shape.heads, dKV = 64, ff = shape.ff, layers = shape.layers, buckets = 32
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var state = seed
         // SplitMix64, uniform in [-scale, scale): reproducible for a seed.
