@@ -68,6 +68,10 @@ public final class ClientQuotas: @unchecked Sendable {
 
     private let lock = NSLock()
     private var clients: [String: Client] = [:]
+    /// Clients whose table a reload removed: kept (with their levels and answers in flight),
+    /// so that removing a table and adding it back is no way to reset it. Bounded by the names
+    /// the operator ever configured.
+    private var retired: [String: Client] = [:]
     private let now: @Sendable () -> UInt64
     /// Called with a client's name and answers in flight whenever that changes (a gauge).
     private let onInFlight: @Sendable (String, Int) -> Void
@@ -87,15 +91,16 @@ public final class ClientQuotas: @unchecked Sendable {
     /// The configured names, sorted.
     public var names: [String] { lock.withLock { clients.keys.sorted() } }
 
-    /// New limits (SIGHUP). A client that keeps its table keeps its buckets' levels (capped at
-    /// the new capacity) and its answers in flight; a new one starts with full buckets.
+    /// New limits (SIGHUP). A client that keeps its table (or gets back one it had) keeps its
+    /// buckets' levels (capped at the new capacity) and its answers in flight; a new one starts
+    /// with full buckets.
     public func replace(_ limits: [ClientLimits]) {
         let t = now()
         lock.withLock {
             var fresh: [String: Client] = [:]
             for entry in limits {
                 let client = Client(entry, now: t)
-                if let old = clients[entry.name] {
+                if let old = clients[entry.name] ?? retired[entry.name] {
                     client.inFlight = old.inFlight
                     if var bucket = old.requests, client.requests != nil {
                         bucket.refill(t); client.requests!.level = min(bucket.level, client.requests!.capacity)
@@ -105,7 +110,9 @@ public final class ClientQuotas: @unchecked Sendable {
                     }
                 }
                 fresh[entry.name] = client
+                retired[entry.name] = nil
             }
+            for (name, old) in clients where fresh[name] == nil { retired[name] = old }
             clients = fresh
         }
     }
@@ -150,7 +157,7 @@ public final class ClientQuotas: @unchecked Sendable {
     fileprivate func settle(client name: String, reserved: Int, generated: Int, refundRequest: Bool) {
         let t = now()
         lock.withLock {
-            guard let client = clients[name] else { return }
+            guard let client = clients[name] ?? retired[name] else { return }
             client.inFlight = max(0, client.inFlight - 1)
             if var bucket = client.tokens {
                 bucket.refill(t)

@@ -81,6 +81,11 @@ final class ClientQuotaTests: XCTestCase {
         guard case .refused = quotas.admit(client: "a", maxTokens: 1) else { return XCTFail("reload refilled the bucket") }
         guard case .unlimited = quotas.admit(client: "b", maxTokens: 1) else { return XCTFail() }
         XCTAssertEqual(quotas.names, ["a"])
+        // Removing a table and adding it back is no way to reset it either.
+        quotas.replace([])
+        guard case .unlimited = quotas.admit(client: "a", maxTokens: 1) else { return XCTFail() }
+        quotas.replace([ClientLimits(name: "a", rpm: 4)])
+        guard case .refused = quotas.admit(client: "a", maxTokens: 1) else { return XCTFail("a removed and re-added table started full") }
     }
 
     func testClientsTablesInTheConfigFile() throws {
