@@ -18,7 +18,13 @@ final class MonitoringTests: XCTestCase {
         try harness.startExpert("emamba", id: "emamba-1", extra: ["--metrics", "127.0.0.1:0"])
         try harness.startExpert("et5", id: "et5-1", extra: ["--metrics", "127.0.0.1:0"])
         let port = ClusterHarness.freePort()
-        try harness.start("gateway", ["gateway", "--listen", "127.0.0.1:\(port)", "--router", harness.frontend])
+        // With an audit log, so that its metric is exported too.
+        let key = harness.dir.appendingPathComponent("audit.key").path
+        try String(repeating: "5a", count: 32).write(toFile: key, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: key)
+        try harness.start("gateway", ["gateway", "--listen", "127.0.0.1:\(port)", "--router", harness.frontend],
+                          environment: ["MAMBAFORMER_AUDIT_PATH": harness.dir.appendingPathComponent("audit.log").path,
+                                        "MAMBAFORMER_AUDIT_HMAC_KEY_FILE": key])
         // The autoscaler outside systemd: it cannot list units (and says so), but it asks the
         // router and exports its metrics like the service does.
         try harness.start("autoscale", ["autoscale", "--routers", harness.frontend, "--metrics", "127.0.0.1:0"])
