@@ -213,8 +213,9 @@ public enum AuditError: Error, Equatable, CustomStringConvertible {
             return "audit log \(path) cannot be opened for appending: \(String(cString: strerror(errno))) "
                 + "(the gateway's user needs write access to the file and its folder)"
         case .tailDoesNotVerify(let path):
-            return "the last line of audit log \(path) does not verify: it was altered, cut short, or sealed with another key. "
-                + "Check it with `mambaformer audit verify --key-file KEY \(path)`, then move it aside; the gateway starts a new chain"
+            return "no line of audit log \(path) verifies under audit.hmac_key_file: most likely the key is not the one that "
+                + "wrote it (check with `mambaformer audit verify --key-file KEY \(path)`). Use the right key, or move the file "
+                + "aside to start a new chain"
         }
     }
 }

@@ -237,10 +237,14 @@ public final class AuditLog: @unchecked Sendable {
     /// (a rotation just happened), the newest rotated file's. That line must verify.
     private func recoverHead() throws {
         if size > 0 {
-            let last = try Self.lastLine(of: path, size: size, key: key)
-            nextSeq = last.seq + 1
-            prev = last.mac
-            fileFirstSeq = Self.firstSeq(of: path) ?? last.seq
+            do {
+                let last = try Self.lastLine(of: path, size: size, key: key)
+                nextSeq = last.seq + 1
+                prev = last.mac
+                fileFirstSeq = Self.firstSeq(of: path) ?? last.seq
+            } catch AuditError.tailDoesNotVerify {
+                try setDamagedFileAside()
+            }
             return
         }
         if let newest = Self.rotatedFiles(of: path).last,
@@ -250,6 +254,47 @@ public final class AuditLog: @unchecked Sendable {
             prev = last.mac
             fileFirstSeq = nextSeq
         }
+    }
+
+    /// The current file ends in a line that does not verify (a write torn by a power cut, or an
+    /// edit). Nothing is deleted: the file is kept as `PATH.<first seq>-damaged` for the
+    /// investigation, the chain continues from its last line that verifies, and the new file
+    /// opens with an `audit_recovered` record naming the damaged file. `audit verify` then flags
+    /// the damaged lines where they are. If no line of the file verifies, the key is most likely
+    /// not the one that wrote it: refused, so that a wrong key never starts a new chain.
+    private func setDamagedFileAside() throws {
+        guard let data = FileManager.default.contents(atPath: path) else { throw AuditError.logUnreadable(path: path) }
+        let bytes = Array(data)
+        var verified: (seq: UInt64, prev: String, mac: String, end: Int)?
+        var start = 0
+        while start < bytes.count, let end = bytes[start...].firstIndex(of: 0x0A) {
+            if let opened = AuditChain.open(Array(bytes[start..<end]), key: key) {
+                verified = (opened.seq, opened.prev, opened.mac, end + 1)
+            }
+            start = end + 1
+        }
+        guard let last = verified else { throw AuditError.tailDoesNotVerify(path: path) }
+        var damaged = path + "." + String(format: "%012llu", Self.firstSeq(of: path) ?? last.seq) + "-damaged"
+        while FileManager.default.fileExists(atPath: damaged) { damaged += "-" + String(UInt32.random(in: 0...UInt32.max), radix: 16) }
+        Glibc.close(fd)
+        fd = -1
+        guard rename(path, damaged) == 0 else { throw AuditError.cannotOpen(path: path, errno: errno) }
+        try openFile()
+        nextSeq = last.seq + 1
+        prev = last.mac
+        fileFirstSeq = nextSeq
+        let name = URL(fileURLWithPath: damaged).lastPathComponent
+        let fields = #""event":"audit_recovered","time":"\#(AuditLog.timestamp(Date()))","damaged_file":"\#(name)","#
+            + #""continues_after_seq":\#(last.seq),"unverified_bytes":\#(bytes.count - last.end)"#
+        let (line, mac) = AuditChain.seal(seq: nextSeq, prev: prev, fields: fields, key: key)
+        guard writeAll(Array(line.utf8)) else { throw AuditError.cannotOpen(path: path, errno: errno) }
+        size += line.utf8.count
+        nextSeq += 1
+        prev = mac
+        logger.critical("""
+            audit log \(path) ended in lines that do not verify (\(bytes.count - last.end) bytes): kept as \(damaged); \
+            the chain continues after sequence number \(last.seq). Investigate with `mambaformer audit verify`
+            """)
     }
 
     /// The rotated files of `path` (`PATH.<12 digits>[-suffix]`), oldest first.

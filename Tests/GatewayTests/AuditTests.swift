@@ -122,12 +122,26 @@ final class AuditTests: XCTestCase {
         guard case .success(let after) = try verifier.verify(paths: all + [path]) else { return XCTFail("chain restarted after a rotation") }
         XCTAssertEqual(after.lastSeq, 16)
 
-        // A log whose last line was altered is not continued: the gateway says how to go on.
+        // A log whose last line does not verify (a torn write, an edit) is set aside, not lost:
+        // the chain continues after its last good line, with a record saying so.
         var edited = try lines(path)
+        let lastGood = try XCTUnwrap(AuditChain.open(Array(edited[edited.count - 2].utf8), key: key))
         edited[edited.count - 1] = edited[edited.count - 1].replacingOccurrences(of: "test", with: "tset")
         try save(edited, path)
-        XCTAssertThrowsError(try AuditLog(path: path, key: key, logger: logger)) { error in
-            XCTAssertEqual(error as? AuditError, .tailDoesNotVerify(path: path))
+        try (try String(contentsOfFile: path, encoding: .utf8) + #"{"seq":17,"pr"# + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        try await write(1, to: path, options: options)
+        let damaged = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix("-damaged") }
+        XCTAssertEqual(damaged.count, 1, "the damaged file is kept")
+        let resumed = try lines(path)
+        XCTAssertEqual(resumed.count, 2)
+        let recovered = try XCTUnwrap(AuditChain.open(Array(resumed[0].utf8), key: key))
+        XCTAssertEqual(recovered.seq, lastGood.seq + 1)
+        XCTAssertEqual(recovered.prev, lastGood.mac)
+        XCTAssertTrue(resumed[0].contains(#""event":"audit_recovered""#) && resumed[0].contains(damaged[0]), resumed[0])
+        XCTAssertNil(try finding([path], partial: true), "the new file continues the chain")
+        // Under another key nothing verifies: refused, never a new chain by mistake.
+        XCTAssertThrowsError(try AuditLog(path: path, key: AuditKey(secret: Array("another key, also 32 bytes long!".utf8)), logger: logger)) {
+            XCTAssertEqual($0 as? AuditError, .tailDoesNotVerify(path: path))
         }
     }
 
