@@ -156,7 +156,8 @@ public struct ClusterConfig {
     public var router: RouterSettings {
         RouterSettings(
             frontend: string("router.frontend"), backend: string("router.backend"), model: string("router.model"),
-            gate: string("router.gate"), spanTokens: int("router.span_tokens"), heartbeatMs: int("router.heartbeat_ms"),
+            gate: string("router.gate"), spanTokens: int("router.span_tokens"), firstSpanTokens: int("router.first_span_tokens"),
+            heartbeatMs: int("router.heartbeat_ms"),
             drainTimeoutMs: int("router.drain_timeout_ms"), logLevel: string("router.log_level"),
             maxRequests: int("limits.max_requests"), maxQueuedSpans: int("limits.max_queued_spans"),
             fallbackOnOverload: bool("limits.fallback_on_overload"), maxPromptTokens: int("limits.max_prompt_tokens"))
@@ -229,6 +230,7 @@ public struct RouterSettings: Equatable, Sendable {
     public var model: String
     public var gate: String
     public var spanTokens: Int
+    public var firstSpanTokens: Int
     public var heartbeatMs: Int
     public var drainTimeoutMs: Int
     public var logLevel: String

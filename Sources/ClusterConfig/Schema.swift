@@ -222,6 +222,8 @@ public enum Schema {
         add("router", "gate", .choice(["auto", "trained", "rule", "alternate"]), .string("auto"),
             "Gate: auto (trained if the checkpoint has one, else rule), trained, rule, or alternate (test/demo only)")
         add("router", "span_tokens", .int(1...256), .int(16), "Tokens per span")
+        add("router", "first_span_tokens", .int(0...256), .int(0),
+            "Tokens of an answer's first span, for a sooner first token (0: as span_tokens; a client's span_tokens caps it too)")
         add("router", "heartbeat_ms", .int(50...60_000), .int(1000), "Heartbeat interval in ms; a peer silent for 3 intervals is dead")
         add("router", "drain_timeout_ms", .int(0...600_000), .int(10_000),
             "On SIGTERM, how long answers in progress may take to finish before the router exits")

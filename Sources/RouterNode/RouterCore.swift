@@ -15,6 +15,9 @@ public enum RouterAction: Equatable {
 public struct RouterConfig: Sendable {
     /// Tokens per span when the request does not say.
     public var spanTokens = UInt32(Schema.defaultInt("router.span_tokens"))
+    /// Tokens of an answer's first span (0: as the others): a shorter first span brings the
+    /// first text sooner, at the cost of one more hand-over per answer.
+    public var firstSpanTokens = UInt32(Schema.defaultInt("router.first_span_tokens"))
     public var heartbeatIntervalMs = UInt64(Schema.defaultInt("router.heartbeat_ms"))
     /// A peer silent for this many heartbeat intervals is dead (Majordomo's default: 3).
     public var liveness: UInt64 = 3
@@ -512,7 +515,8 @@ public final class RouterCore {
     }
 
     private func enqueueSpan(_ active: ActiveRequest, pool: PoolKind, now: UInt64) {
-        let spanTokens = active.request.spanTokens > 0 ? active.request.spanTokens : config.spanTokens
+        var spanTokens = active.request.spanTokens > 0 ? active.request.spanTokens : config.spanTokens
+        if active.progress.spans == 0, config.firstSpanTokens > 0 { spanTokens = min(spanTokens, config.firstSpanTokens) }
         let span = active.progress.nextSpan(of: active.request, prompt: active.prompt, spanTokens: spanTokens)
         active.span = span
         active.spanPool = pool

@@ -98,6 +98,20 @@ final class RouterCoreTests: XCTestCase {
         XCTAssertEqual(Set(released), [mambaA, t5])
     }
 
+    /// `first_span_tokens`: the first span is short (the first text comes sooner), the rest as usual.
+    func testAShorterFirstSpan() {
+        let core = makeCore { $0.firstSpanTokens = 2 }
+        ready(core, mambaA, .emamba, name: "m1")
+        ready(core, t5, .et5, name: "t1")
+        let first = spans(ask(core, "r1", maxTokens: 8))
+        XCTAssertEqual(first.map(\.1.maxNewTokens), [2])
+        let second = spans(core.expertFrame(mambaA, .success(result(first[0].1, "Gum ", tokens: 2)), now: 1))
+        XCTAssertEqual(second.map(\.1.maxNewTokens), [4])
+        let third = spans(core.expertFrame(t5, .success(result(second[0].1, "disease is", tokens: 4)), now: 2))
+        XCTAssertEqual(third.map(\.1.maxNewTokens), [2], "the rest of max_tokens")
+        XCTAssertEqual(third.first?.1.answerTokensBefore, 6)
+    }
+
     func testEosEndsTheAnswer() {
         let core = makeCore()
         ready(core, mambaA, .emamba, name: "m1")

@@ -21,6 +21,7 @@ struct RouterCommand: ParsableCommand {
     @Option(help: .setting("router.model")) var model: String?
     @Option(help: .setting("router.gate")) var gate: String?
     @Option(help: .setting("router.span_tokens")) var spanTokens: UInt32?
+    @Option(help: .setting("router.first_span_tokens")) var firstSpanTokens: UInt32?
     @Option(help: .setting("router.heartbeat_ms")) var heartbeatMs: UInt64?
     @Option(help: .setting("limits.max_queued_spans")) var maxQueuedSpans: Int?
     @Option(help: .setting("limits.max_requests")) var maxRequests: Int?
@@ -37,6 +38,7 @@ struct RouterCommand: ParsableCommand {
         o.set("router.model", model)
         o.set("router.gate", gate)
         o.set("router.span_tokens", spanTokens)
+        o.set("router.first_span_tokens", firstSpanTokens)
         o.set("router.heartbeat_ms", heartbeatMs)
         o.set("limits.max_queued_spans", maxQueuedSpans)
         o.set("limits.max_requests", maxRequests)

@@ -76,6 +76,7 @@ enum NodeConfiguration {
         options.frontend = s.frontend
         options.backend = s.backend
         options.core.spanTokens = UInt32(s.spanTokens)
+        options.core.firstSpanTokens = UInt32(s.firstSpanTokens)
         options.core.heartbeatIntervalMs = UInt64(s.heartbeatMs)
         options.core.maxQueuedSpansPerPool = s.maxQueuedSpans
         options.core.maxActiveRequests = s.maxRequests
