@@ -59,17 +59,23 @@ public final class LoadRunner: @unchecked Sendable {
         // Replicas per pool once a second (the gateway's /readyz), for the report's chart of
         // what an autoscaler did; nothing when the gateway does not say.
         let replicaSamples = NIOLockedValueBox<[LoadReport.ReplicaPoint]>([])
+        // Never cancelled, stopped by a flag: cancelling a task inside URLSession's async API
+        // can deadlock swift-corelibs-foundation (the cancellation handler waits for the
+        // session's queue while that queue waits to resume the task). Seen as a hung test run.
+        let replicasDone = NIOLockedValueBox(false)
         let replicaTask = Task { [plan] in
             let client = GatewayClient(baseURL: plan.target)
-            while !Task.isCancelled {
+            while !replicasDone.withLockedValue({ $0 }) {
                 if let r = await client.replicas() {
                     let t = Double(monotonicNs() - start) / 1e9
                     replicaSamples.withLockedValue { $0.append(.init(t: (t * 10).rounded() / 10, emamba: r.emamba, et5: r.et5)) }
                 }
-                try? await Task.sleep(nanoseconds: 1_000_000_000)
+                for _ in 0..<10 where !replicasDone.withLockedValue({ $0 }) {
+                    try? await Task.sleep(nanoseconds: 100_000_000)
+                }
             }
         }
-        defer { replicaTask.cancel() }
+        defer { replicasDone.withLockedValue { $0 = true } }
 
         let issue = { @Sendable (index: Int, intendedNs: UInt64) async in
             let body = self.plan.body(index, from: self.workload)
@@ -128,7 +134,8 @@ public final class LoadRunner: @unchecked Sendable {
             }
         }
         progressTask.cancel()
-        replicaTask.cancel()
+        replicasDone.withLockedValue { $0 = true }
+        _ = replicaTask
         var report = stats.report(plan: plan, workload: workload.source, startedAt: startedAt)
         report.model = model
         let replicas = replicaSamples.withLockedValue { $0 }
