@@ -125,15 +125,22 @@ final class AuditNote: @unchecked Sendable {
     func authenticated(as client: String?) { lock.withLock { self.client = client } }
 
     /// The prompt as the models see it: question and context, separated by a NUL byte.
-    func prompt(question: String, context: String) { lock.withLock { prompt = question + "\u{0}" + context } }
+    /// Without an audit log (no `begin`) nothing is kept: no copies on the answer path.
+    func prompt(question: String, context: String) {
+        lock.withLock { if recorder != nil { prompt = question + "\u{0}" + context } }
+    }
 
-    func answered(_ response: AnswerResponse?) { if let response { lock.withLock { answer = response } } }
+    func answered(_ response: AnswerResponse?) { if let response { lock.withLock { if recorder != nil { answer = response } } } }
 
     /// A span a stream sent (and text it released at the end).
     func streamed(_ span: SpanResult) {
-        lock.withLock { streamedText += span.text; streamedSpans.append(AnswerResponse.TraceEntry(span)) }
+        lock.withLock {
+            guard recorder != nil else { return }
+            streamedText += span.text
+            streamedSpans.append(AnswerResponse.TraceEntry(span))
+        }
     }
-    func streamed(text: String) { lock.withLock { streamedText += text } }
+    func streamed(text: String) { lock.withLock { if recorder != nil { streamedText += text } } }
 
     func streams() { streaming = true }
 
