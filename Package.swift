@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 // MambaFormer cluster: one target per part, dependencies pointing one way (ARCHITECTURE.md):
 //   mambaformer (CLI) → nodes (RouterNode, ExpertNode, Gateway, LoadGen)
-//     → GateTraining → Generation → Engine → Tensors → Kernels → COpenBLAS, CKernels
+//     → GateTraining → Generation → Engine → Tensors → Kernels → COpenBLAS, COneDNN, CKernels
 //     → Gate → Tensors, Kernels (a policy: no models, no sockets)
 //   nodes → Wire (codec, ZeroMQ, ZAP) → CZmq, CProtobufC
 //   Vocabulary (messages, deadlines, log hygiene) and Random are shared; Tokenizers stand alone.
@@ -51,6 +51,8 @@ let package = Package(
         // libzmq deliberately has no pkgConfig: libzmq.pc pulls a -isystem flag SwiftPM rejects.
         .systemLibrary(name: "CZmq", path: "Sources/CZmq"),
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas"),
+        // oneDNN: the integer GEMM of many rows (w8a8 prefill and T5 encoder; BENCHMARKS.md).
+        .systemLibrary(name: "COneDNN", path: "Sources/COneDNN"),
         .systemLibrary(name: "CProtobufC", path: "Sources/CProtobufC", pkgConfig: "libprotobuf-c"),
 
         // POSIX helpers Swift cannot call directly (prctl, CPU feature detection).
@@ -68,10 +70,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], exclude: ["proto"], swiftSettings: v5),
 
-        // Numerics: BLAS wrappers, norms, activations, selective scan.
+        // Numerics: BLAS wrappers (OpenBLAS for f32, oneDNN for int8 × int8), norms, activations, selective scan.
         // Swift 5 mode: DispatchQueue.concurrentPerform runs closures over raw pointers, each on a
         // disjoint range; Swift 6 would want every such closure and pointer proven Sendable.
-        .target(name: "Kernels", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: v5),
+        .target(name: "Kernels", dependencies: ["COpenBLAS", "COneDNN", "CKernels"], swiftSettings: v5),
         // The selective scan in C: vectorised exp, AVX2+FMA chosen at run time.
         .target(name: "CKernels", path: "Sources/CKernels"),
         // The one random number generator (SplitMix64): seeded, the same on every platform.

@@ -22,14 +22,14 @@ NODES = {"mambaformer", "RouterNode", "ExpertNode", "Gateway", "LoadGen"}
 
 # The layering, bottom up: each library and the first-party targets it may depend on.
 # (nodes → generation / gate → engine → tensors → kernels; the vocabulary is shared.)
-C_LIBS = {"CZmq", "COpenBLAS", "CProtobufC", "CSupport", "CKernels", "CWireProto"}
+C_LIBS = {"CZmq", "COpenBLAS", "COneDNN", "CProtobufC", "CSupport", "CKernels", "CWireProto"}
 ALLOWED = {
-    "CZmq": set(), "COpenBLAS": set(), "CProtobufC": set(), "CSupport": set(), "CKernels": set(),
+    "CZmq": set(), "COpenBLAS": set(), "COneDNN": set(), "CProtobufC": set(), "CSupport": set(), "CKernels": set(),
     "CWireProto": {"CProtobufC"},
     "Vocabulary": set(),                       # pure Swift, shared by every layer
     "Tokenizers": set(),
     "Random": set(),                           # the one RNG
-    "Kernels": {"COpenBLAS", "CKernels"},
+    "Kernels": {"COpenBLAS", "COneDNN", "CKernels"},
     "Tensors": {"Kernels"},
     "Engine": {"Tensors", "Kernels", "Random"},          # no BLAS calls of its own: Kernels owns them
     "Gate": {"Vocabulary", "Tensors", "Kernels", "Tokenizers", "Random"},   # a policy: no sockets, no models

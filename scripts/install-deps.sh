@@ -9,6 +9,7 @@ PACKAGES=(
   libprotobuf-c-dev      # protobuf-c runtime
   protobuf-c-compiler    # protoc-c, to check the committed generated code is current
   libopenblas-dev        # cblas (pthread variant)
+  libdnnl-dev            # oneDNN: int8 GEMM for w8a8 prefill and the T5 encoder
   libsodium-dev          # CURVE key generation
   pkg-config
   systemd                # systemd-analyze verify for Deploy/ units; booted in a namespace by the live test

@@ -374,6 +374,48 @@ VNNI_TARGET static void i8a8_vnni(int m, int n0, int n1, int k, const uint8_t *x
 }
 #endif
 
+#if defined(__x86_64__)
+// AVX2 without VNNI: A widened once per block to int16 (x = u − 128), then vpmaddwd multiplies
+// 16 pairs per instruction into int32 lanes. Exact, like the other paths (|x·w| ≤ 127², a pair
+// sum fits easily), so the bits are the same; twice the products per instruction of f32 FMA.
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
+i8a8_rows_avx2(const int M, int k, const int16_t *x16, const int8_t *wr, int32_t *sums) {
+    __m256i acc[8];
+    for (int i = 0; i < M; i++) acc[i] = _mm256_setzero_si256();
+    int t = 0;
+    for (; t + 16 <= k; t += 16) {
+        __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wr + t)));
+        for (int i = 0; i < M; i++)
+            acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(x16 + (size_t)i * k + t)), wv));
+    }
+    for (int i = 0; i < M; i++) {
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(acc[i]), _mm256_extracti128_si256(acc[i], 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        int32_t sum = _mm_cvtsi128_si32(s4);
+        for (int u = t; u < k; u++) sum += (int32_t)x16[(size_t)i * k + u] * wr[u];
+        sums[i] = sum;
+    }
+}
+
+#define I8A8_AVX2_CASE(MM) case MM: for (int j = n0; j < n1; j++) { \
+    i8a8_rows_avx2(MM, k, x16, w + (size_t)j * k, sums); \
+    for (int i = 0; i < MM; i++) store_i8a8(c + i * ldc + j, sums[i], sx[i], scale[j], alpha, beta); \
+    } break;
+
+__attribute__((target("avx2,fma"))) static void i8a8_avx2(int m, int n0, int n1, int k, const uint8_t *xq,
+        int16_t *x16, const float *sx, const int8_t *w, const float *scale, float *c, ptrdiff_t ldc,
+        float alpha, float beta) {
+    for (size_t t = 0; t < (size_t)m * k; t++) x16[t] = (int16_t)((int)xq[t] - 128);
+    int32_t sums[8];
+    switch (m) {
+        I8A8_AVX2_CASE(1) I8A8_AVX2_CASE(2) I8A8_AVX2_CASE(3) I8A8_AVX2_CASE(4)
+        I8A8_AVX2_CASE(5) I8A8_AVX2_CASE(6) I8A8_AVX2_CASE(7) I8A8_AVX2_CASE(8)
+        default: break;
+    }
+}
+#endif
+
 static int has_vnni = -1;
 int ck_i8a8_uses_vnni(void) {
     if (has_vnni < 0) {
@@ -391,20 +433,131 @@ int ck_gemm_small_m_i8a8(int m, int n0, int n1, int k, const float *a, ptrdiff_t
                          const float *scale, float *c, ptrdiff_t ldc, float alpha, float beta) {
     if (k <= 0 || k > 65536) return 0;   // Σ u·w must fit an int32
     uint8_t *xq = malloc((size_t)8 * k);
-    if (!xq) return 0;
+    int16_t *x16 = malloc((size_t)8 * k * sizeof(int16_t));
+    if (!xq || !x16) { free(xq); free(x16); return 0; }
     float sx[8];
-    int vnni = ck_i8a8_uses_vnni();
+    int vnni = ck_i8a8_uses_vnni(), avx2 = !vnni && small_gemm_isa() >= 1;
     for (int i0 = 0; i0 < m; i0 += 8) {
         int rows = m - i0 < 8 ? m - i0 : 8;
         quantize_rows(rows, k, a + (size_t)i0 * lda, lda, xq, sx);
         float *cb = c + (size_t)i0 * ldc;
 #if defined(__x86_64__)
         if (vnni) { i8a8_vnni(rows, n0, n1, k, xq, sx, w, scale, cb, ldc, alpha, beta); continue; }
+        if (avx2) { i8a8_avx2(rows, n0, n1, k, xq, x16, sx, w, scale, cb, ldc, alpha, beta); continue; }
 #endif
         i8a8_generic(rows, n0, n1, k, xq, sx, w, scale, cb, ldc, alpha, beta);
     }
     free(xq);
+    free(x16);
     return 1;
+}
+
+// ---- Many rows of W8A8 (prefill, the T5 encoder): quantize here, multiply in oneDNN --------
+//
+// oneDNN's u8 × s8 GEMM on AVX2 without VNNI multiplies byte pairs into int16 with saturation
+// (vpmaddubsw), so u8 values up to 255 against weights of ±127 can saturate; values up to 127
+// cannot (2 · 127 · 127 < 32767). The rows are therefore quantized to 7 bits, q ∈ [−63, 63],
+// stored as q + 64 and multiplied with an A offset of 64: the sums are exact integers on every
+// CPU, as FBGEMM's "reduce_range" does for the same reason.
+
+static inline __attribute__((always_inline)) void quantize_u7_row_tail(const float *row, int t0, int k, float inverse,
+                                                                       uint8_t *out) {
+    for (int t = t0; t < k; t++) {
+        float v = __builtin_nearbyintf(row[t] * inverse);   // to nearest, ties to even
+        v = v > 63.0f ? 63.0f : v < -63.0f ? -63.0f : v == v ? v : 0.0f;   // NaN: 0
+        out[t] = (uint8_t)((int)v + 64);
+    }
+}
+
+static inline __attribute__((always_inline)) float u7_scale(float largest) {
+    return largest > 0.0f && largest < __builtin_inff() ? largest / 63.0f : 1.0f;
+}
+
+static void quantize_u7_generic(int m, int k, const float *a, ptrdiff_t lda, uint8_t *xq, float *sx) {
+    for (int i = 0; i < m; i++) {
+        const float *row = a + (size_t)i * lda;
+        float largest = 0.0f;
+        for (int t = 0; t < k; t++) { float v = row[t] < 0 ? -row[t] : row[t]; if (v > largest) largest = v; }
+        float scale = u7_scale(largest);
+        quantize_u7_row_tail(row, 0, k, 1.0f / scale, xq + (size_t)i * k);
+        sx[i] = scale;
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static void quantize_u7_avx2(int m, int k, const float *a, ptrdiff_t lda,
+                                                                 uint8_t *xq, float *sx) {
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 hi = _mm256_set1_ps(63.0f), lo = _mm256_set1_ps(-63.0f);
+    const __m256i offset = _mm256_set1_epi32(64);
+    for (int i = 0; i < m; i++) {
+        const float *row = a + (size_t)i * lda;
+        uint8_t *out = xq + (size_t)i * k;
+        __m256 best = _mm256_setzero_ps();
+        int t = 0;
+        // max_ps(x, best) returns best when x is NaN: a NaN never becomes the scale.
+        for (; t + 8 <= k; t += 8) best = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(row + t), absMask), best);
+        float lanes[8], largest = 0.0f;
+        _mm256_storeu_ps(lanes, best);
+        for (int l = 0; l < 8; l++) if (lanes[l] > largest) largest = lanes[l];
+        for (int u = t; u < k; u++) { float v = row[u] < 0 ? -row[u] : row[u]; if (v > largest) largest = v; }
+        float scale = u7_scale(largest), inverse = 1.0f / scale;
+        const __m256 inv = _mm256_set1_ps(inverse);
+        for (t = 0; t + 8 <= k; t += 8) {
+            __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(row + t), inv),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));   // NaN: 0
+            v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+            __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), offset);
+            __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+            _mm_storel_epi64((__m128i *)(out + t), _mm_packus_epi16(words, words));
+        }
+        quantize_u7_row_tail(row, t, k, inverse, out);
+        sx[i] = scale;
+    }
+}
+#endif
+
+void ck_quantize_rows_u7(int m, int k, const float *a, ptrdiff_t lda, uint8_t *xq, float *sx) {
+#if defined(__x86_64__)
+    if (small_gemm_isa() >= 1) { quantize_u7_avx2(m, k, a, lda, xq, sx); return; }
+#endif
+    quantize_u7_generic(m, k, a, lda, xq, sx);
+}
+
+static inline __attribute__((always_inline)) void dequantize_sums_body(int m, int n, const int32_t *sums,
+        const float *sx, const float *sw, float *c, ptrdiff_t ldc, float alpha, float beta) {
+    for (int i = 0; i < m; i++) {
+        const int32_t *row = sums + (size_t)i * n;
+        float *out = c + (size_t)i * ldc, rowScale = sx[i];
+        if (beta == 0.0f) {
+            for (int j = 0; j < n; j++) out[j] = alpha * (sw[j] * (rowScale * (float)row[j]));
+        } else {
+            for (int j = 0; j < n; j++) {
+                float y = alpha * (sw[j] * (rowScale * (float)row[j]));
+                float old = beta * out[j];   // as store_i8a8: never contracted into an FMA
+                out[j] = y + old;
+            }
+        }
+    }
+}
+static void dequantize_sums_generic(int m, int n, const int32_t *sums, const float *sx, const float *sw, float *c,
+                                    ptrdiff_t ldc, float alpha, float beta) {
+    dequantize_sums_body(m, n, sums, sx, sw, c, ldc, alpha, beta);
+}
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static void dequantize_sums_avx2(int m, int n, const int32_t *sums,
+        const float *sx, const float *sw, float *c, ptrdiff_t ldc, float alpha, float beta) {
+    dequantize_sums_body(m, n, sums, sx, sw, c, ldc, alpha, beta);
+}
+#endif
+
+void ck_dequantize_sums(int m, int n, const int32_t *sums, const float *sx, const float *sw, float *c,
+                        ptrdiff_t ldc, float alpha, float beta) {
+#if defined(__x86_64__)
+    if (small_gemm_isa() >= 1) { dequantize_sums_avx2(m, n, sums, sx, sw, c, ldc, alpha, beta); return; }
+#endif
+    dequantize_sums_generic(m, n, sums, sx, sw, c, ldc, alpha, beta);
 }
 
 static inline __attribute__((always_inline)) void widen_body(const uint16_t *src, float *dst, ptrdiff_t count) {

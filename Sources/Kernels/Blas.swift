@@ -1,4 +1,5 @@
 import CKernels
+import COneDNN
 import COpenBLAS
 import Dispatch
 import Foundation
@@ -10,8 +11,9 @@ public enum WeightData {
     case f32(UnsafePointer<Float>)
     case bf16(UnsafePointer<UInt16>)
     case int8(UnsafePointer<Int8>, scales: UnsafePointer<Float>)
-    /// int8 as `.int8`, and decode steps quantize their activations to int8 as well (one scale
-    /// per row, on every call) and multiply in integers: AVX-512 VNNI where the CPU has it.
+    /// int8 as `.int8`, and the activations are quantized as well (one scale per row, on every
+    /// call) and multiplied in integers: decode steps with 8 bits (AVX-512 VNNI where the CPU
+    /// has it), many rows with 7 bits through oneDNN (`integerRows`).
     case w8a8(UnsafePointer<Int8>, scales: UnsafePointer<Float>)
 }
 
@@ -96,7 +98,8 @@ public enum Blas {
     /// bf16 and int8 weights: up to `smallBatchRows` rows (decode) each weight row is read once
     /// and widened in registers, so a step reads a half or a quarter of the bytes of f32. More
     /// rows (prefill, the T5 encoder) are compute-bound: blocks of W are widened into an f32
-    /// scratch and multiplied with sgemm, one extra pass over W per call.
+    /// scratch and multiplied with sgemm, one extra pass over W per call; w8a8 multiplies
+    /// them in integers instead (`integerRows`).
     public static func linear(
         m: Int, n: Int, k: Int,
         a: UnsafePointer<Float>, lda: Int? = nil,
@@ -127,11 +130,53 @@ public enum Blas {
             widenedBlocks(m: m, n: n, k: k, a: a, lda: lda, c: c, ldc: ldc, alpha: alpha, beta: beta) { n0, rows, into in
                 ck_bf16_to_f32(w + n0 * k, into, rows * k)
             }
-        case .int8(let w, let scales), .w8a8(let w, let scales):
-            // Prefill and the T5 encoder (many rows) are compute-bound: f32 sgemm over widened W.
+        case .w8a8(let w, let scales):
+            // Prefill and the T5 encoder (many rows) are compute-bound: an integer GEMM.
+            integerRows(m: m, n: n, k: k, a: a, lda: lda, w: w, scales: scales, c: c, ldc: ldc, alpha: alpha, beta: beta)
+        case .int8(let w, let scales):
+            // Weight-only int8 keeps f32 activations: f32 sgemm over widened W.
             widenedBlocks(m: m, n: n, k: k, a: a, lda: lda, c: c, ldc: ldc, alpha: alpha, beta: beta) { n0, rows, into in
                 ck_i8_to_f32(w + n0 * k, scales + n0, into, Int32(rows), Int32(k))
             }
+        }
+    }
+
+    /// Rows per oneDNN call in `integerRows`: bounds its scratch (rows × k bytes and rows × n
+    /// int32 sums) whatever the prompt's length; W is packed again per call, 1/rows of the work.
+    static let integerRowBlock = 512
+
+    /// W8A8 for many rows: each block of rows is quantized to 7 bits with one scale per row
+    /// (`ck_quantize_rows_u7`), multiplied with oneDNN's u8 × s8 → s32 GEMM (AVX2, or VNNI where
+    /// the CPU has it; 1.9× OpenBLAS's f32 sgemm on an AVX2 core, BENCHMARKS.md), and scaled
+    /// back. The sums are exact integers, so every CPU gives the same bits.
+    static func integerRows(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                            w: UnsafePointer<Int8>, scales: UnsafePointer<Float>,
+                            c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float) {
+        let block = min(m, integerRowBlock)
+        let scratch = ScratchPool.take(bytes: block * k + block * n * 4 + block * 4)
+        defer { ScratchPool.give(scratch) }
+        let sums = scratch.pointer.bindMemory(to: Int32.self, capacity: block * n)
+        let rowScales = (scratch.pointer + block * n * 4).bindMemory(to: Float.self, capacity: block)
+        let quantized = (scratch.pointer + block * n * 4 + block * 4).bindMemory(to: UInt8.self, capacity: block * k)
+        var offsetC: Int32 = 0
+        var i0 = 0
+        while i0 < m {
+            let rows = min(block, m - i0)
+            ck_quantize_rows_u7(Int32(rows), Int32(k), a + i0 * lda, lda, quantized, rowScales)
+            omp_set_num_threads(Int32(Kernels.threads))
+            let status = dnnl_gemm_u8s8s32(CChar(UInt8(ascii: "N")), CChar(UInt8(ascii: "T")), CChar(UInt8(ascii: "F")),
+                                           Int64(rows), Int64(n), Int64(k), 1, quantized, Int64(k), 64,
+                                           w, Int64(k), 0, 0, sums, Int64(n), &offsetC)
+            if status == dnnl_success {
+                ck_dequantize_sums(Int32(rows), Int32(n), sums, rowScales, scales, c + i0 * ldc, ldc, alpha, beta)
+            } else {
+                // oneDNN refused (it should not for valid shapes): the weight-only path instead.
+                widenedBlocks(m: rows, n: n, k: k, a: a + i0 * lda, lda: lda, c: c + i0 * ldc, ldc: ldc,
+                              alpha: alpha, beta: beta) { n0, wRows, into in
+                    ck_i8_to_f32(w + n0 * k, scales + n0, into, Int32(wRows), Int32(k))
+                }
+            }
+            i0 += rows
         }
     }
 
@@ -143,14 +188,15 @@ public enum Blas {
                               c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float,
                               widen: (Int, Int, UnsafeMutablePointer<Float>) -> Void) {
         let block = max(16, min(n, (1 << 21) / max(k, 1)))
-        let scratch = ScratchPool.take(block * k)
+        let scratch = ScratchPool.take(bytes: block * k * 4)
         defer { ScratchPool.give(scratch) }
+        let widened = scratch.pointer.bindMemory(to: Float.self, capacity: block * k)
         var n0 = 0
         while n0 < n {
             let rows = min(block, n - n0)
-            widen(n0, rows, scratch.pointer)
+            widen(n0, rows, widened)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                        Int32(m), Int32(rows), Int32(k), alpha, a, Int32(lda), scratch.pointer, Int32(k),
+                        Int32(m), Int32(rows), Int32(k), alpha, a, Int32(lda), widened, Int32(k),
                         beta, c + n0, Int32(ldc))
             n0 += rows
         }
@@ -169,21 +215,22 @@ public enum Blas {
 
 }
 
-/// Reusable f32 scratch buffers for `Blas.widenedBlocks`: fresh megabytes per prefill
-/// projection would be mapped and page-faulted again on every call (glibc serves them with mmap).
-/// A small pool under a lock, so concurrent callers each get their own buffer.
+/// Reusable scratch buffers for `Blas.widenedBlocks` and `Blas.integerRows`: fresh megabytes
+/// per prefill projection would be mapped and page-faulted again on every call (glibc serves
+/// them with mmap). A small pool under a lock, so concurrent callers each get their own buffer.
+/// Raw bytes: each caller binds them to the element types it needs.
 enum ScratchPool {
     private static let lock = NSLock()
-    nonisolated(unsafe) private static var free: [(pointer: UnsafeMutablePointer<Float>, capacity: Int)] = []
+    nonisolated(unsafe) private static var free: [(pointer: UnsafeMutableRawPointer, bytes: Int)] = []
 
-    static func take(_ count: Int) -> (pointer: UnsafeMutablePointer<Float>, capacity: Int) {
+    static func take(bytes: Int) -> (pointer: UnsafeMutableRawPointer, bytes: Int) {
         lock.lock()
         defer { lock.unlock() }
-        if let i = free.firstIndex(where: { $0.capacity >= count }) { return free.remove(at: i) }
-        return (.allocate(capacity: count), count)
+        if let i = free.firstIndex(where: { $0.bytes >= bytes }) { return free.remove(at: i) }
+        return (.allocate(byteCount: max(bytes, 1), alignment: 64), bytes)
     }
 
-    static func give(_ buffer: (pointer: UnsafeMutablePointer<Float>, capacity: Int)) {
+    static func give(_ buffer: (pointer: UnsafeMutableRawPointer, bytes: Int)) {
         lock.lock()
         defer { lock.unlock() }
         if free.count < 2 { free.append(buffer) } else { buffer.pointer.deallocate() }

@@ -16,10 +16,10 @@ public enum WeightFormat: String, CaseIterable, Sendable, CustomStringConvertibl
     /// Every matrix quantized to int8 at load, one scale per row (`Int8Weights`): a quarter of
     /// f32's memory and decode traffic, for a larger approximation (measured in BENCHMARKS.md).
     case int8
-    /// int8 weights as `int8`, and decode steps (up to 16 rows) quantize their activations to
-    /// int8 too, one scale per token, and multiply in integers (AVX-512 VNNI where the CPU has
-    /// it), as CTranslate2's int8 does. Faster than `int8` at batch 8; a little more
-    /// approximate. Prefill and the T5 encoder multiply in f32 as `int8` does.
+    /// int8 weights as `int8`, and the activations are quantized too, one scale per token, and
+    /// multiplied in integers, as CTranslate2's int8 does: decode steps (up to 16 rows) to
+    /// 8 bits (AVX-512 VNNI where the CPU has it), prefill and the T5 encoder to 7 bits with
+    /// oneDNN's integer GEMM. Faster than `int8`; a little more approximate.
     case w8a8
 
     public var description: String { rawValue }

@@ -46,25 +46,31 @@ final class WeightFormatTests: XCTestCase {
     }
 
     /// bf16 keeps 8 bits of mantissa (relative rounding ≤ 2⁻⁹ per weight); int8 with a scale
-    /// per row, 7 bits of the row's largest magnitude; w8a8 rounds each decode step's
-    /// activations that way too. The prints are the accuracy cost that
-    /// BENCHMARKS.md quotes.
+    /// per row, 7 bits of the row's largest magnitude; w8a8 rounds the activations too (8 bits
+    /// in decode steps, 7 in a prompt of more than 16 tokens: the long prompt takes oneDNN's
+    /// integer GEMM). The prints are the accuracy cost that BENCHMARKS.md quotes. These tiny
+    /// random models amplify rounding over a long prompt (bf16 itself reaches 3 %), hence the
+    /// looser long-prompt bounds; on the trained demo checkpoint w8a8 answers as well as f32
+    /// (`mambaformer eval --weights w8a8`, BENCHMARKS.md).
     func testF32CheckpointNarrowedAtLoadStaysClose() throws {
-        for (format, bound, fraction) in [(WeightFormat.bf16, Float(0.03), 0.55), (.int8, 0.15, 0.35), (.w8a8, 0.15, 0.35)] {
+        for (format, bounds, fraction) in [(WeightFormat.bf16, (Float(0.03), Float(0.04)), 0.55),
+                                           (.int8, (0.15, 0.15), 0.35), (.w8a8, (0.15, 0.25), 0.35)] {
             for name in ["mamba-tiny-f32", "t5-gated-untied", "t5-relu-tied"] {
                 let dir = try Self.fixture(name)
                 let exact = try loadExpertModel(from: dir, weightFormat: .auto)
                 let narrow = try loadExpertModel(from: dir, weightFormat: format)
                 XCTAssertLessThan(Double(narrow.weightBytes), Double(exact.weightBytes) * fraction, "\(name) \(format)")
-                let prompt = [3, 9, 4, 12, 7, 5, 21, 2]
-                let a = try run(exact, prompt: prompt), b = try run(narrow, prompt: prompt)
-                let scale = a.logits.map(abs).max() ?? 1
-                let error = maxAbsDiff(a.logits, b.logits)
-                XCTAssertLessThan(error, bound * scale, "\(name) \(format): max |Δlogit| \(error) of max |logit| \(scale)")
-                XCTAssertGreaterThan(error, 0, "\(name): narrowing to \(format) should change something")
-                let same = zip(a.greedy, b.greedy).filter { $0 == $1 }.count
-                print(String(format: "%@ at load, %@: max |Δlogit| %.2g = %.2f %% of max |logit|; greedy %d/%d tokens as f32",
-                             format.rawValue, name, error, 100 * error / scale, same, a.greedy.count))
+                let short = [3, 9, 4, 12, 7, 5, 21, 2], long = (0..<40).map { 2 + ($0 * 7) % 25 }
+                for (prompt, bound) in [(short, bounds.0), (long, bounds.1)] {
+                    let a = try run(exact, prompt: prompt), b = try run(narrow, prompt: prompt)
+                    let scale = a.logits.map(abs).max() ?? 1
+                    let error = maxAbsDiff(a.logits, b.logits)
+                    XCTAssertLessThan(error, bound * scale, "\(name) \(format) prompt \(prompt.count): max |Δlogit| \(error) of max |logit| \(scale)")
+                    XCTAssertGreaterThan(error, 0, "\(name): narrowing to \(format) should change something")
+                    let same = zip(a.greedy, b.greedy).filter { $0 == $1 }.count
+                    print(String(format: "%@ at load, %@, prompt %d: max |Δlogit| %.2g = %.2f %% of max |logit|; greedy %d/%d tokens as f32",
+                                 format.rawValue, name, prompt.count, error, 100 * error / scale, same, a.greedy.count))
+                }
             }
         }
     }

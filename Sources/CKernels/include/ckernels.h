@@ -51,13 +51,25 @@ void ck_gemm_small_m_i8(int m, int n0, int n1, int k, const float *a, ptrdiff_t 
 /// ck_gemm_small_m with int8 W (as ck_gemm_small_m_i8) and A quantized to int8 as well, one
 /// absmax scale per row of A, recomputed on every call (W8A8, dynamic). The products are
 /// summed in int32, exactly, with AVX-512 VNNI when the CPU has it (and the ISA cap allows),
-/// else in C: both give the same bits. Returns 0, computing nothing, when k > 65536 (the
-/// int32 sums could overflow) or scratch memory is short.
+/// else with AVX2 (vpmaddwd on A widened to int16), else in C: all give the same bits.
+/// Returns 0, computing nothing, when k > 65536 (the int32 sums could overflow) or scratch
+/// memory is short.
 int ck_gemm_small_m_i8a8(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const int8_t *w,
                          const float *scale, float *c, ptrdiff_t ldc, float alpha, float beta);
 
 /// 1 when ck_gemm_small_m_i8a8 uses AVX-512 VNNI.
 int ck_i8a8_uses_vnni(void);
+
+/// Rows of A quantized for an integer GEMM of many rows: one absmax scale per row,
+/// q = round(x / scale) ∈ [−63, 63] (7 bits: no int16 saturation in u8 × s8 multiplies on
+/// AVX2), stored as q + 64 in xq [m × k]; NaN becomes 0. sx[i] = scale (1 for a zero row).
+/// The AVX2 and C paths give the same bytes.
+void ck_quantize_rows_u7(int m, int k, const float *a, ptrdiff_t lda, uint8_t *xq, float *sx);
+
+/// c[i, j] = alpha · sw[j] · sx[i] · sums[i, j] (+ beta · c[i, j]): exact int32 sums [m × n]
+/// back to f32, the same expression as the small-batch W8A8 kernel.
+void ck_dequantize_sums(int m, int n, const int32_t *sums, const float *sx, const float *sw, float *c,
+                        ptrdiff_t ldc, float alpha, float beta);
 
 /// dst[i] = src[i] widened from bfloat16 to f32 (exact).
 void ck_bf16_to_f32(const uint16_t *src, float *dst, ptrdiff_t count);
