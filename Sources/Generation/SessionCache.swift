@@ -6,7 +6,11 @@ import Engine
 /// A miss only costs a recomputation: every span request is self-contained.
 public final class SessionCache {
     /// `pending`: tokens the span generated but the session has not consumed (its last one).
-    private struct Entry { var session: ModelSession; var pending: [Int]; var lastUse: UInt64 }
+    /// `written`: the prompt and the answer so far as the router will send them back (the
+    /// spans' texts so far): when the next span's are exactly these, the session's own tokens
+    /// spell them.
+    struct Written: Equatable { var prompt: String; var answer: String }
+    private struct Entry { var session: ModelSession; var pending: [Int]; var written: Written?; var lastUse: UInt64 }
     private var entries: [String: Entry] = [:]
     private var clock: UInt64 = 0
     let maxEntries: Int
@@ -20,13 +24,13 @@ public final class SessionCache {
     public var count: Int { entries.count }
 
     /// Takes the session out of the cache (a session is used by one span at a time).
-    func take(_ key: String) -> (session: ModelSession, pending: [Int])? {
-        entries.removeValue(forKey: key).map { ($0.session, $0.pending) }
+    func take(_ key: String) -> (session: ModelSession, pending: [Int], written: Written?)? {
+        entries.removeValue(forKey: key).map { ($0.session, $0.pending, $0.written) }
     }
 
-    func put(_ key: String, _ session: ModelSession, pending: [Int] = []) {
+    func put(_ key: String, _ session: ModelSession, pending: [Int] = [], written: Written? = nil) {
         clock += 1
-        entries[key] = Entry(session: session, pending: pending, lastUse: clock)
+        entries[key] = Entry(session: session, pending: pending, written: written, lastUse: clock)
         evict()
     }
 

@@ -176,13 +176,18 @@ public final class SpanScheduler {
                 }
                 var session: ModelSession
                 var kept = 0
-                if let (cached, pending) = cache.take(span.sessionHint), cached.encoderInput == inputs.encoder {
+                if let (cached, pending, written) = cache.take(span.sessionHint), cached.encoderInput == inputs.encoder {
                     session = cached
                     // This expert wrote the answer so far: its own tokens are the input, when they
                     // spell the same text. Re-tokenizing the text can split it otherwise (a model
                     // need not generate canonical tokens), which would cost the whole state.
+                    // First, by the record: the answer is exactly what this session produced (no
+                    // decoding needed, and right even where the text does not round-trip: bytes
+                    // of a character split across tokens, the first span's stripped space).
                     let own = cached.consumed + pending
-                    if own.count <= 2 * inputs.decoder.count + 16, own != inputs.decoder,
+                    if written == SessionCache.Written(prompt: span.prompt, answer: span.answerSoFar) {
+                        inputs.decoder = own
+                    } else if own.count <= 2 * inputs.decoder.count + 16, own != inputs.decoder,
                        zip(own, inputs.decoder).prefix(while: { $0 == $1 }).count < cached.consumed.count,
                        let mine = try? tokenizer.decode(own), let theirs = try? tokenizer.decode(inputs.decoder), mine == theirs {
                         inputs.decoder = own
@@ -316,7 +321,8 @@ public final class SpanScheduler {
             // The state now covers every consumed token: a restorable point for the next span.
             seq.session.markSnapshot()
             // The last token was sampled, never fed: the next span starts by feeding it.
-            cache.put(seq.span.sessionHint, seq.session, pending: seq.pendingToken == nil ? seq.pieces.suffix(1).map { Int($0.tokenId) } : [])
+            cache.put(seq.span.sessionHint, seq.session, pending: seq.pendingToken == nil ? seq.pieces.suffix(1).map { Int($0.tokenId) } : [],
+                      written: SessionCache.Written(prompt: seq.span.prompt, answer: seq.span.answerSoFar + seq.text))
         } else {
             cache.remove(seq.span.sessionHint)
         }

@@ -194,6 +194,34 @@ final class SpanSchedulerTests: XCTestCase {
         XCTAssertEqual(second.pieces.map { Int($0.tokenId) }, rest, "the script continued from the expert's own tokens")
     }
 
+    /// The expert records the prompt and the answer its session spells as the router will send
+    /// them back (the spans' texts). When the next span's are exactly these, it continues from
+    /// its own tokens even where the text does not spell them back: here the first span's
+    /// leading spaces, which its text drops. Another answer so far is not taken for its own.
+    func testTheNextSpanContinuesFromTheRecordWhenTheTextDoesNotSpellTheTokens() throws {
+        let opening = try tokenizer.encode("   the", addSpecialTokens: false).ids
+        let rest = try tokenizer.encode(" patient should rinse", addSpecialTokens: false).ids
+        let model = ScriptedModel(script: opening + rest, vocabSize: tokenizer.vocabSize, eos: 0)
+        let scheduler = makeScheduler(model)
+        guard case .result(let first)? = run(scheduler, scheduler.admit(request("a", budget: UInt32(opening.count)), deadline: 0, now: 0)).first
+        else { return XCTFail() }
+        XCTAssertEqual(first.text, "the", "the first span's text drops the leading spaces its tokens spell")
+        XCTAssertNotEqual(try tokenizer.decode(opening), first.text)
+        let promptTokens = try XCTUnwrap(model.feeds.first).count
+        let next = run(scheduler, scheduler.admit(request("a", answerSoFar: first.text, budget: UInt32(rest.count)), deadline: 0, now: 0))
+        guard case .result(let second)? = next.first else { return XCTFail("\(next)") }
+        XCTAssertEqual(model.feeds.last, [opening.last!], "only the last sampled token was fed")
+        XCTAssertEqual(Int(second.cachedPrefixTokens), promptTokens + opening.count - 1)
+        XCTAssertEqual(second.pieces.map { Int($0.tokenId) }, rest, "the script continued from the expert's own tokens")
+
+        // An answer so far this session did not write: re-tokenized, not taken from the record.
+        let other = makeScheduler(ScriptedModel(script: opening + rest, vocabSize: tokenizer.vocabSize, eos: 0))
+        _ = run(other, other.admit(request("b", budget: UInt32(opening.count)), deadline: 0, now: 0))
+        guard case .result(let elsewhere)? = run(other, other.admit(request("b", answerSoFar: "the doctor", budget: 2), deadline: 0, now: 0)).first
+        else { return XCTFail() }
+        XCTAssertLessThan(Int(elsewhere.cachedPrefixTokens), promptTokens + opening.count - 1)
+    }
+
     func testADeadlineEndsTheSpan() {
         let model = ScriptedModel(script: script, vocabSize: tokenizer.vocabSize, eos: 0)
         let scheduler = makeScheduler(model)

@@ -18,6 +18,8 @@
 #   SERVERS_GGUF="f32 q8_0"           llama-server's model formats ("" skips it)
 #   SERVERS_EMAMBA=2                  our EMamba replicas (one per core)
 #   SERVERS_LLAMA_THREADS=2           llama-server's threads (all the cores)
+#   SERVERS_BUILD=1                   0: use the release binaries already built (e.g. by
+#                                     `make test`, whose flags differ: no rebuild of both)
 #
 # Never part of CI's test path: a whole run takes about half an hour.
 set -euo pipefail
@@ -43,7 +45,9 @@ log() { echo "run.sh: $*" >&2; }
 mkdir -p "$work/results"
 
 # 1. Our binaries (release).
-(cd "$root" && swift build -c release --product mambaformer >&2 && swift build -c release --product engine-bench >&2)
+if [ "${SERVERS_BUILD:-1}" != 0 ]; then
+  (cd "$root" && swift build -c release --product mambaformer >&2 && swift build -c release --product engine-bench >&2)
+fi
 
 # 2. The random mamba-130m (seed 1, as benchmarks/peers) and its GGUF files.
 [ -f "$work/mamba130m/model.safetensors" ] || { log "writing $work/mamba130m"; "$bench" write-mamba130m "$work/mamba130m" >&2; }
