@@ -452,6 +452,81 @@ int ck_gemm_small_m_i8a8(int m, int n0, int n1, int k, const float *a, ptrdiff_t
     return 1;
 }
 
+// ---- Weights to int8 at load --------------------------------------------------------------
+//
+// One absmax scale per row over the finite values, q = round(w / scale) to nearest, ties to
+// even, clamped to ±127, NaN to 0. Division, not a multiply by the inverse: the definition
+// `Int8Weights.quantizeReference` spells, bit for bit. AVX2 only makes loading faster.
+
+static void quantize_weights_generic(const float *w, int rows, int k, int8_t *q, float *scales) {
+    for (int j = 0; j < rows; j++) {
+        const float *row = w + (size_t)j * k;
+        float largest = 0.0f;
+        for (int t = 0; t < k; t++) {
+            float v = row[t] < 0 ? -row[t] : row[t];
+            if (v < __builtin_inff() && v > largest) largest = v;   // finite values only
+        }
+        float scale = largest > 0.0f ? largest / 127.0f : 1.0f;
+        scales[j] = scale;
+        for (int t = 0; t < k; t++) {
+            float v = __builtin_nearbyintf(row[t] / scale);
+            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v == v ? v : 0.0f;
+            q[(size_t)j * k + t] = (int8_t)v;
+        }
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static void quantize_weights_avx2(const float *w, int rows, int k, int8_t *q,
+                                                                      float *scales) {
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 inf = _mm256_set1_ps(__builtin_inff());
+    const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
+    for (int j = 0; j < rows; j++) {
+        const float *row = w + (size_t)j * k;
+        int8_t *out = q + (size_t)j * k;
+        __m256 best = _mm256_setzero_ps();
+        int t = 0;
+        for (; t + 8 <= k; t += 8) {
+            __m256 a = _mm256_and_ps(_mm256_loadu_ps(row + t), absMask);
+            a = _mm256_and_ps(a, _mm256_cmp_ps(a, inf, _CMP_LT_OQ));   // NaN and ±inf: 0
+            best = _mm256_max_ps(best, a);
+        }
+        float lanes[8], largest = 0.0f;
+        _mm256_storeu_ps(lanes, best);
+        for (int l = 0; l < 8; l++) if (lanes[l] > largest) largest = lanes[l];
+        for (int u = t; u < k; u++) {
+            float v = row[u] < 0 ? -row[u] : row[u];
+            if (v < __builtin_inff() && v > largest) largest = v;
+        }
+        float scale = largest > 0.0f ? largest / 127.0f : 1.0f;
+        scales[j] = scale;
+        const __m256 sv = _mm256_set1_ps(scale);
+        for (t = 0; t + 8 <= k; t += 8) {
+            __m256 v = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(row + t), sv),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));   // NaN: 0
+            v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+            __m256i i32 = _mm256_cvtps_epi32(v);
+            __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+            _mm_storel_epi64((__m128i *)(out + t), _mm_packs_epi16(words, words));
+        }
+        for (; t < k; t++) {
+            float v = __builtin_nearbyintf(row[t] / scale);
+            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v == v ? v : 0.0f;
+            out[t] = (int8_t)v;
+        }
+    }
+}
+#endif
+
+void ck_quantize_weights_i8(const float *w, int rows, int k, int8_t *q, float *scales) {
+#if defined(__x86_64__)
+    if (small_gemm_isa() >= 1) { quantize_weights_avx2(w, rows, k, q, scales); return; }
+#endif
+    quantize_weights_generic(w, rows, k, q, scales);
+}
+
 // ---- Many rows of W8A8 (prefill, the T5 encoder): quantize here, multiply in oneDNN --------
 //
 // oneDNN's u8 × s8 GEMM on AVX2 without VNNI multiplies byte pairs into int16 with saturation

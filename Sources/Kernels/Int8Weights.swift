@@ -5,9 +5,18 @@ import CKernels
 /// (the absmax scheme of LLM.int8's vector-wise quantization and CTranslate2's int8 weights;
 /// activations stay f32 here). A quarter of the bytes of f32 per decode step.
 public enum Int8Weights {
-    /// Quantizes `rows` rows of `columns` floats into `q` and `scales`.
+    /// Quantizes `rows` rows of `columns` floats into `q` and `scales` (`ck_quantize_weights_i8`:
+    /// AVX2 where the CPU has it, at load; the same bytes as `quantizeReference`).
     public static func quantize(_ w: UnsafePointer<Float>, rows: Int, columns: Int,
                                 into q: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>) {
+        ck_quantize_weights_i8(w, Int32(rows), Int32(columns), q, scales)
+    }
+
+    /// The definition, in Swift: the largest finite |w| of a row / 127 as its scale (1 when it
+    /// has none), each weight divided by it, rounded to nearest (ties to even) and clamped to
+    /// ±127; NaN becomes 0.
+    public static func quantizeReference(_ w: UnsafePointer<Float>, rows: Int, columns: Int,
+                                         into q: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>) {
         for j in 0..<rows {
             let row = w + j * columns, out = q + j * columns
             var largest: Float = 0

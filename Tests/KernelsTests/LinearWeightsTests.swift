@@ -172,6 +172,34 @@ final class LinearWeightsTests: XCTestCase {
         for (x, y) in zip(back, w[0..<3]) { XCTAssertEqual(x, y, accuracy: scales[0] / 2) }
     }
 
+    /// The load-time kernel (AVX2 and C) gives the bytes and scales of the Swift definition,
+    /// on rows with ties, zeros, NaN, ±inf, huge and tiny values, and lengths off the vector.
+    func testInt8QuantizationKernelEqualsTheReference() {
+        var rng = SystemRandomNumberGenerator()
+        defer { Blas.smallBatchISA = 2 }
+        // The large one: dividing and multiplying by the inverse round differently for a few
+        // values in a million (about 12 here), which this must see.
+        for (rows, columns) in [(5, 1), (7, 8), (9, 37), (33, 300), (2048, 4099)] {
+            var w = (0..<(rows * columns)).map { _ in Float.random(in: -3...3, using: &rng) }
+            let specials: [Float] = [.nan, .infinity, -.infinity, 0, 0.5, -1.5, 1e30, -1e-30, 2.5]
+            // Specials in the first rows only: a 1e30 sets its row's scale, and every other
+            // value of that row rounds to 0.
+            for i in stride(from: 0, to: min(w.count, 4 * columns), by: 3) { w[i] = specials[(i / 3) % specials.count] }
+            for t in 0..<columns { w[t] = 0 }                                       // a zero row
+            if rows > 1 { for t in 0..<columns { w[columns + t] = .nan } }           // an all-NaN row
+            var expected = [Int8](repeating: 99, count: w.count), expectedScales = [Float](repeating: 0, count: rows)
+            Int8Weights.quantizeReference(w, rows: rows, columns: columns, into: &expected, scales: &expectedScales)
+            for isa in [2, 1, 0] {
+                Blas.smallBatchISA = isa
+                var q = [Int8](repeating: 99, count: w.count), scales = [Float](repeating: 0, count: rows)
+                Int8Weights.quantize(w, rows: rows, columns: columns, into: &q, scales: &scales)
+                let wrong = zip(q, expected).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
+                XCTAssertEqual(wrong.count, 0, "\(rows)×\(columns), isa \(isa): \(wrong.count) bytes differ, first at \(wrong.first ?? -1)")
+                XCTAssertEqual(scales, expectedScales, "\(rows)×\(columns), isa \(isa)")
+            }
+        }
+    }
+
     func testLinearOnF32IsGemmTransB() {
         let a: [Float] = [1, 2, 3, 4]          // 2×2
         let w: [Float] = [1, 0, 0, 1, 1, 1]    // 3×2

@@ -60,6 +60,11 @@ int ck_gemm_small_m_i8a8(int m, int n0, int n1, int k, const float *a, ptrdiff_t
 /// 1 when ck_gemm_small_m_i8a8 uses AVX-512 VNNI.
 int ck_i8a8_uses_vnni(void);
 
+/// Weights to int8, one absmax scale per row over the finite values (1 for a row with
+/// none), q = round(w / scale) ∈ [−127, 127], ties to even, NaN to 0. The AVX2 and C paths
+/// (the small-batch ISA cap chooses) give the same bytes.
+void ck_quantize_weights_i8(const float *w, int rows, int k, int8_t *q, float *scales);
+
 /// Rows of A quantized for an integer GEMM of many rows: one absmax scale per row,
 /// q = round(x / scale) ∈ [−63, 63] (7 bits: no int16 saturation in u8 × s8 multiplies on
 /// AVX2), stored as q + 64 in xq [m × k]; NaN becomes 0. sx[i] = scale (1 for a zero row).
