@@ -358,19 +358,21 @@ i8a8_rows_vnni(const int M, int k, const uint8_t *xq, const int8_t *wr, int32_t 
     for (int i = 0; i < M; i++) sums[i] = _mm512_reduce_add_epi32(acc[i]) - correction;
 }
 
-#define I8A8_CASE(MM) case MM: for (int j = n0; j < n1; j++) { \
-    i8a8_rows_vnni(MM, k, xq, w + (size_t)j * k, sums); \
+// One case of a row-count switch: ROWS(MM, k, X, weight row, sums) sums MM rows of the
+// quantized A (X) against each weight row, then every sum is stored (VNNI and AVX2 alike).
+#define I8A8_CASE(MM, ROWS, X) case MM: for (int j = n0; j < n1; j++) { \
+    ROWS(MM, k, X, w + (size_t)j * k, sums); \
     for (int i = 0; i < MM; i++) store_i8a8(c + i * ldc + j, sums[i], sx[i], scale[j], alpha, beta); \
     } break;
+#define I8A8_SWITCH(ROWS, X) switch (m) { \
+    I8A8_CASE(1, ROWS, X) I8A8_CASE(2, ROWS, X) I8A8_CASE(3, ROWS, X) I8A8_CASE(4, ROWS, X) \
+    I8A8_CASE(5, ROWS, X) I8A8_CASE(6, ROWS, X) I8A8_CASE(7, ROWS, X) I8A8_CASE(8, ROWS, X) \
+    default: break; }
 
 VNNI_TARGET static void i8a8_vnni(int m, int n0, int n1, int k, const uint8_t *xq, const float *sx, const int8_t *w,
                                   const float *scale, float *c, ptrdiff_t ldc, float alpha, float beta) {
     int32_t sums[8];
-    switch (m) {
-        I8A8_CASE(1) I8A8_CASE(2) I8A8_CASE(3) I8A8_CASE(4)
-        I8A8_CASE(5) I8A8_CASE(6) I8A8_CASE(7) I8A8_CASE(8)
-        default: break;
-    }
+    I8A8_SWITCH(i8a8_rows_vnni, xq)
 }
 #endif
 
@@ -398,21 +400,12 @@ i8a8_rows_avx2(const int M, int k, const int16_t *x16, const int8_t *wr, int32_t
     }
 }
 
-#define I8A8_AVX2_CASE(MM) case MM: for (int j = n0; j < n1; j++) { \
-    i8a8_rows_avx2(MM, k, x16, w + (size_t)j * k, sums); \
-    for (int i = 0; i < MM; i++) store_i8a8(c + i * ldc + j, sums[i], sx[i], scale[j], alpha, beta); \
-    } break;
-
 __attribute__((target("avx2,fma"))) static void i8a8_avx2(int m, int n0, int n1, int k, const uint8_t *xq,
         int16_t *x16, const float *sx, const int8_t *w, const float *scale, float *c, ptrdiff_t ldc,
         float alpha, float beta) {
     for (size_t t = 0; t < (size_t)m * k; t++) x16[t] = (int16_t)((int)xq[t] - 128);
     int32_t sums[8];
-    switch (m) {
-        I8A8_AVX2_CASE(1) I8A8_AVX2_CASE(2) I8A8_AVX2_CASE(3) I8A8_AVX2_CASE(4)
-        I8A8_AVX2_CASE(5) I8A8_AVX2_CASE(6) I8A8_AVX2_CASE(7) I8A8_AVX2_CASE(8)
-        default: break;
-    }
+    I8A8_SWITCH(i8a8_rows_avx2, x16)
 }
 #endif
 
@@ -432,11 +425,11 @@ int ck_i8a8_uses_vnni(void) {
 int ck_gemm_small_m_i8a8(int m, int n0, int n1, int k, const float *a, ptrdiff_t lda, const int8_t *w,
                          const float *scale, float *c, ptrdiff_t ldc, float alpha, float beta) {
     if (k <= 0 || k > 65536) return 0;   // Σ u·w must fit an int32
-    uint8_t *xq = malloc((size_t)8 * k);
-    int16_t *x16 = malloc((size_t)8 * k * sizeof(int16_t));
-    if (!xq || !x16) { free(xq); free(x16); return 0; }
-    float sx[8];
     int vnni = ck_i8a8_uses_vnni(), avx2 = !vnni && small_gemm_isa() >= 1;
+    uint8_t *xq = malloc((size_t)8 * k);
+    int16_t *x16 = avx2 ? malloc((size_t)8 * k * sizeof(int16_t)) : NULL;
+    if (!xq || (avx2 && !x16)) { free(xq); free(x16); return 0; }
+    float sx[8];
     for (int i0 = 0; i0 < m; i0 += 8) {
         int rows = m - i0 < 8 ? m - i0 : 8;
         quantize_rows(rows, k, a + (size_t)i0 * lda, lda, xq, sx);
@@ -458,21 +451,33 @@ int ck_gemm_small_m_i8a8(int m, int n0, int n1, int k, const float *a, ptrdiff_t
 // even, clamped to ±127, NaN to 0. Division, not a multiply by the inverse: the definition
 // `Int8Weights.quantizeReference` spells, bit for bit. AVX2 only makes loading faster.
 
+/// The largest finite |row[t]| for t in [t0, k), or `largest` if none is larger.
+static inline __attribute__((always_inline)) float largest_finite(const float *row, int t0, int k, float largest) {
+    for (int t = t0; t < k; t++) {
+        float v = row[t] < 0 ? -row[t] : row[t];
+        if (v < __builtin_inff() && v > largest) largest = v;
+    }
+    return largest;
+}
+
+static inline __attribute__((always_inline)) void quantize_weights_tail(const float *row, int t0, int k, float scale,
+                                                                        int8_t *out) {
+    for (int t = t0; t < k; t++) {
+        float v = __builtin_nearbyintf(row[t] / scale);
+        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v == v ? v : 0.0f;
+        out[t] = (int8_t)v;
+    }
+}
+
+static inline __attribute__((always_inline)) float weight_scale(float largest) {
+    return largest > 0.0f ? largest / 127.0f : 1.0f;
+}
+
 static void quantize_weights_generic(const float *w, int rows, int k, int8_t *q, float *scales) {
     for (int j = 0; j < rows; j++) {
         const float *row = w + (size_t)j * k;
-        float largest = 0.0f;
-        for (int t = 0; t < k; t++) {
-            float v = row[t] < 0 ? -row[t] : row[t];
-            if (v < __builtin_inff() && v > largest) largest = v;   // finite values only
-        }
-        float scale = largest > 0.0f ? largest / 127.0f : 1.0f;
-        scales[j] = scale;
-        for (int t = 0; t < k; t++) {
-            float v = __builtin_nearbyintf(row[t] / scale);
-            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v == v ? v : 0.0f;
-            q[(size_t)j * k + t] = (int8_t)v;
-        }
+        scales[j] = weight_scale(largest_finite(row, 0, k, 0.0f));
+        quantize_weights_tail(row, 0, k, scales[j], q + (size_t)j * k);
     }
 }
 
@@ -495,11 +500,7 @@ __attribute__((target("avx2,fma"))) static void quantize_weights_avx2(const floa
         float lanes[8], largest = 0.0f;
         _mm256_storeu_ps(lanes, best);
         for (int l = 0; l < 8; l++) if (lanes[l] > largest) largest = lanes[l];
-        for (int u = t; u < k; u++) {
-            float v = row[u] < 0 ? -row[u] : row[u];
-            if (v < __builtin_inff() && v > largest) largest = v;
-        }
-        float scale = largest > 0.0f ? largest / 127.0f : 1.0f;
+        float scale = weight_scale(largest_finite(row, t, k, largest));
         scales[j] = scale;
         const __m256 sv = _mm256_set1_ps(scale);
         for (t = 0; t + 8 <= k; t += 8) {
@@ -511,11 +512,7 @@ __attribute__((target("avx2,fma"))) static void quantize_weights_avx2(const floa
             __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
             _mm_storel_epi64((__m128i *)(out + t), _mm_packs_epi16(words, words));
         }
-        for (; t < k; t++) {
-            float v = __builtin_nearbyintf(row[t] / scale);
-            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v == v ? v : 0.0f;
-            out[t] = (int8_t)v;
-        }
+        quantize_weights_tail(row, t, k, scale, out);
     }
 }
 #endif

@@ -135,24 +135,35 @@ public enum Blas {
             integerRows(m: m, n: n, k: k, a: a, lda: lda, w: w, scales: scales, c: c, ldc: ldc, alpha: alpha, beta: beta)
         case .int8(let w, let scales):
             // Weight-only int8 keeps f32 activations: f32 sgemm over widened W.
-            widenedBlocks(m: m, n: n, k: k, a: a, lda: lda, c: c, ldc: ldc, alpha: alpha, beta: beta) { n0, rows, into in
-                ck_i8_to_f32(w + n0 * k, scales + n0, into, Int32(rows), Int32(k))
-            }
+            widenedInt8(m: m, n: n, k: k, a: a, lda: lda, w: w, scales: scales, c: c, ldc: ldc, alpha: alpha, beta: beta)
         }
     }
 
-    /// Rows per oneDNN call in `integerRows`: bounds its scratch (rows × k bytes and rows × n
-    /// int32 sums) whatever the prompt's length; W is packed again per call, 1/rows of the work.
+    /// int8 W widened to f32 block by block for sgemm (weight-only int8 with many rows).
+    static func widenedInt8(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                            w: UnsafePointer<Int8>, scales: UnsafePointer<Float>,
+                            c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float) {
+        widenedBlocks(m: m, n: n, k: k, a: a, lda: lda, c: c, ldc: ldc, alpha: alpha, beta: beta) { n0, rows, into in
+            ck_i8_to_f32(w + n0 * k, scales + n0, into, Int32(rows), Int32(k))
+        }
+    }
+
+    /// Rows per oneDNN call in `integerRows`, at most: with the cap on the sums below, it bounds
+    /// the scratch (rows × k bytes and rows × n int32 sums) whatever the prompt's length and
+    /// the matrix's width; W is packed again per call, 1/rows of the work.
     static let integerRowBlock = 512
+    /// The int32 sums of one call stay under 8 MiB (a batched prefill's LM head is as wide as
+    /// the vocabulary), as `widenedBlocks` bounds its widened W; the pool keeps the buffer.
+    static let integerSumsLimit = 1 << 21
 
     /// W8A8 for many rows: each block of rows is quantized to 7 bits with one scale per row
     /// (`ck_quantize_rows_u7`), multiplied with oneDNN's u8 × s8 → s32 GEMM (AVX2, or VNNI where
-    /// the CPU has it; 1.9× OpenBLAS's f32 sgemm on an AVX2 core, BENCHMARKS.md), and scaled
+    /// the CPU has it; 2.0–2.6× OpenBLAS's f32 sgemm on an AVX2 core, BENCHMARKS.md), and scaled
     /// back. The sums are exact integers, so every CPU gives the same bits.
     static func integerRows(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
                             w: UnsafePointer<Int8>, scales: UnsafePointer<Float>,
                             c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float) {
-        let block = min(m, integerRowBlock)
+        let block = min(m, integerRowBlock, max(16, integerSumsLimit / max(n, 1)))
         let scratch = ScratchPool.take(bytes: block * k + block * n * 4 + block * 4)
         defer { ScratchPool.give(scratch) }
         let sums = scratch.pointer.bindMemory(to: Int32.self, capacity: block * n)
@@ -171,10 +182,8 @@ public enum Blas {
                 ck_dequantize_sums(Int32(rows), Int32(n), sums, rowScales, scales, c + i0 * ldc, ldc, alpha, beta)
             } else {
                 // oneDNN refused (it should not for valid shapes): the weight-only path instead.
-                widenedBlocks(m: rows, n: n, k: k, a: a + i0 * lda, lda: lda, c: c + i0 * ldc, ldc: ldc,
-                              alpha: alpha, beta: beta) { n0, wRows, into in
-                    ck_i8_to_f32(w + n0 * k, scales + n0, into, Int32(wRows), Int32(k))
-                }
+                widenedInt8(m: rows, n: n, k: k, a: a + i0 * lda, lda: lda, w: w, scales: scales,
+                            c: c + i0 * ldc, ldc: ldc, alpha: alpha, beta: beta)
             }
             i0 += rows
         }

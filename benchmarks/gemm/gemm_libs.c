@@ -22,6 +22,11 @@ static int cmp(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+static double median(double *t, int count) {
+    qsort(t, count, sizeof(double), cmp);
+    return t[count / 2];
+}
+
 static void sgemm_nt(int m, int n, int k, const float *a, const float *w, float *c) {
 #if defined(USE_DNNL)
     dnnl_sgemm('N', 'T', m, n, k, 1.0f, a, k, w, k, 0.0f, c, n);
@@ -38,9 +43,8 @@ static double time_f32(int m, int n, int k, int reps) {
     sgemm_nt(m, n, k, a, w, c);
     double t[64];
     for (int r = 0; r < reps; r++) { double t0 = now(); sgemm_nt(m, n, k, a, w, c); t[r] = now() - t0; }
-    qsort(t, reps, sizeof(double), cmp);
     free(a); free(w); free(c);
-    return t[reps / 2];
+    return median(t, reps);
 }
 
 #if defined(USE_DNNL)
@@ -49,16 +53,13 @@ static double time_u8s8(int m, int n, int k, int reps) {
     for (long i = 0; i < (long)m * k; i++) a[i] = (uint8_t)(i * 7919);
     for (long i = 0; i < (long)n * k; i++) w[i] = (int8_t)(i * 104729);
     int32_t co = 0;
-    dnnl_gemm_u8s8s32('N', 'T', 'F', m, n, k, 1.0f, a, k, 0, w, k, 0, 0.0f, c, n, &co);
+#define U8S8() dnnl_gemm_u8s8s32('N', 'T', 'F', m, n, k, 1.0f, a, k, 0, w, k, 0, 0.0f, c, n, &co)
+    U8S8();
     double t[64];
-    for (int r = 0; r < reps; r++) {
-        double t0 = now();
-        dnnl_gemm_u8s8s32('N', 'T', 'F', m, n, k, 1.0f, a, k, 0, w, k, 0, 0.0f, c, n, &co);
-        t[r] = now() - t0;
-    }
-    qsort(t, reps, sizeof(double), cmp);
+    for (int r = 0; r < reps; r++) { double t0 = now(); U8S8(); t[r] = now() - t0; }
+#undef U8S8
     free(a); free(w); free(c);
-    return t[reps / 2];
+    return median(t, reps);
 }
 #endif
 
