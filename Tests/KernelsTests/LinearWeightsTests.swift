@@ -111,7 +111,8 @@ final class LinearWeightsTests: XCTestCase {
         defer { Blas.smallBatchISA = 2 }
         print("w8a8 uses VNNI on this CPU: \(Blas.w8a8UsesVNNI)")
         for m in [1, 3, 8, 9, 16, 17, 40, 600] {
-            for (n, k) in [(7, 5), (100, 64), (50, 130), (33, 300), (600, 37)] where m < 600 || n == 33 {
+            // n = 70,000 (a vocabulary-wide LM head): the int32 sums cap cuts 40 rows into blocks of 29.
+            for (n, k) in [(7, 5), (100, 64), (50, 130), (33, 300), (600, 37), (70_000, 5)] where m < 600 || n == 33 {
                 let lda = k + 3, ldc = n + 2
                 var a = (0..<(m * lda)).map { _ in Float.random(in: -1...1, using: &rng) }
                 a[0] = 0.5   // ties: 0.5 · (127 / max) is rarely a tie; exact zeros and halves below
@@ -153,6 +154,30 @@ final class LinearWeightsTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// Activations a corrupt checkpoint can produce (NaN, ±inf, 1e30) through the many-row
+    /// integer path: a NaN counts as 0 and never sets a scale, an infinite row gets scale 1 and
+    /// clamps; the outputs stay finite and the fast and C paths agree.
+    func testW8A8ManyRowsTakeNaNAndInfinityWithoutSpreadingThem() {
+        let m = 20, n = 9, k = 37
+        var a = (0..<(m * k)).map { Float(($0 * 7) % 13) / 13 - 0.5 }
+        a[0] = .nan; a[k + 1] = .infinity; a[2 * k + 2] = -.infinity; a[3 * k] = 1e30
+        for t in 0..<k { a[4 * k + t] = .nan }
+        let w = (0..<(n * k)).map { Float(($0 * 5) % 11) / 11 - 0.5 }
+        let q = Buffer<Int8>(n * k), scales = Buffer<Float>(n)
+        Int8Weights.quantize(w, rows: n, columns: k, into: q.pointer, scales: scales.pointer)
+        defer { Blas.smallBatchISA = 2 }
+        var results: [[Float]] = []
+        for isa in [2, 0] {
+            Blas.smallBatchISA = isa
+            var c = [Float](repeating: .nan, count: m * n)
+            Blas.linear(m: m, n: n, k: k, a: a, w: .w8a8(q.pointer, scales: scales.pointer), c: &c)
+            results.append(c)
+        }
+        XCTAssertEqual(results[0], results[1])
+        XCTAssertTrue(results[0].allSatisfy(\.isFinite), "\(results[0])")
+        XCTAssertEqual(Array(results[0][(4 * n)..<(5 * n)]), [Float](repeating: 0, count: n), "an all-NaN row counts as zeros")
     }
 
     func testInt8QuantizationIsSymmetricPerRowAbsmax() {
